@@ -1,0 +1,57 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Settings shared by every target: Swift 6 language mode, and the upcoming features that keep
+/// imports and existentials explicit (as Hummingbird and swift-log do).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "budget-gateway",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "budgetctl", targets: ["budgetctl"]),
+        .library(name: "BudgetConfig", targets: ["BudgetConfig"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+    ],
+    targets: [
+        // The declarative config: decK-format reading, validation, canonical state, plans.
+        .target(
+            name: "BudgetConfig",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The CLI: argument parsing and printing only.
+        .executableTarget(
+            name: "budgetctl",
+            dependencies: [
+                "BudgetConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BudgetConfigTests",
+            dependencies: ["BudgetConfig"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the built `budgetctl` as a process, as a user would.
+        .testTarget(
+            name: "BudgetctlTests",
+            dependencies: ["budgetctl", "BudgetConfig"],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

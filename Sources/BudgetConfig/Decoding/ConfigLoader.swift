@@ -1,0 +1,108 @@
+/// One input file: a name for messages (`<stdin>` for `-`) and its bytes.
+public struct ConfigSource: Sendable {
+    public var name: String
+    public var bytes: [UInt8]
+
+    public init(name: String, bytes: [UInt8]) {
+        self.name = name
+        self.bytes = bytes
+    }
+
+    public init(name: String, text: String) {
+        self.init(name: name, bytes: Array(text.utf8))
+    }
+}
+
+/// What reading a set of decK files gives: the merged state, the select tags, and every problem.
+public struct LoadedConfig: Sendable {
+    public var state: ConfigState
+    /// The files' `_info.select_tags`, already added to every entity they declare.
+    public var selectTags: [String]
+    public var diagnostics: DiagnosticBag
+    public var sourceMap: SourceMap
+    /// Values inserted by `${{ env "DECK_…" }}`, for callers that mask them in output.
+    public var substitutedValues: [String]
+
+    /// True when there is no error (warnings allowed).
+    public var isValid: Bool { !diagnostics.hasErrors }
+}
+
+/// Reads decK format 3.0 files into one `ConfigState`, reporting every problem with its location.
+///
+/// Nothing here does I/O: callers pass the bytes and the environment.
+public enum ConfigLoader {
+    public static let formatVersion = "3.0"
+
+    public static func load(
+        _ sources: [ConfigSource], environment: [String: String], limits: ConfigLimits = .standard
+    ) -> LoadedConfig {
+        let context = DecodeContext(limits: limits)
+        let builder = StateBuilder(context: context)
+        let loader = YAMLLoader(limits: limits, template: EnvTemplate(environment: environment))
+        var substituted: [String] = []
+        var declaredTags: [(tags: [String], location: SourceLocation)] = []
+        var totalBytes = 0
+
+        for source in sources {
+            totalBytes += source.bytes.count
+            if totalBytes > limits.maxTotalBytes {
+                context.error("inputs add up to more than \(limits.maxTotalBytes) bytes",
+                              at: SourceLocation(file: source.name, line: 1, column: 1), path: YAMLPath())
+                break
+            }
+            var diagnostics = DiagnosticBag(limit: limits.maxDiagnostics)
+            let loaded = loader.load(source.bytes, file: source.name, diagnostics: &diagnostics)
+            context.diagnostics.append(contentsOf: diagnostics)
+            substituted += loaded.substitutedValues
+            guard let root = loaded.root else { continue }
+            var file = DeckFileDecoder(context: context, builder: builder)
+            if let tags = file.decode(root) { declaredTags.append(tags) }
+        }
+
+        var selectTags: [String] = []
+        if let first = declaredTags.first {
+            selectTags = first.tags
+            for other in declaredTags.dropFirst() where other.tags != first.tags {
+                context.error("_info.select_tags \(other.tags) differ from \(first.tags) at \(first.location); "
+                    + "all files of one sync must declare the same select tags",
+                    at: other.location, path: YAMLPath().appending("_info").appending("select_tags"))
+            }
+        }
+
+        for issue in StateValidator.issues(in: builder.state) {
+            context.diagnostics.append(builder.sourceMap.diagnostic(for: issue))
+        }
+        return LoadedConfig(state: builder.state, selectTags: selectTags, diagnostics: context.diagnostics,
+                            sourceMap: builder.sourceMap, substitutedValues: substituted)
+    }
+}
+
+/// Accumulates entities from every file; a second definition of one identity is an error that
+/// names where the first was.
+final class StateBuilder {
+    var state = ConfigState()
+    var sourceMap = SourceMap()
+    let context: DecodeContext
+
+    init(context: DecodeContext) { self.context = context }
+
+    func add(_ entity: Entity, at location: SourceLocation, path: YAMLPath, what: String) {
+        let id = entity.id
+        if state.insert(entity) {
+            sourceMap.record(id, at: SourceMap.Origin(location: location, path: path))
+            return
+        }
+        if case .consumerGroupConsumer = entity { return }  // the same membership, written both ways
+        let first = sourceMap.origin(of: id).map { " (first at \($0.location), \($0.path))" } ?? ""
+        if case .keyAuth(let existing)? = state[id] {
+            context.error("this key is already the key of consumer \(existing.consumer)\(first); keys must be unique",
+                          at: location, path: path)
+        } else {
+            context.error("\(what) is defined more than once\(first)", at: location, path: path)
+        }
+    }
+
+    func recordField(_ id: EntityID, _ field: String, at location: SourceLocation, path: YAMLPath) {
+        sourceMap.record(id, field: field, at: SourceMap.Origin(location: location, path: path))
+    }
+}

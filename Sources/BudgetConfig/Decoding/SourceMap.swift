@@ -1,0 +1,36 @@
+/// Where each entity (and some of its fields) came from, so that problems found after reading, such
+/// as a dangling reference, are reported at the line a user wrote.
+public struct SourceMap: Sendable {
+    public struct Origin: Sendable, Hashable {
+        public var location: SourceLocation
+        public var path: YAMLPath
+    }
+
+    private var origins: [EntityID: Origin] = [:]
+    private var fieldOrigins: [EntityID: [String: Origin]] = [:]
+
+    public init() {}
+
+    mutating func record(_ id: EntityID, at origin: Origin) {
+        if origins[id] == nil { origins[id] = origin }
+    }
+
+    mutating func record(_ id: EntityID, field: String, at origin: Origin) {
+        fieldOrigins[id, default: [:]][field] = origin
+    }
+
+    public func origin(of id: EntityID) -> Origin? { origins[id] }
+
+    /// The diagnostic for `issue`, at the field's own place when it was recorded, else at the entity.
+    public func diagnostic(for issue: StateIssue) -> Diagnostic {
+        if let field = issue.field, let origin = fieldOrigins[issue.entity]?[field] {
+            return Diagnostic(issue.severity, at: origin.location, path: origin.path, issue.message)
+        }
+        if let origin = origins[issue.entity] {
+            var path = origin.path
+            if let field = issue.field { path = path.appending(field) }
+            return Diagnostic(issue.severity, at: origin.location, path: path, issue.message)
+        }
+        return Diagnostic(issue.severity, at: nil, path: YAMLPath(), issue.description)
+    }
+}

@@ -1,0 +1,35 @@
+import Crypto
+
+/// The SHA-256 of a key-auth key, written `sha256:<64 hex digits>`.
+///
+/// The store and the data plane keep only this: a dump writes it as `key_hash`, and sync accepts it
+/// back, so plaintext keys never have to leave the file a user wrote.
+public struct KeyHash: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public static let prefix = "sha256:"
+
+    /// The 64 lowercase hex digits.
+    public let hex: String
+
+    /// The hash of a plaintext key.
+    public init(key: String) {
+        hex = SHA256.hash(data: Array(key.utf8)).map { byte in
+            let digits = String(byte, radix: 16)
+            return byte < 16 ? "0" + digits : digits
+        }.joined()
+    }
+
+    /// Parses `sha256:<hex>`; nil when the text has another form.
+    public init?(parsing text: String) {
+        guard text.hasPrefix(Self.prefix) else { return nil }
+        let digits = text.dropFirst(Self.prefix.count)
+        guard digits.count == 64, digits.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return nil }
+        hex = String(digits)
+    }
+
+    public var description: String { Self.prefix + hex }
+
+    /// A short, non-reversible label for output: `sha256:1a2b3c4d…`.
+    public var shortLabel: String { Self.prefix + hex.prefix(8) + "…" }
+
+    public static func < (lhs: KeyHash, rhs: KeyHash) -> Bool { lhs.hex < rhs.hex }
+}

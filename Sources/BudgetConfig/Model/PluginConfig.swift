@@ -1,0 +1,170 @@
+/// The typed config of one of the plugins this gateway runs. Any other plugin name is an error
+/// when a file is read, never silently ignored.
+public enum PluginConfig: Sendable, Hashable {
+    case keyAuth(KeyAuthConfig)
+    case aiProxy(AIProxyConfig)
+    case aiRateLimitingAdvanced(AIRateLimitingAdvancedConfig)
+
+    /// The plugin names this gateway understands, as Kong spells them.
+    public static let supportedNames = ["key-auth", "ai-proxy", "ai-rate-limiting-advanced"]
+
+    public var pluginName: String {
+        switch self {
+        case .keyAuth: return "key-auth"
+        case .aiProxy: return "ai-proxy"
+        case .aiRateLimitingAdvanced: return "ai-rate-limiting-advanced"
+        }
+    }
+}
+
+/// key-auth: which request fields carry the API key, and whether to strip it before forwarding.
+public struct KeyAuthConfig: Sendable, Hashable {
+    public var keyNames: [String] = ["apikey"]
+    public var keyInHeader: Bool = true
+    public var keyInQuery: Bool = true
+    public var keyInBody: Bool = false
+    public var hideCredentials: Bool = false
+    /// A consumer (username or id) to treat unauthenticated requests as; nil refuses them with 401.
+    public var anonymous: String?
+    public var runOnPreflight: Bool = true
+    /// The realm of the `WWW-Authenticate` header on 401s.
+    public var realm: String?
+
+    public init() {}
+}
+
+/// ai-proxy: OpenAI chat in, Bedrock Converse out.
+public struct AIProxyConfig: Sendable, Hashable {
+    public enum ResponseStreaming: String, Sendable, Hashable, CaseIterable {
+        case allow, deny, always
+    }
+
+    public var routeType: String = "llm/v1/chat"
+    public var auth = Auth()
+    public var model = Model()
+    public var responseStreaming: ResponseStreaming = .allow
+    /// Largest request body in bytes; nil leaves the data plane's own limit, 0 means that limit too.
+    public var maxRequestBodySize: Int?
+    /// Whether responses carry `X-Kong-LLM-Model`.
+    public var modelNameHeader: Bool = true
+    public var logStatistics: Bool = false
+
+    public init() {}
+
+    public struct Auth: Sendable, Hashable {
+        public var awsAccessKeyID: Secret?
+        public var awsSecretAccessKey: Secret?
+        public var allowOverride: Bool = false
+
+        public init() {}
+    }
+
+    public struct Model: Sendable, Hashable {
+        public var provider: String = "bedrock"
+        public var name: String?
+        public var options = Options()
+
+        public init() {}
+    }
+
+    public struct Options: Sendable, Hashable {
+        /// Overrides the client's `max_tokens` when set, as Kong does.
+        public var maxTokens: Int?
+        /// Dollars per 1M prompt tokens, for `tokens_count_strategy: cost`.
+        public var inputCost: Double?
+        /// Dollars per 1M completion tokens.
+        public var outputCost: Double?
+        public var temperature: Double?
+        public var topP: Double?
+        public var topK: Int?
+        public var anthropicVersion: String?
+        /// Replaces `https://bedrock-runtime.<region>.amazonaws.com`.
+        public var upstreamURL: String?
+        public var awsRegion: String?
+
+        public init() {}
+    }
+}
+
+/// ai-rate-limiting-advanced: token budgets per provider and window.
+public struct AIRateLimitingAdvancedConfig: Sendable, Hashable {
+    public enum Strategy: String, Sendable, Hashable, CaseIterable { case local, cluster, redis }
+    public enum WindowType: String, Sendable, Hashable, CaseIterable { case sliding, fixed }
+    public enum TokensCountStrategy: String, Sendable, Hashable, CaseIterable {
+        case totalTokens = "total_tokens"
+        case promptTokens = "prompt_tokens"
+        case completionTokens = "completion_tokens"
+        case cost
+    }
+    public enum Identifier: String, Sendable, Hashable, CaseIterable {
+        case consumer
+        case consumerGroup = "consumer-group"
+        case credential
+    }
+    /// Our extension field: `soft` admits while tokens remain (overshoot at most one request);
+    /// `hard` clamps `max_tokens` so the budget is never exceeded.
+    public enum Enforcement: String, Sendable, Hashable, CaseIterable { case soft, hard }
+
+    /// The message of a refusal, this gateway's default (Kong's own reads differently).
+    public static let defaultErrorMessage = "API rate limit exceeded"
+
+    public var llmProviders: [ProviderLimits] = []
+    public var strategy: Strategy = .local
+    public var syncRate: Double?
+    public var windowType: WindowType = .sliding
+    public var tokensCountStrategy: TokensCountStrategy = .totalTokens
+    public var identifier: Identifier = .consumer
+    public var errorCode: Int = 429
+    public var errorMessage: String = Self.defaultErrorMessage
+    public var hideClientHeaders: Bool = false
+    /// Seconds of random jitter added to Retry-After.
+    public var retryAfterJitterMax: Int = 0
+    public var enforcement: Enforcement = .soft
+    public var redis: RedisSettings?
+    public var namespace: String?
+
+    public init() {}
+
+    /// One `llm_providers[]` entry: a provider name and its windows.
+    public struct ProviderLimits: Sendable, Hashable {
+        public var name: String
+        public var windows: [WindowLimit]
+
+        public init(name: String, windows: [WindowLimit]) {
+            self.name = name
+            self.windows = windows
+        }
+    }
+
+    /// `limit[i]` tokens (or dollars, with the cost strategy) per `window_size[i]` seconds.
+    public struct WindowLimit: Sendable, Hashable {
+        public var limit: Double
+        public var windowSize: Int
+
+        public init(limit: Double, windowSize: Int) {
+            self.limit = limit
+            self.windowSize = windowSize
+        }
+    }
+
+    /// The Redis connection of `strategy: redis`, kept so that a file round-trips; used by a later
+    /// multi-node counter store.
+    public struct RedisSettings: Sendable, Hashable {
+        public var host: String?
+        public var port: Int = 6379
+        public var database: Int = 0
+        public var username: String?
+        public var password: Secret?
+        public var ssl: Bool = false
+        public var sslVerify: Bool = false
+        public var serverName: String?
+        public var timeoutMilliseconds: Int = 2000
+        public var sentinelMaster: String?
+        public var sentinelNodes: [String] = []
+        public var clusterNodes: [String] = []
+
+        public init() {}
+
+        public var hasEndpoint: Bool { host != nil || !sentinelNodes.isEmpty || !clusterNodes.isEmpty }
+    }
+}

@@ -1,0 +1,14 @@
+/// A secret value (an AWS secret key, a Redis password) that never prints itself.
+///
+/// `description` and `debugDescription` are `[masked]`, so interpolating a `Secret` into a log line,
+/// an error or a diff cannot leak it; code that must use the value reads `revealed` on purpose.
+public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    public let revealed: String
+
+    public init(_ value: String) { self.revealed = value }
+
+    public static let maskedText = "[masked]"
+
+    public var description: String { Self.maskedText }
+    public var debugDescription: String { Self.maskedText }
+}

@@ -1,0 +1,74 @@
+/// The normalized config: every entity once, by identity, with references by name.
+///
+/// This is what a file reads into, what the control plane stores, and what plans compare.
+/// It has no order of its own; every rendering sorts by `EntityID`, so output is deterministic.
+public struct ConfigState: Sendable, Hashable {
+    public private(set) var entities: [EntityID: Entity] = [:]
+
+    public init() {}
+
+    public init(_ entities: some Sequence<Entity>) {
+        for entity in entities { self.entities[entity.id] = entity }
+    }
+
+    public subscript(id: EntityID) -> Entity? { entities[id] }
+
+    public var count: Int { entities.count }
+    public var isEmpty: Bool { entities.isEmpty }
+
+    /// Adds `entity`; false when one with the same identity is already there (and nothing changes).
+    @discardableResult
+    public mutating func insert(_ entity: Entity) -> Bool {
+        guard entities[entity.id] == nil else { return false }
+        entities[entity.id] = entity
+        return true
+    }
+
+    /// Adds or replaces the entity with `entity`'s identity.
+    public mutating func upsert(_ entity: Entity) { entities[entity.id] = entity }
+
+    @discardableResult
+    public mutating func remove(_ id: EntityID) -> Entity? { entities.removeValue(forKey: id) }
+
+    /// All entities, sorted by kind then key.
+    public var sortedEntities: [Entity] { entities.keys.sorted().compactMap { entities[$0] } }
+
+    public var services: [Service] {
+        sortedEntities.compactMap { if case .service(let value) = $0 { value } else { nil } }
+    }
+    public var routes: [Route] {
+        sortedEntities.compactMap { if case .route(let value) = $0 { value } else { nil } }
+    }
+    public var consumers: [Consumer] {
+        sortedEntities.compactMap { if case .consumer(let value) = $0 { value } else { nil } }
+    }
+    public var consumerGroups: [ConsumerGroup] {
+        sortedEntities.compactMap { if case .consumerGroup(let value) = $0 { value } else { nil } }
+    }
+    public var keyAuthCredentials: [KeyAuthCredential] {
+        sortedEntities.compactMap { if case .keyAuth(let value) = $0 { value } else { nil } }
+    }
+    public var memberships: [ConsumerGroupMembership] {
+        sortedEntities.compactMap { if case .consumerGroupConsumer(let value) = $0 { value } else { nil } }
+    }
+    public var plugins: [Plugin] {
+        sortedEntities.compactMap { if case .plugin(let value) = $0 { value } else { nil } }
+    }
+
+    /// Whether `entity` is inside the scope of `selectTags`: it carries all of them (decK ANDs select
+    /// tags). A group membership follows its consumer. No select tags means everything is in scope.
+    public func isInScope(_ entity: Entity, selectTags: [String]) -> Bool {
+        guard !selectTags.isEmpty else { return true }
+        if case .consumerGroupConsumer(let membership) = entity {
+            guard let consumer = entities[EntityID(.consumer, membership.consumer)] else { return true }
+            return isInScope(consumer, selectTags: selectTags)
+        }
+        let tags = Set(entity.tags)
+        return selectTags.allSatisfy(tags.contains)
+    }
+
+    /// The entities in the scope of `selectTags`.
+    public func scoped(to selectTags: [String]) -> ConfigState {
+        ConfigState(entities.values.filter { isInScope($0, selectTags: selectTags) })
+    }
+}

@@ -1,0 +1,24 @@
+import BudgetConfig
+import Foundation
+
+/// Where budgetctl writes: results to standard output, problems to standard error.
+enum Console {
+    static func out(_ line: String) {
+        print(line)
+    }
+
+    static func error(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    /// Prints every diagnostic to standard error, then a count line when there are errors.
+    static func report(_ diagnostics: DiagnosticBag) {
+        for line in diagnostics.rendered { error(line) }
+        let errors = diagnostics.errors.count + diagnostics.suppressed
+        if errors > 0 {
+            let warnings = diagnostics.warnings.count
+            error("Error: \(errors) error\(errors == 1 ? "" : "s")"
+                + (warnings > 0 ? " and \(warnings) warning\(warnings == 1 ? "" : "s")" : "") + " found")
+        }
+    }
+}

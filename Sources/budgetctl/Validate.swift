@@ -1,0 +1,31 @@
+import ArgumentParser
+import BudgetConfig
+
+/// `budgetctl validate FILE...`: the offline check, silent when the files are valid.
+struct Validate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check decK files offline; silent with exit 0 when they are valid.",
+        discussion: """
+            Reads and merges the files as sync would and checks syntax, field names and types, \
+            ranges, uniqueness and every reference. Each problem is printed as \
+            file:line:column: path: message; warnings (Kong fields without effect here) do not fail.
+
+            ${{ env "DECK_NAME" }} is replaced from the environment; only DECK_ names are read and \
+            an unset one is an error.
+
+            Limits: \(InputFiles.limitsSummary)
+
+            Exit status: 0 valid, 1 invalid or unreadable.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("decK files to read; - reads standard input.", valueName: "file"))
+    var files: [String]
+
+    func run() async throws {
+        let sources = try InputFiles.read(files)
+        let loaded = ConfigLoader.load(sources, environment: InputFiles.environment)
+        Console.report(loaded.diagnostics)
+        if !loaded.isValid { throw ExitCode.failure }
+    }
+}
