@@ -4,7 +4,7 @@ import BudgetConfig
 /// `budgetctl validate FILE...`: the offline check, silent when the files are valid.
 struct Validate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check decK files offline; silent with exit 0 when they are valid.",
+        abstract: "Check decK files offline (prints nothing when valid).",
         discussion: """
             Reads and merges the files as sync would and checks syntax, field names and types, \
             ranges, uniqueness and every reference. Each problem is printed as \

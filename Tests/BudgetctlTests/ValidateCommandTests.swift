@@ -11,3 +11,104 @@ struct ValidateCommandTests {
         #expect(result.stderr == "")
     }
 }
+
+@Suite("budgetctl validate on broken files")
+struct ValidateFailureTests {
+    func withTemporaryFile(_ text: String, _ body: (String) throws -> Void) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("budgetctl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("config.yaml")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        try body(file.path)
+    }
+
+    @Test("a typo in a group name fails with exit 1 and the located message")
+    func typo() throws {
+        let text = try String(contentsOfFile: try fixturePath(), encoding: .utf8)
+            .replacingOccurrences(of: "    groups:\n      - name: signify-premium", with: "    groups:\n      - name: signify-premum")
+        try withTemporaryFile(text) { path in
+            let result = try runBudgetctl(["validate", path], environment: fixtureEnvironment)
+            #expect(result.status == 1)
+            #expect(result.stdout == "")
+            #expect(result.stderr == """
+                \(path):69:15: consumers[1].groups[0].name: consumer group "signify-premum" is not defined
+                Error: 1 error found
+
+                """)
+        }
+    }
+
+    @Test("standard input is read with -, and named <stdin>")
+    func stdin() throws {
+        let result = try runBudgetctl(["validate", "-"], input: Data("_format_version: \"3.0\"\nservices: 5\n".utf8))
+        #expect(result.status == 1)
+        #expect(result.stderr.hasPrefix("<stdin>:2:11: services: expected a list, found the number 5\n"))
+    }
+
+    @Test("a missing file and a directory are named, exit 1")
+    func unreadable() throws {
+        let result = try runBudgetctl(["validate", "/nonexistent/config.yaml", "/tmp"])
+        #expect(result.status == 1)
+        #expect(result.stderr == "/nonexistent/config.yaml: no such file\n/tmp: is a directory; name the YAML files\n")
+    }
+
+    @Test("a file over 16 MiB is refused without being read whole")
+    func hugeFile() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("budgetctl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("huge.yaml").path
+        // A sparse 200 MB file: it costs no disk, and reading it whole would cost 200 MB of memory.
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.truncate(atOffset: 200_000_000)
+        try handle.close()
+        let result = try runBudgetctl(["validate", path])
+        #expect(result.status == 1)
+        #expect(result.stderr.hasPrefix("\(path):1:1: file is 16777217 bytes, over the limit of 16777216 bytes"))
+    }
+}
+
+@Suite("budgetctl's help and its man page")
+struct HelpTests {
+    @Test("--help lists the verbs that exist, each with a one-line purpose")
+    func help() throws {
+        let result = try runBudgetctl(["--help"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("  validate                Check decK files offline (prints nothing when valid).\n"))
+    }
+
+    @Test("every verb and flag in --help appears in budgetctl(1)")
+    func manPageCoversHelp() throws {
+        let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budgetctl.1"), encoding: .utf8)
+        for verb in ["validate"] {
+            #expect(page.contains(".Cm \(verb)"), "verb \(verb) missing from budgetctl.1")
+            let help = try runBudgetctl([verb, "--help"]).stdout
+            let flags = help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," })
+                .filter { $0.hasPrefix("--") && $0 != "--help" }
+            for flag in flags {
+                #expect(page.contains("Fl \\-\(flag.dropFirst(2))") || page.contains("Fl \(flag.dropFirst(1))"),
+                        "\(flag) of \(verb) missing from budgetctl.1")
+            }
+        }
+    }
+
+    @Test("the man pages pass mandoc -Tlint -Wwarning")
+    func manLint() throws {
+        let pages = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("man").path)
+        #expect(!pages.isEmpty)
+        for page in pages {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/mandoc")
+            process.arguments = ["-Tlint", "-Wwarning", packageRoot.appendingPathComponent("man/\(page)").path]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(page): \(text)")
+        }
+    }
+}

@@ -157,6 +157,7 @@ struct PluginConfigDecoder {
         var seen: Set<String> = []
         for (node, path) in providers {
             guard let entry = MappingReader(node, path: path, kind: "llm_providers entry", context: context) else { continue }
+            let windows = decodeWindows(entry)
             if let name = entry.string("name", required: true) {
                 if !Self.kongProviders.contains(name) {
                     var message = "unknown provider \"\(name)\"; expected one of \(Self.kongProviders.joined(separator: ", "))"
@@ -168,7 +169,7 @@ struct PluginConfigDecoder {
                 } else if !seen.insert(name).inserted {
                     context.error("Provider '\(name)' is not unique", at: entry.value("name")?.location ?? node.location,
                                   path: entry.pathOf("name"))
-                } else if let windows = decodeWindows(entry) {
+                } else if let windows {
                     config.llmProviders.append(.init(name: name, windows: windows))
                 }
             }

@@ -1,0 +1,102 @@
+import BudgetConfig
+import Foundation
+import Testing
+
+@Suite("Bad input: a clear, located error within bounded time and memory")
+struct BadInputTests {
+    @Test("text that is not YAML")
+    func notYAML() {
+        #expect(load("a: [1, 2\nb: }").errorLines == [
+            "config.yaml:2:2: invalid YAML: did not find expected ',' or ']' (while parsing a flow sequence)",
+        ])
+    }
+
+    @Test("a document that is a list, a scalar, or empty")
+    func wrongShape() {
+        #expect(load("- a\n- b\n").errorLines.first?.hasPrefix("config.yaml:1:1: the document is a list; a decK file is a mapping") == true)
+        #expect(load("hello\n").errorLines.first?.hasPrefix("config.yaml:1:1: the document is a string;") == true)
+        #expect(load("").errorLines.first?.hasPrefix("config.yaml:1:1: the file holds no YAML document") == true)
+    }
+
+    @Test("an alias bomb is refused before it expands")
+    func aliasBomb() {
+        var lines = ["_format_version: \"3.0\"", "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+        for level in 1...9 {
+            let refs = Array(repeating: "*a\(level - 1)", count: 9).joined(separator: ", ")
+            lines.append("a\(level): &a\(level) [\(refs)]")
+        }
+        let clock = ContinuousClock()
+        var loaded: LoadedConfig?
+        let elapsed = clock.measure { loaded = load(lines.joined(separator: "\n")) }
+        #expect(loaded?.errorLines.count == 1)
+        #expect(loaded?.errorLines.first?.contains("document expands to more than 2000000 YAML nodes") == true)
+        // Not a timing assertion on speed: a guard that the bomb was not expanded (9^10 nodes would take hours).
+        #expect(elapsed < .seconds(60))
+    }
+
+    @Test("a file over the size limit is refused without parsing")
+    func tooLarge() {
+        var limits = ConfigLimits()
+        limits.maxFileBytes = 1024
+        let big = "_format_version: \"3.0\"\n# " + String(repeating: "x", count: 2000)
+        let loaded = load(big, limits: limits)
+        #expect(loaded.errorLines == ["config.yaml:1:1: file is 2025 bytes, over the limit of 1024 bytes"])
+    }
+
+    @Test("nesting deeper than the limit is refused")
+    func deepNesting() {
+        let deep = "_format_version: \"3.0\"\nx: " + String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        let loaded = load(deep)
+        #expect(loaded.errorLines.count == 1)
+        #expect(loaded.errorLines.first?.contains("nesting is deeper than 64 levels") == true)
+    }
+
+    @Test("invalid UTF-8 is located at the first bad byte")
+    func invalidUTF8() {
+        var bytes = Array("_format_version: \"3.0\"\nconsumers:\n- username: ab".utf8)
+        bytes += [0xC3, 0x28]
+        let loaded = ConfigLoader.load([ConfigSource(name: "bad.yaml", bytes: bytes)], environment: [:])
+        #expect(loaded.errorLines == ["bad.yaml:3:15: invalid UTF-8 (byte 0x28); config files must be UTF-8 text"])
+    }
+
+    @Test("a tab-indented file gets a hint about tabs")
+    func tabs() {
+        #expect(load("_format_version: \"3.0\"\nservices:\n\t- name: x\n").errorLines == [
+            "config.yaml:3:1: invalid YAML: found character that cannot start any token (while scanning for the next "
+                + "token); tabs cannot indent YAML, use spaces",
+        ])
+    }
+
+    @Test("a duplicated key in one mapping")
+    func duplicateKey() {
+        #expect(load("_format_version: \"3.0\"\nconsumers: []\nconsumers: []\n").errorLines.first?
+            .contains("duplicate key \"consumers\" in one mapping") == true)
+    }
+
+    @Test("wrong types are named with what was found")
+    func wrongTypes() {
+        let loaded = load("""
+            _format_version: "3.0"
+            services: {name: x}
+            consumers:
+              - username: [a, b]
+              - username: bob
+                tags: yes
+            """)
+        #expect(loaded.errorLines == [
+            "config.yaml:2:11: services: expected a list, found a mapping",
+            "config.yaml:4:5: consumers[0]: a consumer needs a username or a custom_id",
+            "config.yaml:4:15: consumers[0].username: expected a string, found a list",
+            "config.yaml:6:11: consumers[1].tags: expected a list, found the boolean yes",
+        ])
+    }
+
+    @Test("problems past the reporting limit are counted, not printed")
+    func manyProblems() {
+        let consumers = (0..<600).map { "  - {username: u\($0), bogus: 1}" }.joined(separator: "\n")
+        let loaded = load("_format_version: \"3.0\"\nconsumers:\n" + consumers)
+        #expect(loaded.diagnostics.diagnostics.count == 500)
+        #expect(loaded.diagnostics.suppressed == 100)
+        #expect(loaded.diagnostics.rendered.last == "… and 100 more problems not shown")
+    }
+}
