@@ -17,8 +17,9 @@ enum Console {
         let errors = diagnostics.errors.count + diagnostics.suppressed
         if errors > 0 {
             let warnings = diagnostics.warnings.count
-            error("Error: \(errors) error\(errors == 1 ? "" : "s")"
-                + (warnings > 0 ? " and \(warnings) warning\(warnings == 1 ? "" : "s")" : "") + " found")
+            error(
+                "Error: \(errors) error\(errors == 1 ? "" : "s")"
+                    + (warnings > 0 ? " and \(warnings) warning\(warnings == 1 ? "" : "s")" : "") + " found")
         }
     }
 }

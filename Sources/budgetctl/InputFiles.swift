@@ -57,7 +57,9 @@ enum InputFiles {
         var bytes: [UInt8] = []
         let cap = limits.maxFileBytes + 1
         while bytes.count < cap {
-            guard let chunk = try? handle.read(upToCount: min(1 << 20, cap - bytes.count)), !chunk.isEmpty else { break }
+            guard let chunk = try? handle.read(upToCount: min(1 << 20, cap - bytes.count)), !chunk.isEmpty else {
+                break
+            }
             bytes += chunk
         }
         return bytes

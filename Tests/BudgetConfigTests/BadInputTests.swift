@@ -6,14 +6,17 @@ import Testing
 struct BadInputTests {
     @Test("text that is not YAML")
     func notYAML() {
-        #expect(load("a: [1, 2\nb: }").errorLines == [
-            "config.yaml:2:2: invalid YAML: did not find expected ',' or ']' (while parsing a flow sequence)",
-        ])
+        #expect(
+            load("a: [1, 2\nb: }").errorLines == [
+                "config.yaml:2:2: invalid YAML: did not find expected ',' or ']' (while parsing a flow sequence)"
+            ])
     }
 
     @Test("a document that is a list, a scalar, or empty")
     func wrongShape() {
-        #expect(load("- a\n- b\n").errorLines.first?.hasPrefix("config.yaml:1:1: the document is a list; a decK file is a mapping") == true)
+        #expect(
+            load("- a\n- b\n").errorLines.first?.hasPrefix(
+                "config.yaml:1:1: the document is a list; a decK file is a mapping") == true)
         #expect(load("hello\n").errorLines.first?.hasPrefix("config.yaml:1:1: the document is a string;") == true)
         #expect(load("").errorLines.first?.hasPrefix("config.yaml:1:1: the file holds no YAML document") == true)
     }
@@ -45,7 +48,8 @@ struct BadInputTests {
 
     @Test("nesting deeper than the limit is refused")
     func deepNesting() {
-        let deep = "_format_version: \"3.0\"\nx: " + String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        let deep =
+            "_format_version: \"3.0\"\nx: " + String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
         let loaded = load(deep)
         #expect(loaded.errorLines.count == 1)
         #expect(loaded.errorLines.first?.contains("nesting is deeper than 64 levels") == true)
@@ -61,21 +65,24 @@ struct BadInputTests {
 
     @Test("a tab-indented file gets a hint about tabs")
     func tabs() {
-        #expect(load("_format_version: \"3.0\"\nservices:\n\t- name: x\n").errorLines == [
-            "config.yaml:3:1: invalid YAML: found character that cannot start any token (while scanning for the next "
-                + "token); tabs cannot indent YAML, use spaces",
-        ])
+        #expect(
+            load("_format_version: \"3.0\"\nservices:\n\t- name: x\n").errorLines == [
+                "config.yaml:3:1: invalid YAML: found character that cannot start any token (while scanning for the next "
+                    + "token); tabs cannot indent YAML, use spaces"
+            ])
     }
 
     @Test("a duplicated key in one mapping")
     func duplicateKey() {
-        #expect(load("_format_version: \"3.0\"\nconsumers: []\nconsumers: []\n").errorLines.first?
-            .contains("duplicate key \"consumers\" in one mapping") == true)
+        #expect(
+            load("_format_version: \"3.0\"\nconsumers: []\nconsumers: []\n").errorLines.first?
+                .contains("duplicate key \"consumers\" in one mapping") == true)
     }
 
     @Test("wrong types are named with what was found")
     func wrongTypes() {
-        let loaded = load("""
+        let loaded = load(
+            """
             _format_version: "3.0"
             services: {name: x}
             consumers:
@@ -83,12 +90,13 @@ struct BadInputTests {
               - username: bob
                 tags: yes
             """)
-        #expect(loaded.errorLines == [
-            "config.yaml:2:11: services: expected a list, found a mapping",
-            "config.yaml:4:5: consumers[0]: a consumer needs a username or a custom_id",
-            "config.yaml:4:15: consumers[0].username: expected a string, found a list",
-            "config.yaml:6:11: consumers[1].tags: expected a list, found the boolean yes",
-        ])
+        #expect(
+            loaded.errorLines == [
+                "config.yaml:2:11: services: expected a list, found a mapping",
+                "config.yaml:4:5: consumers[0]: a consumer needs a username or a custom_id",
+                "config.yaml:4:15: consumers[0].username: expected a string, found a list",
+                "config.yaml:6:11: consumers[1].tags: expected a list, found the boolean yes",
+            ])
     }
 
     @Test("problems past the reporting limit are counted, not printed")

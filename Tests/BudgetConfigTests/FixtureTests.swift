@@ -24,7 +24,10 @@ struct FixtureTests {
         #expect(state.memberships.count == 3)
         #expect(state.plugins.count == 5)
         #expect(state.count == 19)
-        #expect(state.sortedEntities.filter { $0.id.kind != .consumerGroupConsumer }.allSatisfy { $0.tags == ["signify-demo"] })
+        #expect(
+            state.sortedEntities.filter { $0.id.kind != .consumerGroupConsumer }.allSatisfy {
+                $0.tags == ["signify-demo"]
+            })
 
         let basic = state.plugins.first { $0.scope.consumerGroup == "signify-basic" }
         guard case .aiRateLimitingAdvanced(let limits)? = basic?.config else {
@@ -63,10 +66,11 @@ struct FixtureTests {
     @Test("without the DECK_ variables, both template lines are located errors")
     func fixtureNeedsEnvironment() throws {
         let loaded = load(try fixtureText(), environment: [:])
-        #expect(loaded.errorLines == [
-            "config.yaml:37:36: environment variable 'DECK_AWS_ACCESS_KEY_ID' present in state file but not set",
-            "config.yaml:38:40: environment variable 'DECK_AWS_SECRET_ACCESS_KEY' present in state file but not set",
-        ])
+        #expect(
+            loaded.errorLines == [
+                "config.yaml:37:36: environment variable 'DECK_AWS_ACCESS_KEY_ID' present in state file but not set",
+                "config.yaml:38:40: environment variable 'DECK_AWS_SECRET_ACCESS_KEY' present in state file but not set",
+            ])
     }
 
     @Test("a typo in a consumer's group name is reported where it was written")
@@ -77,9 +81,10 @@ struct FixtureTests {
         let index = try #require(lines.indices.filter { lines[$0] == "      - name: signify-premium" }.first)
         lines[index] = "      - name: signify-premum"
         let loaded = load(lines.joined(separator: "\n"))
-        #expect(loaded.errorLines == [
-            "config.yaml:\(index + 1):15: consumers[1].groups[0].name: consumer group \"signify-premum\" is not defined",
-        ])
+        #expect(
+            loaded.errorLines == [
+                "config.yaml:\(index + 1):15: consumers[1].groups[0].name: consumer group \"signify-premum\" is not defined"
+            ])
     }
 
     @Test("a first sync of the fixture creates 19 entities in decK's order")

@@ -24,31 +24,35 @@ struct PlannerTests {
         let current = try fixtureState()
         let desired = try edited { $0.replacingOccurrences(of: "limit: [10000]", with: "limit: [20000]") }
         let plan = try Planner.plan(current: current.state, desired: desired.state, selectTags: desired.selectTags)
-        #expect(PlanRenderer.text(plan) == [
-            "updating plugin ai-rate-limiting-advanced for consumer-group signify-basic",
-            "  - config.llm_providers[0].limit: [10000]",
-            "  + config.llm_providers[0].limit: [20000]",
-            "Summary:", "  Created: 0", "  Updated: 1", "  Deleted: 0",
-        ])
+        #expect(
+            PlanRenderer.text(plan) == [
+                "updating plugin ai-rate-limiting-advanced for consumer-group signify-basic",
+                "  - config.llm_providers[0].limit: [10000]",
+                "  + config.llm_providers[0].limit: [20000]",
+                "Summary:", "  Created: 0", "  Updated: 1", "  Deleted: 0",
+            ])
     }
 
     @Test("entities absent from the file are deleted, dependents first")
     func deletes() throws {
         let current = try fixtureState()
         var desired = current.state
-        for entity in current.state.sortedEntities where entity.kindAndName.contains("signify-production")
-            || entity.kindAndName.contains("signify-enterprise") {
+        for entity in current.state.sortedEntities
+        where entity.kindAndName.contains("signify-production")
+            || entity.kindAndName.contains("signify-enterprise")
+        {
             desired.remove(entity.id)
         }
         let plan = try Planner.plan(current: current.state, desired: desired, selectTags: current.selectTags)
-        #expect(PlanRenderer.text(plan) == [
-            "deleting plugin ai-rate-limiting-advanced for consumer-group signify-enterprise",
-            "deleting consumer-group-consumer signify-production for consumer-group signify-enterprise",
-            "deleting consumer-group signify-enterprise",
-            "deleting key-auth n-key for consumer signify-production",
-            "deleting consumer signify-production",
-            "Summary:", "  Created: 0", "  Updated: 0", "  Deleted: 5",
-        ])
+        #expect(
+            PlanRenderer.text(plan) == [
+                "deleting plugin ai-rate-limiting-advanced for consumer-group signify-enterprise",
+                "deleting consumer-group-consumer signify-production for consumer-group signify-enterprise",
+                "deleting consumer-group signify-enterprise",
+                "deleting key-auth n-key for consumer signify-production",
+                "deleting consumer signify-production",
+                "Summary:", "  Created: 0", "  Updated: 0", "  Deleted: 5",
+            ])
     }
 
     @Test("entities outside the select-tag scope are untouched")
@@ -104,19 +108,23 @@ struct PlannerTests {
         let current = try fixtureState()
         var env = fixtureEnvironment
         env["DECK_AWS_SECRET_ACCESS_KEY"] = "rotated/SECRET+value"
-        let rotated = load(try fixtureText().replacingOccurrences(of: "dev-team-key", with: "new-dev-team-key"),
-                           environment: env)
+        let rotated = load(
+            try fixtureText().replacingOccurrences(of: "dev-team-key", with: "new-dev-team-key"),
+            environment: env)
         let plan = try Planner.plan(current: current.state, desired: rotated.state, selectTags: rotated.selectTags)
         let text = PlanRenderer.text(plan).joined(separator: "\n")
         let json = PlanRenderer.json(plan)
-        for secret in ["dev-team-key", "new-dev-team-key", "rotated/SECRET+value",
-                       fixtureEnvironment["DECK_AWS_SECRET_ACCESS_KEY"] ?? "?", "AKIDEXAMPLE"] {
+        for secret in [
+            "dev-team-key", "new-dev-team-key", "rotated/SECRET+value",
+            fixtureEnvironment["DECK_AWS_SECRET_ACCESS_KEY"] ?? "?", "AKIDEXAMPLE",
+        ] {
             #expect(!text.contains(secret), "text leaks \(secret)")
             #expect(!json.contains(secret), "json leaks \(secret)")
         }
         #expect(text.contains("creating key-auth m-key for consumer signify-dev-team"))
         #expect(text.contains("deleting key-auth m-key for consumer signify-dev-team"))
         #expect(text.contains("  - config.auth.aws_secret_access_key: \"[masked]\""))
-        #expect(json.contains("\"updating\": 1") && json.contains("\"creating\": 1") && json.contains("\"deleting\": 1"))
+        #expect(
+            json.contains("\"updating\": 1") && json.contains("\"creating\": 1") && json.contains("\"deleting\": 1"))
     }
 }

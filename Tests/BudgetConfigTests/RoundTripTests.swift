@@ -23,7 +23,9 @@ struct RoundTripTests {
         let once = DeckRenderer(secrets: .masked).render(state)
         #expect(once == DeckRenderer(secrets: .masked).render(ConfigState(state.sortedEntities.reversed())))
         #expect(once.contains("aws_secret_access_key: \"[masked]\""))
-        #expect(once.contains("key_hash: sha256:\(KeyHash(key: "dev-team-key").hex)") || once.contains("key_hash: \"sha256:"))
+        #expect(
+            once.contains("key_hash: sha256:\(KeyHash(key: "dev-team-key").hex)")
+                || once.contains("key_hash: \"sha256:"))
     }
 
     @Test("generated states survive the round trip", arguments: 0..<40)
@@ -46,8 +48,10 @@ struct StateGenerator {
     mutating func chance(_ percent: UInt64) -> Bool { rng.next() % 100 < percent }
 
     mutating func name(_ prefix: String) -> String {
-        let odd = ["", "-x", " with space", ": colon", "#hash", "\"quoted\"", "ünïcode", "123", "true", "null", "~",
-                   "yes", "0x1F", "1e5", "-", "'single'", "back\\slash", "tab\tchar", "line\nbreak"]
+        let odd = [
+            "", "-x", " with space", ": colon", "#hash", "\"quoted\"", "ünïcode", "123", "true", "null", "~",
+            "yes", "0x1F", "1e5", "-", "'single'", "back\\slash", "tab\tchar", "line\nbreak",
+        ]
         return prefix + String(rng.next() % 1000) + pick(odd)
     }
 
@@ -124,18 +128,23 @@ struct StateGenerator {
         }
         for group in groups {
             var limits = AIRateLimitingAdvancedConfig()
-            limits.llmProviders = [.init(name: "bedrock", windows: [
-                .init(limit: Double(1 + rng.next() % 1_000_000), windowSize: 86400),
-                .init(limit: pick([0.5, 1.25, 100]), windowSize: 60),
-            ])]
+            limits.llmProviders = [
+                .init(
+                    name: "bedrock",
+                    windows: [
+                        .init(limit: Double(1 + rng.next() % 1_000_000), windowSize: 86400),
+                        .init(limit: pick([0.5, 1.25, 100]), windowSize: 60),
+                    ])
+            ]
             limits.identifier = pick([.consumer, .consumerGroup, .credential])
             limits.windowType = pick([.sliding, .fixed])
             limits.tokensCountStrategy = pick([.totalTokens, .promptTokens, .completionTokens, .cost])
             limits.enforcement = pick([.soft, .hard])
             limits.errorMessage = name("msg")
             limits.hideClientHeaders = chance(20)
-            var plugin = Plugin(config: .aiRateLimitingAdvanced(limits),
-                                scope: PluginScope(service: services[0], consumerGroup: group))
+            var plugin = Plugin(
+                config: .aiRateLimitingAdvanced(limits),
+                scope: PluginScope(service: services[0], consumerGroup: group))
             plugin.instanceName = chance(30) ? name("inst") : nil
             plugin.enabled = chance(90)
             plugin.tags = tags()

@@ -15,8 +15,10 @@ func fixtureText(_ name: String = "kong-consumer-budgets.yaml") throws -> String
 }
 
 /// Loads one in-memory file named `config.yaml`.
-func load(_ text: String, environment: [String: String] = fixtureEnvironment,
-          limits: ConfigLimits = .standard) -> LoadedConfig {
+func load(
+    _ text: String, environment: [String: String] = fixtureEnvironment,
+    limits: ConfigLimits = .standard
+) -> LoadedConfig {
     ConfigLoader.load([ConfigSource(name: "config.yaml", text: text)], environment: environment, limits: limits)
 }
 

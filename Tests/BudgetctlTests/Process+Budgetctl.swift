@@ -26,8 +26,10 @@ var budgetctlURL: URL {
 }
 
 /// Runs budgetctl to completion with `environment` added to a minimal one, feeding `input` on stdin.
-func runBudgetctl(_ arguments: [String], environment: [String: String] = [:], input: Data? = nil,
-                  directory: URL? = nil) throws -> ProcessResult {
+func runBudgetctl(
+    _ arguments: [String], environment: [String: String] = [:], input: Data? = nil,
+    directory: URL? = nil
+) throws -> ProcessResult {
     let process = Process()
     process.executableURL = budgetctlURL
     process.arguments = arguments
@@ -52,6 +54,7 @@ func runBudgetctl(_ arguments: [String], environment: [String: String] = [:], in
     DispatchQueue.global().async(group: group) { errData = stderr.fileHandleForReading.readDataToEndOfFile() }
     group.wait()
     process.waitUntilExit()
-    return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+    return ProcessResult(
+        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData, as: UTF8.self))
 }

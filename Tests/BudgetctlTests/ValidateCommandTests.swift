@@ -26,16 +26,18 @@ struct ValidateFailureTests {
     @Test("a typo in a group name fails with exit 1 and the located message")
     func typo() throws {
         let text = try String(contentsOfFile: try fixturePath(), encoding: .utf8)
-            .replacingOccurrences(of: "    groups:\n      - name: signify-premium", with: "    groups:\n      - name: signify-premum")
+            .replacingOccurrences(
+                of: "    groups:\n      - name: signify-premium", with: "    groups:\n      - name: signify-premum")
         try withTemporaryFile(text) { path in
             let result = try runBudgetctl(["validate", path], environment: fixtureEnvironment)
             #expect(result.status == 1)
             #expect(result.stdout == "")
-            #expect(result.stderr == """
-                \(path):69:15: consumers[1].groups[0].name: consumer group "signify-premum" is not defined
-                Error: 1 error found
+            #expect(
+                result.stderr == """
+                    \(path):69:15: consumers[1].groups[0].name: consumer group "signify-premum" is not defined
+                    Error: 1 error found
 
-                """)
+                    """)
         }
     }
 
@@ -76,7 +78,8 @@ struct HelpTests {
     func help() throws {
         let result = try runBudgetctl(["--help"])
         #expect(result.status == 0)
-        #expect(result.stdout.contains("  validate                Check decK files offline (prints nothing when valid).\n"))
+        #expect(
+            result.stdout.contains("  validate                Check decK files offline (prints nothing when valid).\n"))
     }
 
     @Test("every verb and flag in --help appears in budgetctl(1)")
@@ -88,8 +91,9 @@ struct HelpTests {
             let flags = help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," })
                 .filter { $0.hasPrefix("--") && $0 != "--help" }
             for flag in flags {
-                #expect(page.contains("Fl \\-\(flag.dropFirst(2))") || page.contains("Fl \(flag.dropFirst(1))"),
-                        "\(flag) of \(verb) missing from budgetctl.1")
+                #expect(
+                    page.contains("Fl \\-\(flag.dropFirst(2))") || page.contains("Fl \(flag.dropFirst(1))"),
+                    "\(flag) of \(verb) missing from budgetctl.1")
             }
         }
     }

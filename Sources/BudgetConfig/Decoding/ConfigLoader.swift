@@ -46,8 +46,9 @@ public enum ConfigLoader {
         for source in sources {
             totalBytes += source.bytes.count
             if totalBytes > limits.maxTotalBytes {
-                context.error("inputs add up to more than \(limits.maxTotalBytes) bytes",
-                              at: SourceLocation(file: source.name, line: 1, column: 1), path: YAMLPath())
+                context.error(
+                    "inputs add up to more than \(limits.maxTotalBytes) bytes",
+                    at: SourceLocation(file: source.name, line: 1, column: 1), path: YAMLPath())
                 break
             }
             var diagnostics = DiagnosticBag(limit: limits.maxDiagnostics)
@@ -63,8 +64,9 @@ public enum ConfigLoader {
         if let first = declaredTags.first {
             selectTags = first.tags
             for other in declaredTags.dropFirst() where other.tags != first.tags {
-                context.error("_info.select_tags \(other.tags) differ from \(first.tags) at \(first.location); "
-                    + "all files of one sync must declare the same select tags",
+                context.error(
+                    "_info.select_tags \(other.tags) differ from \(first.tags) at \(first.location); "
+                        + "all files of one sync must declare the same select tags",
                     at: other.location, path: YAMLPath().appending("_info").appending("select_tags"))
             }
         }
@@ -72,8 +74,9 @@ public enum ConfigLoader {
         for issue in StateValidator.issues(in: builder.state) {
             context.diagnostics.append(builder.sourceMap.diagnostic(for: issue))
         }
-        return LoadedConfig(state: builder.state, selectTags: selectTags, diagnostics: context.diagnostics,
-                            sourceMap: builder.sourceMap, substitutedValues: substituted)
+        return LoadedConfig(
+            state: builder.state, selectTags: selectTags, diagnostics: context.diagnostics,
+            sourceMap: builder.sourceMap, substitutedValues: substituted)
     }
 }
 
@@ -95,8 +98,9 @@ final class StateBuilder {
         if case .consumerGroupConsumer = entity { return }  // the same membership, written both ways
         let first = sourceMap.origin(of: id).map { " (first at \($0.location), \($0.path))" } ?? ""
         if case .keyAuth(let existing)? = state[id] {
-            context.error("this key is already the key of consumer \(existing.consumer)\(first); keys must be unique",
-                          at: location, path: path)
+            context.error(
+                "this key is already the key of consumer \(existing.consumer)\(first); keys must be unique",
+                at: location, path: path)
         } else {
             context.error("\(what) is defined more than once\(first)", at: location, path: path)
         }

@@ -11,32 +11,39 @@ struct DeckFileDecoder {
     }
 
     /// Top-level keys of Kong's decK format that name entities this gateway does not have.
-    static let unsupportedTopLevel: [String: String] = Dictionary(uniqueKeysWithValues: [
-        "upstreams", "certificates", "ca_certificates", "snis", "vaults", "partials", "key_sets", "keys",
-        "filter_chains", "custom_entities", "licenses", "workspaces", "rbac_roles", "rbac_users",
-        "consumer_group_consumers", "plugin_configs", "degraphql_routes", "graphql_ratelimiting_cost_decorations",
-    ].map { ($0, "\($0) are not supported by this gateway; remove this section") })
+    static let unsupportedTopLevel: [String: String] = Dictionary(
+        uniqueKeysWithValues: [
+            "upstreams", "certificates", "ca_certificates", "snis", "vaults", "partials", "key_sets", "keys",
+            "filter_chains", "custom_entities", "licenses", "workspaces", "rbac_roles", "rbac_users",
+            "consumer_group_consumers", "plugin_configs", "degraphql_routes", "graphql_ratelimiting_cost_decorations",
+        ].map { ($0, "\($0) are not supported by this gateway; remove this section") })
 
     /// Reads the document; returns its select tags (and where they are) when it declares any.
     mutating func decode(_ root: ConfigNode) -> (tags: [String], location: SourceLocation)? {
         let documentPath = YAMLPath()
         guard case .mapping = root.value else {
-            context.error("the document is \(root.kindDescription); a decK file is a mapping with "
-                + "_format_version, services, consumers, consumer_groups and plugins", at: root.location, path: documentPath)
+            context.error(
+                "the document is \(root.kindDescription); a decK file is a mapping with "
+                    + "_format_version, services, consumers, consumer_groups and plugins", at: root.location,
+                path: documentPath)
             return nil
         }
-        guard let file = MappingReader(root, path: documentPath, kind: "decK file", context: context) else { return nil }
+        guard let file = MappingReader(root, path: documentPath, kind: "decK file", context: context) else {
+            return nil
+        }
 
         if let version = file.value("_format_version") {
             let text: String? = if case .scalar(let scalar) = version.value { scalar.text } else { nil }
             if text != ConfigLoader.formatVersion && text != "3" {
-                context.error("expected \"\(ConfigLoader.formatVersion)\" (decK's format for Kong 3.x), found "
-                    + (text.map { "\"\($0)\"" } ?? version.kindDescription), at: version.location,
+                context.error(
+                    "expected \"\(ConfigLoader.formatVersion)\" (decK's format for Kong 3.x), found "
+                        + (text.map { "\"\($0)\"" } ?? version.kindDescription), at: version.location,
                     path: file.pathOf("_format_version"))
             }
         } else {
-            context.error("_format_version is required; add _format_version: \"\(ConfigLoader.formatVersion)\"",
-                          at: root.location, path: documentPath)
+            context.error(
+                "_format_version is required; add _format_version: \"\(ConfigLoader.formatVersion)\"",
+                at: root.location, path: documentPath)
         }
 
         var declared: (tags: [String], location: SourceLocation)?
@@ -45,12 +52,13 @@ struct DeckFileDecoder {
                 selectTags = normalizeTags(tags)
                 declared = (selectTags, info.value("select_tags")?.location ?? info.location)
                 if tags.count > 5 {
-                    context.error("at most 5 select tags are allowed, as decK enforces", at: info.location,
-                                  path: info.pathOf("select_tags"))
+                    context.error(
+                        "at most 5 select tags are allowed, as decK enforces", at: info.location,
+                        path: info.pathOf("select_tags"))
                 }
             }
             info.finish(unsupported: [
-                "default_lookup_tags": "default_lookup_tags is not supported; sync all related files together instead",
+                "default_lookup_tags": "default_lookup_tags is not supported; sync all related files together instead"
             ])
         }
 
@@ -60,8 +68,9 @@ struct DeckFileDecoder {
         for (node, path) in file.list("consumers") { decodeConsumer(node, path: path) }
         for (node, path) in file.list("plugins") { decodePlugin(node, path: path, parent: PluginScope()) }
 
-        file.finish(ignoring: ["_workspace": .null, "_konnect": .any, "_transform": .bool(true)],
-                    unsupported: Self.unsupportedTopLevel)
+        file.finish(
+            ignoring: ["_workspace": .null, "_konnect": .any, "_transform": .bool(true)],
+            unsupported: Self.unsupportedTopLevel)
         return declared
     }
 
@@ -72,7 +81,8 @@ struct DeckFileDecoder {
     }
 
     /// A name reference: `name`, or `{name: name}` as decK dumps write it. References by id are refused.
-    private func reference(_ reader: MappingReader, _ key: String, to kind: String) -> (name: String, node: ConfigNode)? {
+    private func reference(_ reader: MappingReader, _ key: String, to kind: String) -> (name: String, node: ConfigNode)?
+    {
         guard let node = reader.value(key) else { return nil }
         switch node.value {
         case .scalar(let scalar) where !scalar.text.isEmpty:
@@ -82,16 +92,18 @@ struct DeckFileDecoder {
             else { return nil }
             let name = ref.string("name")
             if ref.has("id") && name == nil {
-                context.error("references by id are not supported; refer to the \(kind) by name",
-                              at: node.location, path: reader.pathOf(key))
+                context.error(
+                    "references by id are not supported; refer to the \(kind) by name",
+                    at: node.location, path: reader.pathOf(key))
             } else if name == nil {
                 context.error("name is required", at: node.location, path: reader.pathOf(key))
             }
             ref.finish(ignoring: ["id": .any])
             return name.map { ($0, node) }
         default:
-            context.error("expected the name of a \(kind), found \(node.kindDescription)", at: node.location,
-                          path: reader.pathOf(key))
+            context.error(
+                "expected the name of a \(kind), found \(node.kindDescription)", at: node.location,
+                path: reader.pathOf(key))
             return nil
         }
     }
@@ -111,8 +123,9 @@ struct DeckFileDecoder {
                 service.port = parsed.port
                 service.path = parsed.path
             } else {
-                context.error("expected a URL such as https://host:443/path", at: reader.value("url")?.location ?? node.location,
-                              path: reader.pathOf("url"))
+                context.error(
+                    "expected a URL such as https://host:443/path", at: reader.value("url")?.location ?? node.location,
+                    path: reader.pathOf("url"))
             }
         }
         service.scheme = reader.choice("protocol", default: ServiceProtocol(rawValue: service.scheme) ?? .http).rawValue
@@ -122,15 +135,17 @@ struct DeckFileDecoder {
             if path.hasPrefix("/") {
                 service.path = path
             } else {
-                context.error("a service path starts with \"/\"", at: reader.value("path")?.location ?? node.location,
-                              path: reader.pathOf("path"))
+                context.error(
+                    "a service path starts with \"/\"", at: reader.value("path")?.location ?? node.location,
+                    path: reader.pathOf("path"))
             }
         }
         if service.host.isEmpty && !reader.has("url") {
             context.error("host (or url) is required", at: node.location, path: path)
         }
         let timeoutRange = 1...2_147_483_646
-        service.connectTimeout = reader.integer("connect_timeout", in: timeoutRange, unit: "ms") ?? service.connectTimeout
+        service.connectTimeout =
+            reader.integer("connect_timeout", in: timeoutRange, unit: "ms") ?? service.connectTimeout
         service.readTimeout = reader.integer("read_timeout", in: timeoutRange, unit: "ms") ?? service.readTimeout
         service.writeTimeout = reader.integer("write_timeout", in: timeoutRange, unit: "ms") ?? service.writeTimeout
         service.retries = reader.integer("retries", in: 0...32767) ?? service.retries
@@ -145,10 +160,11 @@ struct DeckFileDecoder {
         for (pluginNode, pluginPath) in reader.list("plugins") {
             decodePlugin(pluginNode, path: pluginPath, parent: PluginScope(service: name))
         }
-        reader.finish(ignoring: Self.timestampFields.merging([
-            "tls_verify": .null, "tls_verify_depth": .null, "ca_certificates": .null, "client_certificate": .null,
-            "tls_sans": .null,
-        ]) { $1 })
+        reader.finish(
+            ignoring: Self.timestampFields.merging([
+                "tls_verify": .null, "tls_verify_depth": .null, "ca_certificates": .null, "client_certificate": .null,
+                "tls_sans": .null,
+            ]) { $1 })
     }
 
     private func decodeRoute(_ node: ConfigNode, path: YAMLPath, service parentService: String?) {
@@ -159,17 +175,20 @@ struct DeckFileDecoder {
         if parentService == nil, let (service, serviceNode) = reference(reader, "service", to: "service") {
             route.service = service
             if let name {
-                builder.recordField(EntityID(.route, name), "service", at: serviceNode.location, path: reader.pathOf("service"))
+                builder.recordField(
+                    EntityID(.route, name), "service", at: serviceNode.location, path: reader.pathOf("service"))
             }
         } else if parentService != nil, reader.has("service") {
-            context.error("a route nested under a service cannot name another service", at: node.location,
-                          path: reader.pathOf("service"))
+            context.error(
+                "a route nested under a service cannot name another service", at: node.location,
+                path: reader.pathOf("service"))
         }
         for (index, path) in (reader.strings("paths") ?? []).enumerated() {
             let location = reader.list("paths")[index].node.location
             let itemPath = reader.pathOf("paths").appending(index: index)
             if path.hasPrefix("~") {
-                context.error("regex paths are not supported; give a prefix such as /ai/budget", at: location, path: itemPath)
+                context.error(
+                    "regex paths are not supported; give a prefix such as /ai/budget", at: location, path: itemPath)
             } else if !path.hasPrefix("/") {
                 context.error("a path starts with \"/\"", at: location, path: itemPath)
             } else if path.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 } == true }) {
@@ -183,7 +202,8 @@ struct DeckFileDecoder {
             if method.allSatisfy({ $0.isASCII && ($0.isUppercase || $0 == "-" || $0 == "_") }) {
                 route.methods.append(method)
             } else {
-                context.error("expected an HTTP method in capitals, such as POST", at: item.node.location, path: item.path)
+                context.error(
+                    "expected an HTTP method in capitals, such as POST", at: item.node.location, path: item.path)
             }
         }
         route.methods = Array(Set(route.methods)).sorted()
@@ -191,14 +211,16 @@ struct DeckFileDecoder {
             let allowed: Set = ["http", "https"]
             for (index, value) in protocols.enumerated() where !allowed.contains(value) {
                 let item = reader.list("protocols")[index]
-                context.error("protocol \"\(value)\" is not supported; routes here serve http and https",
-                              at: item.node.location, path: item.path)
+                context.error(
+                    "protocol \"\(value)\" is not supported; routes here serve http and https",
+                    at: item.node.location, path: item.path)
             }
             route.protocols = Array(Set(protocols).intersection(allowed)).sorted()
             if route.protocols.isEmpty { route.protocols = ["http", "https"] }
         }
         if route.paths.isEmpty && reader.value("paths") == nil {
-            context.error("paths is required: this gateway matches routes by path prefix", at: node.location, path: path)
+            context.error(
+                "paths is required: this gateway matches routes by path prefix", at: node.location, path: path)
         }
         route.stripPath = reader.bool("strip_path", default: true)
         route.preserveHost = reader.bool("preserve_host", default: false)
@@ -209,7 +231,8 @@ struct DeckFileDecoder {
         for (pluginNode, pluginPath) in reader.list("plugins") {
             decodePlugin(pluginNode, path: pluginPath, parent: PluginScope(route: name))
         }
-        let matchingNotSupported = "route matching by this field is not supported; routes match by path prefix and method"
+        let matchingNotSupported =
+            "route matching by this field is not supported; routes match by path prefix and method"
         reader.finish(
             ignoring: Self.timestampFields.merging([
                 "regex_priority": .int(0), "path_handling": .string("v0"), "https_redirect_status_code": .int(426),
@@ -246,7 +269,9 @@ struct DeckFileDecoder {
             var namePath = groupPath
             if case .scalar(let scalar) = groupNode.value {
                 groupName = scalar.text.isEmpty ? nil : scalar.text
-            } else if let group = MappingReader(groupNode, path: groupPath, kind: "consumer group reference", context: context) {
+            } else if let group = MappingReader(
+                groupNode, path: groupPath, kind: "consumer group reference", context: context)
+            {
                 groupName = group.string("name", required: true)
                 if let value = group.value("name") { nameNode = value; namePath = groupPath.appending("name") }
                 group.finish(ignoring: Self.timestampFields.merging(["tags": .any]) { $1 })
@@ -255,8 +280,9 @@ struct DeckFileDecoder {
             }
             if let groupName, !name.isEmpty {
                 let membership = ConsumerGroupMembership(consumer: name, group: groupName)
-                builder.add(.consumerGroupConsumer(membership), at: nameNode.location, path: namePath,
-                            what: "membership of \(name) in \(groupName)")
+                builder.add(
+                    .consumerGroupConsumer(membership), at: nameNode.location, path: namePath,
+                    what: "membership of \(name) in \(groupName)")
                 builder.recordField(membership.id, "name", at: nameNode.location, path: namePath)
             }
         }
@@ -264,33 +290,41 @@ struct DeckFileDecoder {
             decodePlugin(pluginNode, path: pluginPath, parent: PluginScope(consumer: name.isEmpty ? nil : name))
         }
         let otherCredentials = "only key-auth credentials are supported by this gateway"
-        reader.finish(ignoring: Self.timestampFields, unsupported: [
-            "acls": otherCredentials, "basicauth_credentials": otherCredentials, "hmacauth_credentials": otherCredentials,
-            "jwt_secrets": otherCredentials, "oauth2_credentials": otherCredentials,
-            "mtls_auth_credentials": otherCredentials,
-        ])
+        reader.finish(
+            ignoring: Self.timestampFields,
+            unsupported: [
+                "acls": otherCredentials, "basicauth_credentials": otherCredentials,
+                "hmacauth_credentials": otherCredentials,
+                "jwt_secrets": otherCredentials, "oauth2_credentials": otherCredentials,
+                "mtls_auth_credentials": otherCredentials,
+            ])
     }
 
     private func decodeKeyAuth(_ node: ConfigNode, path: YAMLPath, consumer: String) {
-        guard let reader = MappingReader(node, path: path, kind: "key-auth credential", context: context) else { return }
+        guard let reader = MappingReader(node, path: path, kind: "key-auth credential", context: context) else {
+            return
+        }
         let key = reader.string("key")
         let hashText = reader.string("key_hash")
         var credential: KeyAuthCredential?
         switch (key, hashText) {
         case (let key?, nil):
             if key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-                context.error("a key cannot contain control characters (it travels in an HTTP header)",
-                              at: reader.value("key")?.location ?? node.location, path: reader.pathOf("key"))
+                context.error(
+                    "a key cannot contain control characters (it travels in an HTTP header)",
+                    at: reader.value("key")?.location ?? node.location, path: reader.pathOf("key"))
             } else {
-                credential = KeyAuthCredential(consumer: consumer, keyHash: KeyHash(key: key),
-                                               keyHint: String(key.suffix(5)))
+                credential = KeyAuthCredential(
+                    consumer: consumer, keyHash: KeyHash(key: key),
+                    keyHint: String(key.suffix(5)))
             }
         case (nil, let hashText?):
             if let hash = KeyHash(parsing: hashText) {
                 credential = KeyAuthCredential(consumer: consumer, keyHash: hash)
             } else {
-                context.error("expected sha256: followed by 64 lowercase hex digits, as budgetctl dump writes",
-                              at: reader.value("key_hash")?.location ?? node.location, path: reader.pathOf("key_hash"))
+                context.error(
+                    "expected sha256: followed by 64 lowercase hex digits, as budgetctl dump writes",
+                    at: reader.value("key_hash")?.location ?? node.location, path: reader.pathOf("key_hash"))
             }
         case (_?, _?):
             context.error("give key or key_hash, not both", at: node.location, path: path)
@@ -301,12 +335,15 @@ struct DeckFileDecoder {
         }
         if var credential, !consumer.isEmpty {
             credential.tags = tags(reader)
-            builder.add(.keyAuth(credential), at: node.location, path: path,
-                        what: "key-auth credential \(credential.displayName) (keys must be unique across consumers)")
+            builder.add(
+                .keyAuth(credential), at: node.location, path: path,
+                what: "key-auth credential \(credential.displayName) (keys must be unique across consumers)")
         }
-        reader.finish(ignoring: Self.timestampFields.merging(["consumer": .any]) { $1 }, unsupported: [
-            "ttl": "ttl is not supported: keys here do not expire; rotate keys with sync instead",
-        ])
+        reader.finish(
+            ignoring: Self.timestampFields.merging(["consumer": .any]) { $1 },
+            unsupported: [
+                "ttl": "ttl is not supported: keys here do not expire; rotate keys with sync instead"
+            ])
     }
 
     private func decodeConsumerGroup(_ node: ConfigNode, path: YAMLPath) {
@@ -323,7 +360,9 @@ struct DeckFileDecoder {
             var atPath = memberPath
             if case .scalar(let scalar) = memberNode.value, !scalar.text.isEmpty {
                 username = scalar.text
-            } else if let member = MappingReader(memberNode, path: memberPath, kind: "consumer reference", context: context) {
+            } else if let member = MappingReader(
+                memberNode, path: memberPath, kind: "consumer reference", context: context)
+            {
                 username = member.string("username") ?? member.string("custom_id")
                 if username == nil {
                     context.error("username is required", at: memberNode.location, path: memberPath)
@@ -335,8 +374,9 @@ struct DeckFileDecoder {
             }
             if let username, let name {
                 let membership = ConsumerGroupMembership(consumer: username, group: name)
-                builder.add(.consumerGroupConsumer(membership), at: at, path: atPath,
-                            what: "membership of \(username) in \(name)")
+                builder.add(
+                    .consumerGroupConsumer(membership), at: at, path: atPath,
+                    what: "membership of \(username) in \(name)")
                 builder.recordField(membership.id, "username", at: at, path: atPath)
             }
         }
@@ -356,7 +396,8 @@ struct DeckFileDecoder {
         func scopeRef(_ key: String, kind: String, _ slot: WritableKeyPath<PluginScope, String?>) {
             guard let (refName, refNode) = reference(reader, key, to: kind) else { return }
             if scope[keyPath: slot] != nil {
-                context.error("this plugin is nested under a \(kind) already", at: refNode.location, path: reader.pathOf(key))
+                context.error(
+                    "this plugin is nested under a \(kind) already", at: refNode.location, path: reader.pathOf(key))
                 return
             }
             scope[keyPath: slot] = refName
@@ -374,13 +415,19 @@ struct DeckFileDecoder {
         case "key-auth":
             config = .keyAuth(decoder.keyAuth(configReader))
         case "ai-proxy":
-            if let configReader { config = decoder.aiProxy(configReader).map { .aiProxy($0) } } else {
-                context.error("config is required for ai-proxy (route_type and model at least)", at: node.location, path: path)
+            if let configReader {
+                config = decoder.aiProxy(configReader).map { .aiProxy($0) }
+            } else {
+                context.error(
+                    "config is required for ai-proxy (route_type and model at least)", at: node.location, path: path)
             }
         case "ai-rate-limiting-advanced":
-            if let configReader { config = decoder.aiRateLimiting(configReader).map { .aiRateLimitingAdvanced($0) } } else {
-                context.error("config is required for ai-rate-limiting-advanced (llm_providers at least)",
-                              at: node.location, path: path)
+            if let configReader {
+                config = decoder.aiRateLimiting(configReader).map { .aiRateLimitingAdvanced($0) }
+            } else {
+                context.error(
+                    "config is required for ai-rate-limiting-advanced (llm_providers at least)",
+                    at: node.location, path: path)
             }
         case let other?:
             let supported = PluginConfig.supportedNames.joined(separator: ", ")
@@ -397,7 +444,9 @@ struct DeckFileDecoder {
             plugin.instanceName = reader.string("instance_name")
             plugin.enabled = reader.bool("enabled", default: true)
             if let protocols = reader.strings("protocols") {
-                let known: Set = ["grpc", "grpcs", "http", "https", "ws", "wss", "tcp", "tls", "udp", "tls_passthrough"]
+                let known: Set = [
+                    "grpc", "grpcs", "http", "https", "ws", "wss", "tcp", "tls", "udp", "tls_passthrough",
+                ]
                 for (index, value) in protocols.enumerated() where !known.contains(value) {
                     let item = reader.list("protocols")[index]
                     context.error("unknown protocol \"\(value)\"", at: item.node.location, path: item.path)
@@ -405,8 +454,9 @@ struct DeckFileDecoder {
                 plugin.protocols = Array(Set(protocols)).sorted()
             }
             plugin.tags = tags(reader)
-            builder.add(.plugin(plugin), at: node.location, path: path,
-                        what: "plugin \(plugin.name) \(plugin.scope.phrase)")
+            builder.add(
+                .plugin(plugin), at: node.location, path: path,
+                what: "plugin \(plugin.name) \(plugin.scope.phrase)")
             for (key, refNode) in refLocations {
                 builder.recordField(plugin.id, key, at: refNode.location, path: reader.pathOf(key))
             }
@@ -426,11 +476,13 @@ struct DeckFileDecoder {
             builder.recordField(plugin.id, "config.\(pair.key)", at: pair.value.location, path: fieldPath)
             guard pair.key == "llm_providers", case .sequence(let items) = pair.value.value else { continue }
             for (index, item) in items.enumerated() {
-                guard case .mapping(let fields) = item.value, let name = fields.first(where: { $0.key == "name" }) else {
+                guard case .mapping(let fields) = item.value, let name = fields.first(where: { $0.key == "name" })
+                else {
                     continue
                 }
-                builder.recordField(plugin.id, "config.llm_providers[\(index)].name", at: name.value.location,
-                                    path: fieldPath.appending(index: index).appending("name"))
+                builder.recordField(
+                    plugin.id, "config.llm_providers[\(index)].name", at: name.value.location,
+                    path: fieldPath.appending(index: index).appending("name"))
             }
         }
     }

@@ -71,8 +71,10 @@ final class MappingReader {
         return Self.integer(node, path: pathOf(key), in: range, unit: unit, context: context)
     }
 
-    static func integer(_ node: ConfigNode, path: YAMLPath, in range: ClosedRange<Int>, unit: String,
-                        context: DecodeContext) -> Int? {
+    static func integer(
+        _ node: ConfigNode, path: YAMLPath, in range: ClosedRange<Int>, unit: String,
+        context: DecodeContext
+    ) -> Int? {
         let bounds = "an integer\(unit.isEmpty ? "" : " (\(unit))") from \(range.lowerBound) to \(range.upperBound)"
         guard case .scalar(let scalar) = node.value, scalar.looksNumeric else {
             context.error("expected \(bounds), found \(node.kindDescription)", at: node.location, path: path)
@@ -97,9 +99,12 @@ final class MappingReader {
         return Self.number(node, path: pathOf(key), in: range, context: context)
     }
 
-    static func number(_ node: ConfigNode, path: YAMLPath, in range: ClosedRange<Double>,
-                       context: DecodeContext) -> Double? {
-        let bounds = range.lowerBound > 0 && range.lowerBound < 0.001
+    static func number(
+        _ node: ConfigNode, path: YAMLPath, in range: ClosedRange<Double>,
+        context: DecodeContext
+    ) -> Double? {
+        let bounds =
+            range.lowerBound > 0 && range.lowerBound < 0.001
             ? "a number greater than 0 and at most \(formatNumber(range.upperBound))"
             : "a number from \(formatNumber(range.lowerBound)) to \(formatNumber(range.upperBound))"
         guard case .scalar(let scalar) = node.value, scalar.looksNumeric else {
@@ -120,7 +125,11 @@ final class MappingReader {
         let allowed = E.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
         guard case .scalar(let scalar) = node.value, let result = E(rawValue: scalar.text) else {
             let found: String
-            if case .scalar(let scalar) = node.value { found = "\"\(scalar.text)\"" } else { found = node.kindDescription }
+            if case .scalar(let scalar) = node.value {
+                found = "\"\(scalar.text)\""
+            } else {
+                found = node.kindDescription
+            }
             context.error("expected one of \(allowed), found \(found)", at: node.location, path: pathOf(key))
             return defaultValue
         }
@@ -172,9 +181,10 @@ final class MappingReader {
                 }
             } else if let kongDefault = ignored[pair.key] {
                 if !kongDefault.matches(pair.value) {
-                    context.warnOnce(kind: kind, field: pair.key,
-                                     "\(kind) field \(pair.key) has no effect in this gateway and is ignored",
-                                     at: pair.keyLocation, path: fieldPath)
+                    context.warnOnce(
+                        kind: kind, field: pair.key,
+                        "\(kind) field \(pair.key) has no effect in this gateway and is ignored",
+                        at: pair.keyLocation, path: fieldPath)
                 }
             } else {
                 var message = "unknown field \"\(pair.key)\" in \(kind)"

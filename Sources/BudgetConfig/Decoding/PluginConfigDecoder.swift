@@ -17,10 +17,12 @@ struct PluginConfigDecoder {
             for (index, name) in names.enumerated()
             where !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) {
                 let item = reader.list("key_names")[index]
-                context.error("key names may hold only letters, digits, _ and -", at: item.node.location, path: item.path)
+                context.error(
+                    "key names may hold only letters, digits, _ and -", at: item.node.location, path: item.path)
             }
             if names.isEmpty {
-                context.error("key_names needs at least one name", at: reader.location, path: reader.pathOf("key_names"))
+                context.error(
+                    "key_names needs at least one name", at: reader.location, path: reader.pathOf("key_names"))
             } else {
                 config.keyNames = names
             }
@@ -33,8 +35,9 @@ struct PluginConfigDecoder {
         config.runOnPreflight = reader.bool("run_on_preflight", default: true)
         config.realm = reader.string("realm")
         if !config.keyInHeader && !config.keyInQuery && !config.keyInBody {
-            context.error("key_in_header, key_in_query and key_in_body are all false, so no key can ever be found",
-                          at: reader.location, path: reader.path)
+            context.error(
+                "key_in_header, key_in_query and key_in_body are all false, so no key can ever be found",
+                at: reader.location, path: reader.path)
         }
         reader.finish(ignoring: ["identity_realms": .any])
         return config
@@ -45,20 +48,23 @@ struct PluginConfigDecoder {
     func aiProxy(_ reader: MappingReader) -> AIProxyConfig? {
         var config = AIProxyConfig()
         if let routeType = reader.string("route_type", required: true), routeType != config.routeType {
-            context.error("route_type \"\(routeType)\" is not supported; this gateway serves \"llm/v1/chat\"",
-                          at: reader.value("route_type")?.location ?? reader.location, path: reader.pathOf("route_type"))
+            context.error(
+                "route_type \"\(routeType)\" is not supported; this gateway serves \"llm/v1/chat\"",
+                at: reader.value("route_type")?.location ?? reader.location, path: reader.pathOf("route_type"))
         }
         if let auth = reader.mapping("auth", kind: "ai-proxy auth") {
             config.auth.awsAccessKeyID = auth.string("aws_access_key_id").map(Secret.init)
             config.auth.awsSecretAccessKey = auth.string("aws_secret_access_key").map(Secret.init)
             config.auth.allowOverride = auth.bool("allow_override", default: false)
             if (config.auth.awsAccessKeyID == nil) != (config.auth.awsSecretAccessKey == nil) {
-                context.error("set both aws_access_key_id and aws_secret_access_key, or neither (then the AWS "
-                    + "environment of the data plane is used)", at: auth.location, path: auth.path)
+                context.error(
+                    "set both aws_access_key_id and aws_secret_access_key, or neither (then the AWS "
+                        + "environment of the data plane is used)", at: auth.location, path: auth.path)
             }
             if config.auth.allowOverride {
-                context.error("must be false for provider bedrock, as Kong requires",
-                              at: auth.value("allow_override")?.location ?? auth.location, path: auth.pathOf("allow_override"))
+                context.error(
+                    "must be false for provider bedrock, as Kong requires",
+                    at: auth.value("allow_override")?.location ?? auth.location, path: auth.pathOf("allow_override"))
             }
             auth.finish(ignoring: [
                 "header_name": .null, "header_value": .null, "param_name": .null, "param_value": .null,
@@ -71,9 +77,10 @@ struct PluginConfigDecoder {
             if let provider = model.string("provider", required: true) {
                 if provider != "bedrock" {
                     let known = Self.kongProviders.contains(provider)
-                    context.error(known
-                        ? "provider \"\(provider)\" is not supported; this gateway forwards to \"bedrock\""
-                        : "unknown provider \"\(provider)\"; this gateway forwards to \"bedrock\"",
+                    context.error(
+                        known
+                            ? "provider \"\(provider)\" is not supported; this gateway forwards to \"bedrock\""
+                            : "unknown provider \"\(provider)\"; this gateway forwards to \"bedrock\"",
                         at: model.value("provider")?.location ?? model.location, path: model.pathOf("provider"))
                 }
                 config.model.provider = provider
@@ -84,7 +91,8 @@ struct PluginConfigDecoder {
             }
             model.finish()
         } else {
-            context.error("model is required (provider: bedrock and the model name)", at: reader.location, path: reader.path)
+            context.error(
+                "model is required (provider: bedrock and the model name)", at: reader.location, path: reader.path)
         }
         config.responseStreaming = reader.choice("response_streaming", default: .allow)
         if let size = reader.integer("max_request_body_size", in: 0...20_000_000, unit: "bytes") {
@@ -96,8 +104,9 @@ struct PluginConfigDecoder {
             logging.finish(ignoring: ["log_payloads": .bool(false)])
         }
         if let format = reader.string("llm_format"), format != "openai" {
-            context.error("llm_format \"\(format)\" is not supported; clients send OpenAI chat (\"openai\")",
-                          at: reader.value("llm_format")?.location ?? reader.location, path: reader.pathOf("llm_format"))
+            context.error(
+                "llm_format \"\(format)\" is not supported; clients send OpenAI chat (\"openai\")",
+                at: reader.value("llm_format")?.location ?? reader.location, path: reader.pathOf("llm_format"))
         }
         reader.finish(ignoring: ["genai_category": .string("text/generation")])
         return config
@@ -115,8 +124,10 @@ struct PluginConfigDecoder {
             if ServiceURL(url) != nil {
                 result.upstreamURL = url
             } else {
-                context.error("expected an http:// or https:// URL", at: options.value("upstream_url")?.location ?? options.location,
-                              path: options.pathOf("upstream_url"))
+                context.error(
+                    "expected an http:// or https:// URL",
+                    at: options.value("upstream_url")?.location ?? options.location,
+                    path: options.pathOf("upstream_url"))
             }
         }
         if let bedrock = options.mapping("bedrock", kind: "ai-proxy bedrock options") {
@@ -124,17 +135,23 @@ struct PluginConfigDecoder {
                 if region.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }) {
                     result.awsRegion = region
                 } else {
-                    context.error("expected an AWS region such as us-east-1",
-                                  at: bedrock.value("aws_region")?.location ?? bedrock.location, path: bedrock.pathOf("aws_region"))
+                    context.error(
+                        "expected an AWS region such as us-east-1",
+                        at: bedrock.value("aws_region")?.location ?? bedrock.location,
+                        path: bedrock.pathOf("aws_region"))
                 }
             }
             bedrock.finish(
-                ignoring: ["performance_config_latency": .null, "embeddings_normalize": .bool(false),
-                           "video_output_s3_uri": .null],
+                ignoring: [
+                    "performance_config_latency": .null, "embeddings_normalize": .bool(false),
+                    "video_output_s3_uri": .null,
+                ],
                 unsupported: [
                     "aws_assume_role_arn": "assuming a role is not supported; give the data plane credentials directly",
-                    "aws_role_session_name": "assuming a role is not supported; give the data plane credentials directly",
-                    "aws_sts_endpoint_url": "assuming a role is not supported; give the data plane credentials directly",
+                    "aws_role_session_name":
+                        "assuming a role is not supported; give the data plane credentials directly",
+                    "aws_sts_endpoint_url":
+                        "assuming a role is not supported; give the data plane credentials directly",
                 ])
         }
         options.finish(ignoring: [
@@ -151,24 +168,33 @@ struct PluginConfigDecoder {
         var config = AIRateLimitingAdvancedConfig()
         let providers = reader.list("llm_providers")
         if providers.isEmpty {
-            context.error("llm_providers needs at least one entry (name, limit, window_size)",
-                          at: reader.value("llm_providers")?.location ?? reader.location, path: reader.pathOf("llm_providers"))
+            context.error(
+                "llm_providers needs at least one entry (name, limit, window_size)",
+                at: reader.value("llm_providers")?.location ?? reader.location, path: reader.pathOf("llm_providers"))
         }
         var seen: Set<String> = []
         for (node, path) in providers {
-            guard let entry = MappingReader(node, path: path, kind: "llm_providers entry", context: context) else { continue }
+            guard let entry = MappingReader(node, path: path, kind: "llm_providers entry", context: context) else {
+                continue
+            }
             let windows = decodeWindows(entry)
             if let name = entry.string("name", required: true) {
                 if !Self.kongProviders.contains(name) {
-                    var message = "unknown provider \"\(name)\"; expected one of \(Self.kongProviders.joined(separator: ", "))"
-                    if let suggestion = closestName(to: name, among: Self.kongProviders) { message += "; did you mean \"\(suggestion)\"?" }
-                    context.error(message, at: entry.value("name")?.location ?? node.location, path: entry.pathOf("name"))
+                    var message =
+                        "unknown provider \"\(name)\"; expected one of \(Self.kongProviders.joined(separator: ", "))"
+                    if let suggestion = closestName(to: name, among: Self.kongProviders) {
+                        message += "; did you mean \"\(suggestion)\"?"
+                    }
+                    context.error(
+                        message, at: entry.value("name")?.location ?? node.location, path: entry.pathOf("name"))
                 } else if name == "requestPrompt" || name == "customCost" {
-                    context.error("provider \"\(name)\" runs Lua functions and is not supported; count tokens with a real provider",
-                                  at: entry.value("name")?.location ?? node.location, path: entry.pathOf("name"))
+                    context.error(
+                        "provider \"\(name)\" runs Lua functions and is not supported; count tokens with a real provider",
+                        at: entry.value("name")?.location ?? node.location, path: entry.pathOf("name"))
                 } else if !seen.insert(name).inserted {
-                    context.error("Provider '\(name)' is not unique", at: entry.value("name")?.location ?? node.location,
-                                  path: entry.pathOf("name"))
+                    context.error(
+                        "Provider '\(name)' is not unique", at: entry.value("name")?.location ?? node.location,
+                        path: entry.pathOf("name"))
                 } else if let windows {
                     config.llmProviders.append(.init(name: name, windows: windows))
                 }
@@ -178,12 +204,15 @@ struct PluginConfigDecoder {
         config.strategy = reader.choice("strategy", default: .local)
         config.syncRate = reader.number("sync_rate", in: -1...86_400)
         if let rate = config.syncRate, rate > 0 && rate < 0.02 || rate < 0 && rate != -1 {
-            context.error("sync_rate is -1, 0, or at least 0.02 seconds", at: reader.value("sync_rate")?.location ?? reader.location,
-                          path: reader.pathOf("sync_rate"))
+            context.error(
+                "sync_rate is -1, 0, or at least 0.02 seconds",
+                at: reader.value("sync_rate")?.location ?? reader.location,
+                path: reader.pathOf("sync_rate"))
         }
         if config.strategy == .local, let rate = config.syncRate, rate > -1 {
-            context.error("sync_rate cannot be configured when using a local strategy",
-                          at: reader.value("sync_rate")?.location ?? reader.location, path: reader.pathOf("sync_rate"))
+            context.error(
+                "sync_rate cannot be configured when using a local strategy",
+                at: reader.value("sync_rate")?.location ?? reader.location, path: reader.pathOf("sync_rate"))
         }
         if config.strategy != .local && config.syncRate == nil {
             context.error("sync_rate is required if not using a local strategy", at: reader.location, path: reader.path)
@@ -191,14 +220,17 @@ struct PluginConfigDecoder {
         config.windowType = reader.choice("window_type", default: .sliding)
         config.tokensCountStrategy = reader.choice("tokens_count_strategy", default: .totalTokens)
         if let identifier = reader.value("identifier"), case .scalar(let scalar) = identifier.value,
-           ["header", "ip", "path", "service"].contains(scalar.text) {
-            context.error("identifier \"\(scalar.text)\" is not supported; budgets are kept per consumer, "
-                + "consumer-group or credential", at: identifier.location, path: reader.pathOf("identifier"))
+            ["header", "ip", "path", "service"].contains(scalar.text)
+        {
+            context.error(
+                "identifier \"\(scalar.text)\" is not supported; budgets are kept per consumer, "
+                    + "consumer-group or credential", at: identifier.location, path: reader.pathOf("identifier"))
         } else {
             config.identifier = reader.choice("identifier", default: .consumer)
         }
         config.errorCode = reader.integer("error_code", in: 400...599) ?? 429
-        config.errorMessage = reader.string("error_message", allowEmpty: true) ?? AIRateLimitingAdvancedConfig.defaultErrorMessage
+        config.errorMessage =
+            reader.string("error_message", allowEmpty: true) ?? AIRateLimitingAdvancedConfig.defaultErrorMessage
         config.hideClientHeaders = reader.bool("hide_client_headers", default: false)
         config.retryAfterJitterMax = reader.integer("retry_after_jitter_max", in: 0...3600, unit: "seconds") ?? 0
         config.enforcement = reader.choice("enforcement", default: .soft)
@@ -207,8 +239,10 @@ struct PluginConfigDecoder {
             config.redis = decodeRedis(redis)
         }
         if config.strategy == .redis && config.redis?.hasEndpoint != true {
-            context.error("No redis config provided: strategy \"redis\" needs redis.host (or redis.sentinel_nodes or "
-                + "redis.cluster_nodes); set one, or use strategy: local", at: reader.value("strategy")?.location ?? reader.location,
+            context.error(
+                "No redis config provided: strategy \"redis\" needs redis.host (or redis.sentinel_nodes or "
+                    + "redis.cluster_nodes); set one, or use strategy: local",
+                at: reader.value("strategy")?.location ?? reader.location,
                 path: reader.pathOf("strategy"))
         }
         reader.finish(
@@ -241,8 +275,9 @@ struct PluginConfigDecoder {
             return nil
         }
         if limits.count != sizes.count {
-            context.error("There must be a matching number of window limits and sizes (limit has \(limits.count), "
-                + "window_size has \(sizes.count))", at: entry.value("window_size")?.location ?? entry.location,
+            context.error(
+                "There must be a matching number of window limits and sizes (limit has \(limits.count), "
+                    + "window_size has \(sizes.count))", at: entry.value("window_size")?.location ?? entry.location,
                 path: entry.pathOf("window_size"))
             return nil
         }
@@ -250,12 +285,16 @@ struct PluginConfigDecoder {
         var sizesSeen: Set<Int> = []
         var failed = false
         for (limitItem, sizeItem) in zip(limits, sizes) {
-            let limit = MappingReader.number(limitItem.node, path: limitItem.path, in: 0.000001...1e15, context: context)
-            let size = MappingReader.integer(sizeItem.node, path: sizeItem.path, in: 1...31_536_000, unit: "seconds",
-                                             context: context)
+            let limit = MappingReader.number(
+                limitItem.node, path: limitItem.path, in: 0.000001...1e15, context: context)
+            let size = MappingReader.integer(
+                sizeItem.node, path: sizeItem.path, in: 1...31_536_000, unit: "seconds",
+                context: context)
             guard let limit, let size else { failed = true; continue }
             if !sizesSeen.insert(size).inserted {
-                context.error("window_size \(size) appears twice for this provider", at: sizeItem.node.location, path: sizeItem.path)
+                context.error(
+                    "window_size \(size) appears twice for this provider", at: sizeItem.node.location,
+                    path: sizeItem.path)
                 failed = true
                 continue
             }

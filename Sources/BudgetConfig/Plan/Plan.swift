@@ -48,6 +48,7 @@ public struct PlanError: Error, Sendable, CustomStringConvertible {
     public var problems: [String]
 
     public var description: String {
-        problems.count == 1 ? problems[0] : "\(problems.count) problems:\n" + problems.map { "  " + $0 }.joined(separator: "\n")
+        problems.count == 1
+            ? problems[0] : "\(problems.count) problems:\n" + problems.map { "  " + $0 }.joined(separator: "\n")
     }
 }

@@ -33,28 +33,36 @@ public enum PlanRenderer {
             case .create, .delete:
                 fields.append(.init("body", change.entity.fields))
             case .update:
-                fields.append(.init("diff", .list(change.fieldChanges.map { field in
-                    .map([
-                        .init("path", .string(field.path)),
-                        .init("old", field.old ?? .null),
-                        .init("new", field.new ?? .null),
-                    ])
-                })))
+                fields.append(
+                    .init(
+                        "diff",
+                        .list(
+                            change.fieldChanges.map { field in
+                                .map([
+                                    .init("path", .string(field.path)),
+                                    .init("old", field.old ?? .null),
+                                    .init("new", field.new ?? .null),
+                                ])
+                            })))
             }
             return .map(fields)
         }
         let document = FieldValue.map([
-            .init("changes", .map([
-                .init("creating", .list(plan.changes.filter { $0.action == .create }.map(entry))),
-                .init("updating", .list(plan.changes.filter { $0.action == .update }.map(entry))),
-                .init("deleting", .list(plan.changes.filter { $0.action == .delete }.map(entry))),
-            ])),
-            .init("summary", .map([
-                .init("creating", .int(plan.created)),
-                .init("updating", .int(plan.updated)),
-                .init("deleting", .int(plan.deleted)),
-                .init("total", .int(plan.changes.count)),
-            ])),
+            .init(
+                "changes",
+                .map([
+                    .init("creating", .list(plan.changes.filter { $0.action == .create }.map(entry))),
+                    .init("updating", .list(plan.changes.filter { $0.action == .update }.map(entry))),
+                    .init("deleting", .list(plan.changes.filter { $0.action == .delete }.map(entry))),
+                ])),
+            .init(
+                "summary",
+                .map([
+                    .init("creating", .int(plan.created)),
+                    .init("updating", .int(plan.updated)),
+                    .init("deleting", .int(plan.deleted)),
+                    .init("total", .int(plan.changes.count)),
+                ])),
             .init("warnings", .strings(warnings)),
             .init("errors", .strings(errors)),
         ])

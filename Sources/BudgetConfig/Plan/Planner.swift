@@ -4,7 +4,8 @@
 /// Ordering follows decK: creates and updates by dependency level (consumers; groups, services and
 /// credentials; routes and memberships; plugins), then deletes in the reverse order.
 public enum Planner {
-    public static func plan(current: ConfigState, desired: ConfigState, selectTags: [String]) throws(PlanError) -> Plan {
+    public static func plan(current: ConfigState, desired: ConfigState, selectTags: [String]) throws(PlanError) -> Plan
+    {
         let selectTags = normalizeTags(selectTags)
         var problems: [String] = []
         var creates: [Plan.Change] = []
@@ -14,8 +15,9 @@ public enum Planner {
 
         for entity in desired.sortedEntities {
             if !desired.isInScope(entity, selectTags: selectTags) {
-                problems.append("\(entity.kindAndName) lacks the select tags \(selectTags); "
-                    + "every entity of the file must carry them")
+                problems.append(
+                    "\(entity.kindAndName) lacks the select tags \(selectTags); "
+                        + "every entity of the file must carry them")
                 continue
             }
             guard let existing = current[entity.id] else {
@@ -25,8 +27,9 @@ public enum Planner {
             }
             if !current.isInScope(existing, selectTags: selectTags) {
                 let tags = existing.tags.isEmpty ? "no tags" : "tags \(existing.tags)"
-                problems.append("\(entity.kindAndName) already exists outside the select-tag scope (it has \(tags)); "
-                    + "sync with its tags, or tag it first")
+                problems.append(
+                    "\(entity.kindAndName) already exists outside the select-tag scope (it has \(tags)); "
+                        + "sync with its tags, or tag it first")
                 continue
             }
             if existing != entity {
@@ -44,18 +47,21 @@ public enum Planner {
 
         let resultProblems = StateValidator.issues(in: result).filter { $0.severity == .error }
         if !resultProblems.isEmpty {
-            throw PlanError(problems: resultProblems.map { issue in
-                "after this sync, \(issue.entity.kind.rawValue) \(issue.entity.key): "
-                    + "\(issue.field.map { "\($0): " } ?? "")\(issue.message)"
-            })
+            throw PlanError(
+                problems: resultProblems.map { issue in
+                    "after this sync, \(issue.entity.kind.rawValue) \(issue.entity.key): "
+                        + "\(issue.field.map { "\($0): " } ?? "")\(issue.message)"
+                })
         }
 
         let forward: (Plan.Change, Plan.Change) -> Bool = { lhs, rhs in
             (lhs.id.kind.level, lhs.id) < (rhs.id.kind.level, rhs.id)
         }
-        let ordered = (creates + updates).sorted(by: forward) + deletes.sorted { lhs, rhs in
-            (-lhs.id.kind.level, lhs.id) < (-rhs.id.kind.level, rhs.id)
-        }
+        let ordered =
+            (creates + updates).sorted(by: forward)
+            + deletes.sorted { lhs, rhs in
+                (-lhs.id.kind.level, lhs.id) < (-rhs.id.kind.level, rhs.id)
+            }
         return Plan(changes: ordered, base: current, result: result, selectTags: selectTags)
     }
 

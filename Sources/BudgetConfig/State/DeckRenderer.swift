@@ -16,7 +16,9 @@ public struct DeckRenderer: Sendable {
             var fields = fieldList(Entity.service(service).fields)
             let nested = routes.filter { $0.service == service.name }
             if !nested.isEmpty {
-                fields.append(.init("routes", .list(nested.map { .map(fieldList(Entity.route($0).fields, dropping: "service")) })))
+                fields.append(
+                    .init("routes", .list(nested.map { .map(fieldList(Entity.route($0).fields, dropping: "service")) }))
+                )
             }
             return .map(fields)
         }
@@ -35,9 +37,13 @@ public struct DeckRenderer: Sendable {
                 fields.append(.init("groups", .list(groups.map { .map([.init("name", .string($0.group))]) })))
             }
             if let keys = credentials[consumer.name], !keys.isEmpty {
-                fields.append(.init("keyauth_credentials", .list(keys.map {
-                    .map(fieldList(Entity.keyAuth($0).fields, dropping: "consumer"))
-                })))
+                fields.append(
+                    .init(
+                        "keyauth_credentials",
+                        .list(
+                            keys.map {
+                                .map(fieldList(Entity.keyAuth($0).fields, dropping: "consumer"))
+                            })))
             }
             return .map(fields)
         }

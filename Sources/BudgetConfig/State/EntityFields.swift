@@ -96,26 +96,34 @@ extension PluginConfig {
             let options = config.model.options
             return .compactMap([
                 .init("route_type", .string(config.routeType)),
-                .init("auth", .compactMap([
-                    .init("aws_access_key_id", .optional(config.auth.awsAccessKeyID)),
-                    .init("aws_secret_access_key", .optional(config.auth.awsSecretAccessKey)),
-                    .init("allow_override", .bool(config.auth.allowOverride)),
-                ])),
-                .init("model", .compactMap([
-                    .init("provider", .string(config.model.provider)),
-                    .init("name", .optional(config.model.name)),
-                    .init("options", .compactMap([
-                        .init("max_tokens", .optional(options.maxTokens)),
-                        .init("input_cost", .optional(options.inputCost)),
-                        .init("output_cost", .optional(options.outputCost)),
-                        .init("temperature", .optional(options.temperature)),
-                        .init("top_p", .optional(options.topP)),
-                        .init("top_k", .optional(options.topK)),
-                        .init("anthropic_version", .optional(options.anthropicVersion)),
-                        .init("upstream_url", .optional(options.upstreamURL)),
-                        .init("bedrock", options.awsRegion.map { .map([.init("aws_region", .string($0))]) } ?? .null),
+                .init(
+                    "auth",
+                    .compactMap([
+                        .init("aws_access_key_id", .optional(config.auth.awsAccessKeyID)),
+                        .init("aws_secret_access_key", .optional(config.auth.awsSecretAccessKey)),
+                        .init("allow_override", .bool(config.auth.allowOverride)),
                     ])),
-                ])),
+                .init(
+                    "model",
+                    .compactMap([
+                        .init("provider", .string(config.model.provider)),
+                        .init("name", .optional(config.model.name)),
+                        .init(
+                            "options",
+                            .compactMap([
+                                .init("max_tokens", .optional(options.maxTokens)),
+                                .init("input_cost", .optional(options.inputCost)),
+                                .init("output_cost", .optional(options.outputCost)),
+                                .init("temperature", .optional(options.temperature)),
+                                .init("top_p", .optional(options.topP)),
+                                .init("top_k", .optional(options.topK)),
+                                .init("anthropic_version", .optional(options.anthropicVersion)),
+                                .init("upstream_url", .optional(options.upstreamURL)),
+                                .init(
+                                    "bedrock",
+                                    options.awsRegion.map { .map([.init("aws_region", .string($0))]) } ?? .null),
+                            ])),
+                    ])),
                 .init("response_streaming", .string(config.responseStreaming.rawValue)),
                 .init("max_request_body_size", .optional(config.maxRequestBodySize)),
                 .init("model_name_header", .bool(config.modelNameHeader)),
@@ -123,13 +131,16 @@ extension PluginConfig {
             ])
         case .aiRateLimitingAdvanced(let config):
             return .compactMap([
-                .init("llm_providers", .list(config.llmProviders.map { provider in
-                    .map([
-                        .init("name", .string(provider.name)),
-                        .init("limit", .list(provider.windows.map { .numeric($0.limit) })),
-                        .init("window_size", .list(provider.windows.map { .int($0.windowSize) })),
-                    ])
-                })),
+                .init(
+                    "llm_providers",
+                    .list(
+                        config.llmProviders.map { provider in
+                            .map([
+                                .init("name", .string(provider.name)),
+                                .init("limit", .list(provider.windows.map { .numeric($0.limit) })),
+                                .init("window_size", .list(provider.windows.map { .int($0.windowSize) })),
+                            ])
+                        })),
                 .init("strategy", .string(config.strategy.rawValue)),
                 .init("sync_rate", .optional(config.syncRate)),
                 .init("window_type", .string(config.windowType.rawValue)),

@@ -76,15 +76,17 @@ public enum StateValidator {
             switch plugin.config {
             case .keyAuth:
                 if scope.consumer != nil || scope.consumerGroup != nil {
-                    error(plugin.id, scope.consumer != nil ? "consumer" : "consumer_group",
-                          "key-auth identifies the consumer, so it cannot be scoped to a consumer or consumer group; "
-                          + "attach it to a route, a service or globally")
+                    error(
+                        plugin.id, scope.consumer != nil ? "consumer" : "consumer_group",
+                        "key-auth identifies the consumer, so it cannot be scoped to a consumer or consumer group; "
+                            + "attach it to a route, a service or globally")
                 }
             case .aiProxy:
                 if scope.consumer != nil || scope.consumerGroup != nil {
-                    error(plugin.id, scope.consumer != nil ? "consumer" : "consumer_group",
-                          "ai-proxy is attached per route, service or globally in this gateway, "
-                          + "not to a consumer or consumer group")
+                    error(
+                        plugin.id, scope.consumer != nil ? "consumer" : "consumer_group",
+                        "ai-proxy is attached per route, service or globally in this gateway, "
+                            + "not to a consumer or consumer group")
                 }
             case .aiRateLimitingAdvanced(let config):
                 checkRateLimiting(plugin, config, in: state, plugins: plugins, error: error, warning: warning)
@@ -105,12 +107,14 @@ public enum StateValidator {
     public static func aiProxy(for route: Route, plugins: [Plugin]) -> AIProxyConfig? {
         let candidates = plugins.compactMap { plugin -> (Plugin, AIProxyConfig)? in
             guard plugin.enabled, case .aiProxy(let config) = plugin.config,
-                  plugin.scope.consumer == nil, plugin.scope.consumerGroup == nil else { return nil }
+                plugin.scope.consumer == nil, plugin.scope.consumerGroup == nil
+            else { return nil }
             return (plugin, config)
         }
         if let match = candidates.first(where: { $0.0.scope.route == route.name }) { return match.1 }
         if let service = route.service,
-           let match = candidates.first(where: { $0.0.scope.route == nil && $0.0.scope.service == service }) {
+            let match = candidates.first(where: { $0.0.scope.route == nil && $0.0.scope.service == service })
+        {
             return match.1
         }
         return candidates.first { $0.0.scope.isGlobal }?.1
@@ -121,9 +125,10 @@ public enum StateValidator {
         error: (EntityID, String?, String) -> Void, warning: (EntityID, String?, String) -> Void
     ) {
         if config.identifier == .consumerGroup && plugin.scope.consumerGroup == nil {
-            error(plugin.id, "config.identifier",
-                  "identifier \"consumer-group\" shares one counter among a group's members, so the plugin must be "
-                  + "scoped to a consumer group (set consumer_group, or nest it under consumer_groups[].plugins)")
+            error(
+                plugin.id, "config.identifier",
+                "identifier \"consumer-group\" shares one counter among a group's members, so the plugin must be "
+                    + "scoped to a consumer group (set consumer_group, or nest it under consumer_groups[].plugins)")
         }
         let aiRoutes = routesGoverned(by: plugin.scope, in: state).compactMap { route in
             aiProxy(for: route, plugins: plugins).map { (route: route, proxy: $0) }
@@ -135,15 +140,18 @@ public enum StateValidator {
         let providers = Set(aiRoutes.map(\.proxy.model.provider))
         for (index, provider) in config.llmProviders.enumerated() where !providers.contains(provider.name) {
             let used = aiRoutes.map { "route \($0.route.name) uses \"\($0.proxy.model.provider)\"" }
-            error(plugin.id, "config.llm_providers[\(index)].name",
-                  "provider \"\(provider.name)\" matches no ai-proxy model.provider on the routes this plugin governs "
-                  + "(\(used.joined(separator: ", "))), so it would never count tokens")
+            error(
+                plugin.id, "config.llm_providers[\(index)].name",
+                "provider \"\(provider.name)\" matches no ai-proxy model.provider on the routes this plugin governs "
+                    + "(\(used.joined(separator: ", "))), so it would never count tokens")
         }
         if config.tokensCountStrategy == .cost {
-            for (route, proxy) in aiRoutes where proxy.model.options.inputCost == nil || proxy.model.options.outputCost == nil {
-                error(plugin.id, "config.tokens_count_strategy",
-                      "tokens_count_strategy \"cost\" needs model.options.input_cost and output_cost on the "
-                      + "ai-proxy of route \(route.name)")
+            for (route, proxy) in aiRoutes
+            where proxy.model.options.inputCost == nil || proxy.model.options.outputCost == nil {
+                error(
+                    plugin.id, "config.tokens_count_strategy",
+                    "tokens_count_strategy \"cost\" needs model.options.input_cost and output_cost on the "
+                        + "ai-proxy of route \(route.name)")
             }
         }
     }

@@ -125,7 +125,8 @@ func quoted(_ text: String) -> String {
         case "\t": out += "\\t"
         default:
             if scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value)
-                || scalar.value == 0x2028 || scalar.value == 0x2029 || scalar.value == 0xFEFF {
+                || scalar.value == 0x2028 || scalar.value == 0x2029 || scalar.value == 0xFEFF
+            {
                 let hex = String(scalar.value, radix: 16, uppercase: true)
                 out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
             } else {

@@ -22,7 +22,9 @@ public struct EnvTemplate: Sendable {
     /// The text with every expression replaced, or the located errors when any expression fails.
     ///
     /// `substitutedValues` lists what was inserted, so callers can mask it in anything they print.
-    public func render(_ text: String, file: String) -> (text: String, substitutedValues: [String], diagnostics: DiagnosticBag) {
+    public func render(_ text: String, file: String) -> (
+        text: String, substitutedValues: [String], diagnostics: DiagnosticBag
+    ) {
         var diagnostics = DiagnosticBag()
         var values: [String] = []
         guard text.contains("${{") else { return (text, [], diagnostics) }
@@ -78,8 +80,10 @@ public struct EnvTemplate: Sendable {
         guard let first = stages.first else { return .failure(Problem(message: "empty template expression")) }
         let words = first.split(separator: " ", omittingEmptySubsequences: true)
         guard words.count == 2, words[0] == "env" else {
-            return .failure(Problem(message: "unsupported template expression \"${{\(expression)}}\"; "
-                + "only ${{ env \"DECK_NAME\" }}, optionally piped to toBool, toInt or toFloat, is supported"))
+            return .failure(
+                Problem(
+                    message: "unsupported template expression \"${{\(expression)}}\"; "
+                        + "only ${{ env \"DECK_NAME\" }}, optionally piped to toBool, toInt or toFloat, is supported"))
         }
         let quoted = words[1]
         guard quoted.count >= 2, quoted.first == "\"", quoted.last == "\"" else {
@@ -87,8 +91,10 @@ public struct EnvTemplate: Sendable {
         }
         let name = String(quoted.dropFirst().dropLast())
         guard name.hasPrefix(Self.requiredPrefix) else {
-            return .failure(Problem(message: "environment variables in the state file must be prefixed with "
-                + "'\(Self.requiredPrefix)', found: '\(name)'"))
+            return .failure(
+                Problem(
+                    message: "environment variables in the state file must be prefixed with "
+                        + "'\(Self.requiredPrefix)', found: '\(name)'"))
         }
         guard var value = environment[name] else {
             return .failure(Problem(message: "environment variable '\(name)' present in state file but not set"))
@@ -102,26 +108,33 @@ public struct EnvTemplate: Sendable {
                 } else if ["false", "0", "f", "F", "FALSE", "False"].contains(value) {
                     value = "false"
                 } else {
-                    return .failure(Problem(message: "environment variable '\(name)' is not a boolean, as toBool needs"))
+                    return .failure(
+                        Problem(message: "environment variable '\(name)' is not a boolean, as toBool needs"))
                 }
             case "toInt":
                 guard let number = Int(value) else {
-                    return .failure(Problem(message: "environment variable '\(name)' is not an integer, as toInt needs"))
+                    return .failure(
+                        Problem(message: "environment variable '\(name)' is not an integer, as toInt needs"))
                 }
                 value = String(number)
             case "toFloat":
                 guard let number = Double(value), number.isFinite else {
-                    return .failure(Problem(message: "environment variable '\(name)' is not a number, as toFloat needs"))
+                    return .failure(
+                        Problem(message: "environment variable '\(name)' is not a number, as toFloat needs"))
                 }
                 value = String(number)
             default:
-                return .failure(Problem(message: "unsupported template function \"\(stage)\"; "
-                    + "toBool, toInt and toFloat are supported"))
+                return .failure(
+                    Problem(
+                        message: "unsupported template function \"\(stage)\"; "
+                            + "toBool, toInt and toFloat are supported"))
             }
         }
         if value.contains("\n") || value.contains("\r") {
-            return .failure(Problem(message: "environment variable '\(name)' holds a line break, "
-                + "which would change the file's structure; put single-line values in DECK_ variables"))
+            return .failure(
+                Problem(
+                    message: "environment variable '\(name)' holds a line break, "
+                        + "which would change the file's structure; put single-line values in DECK_ variables"))
         }
         return .success(value)
     }

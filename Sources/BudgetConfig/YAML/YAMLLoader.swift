@@ -25,8 +25,9 @@ struct YAMLLoader {
         var body = bytes[...]
         if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
         if let bad = firstInvalidUTF8(body, file: file) {
-            diagnostics.error("invalid UTF-8 (byte 0x\(String(bad.byte, radix: 16, uppercase: true))); "
-                + "config files must be UTF-8 text", at: bad.location, path: YAMLPath())
+            diagnostics.error(
+                "invalid UTF-8 (byte 0x\(String(bad.byte, radix: 16, uppercase: true))); "
+                    + "config files must be UTF-8 text", at: bad.location, path: YAMLPath())
             return Loaded(root: nil, substitutedValues: [])
         }
         let text = String(decoding: body, as: UTF8.self)
@@ -38,8 +39,9 @@ struct YAMLLoader {
         do {
             let parser = try Parser(yaml: rendered.text)
             guard let root = try parser.singleRoot() else {
-                diagnostics.error("the file holds no YAML document; a decK file is a mapping that starts "
-                    + "with _format_version: \"3.0\"", at: start, path: YAMLPath())
+                diagnostics.error(
+                    "the file holds no YAML document; a decK file is a mapping that starts "
+                        + "with _format_version: \"3.0\"", at: start, path: YAMLPath())
                 return Loaded(root: nil, substitutedValues: rendered.substitutedValues)
             }
             document = root
@@ -75,25 +77,29 @@ struct YAMLLoader {
             if character(in: text, line: mark.line, column: mark.column) == "\t" {
                 message += "; tabs cannot indent YAML, use spaces"
             }
-            return Diagnostic(.error, at: SourceLocation(file: file, line: mark.line, column: mark.column),
-                              path: YAMLPath(), message)
+            return Diagnostic(
+                .error, at: SourceLocation(file: file, line: mark.line, column: mark.column),
+                path: YAMLPath(), message)
         }
         switch error {
         case .scanner(let context, let problem, let mark, _),
-             .parser(let context, let problem, let mark, _),
-             .composer(let context, let problem, let mark, _):
+            .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
             return located(problem, context, mark)
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return Diagnostic(.error, at: SourceLocation(file: file, line: context.mark.line, column: context.mark.column),
-                              path: YAMLPath(),
-                              "duplicate key \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) in one mapping")
+            return Diagnostic(
+                .error, at: SourceLocation(file: file, line: context.mark.line, column: context.mark.column),
+                path: YAMLPath(),
+                "duplicate key \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) in one mapping")
         case .reader(let problem, let offset, _, _):
-            let location = offset.map { sourceLocation(ofUTF8Offset: $0, in: text, file: file) }
+            let location =
+                offset.map { sourceLocation(ofUTF8Offset: $0, in: text, file: file) }
                 ?? SourceLocation(file: file, line: 1, column: 1)
             return Diagnostic(.error, at: location, path: YAMLPath(), "invalid YAML input: \(problem)")
         default:
-            return Diagnostic(.error, at: SourceLocation(file: file, line: 1, column: 1), path: YAMLPath(),
-                              "invalid YAML: \(error)")
+            return Diagnostic(
+                .error, at: SourceLocation(file: file, line: 1, column: 1), path: YAMLPath(),
+                "invalid YAML: \(error)")
         }
     }
 }
@@ -141,8 +147,9 @@ private struct Converter {
         visited += 1
         let here = location(node.mark)
         if visited > limits.maxNodes {
-            throw Problem(message: "document expands to more than \(limits.maxNodes) YAML nodes "
-                + "(aliases are counted each time they are used); refusing to read it", location: here)
+            throw Problem(
+                message: "document expands to more than \(limits.maxNodes) YAML nodes "
+                    + "(aliases are counted each time they are used); refusing to read it", location: here)
         }
         if depth > limits.maxDepth {
             throw Problem(message: "nesting is deeper than \(limits.maxDepth) levels", location: here)
@@ -150,7 +157,8 @@ private struct Converter {
         switch node {
         case .scalar(let scalar):
             let explicitString = scalar.tag.description == Tag.Name.str.rawValue
-            let plain = scalar.style == .plain && !explicitString
+            let plain =
+                scalar.style == .plain && !explicitString
                 && (scalar.tag.description.isEmpty || scalar.tag.description == "?"
                     || scalar.tag.description.hasPrefix("tag:yaml.org,2002:"))
             return ConfigNode(.scalar(ConfigScalar(scalar.string, isPlain: plain)), at: here)
@@ -165,8 +173,10 @@ private struct Converter {
             for (key, value) in mapping {
                 visited += 1
                 guard case .scalar(let keyScalar) = key else {
-                    throw Problem(message: "mapping keys must be plain strings, not \(key.mapping != nil ? "a mapping" : "a list")",
-                                  location: location(key.mark))
+                    throw Problem(
+                        message:
+                            "mapping keys must be plain strings, not \(key.mapping != nil ? "a mapping" : "a list")",
+                        location: location(key.mark))
                 }
                 let converted = try convert(value, depth: depth + 1)
                 pairs.append(ConfigNode.Pair(key: keyScalar.string, keyLocation: location(key.mark), value: converted))
