@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "budgetctl", targets: ["budgetctl"]),
         .library(name: "BudgetConfig", targets: ["BudgetConfig"]),
+        .library(name: "Bedrock", targets: ["Bedrock"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -22,11 +23,23 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
+        // JSON values with ordered members, a strict bounded parser and a serializer.
+        .target(name: "BudgetJSON", swiftSettings: swiftSettings),
         // The declarative config: decK-format reading, validation, canonical state, plans.
         .target(
             name: "BudgetConfig",
             dependencies: [
+                "BudgetJSON",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Bedrock Runtime without I/O: SigV4, the event stream, OpenAI chat <-> Converse.
+        .target(
+            name: "Bedrock",
+            dependencies: [
+                "BudgetJSON",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
@@ -46,6 +59,8 @@ let package = Package(
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "BudgetJSONTests", dependencies: ["BudgetJSON"], swiftSettings: swiftSettings),
+        .testTarget(name: "BedrockTests", dependencies: ["Bedrock", "BudgetJSON"], swiftSettings: swiftSettings),
         // Runs the built `budgetctl` as a process, as a user would.
         .testTarget(
             name: "BudgetctlTests",

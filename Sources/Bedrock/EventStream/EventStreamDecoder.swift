@@ -1,0 +1,158 @@
+/// An incremental event-stream decoder: feed bytes as they arrive, split anywhere, and take out whole
+/// messages. Both CRCs are checked; lengths are checked against the bounds from the prelude alone,
+/// before any of the message is buffered, so a 4 GiB length costs nothing.
+public struct EventStreamDecoder: Sendable {
+    public struct Limits: Sendable {
+        /// botocore's bound on the headers of one message.
+        public var maxHeadersBytes = 128 * 1024
+        /// botocore's bound on the payload of one message.
+        public var maxPayloadBytes = 24 * 1024 * 1024
+
+        public init() {}
+    }
+
+    public let limits: Limits
+    private var buffer: [UInt8] = []
+    private var start = 0
+    /// Bytes consumed by whole messages so far; with `bufferedByteCount`, what was fed in total.
+    public private(set) var decodedByteCount = 0
+
+    public init(limits: Limits = Limits()) { self.limits = limits }
+
+    /// Bytes held that do not yet form a whole message.
+    public var bufferedByteCount: Int { buffer.count - start }
+
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        if start > 0 && start >= buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next whole message, nil when more bytes are needed, or a typed error for a corrupt stream
+    /// (after which the decoder should be dropped).
+    public mutating func next() throws(EventStreamError) -> EventStreamMessage? {
+        guard bufferedByteCount >= 12 else { return nil }
+        let totalLength = Int(readUInt32(at: start))
+        let headersLength = Int(readUInt32(at: start + 4))
+        let preludeCRC = readUInt32(at: start + 8)
+        let computedPrelude = CRC32.checksum(buffer[start..<start + 8])
+        guard computedPrelude == preludeCRC else {
+            throw .preludeChecksumMismatch(expected: preludeCRC, computed: computedPrelude)
+        }
+        guard headersLength <= limits.maxHeadersBytes else {
+            throw .headersTooLong(headersLength, limit: limits.maxHeadersBytes)
+        }
+        let payloadLength = totalLength - headersLength - 16
+        guard totalLength >= 16, payloadLength >= 0 else {
+            throw .invalidLength(total: totalLength, headers: headersLength)
+        }
+        guard payloadLength <= limits.maxPayloadBytes else {
+            throw .payloadTooLong(payloadLength, limit: limits.maxPayloadBytes)
+        }
+        guard bufferedByteCount >= totalLength else { return nil }
+
+        let messageCRC = readUInt32(at: start + totalLength - 4)
+        var crc = CRC32(continuing: preludeCRC)
+        crc.update(buffer[start + 8..<start + totalLength - 4])
+        guard crc.value == messageCRC else {
+            throw .messageChecksumMismatch(expected: messageCRC, computed: crc.value)
+        }
+        let headers = try decodeHeaders(buffer[start + 12..<start + 12 + headersLength])
+        let payloadStart = start + 12 + headersLength
+        let payload = Array(buffer[payloadStart..<payloadStart + payloadLength])
+        start += totalLength
+        decodedByteCount += totalLength
+        if start == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        }
+        return EventStreamMessage(headers: headers, payload: payload)
+    }
+
+    private func readUInt32(at index: Int) -> UInt32 {
+        UInt32(buffer[index]) << 24 | UInt32(buffer[index + 1]) << 16 | UInt32(buffer[index + 2]) << 8
+            | UInt32(buffer[index + 3])
+    }
+
+    private func decodeHeaders(_ bytes: ArraySlice<UInt8>) throws(EventStreamError) -> [EventStreamMessage.Header] {
+        var headers: [EventStreamMessage.Header] = []
+        var names: Set<String> = []
+        var index = bytes.startIndex
+        func take(_ count: Int) throws(EventStreamError) -> ArraySlice<UInt8> {
+            guard count >= 0, index + count <= bytes.endIndex else { throw .truncatedHeader }
+            defer { index += count }
+            return bytes[index..<index + count]
+        }
+        func integer(_ count: Int) throws(EventStreamError) -> UInt64 {
+            try take(count).reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        while index < bytes.endIndex {
+            let nameLength = Int(try integer(1))
+            guard nameLength > 0 else { throw .invalidHeaderName }
+            guard let name = String(validating: try take(nameLength), as: UTF8.self) else { throw .invalidHeaderName }
+            guard names.insert(name).inserted else { throw .duplicateHeader(name) }
+            let type = try integer(1)
+            let value: EventStreamMessage.HeaderValue
+            switch type {
+            case 0: value = .bool(true)
+            case 1: value = .bool(false)
+            case 2: value = .byte(Int8(bitPattern: UInt8(try integer(1))))
+            case 3: value = .short(Int16(bitPattern: UInt16(try integer(2))))
+            case 4: value = .int(Int32(bitPattern: UInt32(try integer(4))))
+            case 5: value = .long(Int64(bitPattern: try integer(8)))
+            case 6: value = .bytes(Array(try take(Int(try integer(2)))))
+            case 7:
+                guard let text = String(validating: try take(Int(try integer(2))), as: UTF8.self) else {
+                    throw .invalidHeaderValue(name)
+                }
+                value = .string(text)
+            case 8: value = .timestamp(Int64(bitPattern: try integer(8)))
+            case 9: value = .uuid(Array(try take(16)))
+            default: throw .unknownHeaderType(UInt8(type), name: name)
+            }
+            headers.append(.init(name, value))
+        }
+        return headers
+    }
+}
+
+/// Why bytes are not a valid event stream.
+public enum EventStreamError: Error, Sendable, Hashable, CustomStringConvertible {
+    case preludeChecksumMismatch(expected: UInt32, computed: UInt32)
+    case messageChecksumMismatch(expected: UInt32, computed: UInt32)
+    case headersTooLong(Int, limit: Int)
+    case payloadTooLong(Int, limit: Int)
+    case invalidLength(total: Int, headers: Int)
+    case truncatedHeader
+    case invalidHeaderName
+    case invalidHeaderValue(String)
+    case duplicateHeader(String)
+    case unknownHeaderType(UInt8, name: String)
+    /// The stream ended inside a message.
+    case truncatedMessage(bufferedBytes: Int)
+
+    public var description: String {
+        switch self {
+        case .preludeChecksumMismatch(let expected, let computed):
+            return "prelude CRC mismatch (frame says \(hex32(expected)), computed \(hex32(computed)))"
+        case .messageChecksumMismatch(let expected, let computed):
+            return "message CRC mismatch (frame says \(hex32(expected)), computed \(hex32(computed)))"
+        case .headersTooLong(let length, let limit): return "headers of \(length) bytes exceed the limit of \(limit)"
+        case .payloadTooLong(let length, let limit): return "payload of \(length) bytes exceeds the limit of \(limit)"
+        case .invalidLength(let total, let headers): return "invalid lengths: total \(total), headers \(headers)"
+        case .truncatedHeader: return "a header runs past the end of the headers"
+        case .invalidHeaderName: return "a header name is empty or not UTF-8"
+        case .invalidHeaderValue(let name): return "header \(name) holds a string that is not UTF-8"
+        case .duplicateHeader(let name): return "header \(name) appears twice"
+        case .unknownHeaderType(let type, let name): return "header \(name) has unknown type \(type)"
+        case .truncatedMessage(let bytes): return "stream ended inside a message (\(bytes) bytes left over)"
+        }
+    }
+}
+
+private func hex32(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
+}

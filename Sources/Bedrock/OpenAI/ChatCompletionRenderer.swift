@@ -1,0 +1,97 @@
+public import BudgetJSON
+
+/// Bedrock Converse → OpenAI `chat.completion`, and the finish reasons both ways understand.
+public enum ChatCompletionRenderer {
+    /// Converse `stopReason` → OpenAI `finish_reason`.
+    public static func finishReason(_ stopReason: String) -> String {
+        switch stopReason {
+        case "end_turn", "stop_sequence": return "stop"
+        case "max_tokens", "model_context_window_exceeded": return "length"
+        case "tool_use": return "tool_calls"
+        case "content_filtered", "guardrail_intervened": return "content_filter"
+        default: return stopReason
+        }
+    }
+
+    /// The `chat.completion` object for a Converse reply; `model` is the configured model.
+    public static func completion(_ response: ConverseResponse, id: String, created: Int, model: String) -> JSONValue {
+        var message: [JSONValue.Member] = [
+            .init("role", .string("assistant")),
+            .init("content", response.text.isEmpty && !response.toolUses.isEmpty ? .null : .string(response.text)),
+        ]
+        if !response.toolUses.isEmpty {
+            message.append(.init("tool_calls", .array(response.toolUses.map { use in
+                .object([
+                    "id": .string(use.id), "type": .string("function"),
+                    "function": .object(["name": .string(use.name), "arguments": .string(use.input.serialized)]),
+                ])
+            })))
+        }
+        return .object([
+            "id": .string(id),
+            "object": .string("chat.completion"),
+            "created": .int(created),
+            "model": .string(model),
+            "choices": .array([
+                .object([
+                    "index": .int(0), "message": .object(message), "logprobs": .null,
+                    "finish_reason": .string(finishReason(response.stopReason)),
+                ])
+            ]),
+            "usage": usage(response.usage),
+        ])
+    }
+
+    static func usage(_ usage: TokenUsage) -> JSONValue {
+        .object([
+            "prompt_tokens": .int(usage.inputTokens),
+            "completion_tokens": .int(usage.outputTokens),
+            "total_tokens": .int(usage.totalTokens),
+        ])
+    }
+
+    /// A random `chatcmpl-…` id.
+    public static func newID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "chatcmpl-" + (0..<24).map { _ in String(UInt8.random(in: 0...35, using: &generator), radix: 36) }.joined()
+    }
+}
+
+/// Bedrock errors → OpenAI's error shape, keeping the status.
+public enum OpenAIErrorBody {
+    /// `{"error":{"message","type","code"}}` for an upstream status and Bedrock error name.
+    public static func fromBedrock(status: Int, errorType: String, message: String) -> JSONValue {
+        .object([
+            "error": .object([
+                "message": .string(message),
+                "type": .string(openAIType(status: status)),
+                "code": .string(errorType),
+            ])
+        ])
+    }
+
+    /// The OpenAI error type for a status.
+    public static func openAIType(status: Int) -> String {
+        switch status {
+        case 400, 413, 422: return "invalid_request_error"
+        case 401: return "authentication_error"
+        case 403: return "permission_error"
+        case 404: return "not_found_error"
+        case 408, 504: return "timeout_error"
+        case 429: return "rate_limit_error"
+        default: return status >= 500 ? "server_error" : "api_error"
+        }
+    }
+
+    /// Reads a Bedrock error reply: the name from `x-amzn-ErrorType` (else the body's `__type`/`code`), the
+    /// message from the body's `message`/`Message`.
+    public static func fromBedrockReply(status: Int, errorTypeHeader: String?, body: [UInt8]) -> JSONValue {
+        let json = try? JSONParser.parse(body)
+        let name = errorTypeHeader.map(AWSErrorResponse.errorName(fromHeader:))
+            ?? json?["__type"]?.stringValue.map(AWSErrorResponse.errorName(fromHeader:))
+            ?? json?["code"]?.stringValue ?? "BedrockError"
+        let message = json?["message"]?.stringValue ?? json?["Message"]?.stringValue
+            ?? "Bedrock answered HTTP \(status)"
+        return fromBedrock(status: status, errorType: name, message: message)
+    }
+}

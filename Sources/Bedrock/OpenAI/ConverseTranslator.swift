@@ -1,0 +1,98 @@
+public import BudgetJSON
+
+/// Inference settings that the gateway's config imposes over the client's, as Kong's ai-proxy does.
+public struct ModelOverrides: Sendable, Hashable {
+    public var maxTokens: Int?
+    public var temperature: Double?
+    public var topP: Double?
+    public var topK: Int?
+
+    public init(maxTokens: Int? = nil, temperature: Double? = nil, topP: Double? = nil, topK: Int? = nil) {
+        self.maxTokens = maxTokens
+        self.temperature = temperature
+        self.topP = topP
+        self.topK = topK
+    }
+}
+
+/// OpenAI chat → Bedrock Converse, as Kong's ai-proxy maps it (`kong/llm/drivers/bedrock.lua`):
+/// system (and developer) messages → `system[]`; user and assistant text → `content[{text}]`;
+/// assistant `tool_calls` → `toolUse`; `tool` messages → a user turn of `toolResult`s;
+/// `max_tokens` → `inferenceConfig.maxTokens`, `stop` → `stopSequences`, `temperature`, `top_p` → `topP`;
+/// `tools` → `toolConfig`. Consecutive turns of one role are merged, since Converse needs them to alternate.
+public enum ConverseTranslator {
+    /// The Converse body for `request`. `maxTokens` is the effective limit the caller chose
+    /// (config, else client, else model maximum); `overrides` win over the client's other settings.
+    public static func converseBody(
+        _ request: ChatCompletionRequest, maxTokens: Int, overrides: ModelOverrides = ModelOverrides()
+    ) -> JSONValue {
+        var system: [JSONValue] = []
+        var turns: [(role: String, content: [JSONValue])] = []
+        func add(_ role: String, _ blocks: [JSONValue]) {
+            guard !blocks.isEmpty else { return }
+            if let last = turns.last, last.role == role {
+                turns[turns.count - 1].content += blocks
+            } else {
+                turns.append((role, blocks))
+            }
+        }
+        for message in request.messages {
+            switch message.role {
+            case .system, .developer:
+                system += message.text.map { .object(["text": .string($0)]) }
+            case .user:
+                add("user", message.text.map { .object(["text": .string($0)]) })
+            case .assistant:
+                var blocks: [JSONValue] = message.text.filter { !$0.isEmpty }.map { .object(["text": .string($0)]) }
+                blocks += message.toolCalls.map { call in
+                    .object(["toolUse": .object([
+                        "toolUseId": .string(call.id), "name": .string(call.name), "input": call.arguments,
+                    ])])
+                }
+                add("assistant", blocks)
+            case .tool:
+                let result = JSONValue.object(["toolResult": .object([
+                    "toolUseId": .string(message.toolCallID ?? ""),
+                    "content": .array(message.text.map { .object(["text": .string($0)]) }),
+                ])])
+                add("user", [result])
+            }
+        }
+
+        var inference: [JSONValue.Member] = [JSONValue.Member("maxTokens", .int(maxTokens))]
+        if let temperature = overrides.temperature ?? request.temperature {
+            inference.append(.init("temperature", .double(temperature)))
+        }
+        if let topP = overrides.topP ?? request.topP { inference.append(.init("topP", .double(topP))) }
+        if !request.stop.isEmpty { inference.append(.init("stopSequences", .array(request.stop.map { .string($0) }))) }
+
+        var body: [JSONValue.Member] = [
+            .init("messages", .array(turns.map { .object(["role": .string($0.role), "content": .array($0.content)]) }))
+        ]
+        if !system.isEmpty { body.append(.init("system", .array(system))) }
+        body.append(.init("inferenceConfig", .object(inference)))
+        if let toolConfig = toolConfig(request) { body.append(.init("toolConfig", toolConfig)) }
+        if let topK = overrides.topK {
+            body.append(.init("additionalModelRequestFields", .object(["top_k": .int(topK)])))
+        }
+        return .object(body)
+    }
+
+    private static func toolConfig(_ request: ChatCompletionRequest) -> JSONValue? {
+        guard !request.tools.isEmpty, request.toolChoice != ChatCompletionRequest.ToolChoice.none else { return nil }
+        let tools = request.tools.map { tool -> JSONValue in
+            var spec: [JSONValue.Member] = [.init("name", .string(tool.name))]
+            if let description = tool.description { spec.append(.init("description", .string(description))) }
+            spec.append(.init("inputSchema", .object(["json": tool.parameters])))
+            return .object(["toolSpec": .object(spec)])
+        }
+        var config: [JSONValue.Member] = [.init("tools", .array(tools))]
+        switch request.toolChoice {
+        case .required?: config.append(.init("toolChoice", .object(["any": .object([])])))
+        case .function(let name)?: config.append(.init("toolChoice", .object(["tool": .object(["name": .string(name)])])))
+        case .auto?: config.append(.init("toolChoice", .object(["auto": .object([])])))
+        case .none?, nil: break
+        }
+        return .object(config)
+    }
+}

@@ -1,0 +1,169 @@
+import Crypto
+
+/// AWS Signature Version 4 for any service and region, as botocore's `SigV4Auth` computes it.
+///
+/// Paths are canonicalized as for every service but S3: dot segments and repeated slashes are
+/// removed, then the path as sent (already percent-encoded) is percent-encoded once more, so
+/// `…v1%3A0` on the wire is `…v1%253A0` in the canonical request.
+public struct SigV4Signer: Sendable {
+    public var credentials: AWSCredentials
+    public var region: String
+    public var service: String
+
+    public init(credentials: AWSCredentials, region: String, service: String) {
+        self.credentials = credentials
+        self.region = region
+        self.service = service
+    }
+
+    /// The headers to add to a request: `X-Amz-Date`, `X-Amz-Security-Token` with session credentials,
+    /// and `Authorization`. `headers` are those to sign (at least `host`; `content-type` for a body).
+    public func sign(
+        method: String, path: String, query: String = "", headers: [(String, String)],
+        payloadSHA256: String, date: AMZDate
+    ) -> [(name: String, value: String)] {
+        var signed = headers
+        var added: [(name: String, value: String)] = [("X-Amz-Date", date.description)]
+        signed.append(("x-amz-date", date.description))
+        if let token = credentials.sessionToken {
+            signed.append(("x-amz-security-token", token))
+            added.append(("X-Amz-Security-Token", token))
+        }
+        let canonical = SigV4.canonicalRequest(
+            method: method, path: path, query: query, headers: signed, payloadSHA256: payloadSHA256)
+        let signature = self.signature(canonicalRequest: canonical.text, date: date)
+        added.append((
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope(date)), "
+                + "SignedHeaders=\(canonical.signedHeaders), Signature=\(signature)"
+        ))
+        return added
+    }
+
+    /// Signs with the body's hash computed here.
+    public func sign(
+        method: String, path: String, query: String = "", headers: [(String, String)], body: some Sequence<UInt8>,
+        date: AMZDate
+    ) -> [(name: String, value: String)] {
+        sign(method: method, path: path, query: query, headers: headers, payloadSHA256: SigV4.hexSHA256(body), date: date)
+    }
+
+    /// `date/region/service/aws4_request`.
+    public func scope(_ date: AMZDate) -> String { "\(date.dateStamp)/\(region)/\(service)/aws4_request" }
+
+    public func stringToSign(canonicalRequest: String, date: AMZDate) -> String {
+        "AWS4-HMAC-SHA256\n\(date.description)\n\(scope(date))\n\(SigV4.hexSHA256(canonicalRequest.utf8))"
+    }
+
+    /// The hex signature of a canonical request.
+    public func signature(canonicalRequest: String, date: AMZDate) -> String {
+        let key = signingKey(dateStamp: date.dateStamp)
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Array(stringToSign(canonicalRequest: canonicalRequest, date: date).utf8), using: key)
+        return hex(mac)
+    }
+
+    /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request").
+    func signingKey(dateStamp: String) -> SymmetricKey {
+        var key = SymmetricKey(data: Array(("AWS4" + credentials.secretAccessKey).utf8))
+        for part in [dateStamp, region, service, "aws4_request"] {
+            key = SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
+        }
+        return key
+    }
+}
+
+/// The canonical forms SigV4 is computed over.
+public enum SigV4 {
+    public struct CanonicalRequest: Sendable, Hashable {
+        public var text: String
+        public var signedHeaders: String
+    }
+
+    public static func canonicalRequest(
+        method: String, path: String, query: String, headers: [(String, String)], payloadSHA256: String
+    ) -> CanonicalRequest {
+        var grouped: [String: [String]] = [:]
+        for (name, value) in headers {
+            grouped[name.lowercased(), default: []].append(collapseWhitespace(value))
+        }
+        let names = grouped.keys.sorted()
+        let canonicalHeaders = names.map { "\($0):\(grouped[$0, default: []].joined(separator: ","))\n" }.joined()
+        let signedHeaders = names.joined(separator: ";")
+        let text = [
+            method.uppercased(), canonicalURI(path), canonicalQuery(query), canonicalHeaders, signedHeaders,
+            payloadSHA256,
+        ].joined(separator: "\n")
+        return CanonicalRequest(text: text, signedHeaders: signedHeaders)
+    }
+
+    /// The path with dot segments and empty segments removed, then percent-encoded once more
+    /// (only unreserved characters, `/` and `~` are kept).
+    public static func canonicalURI(_ path: String) -> String {
+        guard !path.isEmpty else { return "/" }
+        var segments: [Substring] = []
+        for segment in path.split(separator: "/", omittingEmptySubsequences: true) where segment != "." {
+            if segment == ".." {
+                if !segments.isEmpty { segments.removeLast() }
+            } else {
+                segments.append(segment)
+            }
+        }
+        var normalized = path.hasPrefix("/") ? "/" : ""
+        normalized += segments.joined(separator: "/")
+        if path.hasSuffix("/") && !segments.isEmpty { normalized += "/" }
+        return percentEncode(normalized, keepingSlash: true)
+    }
+
+    /// Query pairs sorted as botocore sorts the already-encoded pairs of a URL.
+    public static func canonicalQuery(_ query: String) -> String {
+        guard !query.isEmpty else { return "" }
+        let pairs = query.split(separator: "&", omittingEmptySubsequences: false).map { pair -> (String, String) in
+            guard let equals = pair.firstIndex(of: "=") else { return (String(pair), "") }
+            return (String(pair[..<equals]), String(pair[pair.index(after: equals)...]))
+        }
+        return pairs.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+    }
+
+    /// RFC 3986 percent-encoding of everything but `A-Z a-z 0-9 - _ . ~` (and `/` when asked).
+    public static func percentEncode(_ text: String, keepingSlash: Bool) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: "/") where keepingSlash:
+                out += "/"
+            default:
+                out += "%" + hexDigits[Int(byte >> 4)] + hexDigits[Int(byte & 0x0F)]
+            }
+        }
+        return out
+    }
+
+    public static func hexSHA256(_ bytes: some Sequence<UInt8>) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array(bytes))
+        return hex(hasher.finalize())
+    }
+
+    static func collapseWhitespace(_ value: String) -> String {
+        value.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+    }
+
+    private static let hexDigits = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F"]
+}
+
+/// Lowercase hex of a digest or MAC.
+func hex(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for byte in bytes {
+        out.append(digits[Int(byte >> 4)])
+        out.append(digits[Int(byte & 0x0F)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

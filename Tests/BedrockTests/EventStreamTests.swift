@@ -1,0 +1,148 @@
+import Bedrock
+import Testing
+
+@Suite("The AWS event-stream codec")
+struct EventStreamTests {
+    func bytes(_ hex: String) -> [UInt8] {
+        hex.split(separator: " ").compactMap { UInt8($0, radix: 16) }
+    }
+
+    func beUInt32(_ bytes: [UInt8], at index: Int) -> UInt32 {
+        bytes[index..<index + 4].reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    @Test("vector 1 of the reference, byte for byte")
+    func vector1() throws {
+        let encoded = EventStreamEncoder.encode(EventStreamMessage(headers: [], payload: Array(#"{"foo": "bar"}"#.utf8)))
+        #expect(encoded == bytes("00 00 00 1e 00 00 00 00 ba f2 f6 8a 7b 22 66 6f 6f 22 3a 20 22 62 61 72 22 7d ae 72 58 e4"))
+        var decoder = EventStreamDecoder()
+        decoder.append(encoded)
+        let message = try #require(try decoder.next())
+        #expect(message.payload == Array(#"{"foo": "bar"}"#.utf8))
+        #expect(try decoder.next() == nil)
+    }
+
+    @Test("known-answer vectors 2 to 7: lengths and both CRCs", arguments: [
+        ([("content-type", "application/json")], #"{"foo": "bar"}"#, 62, 0x405d_f946, 0x6fa2_bf3b),
+        ([], "", 16, 0x05c2_48eb, 0x7d98_c8ff),
+        ([], "{'foo':'bar'}", 29, 0xfd52_8c5a, 0xc365_3936),
+        ([("content-type", "application/json")], "{'foo':'bar'}", 61, 0x07fd_8396, 0x8d9c_08b1),
+        ([(":event-type", "messageStop")], #"{"stopReason":"end_turn"}"#, 67, 0x8713_048a, 0x2877_5f45),
+        ([(":event-type", "messageStop"), (":content-type", "application/json"), (":message-type", "event")],
+         #"{"stopReason":"end_turn"}"#, 122, 0xca2c_4665, 0x5fbf_09fc),
+    ] as [([(String, String)], String, Int, UInt32, UInt32)])
+    func vectors(headers: [(String, String)], payload: String, total: Int, preludeCRC: UInt32, messageCRC: UInt32) throws {
+        let message = EventStreamMessage(headers: headers.map { .init($0.0, .string($0.1)) }, payload: Array(payload.utf8))
+        let encoded = EventStreamEncoder.encode(message)
+        #expect(encoded.count == total)
+        #expect(beUInt32(encoded, at: 0) == UInt32(total))
+        #expect(beUInt32(encoded, at: 8) == preludeCRC)
+        #expect(beUInt32(encoded, at: total - 4) == messageCRC)
+        var decoder = EventStreamDecoder()
+        decoder.append(encoded)
+        #expect(try decoder.next() == message)
+    }
+
+    @Test("every header type round-trips")
+    func headerTypes() throws {
+        let message = EventStreamMessage(headers: [
+            .init("t", .bool(true)), .init("f", .bool(false)), .init("b", .byte(-3)), .init("s", .short(-300)),
+            .init("i", .int(-70000)), .init("l", .long(-5_000_000_000)), .init("a", .bytes([1, 2, 3])),
+            .init("str", .string("ünï")), .init("ts", .timestamp(1_700_000_000_000)), .init("u", .uuid(Array(0..<16))),
+        ], payload: [0, 1, 2])
+        var decoder = EventStreamDecoder()
+        decoder.append(EventStreamEncoder.encode(message))
+        #expect(try decoder.next() == message)
+    }
+
+    @Test("frames split at every byte decode the same")
+    func splitEverywhere() throws {
+        let messages = (0..<3).map { EventStreamMessage.event("contentBlockDelta", payload: Array("{\"n\":\($0)}".utf8)) }
+        let stream = messages.flatMap(EventStreamEncoder.encode)
+        for split in 0...stream.count {
+            var decoder = EventStreamDecoder()
+            var decoded: [EventStreamMessage] = []
+            decoder.append(stream[..<split])
+            while let message = try decoder.next() { decoded.append(message) }
+            decoder.append(stream[split...])
+            while let message = try decoder.next() { decoded.append(message) }
+            #expect(decoded == messages, "split at \(split)")
+            #expect(decoder.bufferedByteCount == 0)
+        }
+    }
+
+    @Test("a header length of 4 GiB is refused from the prelude, before buffering")
+    func hugeLengths() throws {
+        var prelude: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00]
+        let crc = CRC32.checksum(prelude)
+        prelude += [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)]
+        var decoder = EventStreamDecoder()
+        decoder.append(prelude)
+        #expect(throws: EventStreamError.headersTooLong(0xFFFF_FF00, limit: 128 * 1024)) { try decoder.next() }
+    }
+
+    @Test("bad CRCs and truncated frames give typed errors or wait for more bytes")
+    func corruption() throws {
+        var frame = EventStreamEncoder.encode(.event("messageStop", payload: Array(#"{"stopReason":"end_turn"}"#.utf8)))
+        var decoder = EventStreamDecoder()
+        decoder.append(frame.dropLast())
+        #expect(try decoder.next() == nil)  // truncated: needs more
+        frame[frame.count - 10] ^= 0x01
+        var corrupt = EventStreamDecoder()
+        corrupt.append(frame)
+        #expect(throws: EventStreamError.self) { try corrupt.next() }
+        var badPrelude = EventStreamEncoder.encode(EventStreamMessage(headers: [], payload: []))
+        badPrelude[9] ^= 0xFF
+        var preludeDecoder = EventStreamDecoder()
+        preludeDecoder.append(badPrelude)
+        #expect(throws: EventStreamError.self) { try preludeDecoder.next() }
+    }
+
+    @Test("fuzz: random splits and random corruptions never crash and never yield a wrong message", arguments: 0..<8)
+    func fuzz(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        let messages = (0..<20).map { index in
+            EventStreamMessage.event(index % 2 == 0 ? "contentBlockDelta" : "metadata",
+                                     payload: Array((0..<Int(rng.next() % 300)).map { _ in UInt8(rng.next() % 256) }))
+        }
+        let stream = messages.flatMap(EventStreamEncoder.encode)
+        for round in 0..<200 {
+            var bytes = stream
+            let corruptions = round == 0 ? 0 : Int(rng.next() % 4)
+            for _ in 0..<corruptions { bytes[Int(rng.next() % UInt64(bytes.count))] ^= UInt8(1 + rng.next() % 255) }
+            var decoder = EventStreamDecoder()
+            var decoded: [EventStreamMessage] = []
+            var offset = 0
+            var failed = false
+            while offset < bytes.count && !failed {
+                let size = Int(1 + rng.next() % 97)
+                decoder.append(bytes[offset..<min(bytes.count, offset + size)])
+                offset += size
+                do {
+                    while let message = try decoder.next() { decoded.append(message) }
+                } catch {
+                    failed = true
+                }
+            }
+            // Whatever decoded before a failure is a prefix of the real messages: CRCs let nothing wrong through.
+            #expect(Array(messages.prefix(decoded.count)) == decoded, "seed \(seed) round \(round)")
+            if corruptions == 0 { #expect(decoded == messages && !failed) }
+            #expect(decoder.bufferedByteCount <= bytes.count)
+        }
+    }
+}
+
+/// A small, seedable generator so that a failing case can be replayed.
+struct SplitMix64 {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed &+ 0x1234_5678 }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
