@@ -23,6 +23,7 @@ build:
 test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+	BUDGET_BIN_DIR="$$($(SWIFT) build --show-bin-path)" python3 -m pytest -q Tests/interop
 
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \

@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "budgetctl", targets: ["budgetctl"]),
+        .executable(name: "bedrock-emulator", targets: ["bedrock-emulator"]),
         .library(name: "BudgetConfig", targets: ["BudgetConfig"]),
         .library(name: "Bedrock", targets: ["Bedrock"]),
     ],
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // JSON values with ordered members, a strict bounded parser and a serializer.
@@ -44,6 +46,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A local Bedrock Runtime that speaks the real wire format, for the demo, tests and benchmarks.
+        .target(
+            name: "BedrockEmulator",
+            dependencies: [
+                "Bedrock",
+                "BudgetJSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bedrock-emulator",
+            dependencies: [
+                "BedrockEmulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The CLI: argument parsing and printing only.
         .executableTarget(
             name: "budgetctl",
@@ -61,10 +83,13 @@ let package = Package(
         ),
         .testTarget(name: "BudgetJSONTests", dependencies: ["BudgetJSON"], swiftSettings: swiftSettings),
         .testTarget(name: "BedrockTests", dependencies: ["Bedrock", "BudgetJSON"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BedrockEmulatorTests", dependencies: ["BedrockEmulator", "Bedrock", "BudgetJSON"],
+            swiftSettings: swiftSettings),
         // Runs the built `budgetctl` as a process, as a user would.
         .testTarget(
             name: "BudgetctlTests",
-            dependencies: ["budgetctl", "BudgetConfig"],
+            dependencies: ["budgetctl", "bedrock-emulator", "BudgetConfig"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -15,9 +15,12 @@ public struct JSONParser {
     }
 
     /// Parses one JSON value that fills `bytes` (surrounding whitespace allowed).
-    public static func parse(_ bytes: some Collection<UInt8>, limits: Limits = Limits()) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ bytes: some Collection<UInt8>, limits: Limits = Limits()) throws(JSONParseError)
+        -> JSONValue
+    {
         guard bytes.count <= limits.maxBytes else {
-            throw JSONParseError(offset: 0, message: "document is \(bytes.count) bytes, over the limit of \(limits.maxBytes)")
+            throw JSONParseError(
+                offset: 0, message: "document is \(bytes.count) bytes, over the limit of \(limits.maxBytes)")
         }
         let array = Array(bytes)
         return try array.withUnsafeBufferPointer { buffer throws(JSONParseError) -> JSONValue in
@@ -227,7 +230,9 @@ private struct Cursor {
         for offset in 1..<length {
             let byte = bytes[index + offset]
             let (min, max): (UInt8, UInt8) = offset == 1 ? (low, high) : (0x80, 0xBF)
-            guard byte >= min && byte <= max else { throw JSONParseError(offset: index + offset, message: "invalid UTF-8") }
+            guard byte >= min && byte <= max else {
+                throw JSONParseError(offset: index + offset, message: "invalid UTF-8")
+            }
         }
         index += length
     }
@@ -248,7 +253,8 @@ private struct Cursor {
         case UInt8(ascii: "u"):
             var scalar = try hex4()
             if (0xD800...0xDBFF).contains(scalar) {
-                guard current == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u") else {
+                guard current == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u")
+                else {
                     throw error("lone high surrogate in \\u escape")
                 }
                 index += 2

@@ -13,8 +13,11 @@ struct EventStreamTests {
 
     @Test("vector 1 of the reference, byte for byte")
     func vector1() throws {
-        let encoded = EventStreamEncoder.encode(EventStreamMessage(headers: [], payload: Array(#"{"foo": "bar"}"#.utf8)))
-        #expect(encoded == bytes("00 00 00 1e 00 00 00 00 ba f2 f6 8a 7b 22 66 6f 6f 22 3a 20 22 62 61 72 22 7d ae 72 58 e4"))
+        let encoded = EventStreamEncoder.encode(
+            EventStreamMessage(headers: [], payload: Array(#"{"foo": "bar"}"#.utf8)))
+        #expect(
+            encoded
+                == bytes("00 00 00 1e 00 00 00 00 ba f2 f6 8a 7b 22 66 6f 6f 22 3a 20 22 62 61 72 22 7d ae 72 58 e4"))
         var decoder = EventStreamDecoder()
         decoder.append(encoded)
         let message = try #require(try decoder.next())
@@ -22,17 +25,24 @@ struct EventStreamTests {
         #expect(try decoder.next() == nil)
     }
 
-    @Test("known-answer vectors 2 to 7: lengths and both CRCs", arguments: [
-        ([("content-type", "application/json")], #"{"foo": "bar"}"#, 62, 0x405d_f946, 0x6fa2_bf3b),
-        ([], "", 16, 0x05c2_48eb, 0x7d98_c8ff),
-        ([], "{'foo':'bar'}", 29, 0xfd52_8c5a, 0xc365_3936),
-        ([("content-type", "application/json")], "{'foo':'bar'}", 61, 0x07fd_8396, 0x8d9c_08b1),
-        ([(":event-type", "messageStop")], #"{"stopReason":"end_turn"}"#, 67, 0x8713_048a, 0x2877_5f45),
-        ([(":event-type", "messageStop"), (":content-type", "application/json"), (":message-type", "event")],
-         #"{"stopReason":"end_turn"}"#, 122, 0xca2c_4665, 0x5fbf_09fc),
-    ] as [([(String, String)], String, Int, UInt32, UInt32)])
-    func vectors(headers: [(String, String)], payload: String, total: Int, preludeCRC: UInt32, messageCRC: UInt32) throws {
-        let message = EventStreamMessage(headers: headers.map { .init($0.0, .string($0.1)) }, payload: Array(payload.utf8))
+    @Test(
+        "known-answer vectors 2 to 7: lengths and both CRCs",
+        arguments: [
+            ([("content-type", "application/json")], #"{"foo": "bar"}"#, 62, 0x405d_f946, 0x6fa2_bf3b),
+            ([], "", 16, 0x05c2_48eb, 0x7d98_c8ff),
+            ([], "{'foo':'bar'}", 29, 0xfd52_8c5a, 0xc365_3936),
+            ([("content-type", "application/json")], "{'foo':'bar'}", 61, 0x07fd_8396, 0x8d9c_08b1),
+            ([(":event-type", "messageStop")], #"{"stopReason":"end_turn"}"#, 67, 0x8713_048a, 0x2877_5f45),
+            (
+                [(":event-type", "messageStop"), (":content-type", "application/json"), (":message-type", "event")],
+                #"{"stopReason":"end_turn"}"#, 122, 0xca2c_4665, 0x5fbf_09fc
+            ),
+        ] as [([(String, String)], String, Int, UInt32, UInt32)])
+    func vectors(headers: [(String, String)], payload: String, total: Int, preludeCRC: UInt32, messageCRC: UInt32)
+        throws
+    {
+        let message = EventStreamMessage(
+            headers: headers.map { .init($0.0, .string($0.1)) }, payload: Array(payload.utf8))
         let encoded = EventStreamEncoder.encode(message)
         #expect(encoded.count == total)
         #expect(beUInt32(encoded, at: 0) == UInt32(total))
@@ -45,11 +55,13 @@ struct EventStreamTests {
 
     @Test("every header type round-trips")
     func headerTypes() throws {
-        let message = EventStreamMessage(headers: [
-            .init("t", .bool(true)), .init("f", .bool(false)), .init("b", .byte(-3)), .init("s", .short(-300)),
-            .init("i", .int(-70000)), .init("l", .long(-5_000_000_000)), .init("a", .bytes([1, 2, 3])),
-            .init("str", .string("ünï")), .init("ts", .timestamp(1_700_000_000_000)), .init("u", .uuid(Array(0..<16))),
-        ], payload: [0, 1, 2])
+        let message = EventStreamMessage(
+            headers: [
+                .init("t", .bool(true)), .init("f", .bool(false)), .init("b", .byte(-3)), .init("s", .short(-300)),
+                .init("i", .int(-70000)), .init("l", .long(-5_000_000_000)), .init("a", .bytes([1, 2, 3])),
+                .init("str", .string("ünï")), .init("ts", .timestamp(1_700_000_000_000)),
+                .init("u", .uuid(Array(0..<16))),
+            ], payload: [0, 1, 2])
         var decoder = EventStreamDecoder()
         decoder.append(EventStreamEncoder.encode(message))
         #expect(try decoder.next() == message)
@@ -57,7 +69,9 @@ struct EventStreamTests {
 
     @Test("frames split at every byte decode the same")
     func splitEverywhere() throws {
-        let messages = (0..<3).map { EventStreamMessage.event("contentBlockDelta", payload: Array("{\"n\":\($0)}".utf8)) }
+        let messages = (0..<3).map {
+            EventStreamMessage.event("contentBlockDelta", payload: Array("{\"n\":\($0)}".utf8))
+        }
         let stream = messages.flatMap(EventStreamEncoder.encode)
         for split in 0...stream.count {
             var decoder = EventStreamDecoder()
@@ -102,8 +116,9 @@ struct EventStreamTests {
     func fuzz(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         let messages = (0..<20).map { index in
-            EventStreamMessage.event(index % 2 == 0 ? "contentBlockDelta" : "metadata",
-                                     payload: Array((0..<Int(rng.next() % 300)).map { _ in UInt8(rng.next() % 256) }))
+            EventStreamMessage.event(
+                index % 2 == 0 ? "contentBlockDelta" : "metadata",
+                payload: Array((0..<Int(rng.next() % 300)).map { _ in UInt8(rng.next() % 256) }))
         }
         let stream = messages.flatMap(EventStreamEncoder.encode)
         for round in 0..<200 {

@@ -23,14 +23,17 @@ struct TranslationTests {
     func seedRequest() throws {
         let chat = try request(#"{"messages":[{"role":"user","content":"Hello"}]}"#)
         let body = ConverseTranslator.converseBody(chat, maxTokens: 4096)
-        #expect(body.serialized == #"{"messages":[{"role":"user","content":[{"text":"Hello"}]}],"inferenceConfig":{"maxTokens":4096}}"#)
+        #expect(
+            body.serialized
+                == #"{"messages":[{"role":"user","content":[{"text":"Hello"}]}],"inferenceConfig":{"maxTokens":4096}}"#)
         #expect(chat.estimatedPromptTokens == 2)
         #expect(!chat.stream)
     }
 
     @Test("system messages, text parts, parameters and stop sequences map as Kong maps them")
     func fullMapping() throws {
-        let chat = try request("""
+        let chat = try request(
+            """
             {"model":"m","messages":[
               {"role":"system","content":"be brief"},
               {"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"there"}]},
@@ -42,22 +45,27 @@ struct TranslationTests {
         #expect(chat.includeUsage && chat.stream && chat.model == "m")
         let body = ConverseTranslator.converseBody(chat, maxTokens: 100)
         #expect(body["system"]?.serialized == #"[{"text":"be brief"}]"#)
-        #expect(body["messages"]?.serialized == #"[{"role":"user","content":[{"text":"Hi"},{"text":"there"}]},"#
-            + #"{"role":"assistant","content":[{"text":"Hello"}]},{"role":"user","content":[{"text":"Bye"}]}]"#)
-        #expect(body["inferenceConfig"]?.serialized == #"{"maxTokens":100,"temperature":0.5,"topP":0.9,"stopSequences":["END"]}"#)
+        #expect(
+            body["messages"]?.serialized == #"[{"role":"user","content":[{"text":"Hi"},{"text":"there"}]},"#
+                + #"{"role":"assistant","content":[{"text":"Hello"}]},{"role":"user","content":[{"text":"Bye"}]}]"#)
+        #expect(
+            body["inferenceConfig"]?.serialized
+                == #"{"maxTokens":100,"temperature":0.5,"topP":0.9,"stopSequences":["END"]}"#)
     }
 
     @Test("configured overrides win over the client's settings; top_k goes to additionalModelRequestFields")
     func overrides() throws {
         let chat = try request(#"{"messages":[{"role":"user","content":"Hi"}],"temperature":0.9}"#)
-        let body = ConverseTranslator.converseBody(chat, maxTokens: 256, overrides: ModelOverrides(temperature: 0.1, topK: 40))
+        let body = ConverseTranslator.converseBody(
+            chat, maxTokens: 256, overrides: ModelOverrides(temperature: 0.1, topK: 40))
         #expect(body["inferenceConfig"]?.serialized == #"{"maxTokens":256,"temperature":0.1}"#)
         #expect(body["additionalModelRequestFields"]?.serialized == #"{"top_k":40}"#)
     }
 
     @Test("tools, tool calls and tool results map to toolConfig, toolUse and toolResult")
     func tools() throws {
-        let chat = try request("""
+        let chat = try request(
+            """
             {"messages":[
               {"role":"user","content":"Weather?"},
               {"role":"assistant","content":null,"tool_calls":[{"id":"t1","type":"function","function":{"name":"get","arguments":"{\\"city\\":\\"Oslo\\"}"}}]},
@@ -66,26 +74,37 @@ struct TranslationTests {
              "tool_choice":"required"}
             """)
         let body = ConverseTranslator.converseBody(chat, maxTokens: 50)
-        #expect(body["messages"]?.serialized == #"[{"role":"user","content":[{"text":"Weather?"}]},"#
-            + #"{"role":"assistant","content":[{"toolUse":{"toolUseId":"t1","name":"get","input":{"city":"Oslo"}}}]},"#
-            + #"{"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"text":"cold"}]}}]}]"#)
-        #expect(body["toolConfig"]?.serialized == #"{"tools":[{"toolSpec":{"name":"get","description":"weather","inputSchema":"#
-            + #"{"json":{"type":"object","properties":{"city":{"type":"string"}}}}}}],"toolChoice":{"any":{}}}"#)
+        #expect(
+            body["messages"]?.serialized == #"[{"role":"user","content":[{"text":"Weather?"}]},"#
+                + #"{"role":"assistant","content":[{"toolUse":{"toolUseId":"t1","name":"get","input":{"city":"Oslo"}}}]},"#
+                + #"{"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"text":"cold"}]}}]}]"#)
+        #expect(
+            body["toolConfig"]?.serialized
+                == #"{"tools":[{"toolSpec":{"name":"get","description":"weather","inputSchema":"#
+                + #"{"json":{"type":"object","properties":{"city":{"type":"string"}}}}}}],"toolChoice":{"any":{}}}"#)
     }
 
-    @Test("what cannot be mapped is a 400 naming the field", arguments: [
-        (#"{"messages":[{"role":"user","content":"x"}],"presence_penalty":0.5}"#, "presence_penalty"),
-        (#"{"messages":[{"role":"user","content":"x"}],"n":2}"#, "n"),
-        (#"{"messages":[{"role":"user","content":"x"}],"bogus":1}"#, "bogus"),
-        (#"{"messages":5}"#, "messages"),
-        (#"{"messages":[]}"#, "messages"),
-        (#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#, "messages[0].content[0].type"),
-        (#"{"messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
-        (#"{"messages":[{"role":"user","content":"x"}],"temperature":1.5}"#, "temperature"),
-        (#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "max_tokens"),
-        (#"{"messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id"),
-        (#"{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#, "stream_options"),
-    ])
+    @Test(
+        "what cannot be mapped is a 400 naming the field",
+        arguments: [
+            (#"{"messages":[{"role":"user","content":"x"}],"presence_penalty":0.5}"#, "presence_penalty"),
+            (#"{"messages":[{"role":"user","content":"x"}],"n":2}"#, "n"),
+            (#"{"messages":[{"role":"user","content":"x"}],"bogus":1}"#, "bogus"),
+            (#"{"messages":5}"#, "messages"),
+            (#"{"messages":[]}"#, "messages"),
+            (
+                #"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+                "messages[0].content[0].type"
+            ),
+            (#"{"messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
+            (#"{"messages":[{"role":"user","content":"x"}],"temperature":1.5}"#, "temperature"),
+            (#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "max_tokens"),
+            (#"{"messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id"),
+            (
+                #"{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#,
+                "stream_options"
+            ),
+        ])
     func refusals(json: String, param: String) {
         let error = refusal(json)
         #expect(error?.param == param, "\(json)")
@@ -94,22 +113,29 @@ struct TranslationTests {
 
     @Test("malformed JSON is a 400 with the byte offset")
     func malformedJSON() {
-        #expect(refusal(#"{"messages": [}"#)?.message.hasPrefix("request body is not valid JSON: invalid JSON at byte 14") == true)
+        #expect(
+            refusal(#"{"messages": [}"#)?.message.hasPrefix("request body is not valid JSON: invalid JSON at byte 14")
+                == true)
     }
 
-    @Test("a Converse reply becomes a chat.completion with mapped finish reasons", arguments: [
-        ("end_turn", "stop"), ("max_tokens", "length"), ("stop_sequence", "stop"), ("tool_use", "tool_calls"),
-        ("content_filtered", "content_filter"),
-    ])
+    @Test(
+        "a Converse reply becomes a chat.completion with mapped finish reasons",
+        arguments: [
+            ("end_turn", "stop"), ("max_tokens", "length"), ("stop_sequence", "stop"), ("tool_use", "tool_calls"),
+            ("content_filtered", "content_filter"),
+        ])
     func response(stopReason: String, finishReason: String) throws {
-        let body = #"{"output":{"message":{"role":"assistant","content":[{"text":"Hello!"}]}},"stopReason":""# + stopReason
+        let body =
+            #"{"output":{"message":{"role":"assistant","content":[{"text":"Hello!"}]}},"stopReason":""# + stopReason
             + #"","usage":{"inputTokens":12,"outputTokens":3,"totalTokens":15},"metrics":{"latencyMs":321}}"#
         let converse = try ConverseResponse.parse(Array(body.utf8))
-        let completion = ChatCompletionRenderer.completion(converse, id: "chatcmpl-1", created: 1700000000, model: "anthropic.claude-3-haiku-20240307-v1:0")
-        #expect(completion.serialized == #"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"#
-            + #""model":"anthropic.claude-3-haiku-20240307-v1:0","choices":[{"index":0,"message":{"role":"assistant","#
-            + #""content":"Hello!"},"logprobs":null,"finish_reason":""# + finishReason + #""}],"#
-            + #""usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#)
+        let completion = ChatCompletionRenderer.completion(
+            converse, id: "chatcmpl-1", created: 1700000000, model: "anthropic.claude-3-haiku-20240307-v1:0")
+        #expect(
+            completion.serialized == #"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"#
+                + #""model":"anthropic.claude-3-haiku-20240307-v1:0","choices":[{"index":0,"message":{"role":"assistant","#
+                + #""content":"Hello!"},"logprobs":null,"finish_reason":""# + finishReason + #""}],"#
+                + #""usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#)
     }
 
     @Test("Bedrock errors keep their status in OpenAI's error shape")
@@ -117,8 +143,9 @@ struct TranslationTests {
         let body = OpenAIErrorBody.fromBedrockReply(
             status: 429, errorTypeHeader: "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
             body: Array(#"{"message":"Too many requests, please wait before trying again."}"#.utf8))
-        #expect(body.serialized == #"{"error":{"message":"Too many requests, please wait before trying again.","#
-            + #""type":"rate_limit_error","code":"ThrottlingException"}}"#)
+        #expect(
+            body.serialized == #"{"error":{"message":"Too many requests, please wait before trying again.","#
+                + #""type":"rate_limit_error","code":"ThrottlingException"}}"#)
     }
 }
 
@@ -147,14 +174,16 @@ struct StreamTranslationTests {
     @Test("role first, text deltas, a finish chunk, a usage chunk when asked, then [DONE]")
     func plain() {
         let (text, translator) = run(events(plainReply), includeUsage: true)
-        let prefix = #"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#
-        #expect(text == prefix + #"{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"# + "\n\n"
-            + prefix + #"{"content":"Hel"},"logprobs":null,"finish_reason":null}]}"# + "\n\n"
-            + prefix + #"{"content":"lo"},"logprobs":null,"finish_reason":null}]}"# + "\n\n"
-            + prefix + #"{},"logprobs":null,"finish_reason":"stop"}]}"# + "\n\n"
-            + #"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"#
-            + #""usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"# + "\n\n"
-            + "data: [DONE]\n\n")
+        let prefix =
+            #"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#
+        #expect(
+            text == prefix + #"{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"# + "\n\n"
+                + prefix + #"{"content":"Hel"},"logprobs":null,"finish_reason":null}]}"# + "\n\n"
+                + prefix + #"{"content":"lo"},"logprobs":null,"finish_reason":null}]}"# + "\n\n"
+                + prefix + #"{},"logprobs":null,"finish_reason":"stop"}]}"# + "\n\n"
+                + #"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"#
+                + #""usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"# + "\n\n"
+                + "data: [DONE]\n\n")
         #expect(translator.usage == TokenUsage(inputTokens: 5, outputTokens: 2))
         #expect(translator.isFinished)
     }
@@ -173,7 +202,10 @@ struct StreamTranslationTests {
         messages.append(.exception("throttlingException", payload: Array(#"{"message":"Too many requests"}"#.utf8)))
         messages += events(Array(plainReply.suffix(2)))
         let (text, translator) = run(messages, includeUsage: true)
-        #expect(text.hasSuffix(#"data: {"error":{"message":"Too many requests","type":"rate_limit_error","code":"throttlingException"}}"# + "\n\n"))
+        #expect(
+            text.hasSuffix(
+                #"data: {"error":{"message":"Too many requests","type":"rate_limit_error","code":"throttlingException"}}"#
+                    + "\n\n"))
         #expect(!text.contains("[DONE]"))
         #expect(translator.usage == nil)
         #expect(translator.estimatedCompletionTokens == 1)

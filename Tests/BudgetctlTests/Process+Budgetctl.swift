@@ -30,8 +30,16 @@ func runBudgetctl(
     _ arguments: [String], environment: [String: String] = [:], input: Data? = nil,
     directory: URL? = nil
 ) throws -> ProcessResult {
+    try runBinary("budgetctl", arguments, environment: environment, input: input, directory: directory)
+}
+
+/// Runs one of the package's executables, built beside this test bundle, to completion.
+func runBinary(
+    _ name: String, _ arguments: [String], environment: [String: String] = [:], input: Data? = nil,
+    directory: URL? = nil
+) throws -> ProcessResult {
     let process = Process()
-    process.executableURL = budgetctlURL
+    process.executableURL = budgetctlURL.deletingLastPathComponent().appendingPathComponent(name)
     process.arguments = arguments
     var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()]
     env.merge(environment) { $1 }

@@ -82,19 +82,35 @@ struct HelpTests {
             result.stdout.contains("  validate                Check decK files offline (prints nothing when valid).\n"))
     }
 
-    @Test("every verb and flag in --help appears in budgetctl(1)")
+    /// The `--flags` a help text lists, except --help.
+    func flags(inHelp help: String) -> [Substring] {
+        help.split(whereSeparator: { " \n,[]:.()".contains($0) })
+            .filter { $0.hasPrefix("--") && $0 != "--help" }
+    }
+
+    func manPageMentions(_ page: String, flag: Substring) -> Bool {
+        page.contains("Fl \\-\(flag.dropFirst(2))") || page.contains("Fl \(flag.dropFirst(1))")
+    }
+
+    @Test("every verb and flag in budgetctl's --help appears in budgetctl(1)")
     func manPageCoversHelp() throws {
         let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budgetctl.1"), encoding: .utf8)
         for verb in ["validate"] {
             #expect(page.contains(".Cm \(verb)"), "verb \(verb) missing from budgetctl.1")
-            let help = try runBudgetctl([verb, "--help"]).stdout
-            let flags = help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," })
-                .filter { $0.hasPrefix("--") && $0 != "--help" }
-            for flag in flags {
-                #expect(
-                    page.contains("Fl \\-\(flag.dropFirst(2))") || page.contains("Fl \(flag.dropFirst(1))"),
-                    "\(flag) of \(verb) missing from budgetctl.1")
+            for flag in flags(inHelp: try runBudgetctl([verb, "--help"]).stdout) {
+                #expect(manPageMentions(page, flag: flag), "\(flag) of \(verb) missing from budgetctl.1")
             }
+        }
+    }
+
+    @Test("every flag in bedrock-emulator's --help appears in bedrock-emulator(1)")
+    func emulatorManPage() throws {
+        let page = try String(contentsOf: packageRoot.appendingPathComponent("man/bedrock-emulator.1"), encoding: .utf8)
+        let help = try runBinary("bedrock-emulator", ["--help"]).stdout
+        let found = flags(inHelp: help)
+        #expect(found.count >= 7)
+        for flag in found {
+            #expect(manPageMentions(page, flag: flag), "\(flag) missing from bedrock-emulator.1")
         }
     }
 

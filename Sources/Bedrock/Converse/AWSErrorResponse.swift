@@ -17,8 +17,11 @@ public struct AWSErrorResponse: Error, Sendable, Hashable, CustomStringConvertib
 
     /// The `x-amzn-ErrorType` header value, with the coral suffix the real service adds.
     public var errorTypeHeader: String {
-        let namespace = ["InvalidSignatureException", "IncompleteSignatureException", "UnrecognizedClientException",
-                         "MissingAuthenticationTokenException", "SerializationException"].contains(type)
+        let namespace =
+            [
+                "InvalidSignatureException", "IncompleteSignatureException", "UnrecognizedClientException",
+                "MissingAuthenticationTokenException", "SerializationException",
+            ].contains(type)
             ? "com.amazon.coral.service" : "com.amazon.bedrock"
         return "\(type):http://internal.amazon.com/coral/\(namespace)/"
     }
@@ -41,9 +44,11 @@ public struct AWSErrorResponse: Error, Sendable, Hashable, CustomStringConvertib
     public static let throttling = AWSErrorResponse(
         status: 429, type: "ThrottlingException", message: "Too many requests, please wait before trying again.")
     public static let internalServer = AWSErrorResponse(
-        status: 500, type: "InternalServerException", message: "The server encountered an internal error while processing the request.")
+        status: 500, type: "InternalServerException",
+        message: "The server encountered an internal error while processing the request.")
     public static let serviceUnavailable = AWSErrorResponse(
-        status: 503, type: "ServiceUnavailableException", message: "The service is temporarily unavailable. Please try again later.")
+        status: 503, type: "ServiceUnavailableException",
+        message: "The service is temporarily unavailable. Please try again later.")
 
     /// The error name without the `:http://…` suffix, as botocore cuts it from `x-amzn-ErrorType`.
     public static func errorName(fromHeader header: String) -> String {

@@ -41,19 +41,21 @@ public struct EventStreamMessage: Sendable, Hashable {
 
     /// An event as Bedrock sends it: `:event-type`, `:content-type: application/json`, `:message-type: event`.
     public static func event(_ type: String, payload: [UInt8]) -> EventStreamMessage {
-        EventStreamMessage(headers: [
-            Header(":event-type", .string(type)),
-            Header(":content-type", .string("application/json")),
-            Header(":message-type", .string("event")),
-        ], payload: payload)
+        EventStreamMessage(
+            headers: [
+                Header(":event-type", .string(type)),
+                Header(":content-type", .string("application/json")),
+                Header(":message-type", .string("event")),
+            ], payload: payload)
     }
 
     /// A modelled exception mid-stream, with the camelCase member name botocore expects.
     public static func exception(_ type: String, payload: [UInt8]) -> EventStreamMessage {
-        EventStreamMessage(headers: [
-            Header(":exception-type", .string(type)),
-            Header(":content-type", .string("application/json")),
-            Header(":message-type", .string("exception")),
-        ], payload: payload)
+        EventStreamMessage(
+            headers: [
+                Header(":exception-type", .string(type)),
+                Header(":content-type", .string("application/json")),
+                Header(":message-type", .string("exception")),
+            ], payload: payload)
     }
 }

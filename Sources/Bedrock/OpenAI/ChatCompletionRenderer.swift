@@ -20,12 +20,18 @@ public enum ChatCompletionRenderer {
             .init("content", response.text.isEmpty && !response.toolUses.isEmpty ? .null : .string(response.text)),
         ]
         if !response.toolUses.isEmpty {
-            message.append(.init("tool_calls", .array(response.toolUses.map { use in
-                .object([
-                    "id": .string(use.id), "type": .string("function"),
-                    "function": .object(["name": .string(use.name), "arguments": .string(use.input.serialized)]),
-                ])
-            })))
+            message.append(
+                .init(
+                    "tool_calls",
+                    .array(
+                        response.toolUses.map { use in
+                            .object([
+                                "id": .string(use.id), "type": .string("function"),
+                                "function": .object([
+                                    "name": .string(use.name), "arguments": .string(use.input.serialized),
+                                ]),
+                            ])
+                        })))
         }
         return .object([
             "id": .string(id),
@@ -53,7 +59,8 @@ public enum ChatCompletionRenderer {
     /// A random `chatcmpl-…` id.
     public static func newID() -> String {
         var generator = SystemRandomNumberGenerator()
-        return "chatcmpl-" + (0..<24).map { _ in String(UInt8.random(in: 0...35, using: &generator), radix: 36) }.joined()
+        return "chatcmpl-"
+            + (0..<24).map { _ in String(UInt8.random(in: 0...35, using: &generator), radix: 36) }.joined()
     }
 }
 
@@ -87,10 +94,12 @@ public enum OpenAIErrorBody {
     /// message from the body's `message`/`Message`.
     public static func fromBedrockReply(status: Int, errorTypeHeader: String?, body: [UInt8]) -> JSONValue {
         let json = try? JSONParser.parse(body)
-        let name = errorTypeHeader.map(AWSErrorResponse.errorName(fromHeader:))
+        let name =
+            errorTypeHeader.map(AWSErrorResponse.errorName(fromHeader:))
             ?? json?["__type"]?.stringValue.map(AWSErrorResponse.errorName(fromHeader:))
             ?? json?["code"]?.stringValue ?? "BedrockError"
-        let message = json?["message"]?.stringValue ?? json?["Message"]?.stringValue
+        let message =
+            json?["message"]?.stringValue ?? json?["Message"]?.stringValue
             ?? "Bedrock answered HTTP \(status)"
         return fromBedrock(status: status, errorType: name, message: message)
     }

@@ -96,7 +96,8 @@ public struct ChatCompletionRequest: Sendable, Hashable {
 
     public static func parse(_ json: JSONValue) throws(ChatRequestError) -> ChatCompletionRequest {
         guard let members = json.members else {
-            throw ChatRequestError(param: nil, message: "request body must be a JSON object, found \(json.kindDescription)")
+            throw ChatRequestError(
+                param: nil, message: "request body must be a JSON object, found \(json.kindDescription)")
         }
         var request = ChatCompletionRequest(messages: [])
         for member in members {
@@ -124,7 +125,9 @@ public struct ChatCompletionRequest: Sendable, Hashable {
                 request.temperature = number
             case "top_p":
                 if value.isNull { continue }
-                guard let number = value.double, (0...1).contains(number) else { throw .type(name, "a number from 0 to 1", value) }
+                guard let number = value.double, (0...1).contains(number) else {
+                    throw .type(name, "a number from 0 to 1", value)
+                }
                 request.topP = number
             case "stop":
                 request.stop = try parseStop(value)
@@ -179,15 +182,17 @@ public struct ChatCompletionRequest: Sendable, Hashable {
                 throw ChatRequestError(param: "\(path).role", message: "role is required")
             }
             guard let role = Role(rawValue: roleText) else {
-                throw ChatRequestError(param: "\(path).role",
-                                       message: "unknown role \"\(roleText)\"; expected system, developer, user, assistant or tool")
+                throw ChatRequestError(
+                    param: "\(path).role",
+                    message: "unknown role \"\(roleText)\"; expected system, developer, user, assistant or tool")
             }
             var message = Message(role: role, text: [], toolCalls: [], toolCallID: nil)
             for member in members {
                 switch member.name {
                 case "role": continue
                 case "content":
-                    message.text = try parseContent(member.value, path: "\(path).content", allowNull: role == .assistant)
+                    message.text = try parseContent(
+                        member.value, path: "\(path).content", allowNull: role == .assistant)
                 case "name": continue  // a participant's name, not part of the prompt's meaning for Bedrock
                 case "tool_calls" where role == .assistant:
                     message.toolCalls = try parseToolCalls(member.value, path: "\(path).tool_calls")
@@ -197,10 +202,13 @@ public struct ChatCompletionRequest: Sendable, Hashable {
                     }
                     message.toolCallID = id
                 case "refusal" where role == .assistant:
-                    if !member.value.isNull { throw ChatRequestError(param: "\(path).refusal", message: "refusal cannot be sent to Bedrock") }
+                    if !member.value.isNull {
+                        throw ChatRequestError(param: "\(path).refusal", message: "refusal cannot be sent to Bedrock")
+                    }
                 default:
-                    throw ChatRequestError(param: "\(path).\(member.name)",
-                                           message: "field \"\(member.name)\" is not supported on a \(role.rawValue) message")
+                    throw ChatRequestError(
+                        param: "\(path).\(member.name)",
+                        message: "field \"\(member.name)\" is not supported on a \(role.rawValue) message")
                 }
             }
             if role == .tool && message.toolCallID == nil {
@@ -214,7 +222,9 @@ public struct ChatCompletionRequest: Sendable, Hashable {
         return messages
     }
 
-    private static func parseContent(_ value: JSONValue, path: String, allowNull: Bool) throws(ChatRequestError) -> [String] {
+    private static func parseContent(_ value: JSONValue, path: String, allowNull: Bool) throws(ChatRequestError)
+        -> [String]
+    {
         switch value {
         case .null where allowNull:
             return []
@@ -228,12 +238,16 @@ public struct ChatCompletionRequest: Sendable, Hashable {
                     throw ChatRequestError(param: "\(partPath).type", message: "type is required")
                 }
                 guard type == "text" else {
-                    throw ChatRequestError(param: "\(partPath).type",
-                                           message: "content part type \"\(type)\" is not supported; only text is")
+                    throw ChatRequestError(
+                        param: "\(partPath).type",
+                        message: "content part type \"\(type)\" is not supported; only text is")
                 }
-                guard let text = part["text"]?.stringValue else { throw .type("\(partPath).text", "a string", part["text"] ?? .null) }
+                guard let text = part["text"]?.stringValue else {
+                    throw .type("\(partPath).text", "a string", part["text"] ?? .null)
+                }
                 if let extra = part.members?.first(where: { $0.name != "type" && $0.name != "text" }) {
-                    throw ChatRequestError(param: "\(partPath).\(extra.name)", message: "unknown field \"\(extra.name)\" in a text part")
+                    throw ChatRequestError(
+                        param: "\(partPath).\(extra.name)", message: "unknown field \"\(extra.name)\" in a text part")
                 }
                 texts.append(text)
             }
@@ -262,7 +276,8 @@ public struct ChatCompletionRequest: Sendable, Hashable {
             do {
                 arguments = try JSONParser.parse(argumentsText)
             } catch {
-                throw ChatRequestError(param: "\(callPath).function.arguments", message: "arguments is not a JSON string: \(error)")
+                throw ChatRequestError(
+                    param: "\(callPath).function.arguments", message: "arguments is not a JSON string: \(error)")
             }
             calls.append(ToolCall(id: id, name: name, arguments: arguments))
         }
@@ -273,15 +288,21 @@ public struct ChatCompletionRequest: Sendable, Hashable {
         switch value {
         case .null: return []
         case .string(let text):
-            guard !text.isEmpty else { throw ChatRequestError(param: "stop", message: "stop sequences must not be empty") }
+            guard !text.isEmpty else {
+                throw ChatRequestError(param: "stop", message: "stop sequences must not be empty")
+            }
             return [text]
         case .array(let items):
             var stops: [String] = []
             for (index, item) in items.enumerated() {
-                guard let text = item.stringValue, !text.isEmpty else { throw .type("stop[\(index)]", "a non-empty string", item) }
+                guard let text = item.stringValue, !text.isEmpty else {
+                    throw .type("stop[\(index)]", "a non-empty string", item)
+                }
                 stops.append(text)
             }
-            guard stops.count <= 4 else { throw ChatRequestError(param: "stop", message: "at most 4 stop sequences are allowed") }
+            guard stops.count <= 4 else {
+                throw ChatRequestError(param: "stop", message: "at most 4 stop sequences are allowed")
+            }
             return stops
         default:
             throw .type("stop", "a string or an array of strings", value)
@@ -303,7 +324,8 @@ public struct ChatCompletionRequest: Sendable, Hashable {
             let parameters = function["parameters"] ?? .object(["type": .string("object"), "properties": .object([])])
             guard parameters.members != nil else { throw .type("\(path).function.parameters", "an object", parameters) }
             if let strict = function["strict"], strict == .bool(true) {
-                throw ChatRequestError(param: "\(path).function.strict", message: "strict function calling is not supported")
+                throw ChatRequestError(
+                    param: "\(path).function.strict", message: "strict function calling is not supported")
             }
             tools.append(Tool(name: name, description: function["description"]?.stringValue, parameters: parameters))
         }
@@ -318,7 +340,8 @@ public struct ChatCompletionRequest: Sendable, Hashable {
         case .string("required"): return .required
         case .object:
             guard value["type"]?.stringValue == "function", let name = value["function"]?["name"]?.stringValue else {
-                throw ChatRequestError(param: "tool_choice", message: "expected {\"type\":\"function\",\"function\":{\"name\":…}}")
+                throw ChatRequestError(
+                    param: "tool_choice", message: "expected {\"type\":\"function\",\"function\":{\"name\":…}}")
             }
             return .function(name)
         default:

@@ -49,8 +49,10 @@ public struct ChatStreamTranslator: Sendable {
             return fail(AWSErrorResponse(status: Self.status(forStreamException: name), type: name, message: text))
         }
         guard let payload = try? JSONParser.parse(message.payload) else {
-            return fail(AWSErrorResponse(status: 502, type: "UpstreamFormatError",
-                                         message: "Bedrock sent an event whose payload is not JSON"))
+            return fail(
+                AWSErrorResponse(
+                    status: 502, type: "UpstreamFormatError",
+                    message: "Bedrock sent an event whose payload is not JSON"))
         }
         var out: [UInt8] = []
         switch message.string(":event-type") {
@@ -61,13 +63,18 @@ public struct ChatStreamTranslator: Sendable {
             if let use = payload["start"]?["toolUse"], let block = payload["contentBlockIndex"]?.int {
                 let index = toolIndexes.count
                 toolIndexes[block] = index
-                out += chunk(delta: .object([
-                    "tool_calls": .array([.object([
-                        "index": .int(index), "id": .string(use["toolUseId"]?.stringValue ?? ""),
-                        "type": .string("function"),
-                        "function": .object(["name": .string(use["name"]?.stringValue ?? ""), "arguments": .string("")]),
-                    ])])
-                ]))
+                out += chunk(
+                    delta: .object([
+                        "tool_calls": .array([
+                            .object([
+                                "index": .int(index), "id": .string(use["toolUseId"]?.stringValue ?? ""),
+                                "type": .string("function"),
+                                "function": .object([
+                                    "name": .string(use["name"]?.stringValue ?? ""), "arguments": .string(""),
+                                ]),
+                            ])
+                        ])
+                    ]))
             }
         case "contentBlockDelta":
             out += roleChunkIfNeeded()
@@ -75,11 +82,15 @@ public struct ChatStreamTranslator: Sendable {
                 generatedUTF8Count += text.utf8.count
                 out += chunk(delta: .object(["content": .string(text)]))
             } else if let input = payload["delta"]?["toolUse"]?["input"]?.stringValue,
-                let block = payload["contentBlockIndex"]?.int, let index = toolIndexes[block] {
+                let block = payload["contentBlockIndex"]?.int, let index = toolIndexes[block]
+            {
                 generatedUTF8Count += input.utf8.count
-                out += chunk(delta: .object([
-                    "tool_calls": .array([.object(["index": .int(index), "function": .object(["arguments": .string(input)])])])
-                ]))
+                out += chunk(
+                    delta: .object([
+                        "tool_calls": .array([
+                            .object(["index": .int(index), "function": .object(["arguments": .string(input)])])
+                        ])
+                    ]))
             }
         case "messageStop":
             let reason = ChatCompletionRenderer.finishReason(payload["stopReason"]?.stringValue ?? "end_turn")
@@ -89,10 +100,11 @@ public struct ChatStreamTranslator: Sendable {
         case "metadata":
             usage = TokenUsage(converse: payload["usage"])
             if includeUsage, let usage {
-                out += event(.object([
-                    "id": .string(id), "object": .string("chat.completion.chunk"), "created": .int(created),
-                    "model": .string(model), "choices": .array([]), "usage": ChatCompletionRenderer.usage(usage),
-                ]))
+                out += event(
+                    .object([
+                        "id": .string(id), "object": .string("chat.completion.chunk"), "created": .int(created),
+                        "model": .string(model), "choices": .array([]), "usage": ChatCompletionRenderer.usage(usage),
+                    ]))
             }
             out += Array("data: [DONE]\n\n".utf8)
             isFinished = true
@@ -105,14 +117,17 @@ public struct ChatStreamTranslator: Sendable {
     /// What to send when the upstream stream ends without `metadata` (a dropped connection): an error event.
     public mutating func finishWithoutMetadata() -> [UInt8] {
         guard !isFinished else { return [] }
-        return fail(AWSErrorResponse(status: 502, type: "IncompleteStream",
-                                     message: "Bedrock's stream ended before its final metadata event"))
+        return fail(
+            AWSErrorResponse(
+                status: 502, type: "IncompleteStream",
+                message: "Bedrock's stream ended before its final metadata event"))
     }
 
     private mutating func fail(_ failure: AWSErrorResponse) -> [UInt8] {
         error = failure
         isFinished = true
-        return event(OpenAIErrorBody.fromBedrock(status: failure.status, errorType: failure.type, message: failure.message))
+        return event(
+            OpenAIErrorBody.fromBedrock(status: failure.status, errorType: failure.type, message: failure.message))
     }
 
     private mutating func roleChunkIfNeeded() -> [UInt8] {
@@ -122,16 +137,17 @@ public struct ChatStreamTranslator: Sendable {
     }
 
     private func chunk(delta: JSONValue, finishReason: String? = nil) -> [UInt8] {
-        event(.object([
-            "id": .string(id), "object": .string("chat.completion.chunk"), "created": .int(created),
-            "model": .string(model),
-            "choices": .array([
-                .object([
-                    "index": .int(0), "delta": delta, "logprobs": .null,
-                    "finish_reason": finishReason.map { .string($0) } ?? .null,
-                ])
-            ]),
-        ]))
+        event(
+            .object([
+                "id": .string(id), "object": .string("chat.completion.chunk"), "created": .int(created),
+                "model": .string(model),
+                "choices": .array([
+                    .object([
+                        "index": .int(0), "delta": delta, "logprobs": .null,
+                        "finish_reason": finishReason.map { .string($0) } ?? .null,
+                    ])
+                ]),
+            ]))
     }
 
     private func event(_ value: JSONValue) -> [UInt8] {

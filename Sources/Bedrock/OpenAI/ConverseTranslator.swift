@@ -45,16 +45,20 @@ public enum ConverseTranslator {
             case .assistant:
                 var blocks: [JSONValue] = message.text.filter { !$0.isEmpty }.map { .object(["text": .string($0)]) }
                 blocks += message.toolCalls.map { call in
-                    .object(["toolUse": .object([
-                        "toolUseId": .string(call.id), "name": .string(call.name), "input": call.arguments,
-                    ])])
+                    .object([
+                        "toolUse": .object([
+                            "toolUseId": .string(call.id), "name": .string(call.name), "input": call.arguments,
+                        ])
+                    ])
                 }
                 add("assistant", blocks)
             case .tool:
-                let result = JSONValue.object(["toolResult": .object([
-                    "toolUseId": .string(message.toolCallID ?? ""),
-                    "content": .array(message.text.map { .object(["text": .string($0)]) }),
-                ])])
+                let result = JSONValue.object([
+                    "toolResult": .object([
+                        "toolUseId": .string(message.toolCallID ?? ""),
+                        "content": .array(message.text.map { .object(["text": .string($0)]) }),
+                    ])
+                ])
                 add("user", [result])
             }
         }
@@ -89,7 +93,8 @@ public enum ConverseTranslator {
         var config: [JSONValue.Member] = [.init("tools", .array(tools))]
         switch request.toolChoice {
         case .required?: config.append(.init("toolChoice", .object(["any": .object([])])))
-        case .function(let name)?: config.append(.init("toolChoice", .object(["tool": .object(["name": .string(name)])])))
+        case .function(let name)?:
+            config.append(.init("toolChoice", .object(["tool": .object(["name": .string(name)])])))
         case .auto?: config.append(.init("toolChoice", .object(["auto": .object([])])))
         case .none?, nil: break
         }

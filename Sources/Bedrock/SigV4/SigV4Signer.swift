@@ -32,11 +32,12 @@ public struct SigV4Signer: Sendable {
         let canonical = SigV4.canonicalRequest(
             method: method, path: path, query: query, headers: signed, payloadSHA256: payloadSHA256)
         let signature = self.signature(canonicalRequest: canonical.text, date: date)
-        added.append((
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope(date)), "
-                + "SignedHeaders=\(canonical.signedHeaders), Signature=\(signature)"
-        ))
+        added.append(
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope(date)), "
+                    + "SignedHeaders=\(canonical.signedHeaders), Signature=\(signature)"
+            ))
         return added
     }
 
@@ -45,7 +46,9 @@ public struct SigV4Signer: Sendable {
         method: String, path: String, query: String = "", headers: [(String, String)], body: some Sequence<UInt8>,
         date: AMZDate
     ) -> [(name: String, value: String)] {
-        sign(method: method, path: path, query: query, headers: headers, payloadSHA256: SigV4.hexSHA256(body), date: date)
+        sign(
+            method: method, path: path, query: query, headers: headers, payloadSHA256: SigV4.hexSHA256(body), date: date
+        )
     }
 
     /// `date/region/service/aws4_request`.

@@ -36,8 +36,9 @@ public struct SigV4Verifier: Sendable {
         public static func parse(_ header: String) -> Result<Authorization, AWSErrorResponse> {
             let prefix = "AWS4-HMAC-SHA256 "
             guard header.hasPrefix(prefix) else {
-                return .failure(.incompleteSignature(
-                    "Authorization header must use the AWS4-HMAC-SHA256 algorithm."))
+                return .failure(
+                    .incompleteSignature(
+                        "Authorization header must use the AWS4-HMAC-SHA256 algorithm."))
             }
             var parameters: [String: String] = [:]
             for part in header.dropFirst(prefix.count).split(separator: ",") {
@@ -52,20 +53,25 @@ public struct SigV4Verifier: Sendable {
             if !missing.isEmpty { return .failure(.incompleteSignature(missing.joined(separator: " "))) }
             let credential = (parameters["Credential"] ?? "").split(separator: "/", omittingEmptySubsequences: false)
             guard credential.count == 5, credential[4] == "aws4_request", !credential[0].isEmpty else {
-                return .failure(.incompleteSignature(
-                    "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term."))
+                return .failure(
+                    .incompleteSignature(
+                        "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term.")
+                )
             }
             let signature = parameters["Signature"] ?? ""
             guard signature.count == 64, signature.utf8.allSatisfy({ isLowerHex($0) }) else {
-                return .failure(.invalidSignature("The request signature we calculated does not match the signature "
-                    + "you provided. Check your AWS Secret Access Key and signing method. Consult the service "
-                    + "documentation for details."))
+                return .failure(
+                    .invalidSignature(
+                        "The request signature we calculated does not match the signature "
+                            + "you provided. Check your AWS Secret Access Key and signing method. Consult the service "
+                            + "documentation for details."))
             }
-            return .success(Authorization(
-                accessKeyID: String(credential[0]), dateStamp: String(credential[1]), region: String(credential[2]),
-                service: String(credential[3]),
-                signedHeaders: (parameters["SignedHeaders"] ?? "").split(separator: ";").map { $0.lowercased() },
-                signature: signature))
+            return .success(
+                Authorization(
+                    accessKeyID: String(credential[0]), dateStamp: String(credential[1]), region: String(credential[2]),
+                    service: String(credential[3]),
+                    signedHeaders: (parameters["SignedHeaders"] ?? "").split(separator: ";").map { $0.lowercased() },
+                    signature: signature))
         }
     }
 
@@ -79,8 +85,10 @@ public struct SigV4Verifier: Sendable {
             headers.filter { $0.0.lowercased() == name }.map(\.1)
         }
         guard let authorizationHeader = header("authorization").first else {
-            return .failure(AWSErrorResponse(status: 403, type: "MissingAuthenticationTokenException",
-                                             message: "Missing Authentication Token"))
+            return .failure(
+                AWSErrorResponse(
+                    status: 403, type: "MissingAuthenticationTokenException",
+                    message: "Missing Authentication Token"))
         }
         let authorization: Authorization
         switch Authorization.parse(authorizationHeader) {
@@ -88,41 +96,56 @@ public struct SigV4Verifier: Sendable {
         case .failure(let failure): return .failure(failure)
         }
         guard let dateText = header("x-amz-date").first ?? header("date").first, let date = AMZDate(dateText) else {
-            return .failure(.incompleteSignature("Authorization header requires existence of either a 'X-Amz-Date' "
-                + "or a 'Date' header."))
+            return .failure(
+                .incompleteSignature(
+                    "Authorization header requires existence of either a 'X-Amz-Date' "
+                        + "or a 'Date' header."))
         }
         if date.epochSeconds < now.epochSeconds - maxClockSkew {
-            return .failure(.invalidSignature("Signature expired: \(date) is now earlier than "
-                + "\(AMZDate(epochSeconds: now.epochSeconds - maxClockSkew)) (\(now) - 5 min.)"))
+            return .failure(
+                .invalidSignature(
+                    "Signature expired: \(date) is now earlier than "
+                        + "\(AMZDate(epochSeconds: now.epochSeconds - maxClockSkew)) (\(now) - 5 min.)"))
         }
         if date.epochSeconds > now.epochSeconds + maxClockSkew {
-            return .failure(.invalidSignature("Signature not yet current: \(date) is still later than "
-                + "\(AMZDate(epochSeconds: now.epochSeconds + maxClockSkew)) (\(now) + 5 min.)"))
+            return .failure(
+                .invalidSignature(
+                    "Signature not yet current: \(date) is still later than "
+                        + "\(AMZDate(epochSeconds: now.epochSeconds + maxClockSkew)) (\(now) + 5 min.)"))
         }
         guard let known = credentials[authorization.accessKeyID] else {
-            return .failure(AWSErrorResponse(status: 403, type: "UnrecognizedClientException",
-                                             message: "The security token included in the request is invalid."))
+            return .failure(
+                AWSErrorResponse(
+                    status: 403, type: "UnrecognizedClientException",
+                    message: "The security token included in the request is invalid."))
         }
         guard authorization.service == service else {
             return .failure(.invalidSignature("Credential should be scoped to correct service: '\(service)'. "))
         }
         guard authorization.dateStamp == date.dateStamp else {
-            return .failure(.invalidSignature("Date in Credential scope does not match YYYYMMDD from ISO-8601 "
-                + "version of date from HTTP: '\(authorization.dateStamp)' != '\(date.dateStamp)', from '\(date)'."))
+            return .failure(
+                .invalidSignature(
+                    "Date in Credential scope does not match YYYYMMDD from ISO-8601 "
+                        + "version of date from HTTP: '\(authorization.dateStamp)' != '\(date.dateStamp)', from '\(date)'."
+                ))
         }
         guard authorization.signedHeaders.contains("host") else {
             return .failure(.invalidSignature("'Host' must be a 'SignedHeader' in the AWS Authorization."))
         }
         if let token = known.sessionToken, header("x-amz-security-token").first != token {
-            return .failure(AWSErrorResponse(status: 403, type: "UnrecognizedClientException",
-                                             message: "The security token included in the request is invalid."))
+            return .failure(
+                AWSErrorResponse(
+                    status: 403, type: "UnrecognizedClientException",
+                    message: "The security token included in the request is invalid."))
         }
         var signedValues: [(String, String)] = []
         for name in authorization.signedHeaders {
             let values = header(name)
             guard !values.isEmpty else {
-                return .failure(.invalidSignature("The request signature we calculated does not match the signature "
-                    + "you provided: signed header '\(name)' is missing from the request."))
+                return .failure(
+                    .invalidSignature(
+                        "The request signature we calculated does not match the signature "
+                            + "you provided: signed header '\(name)' is missing from the request."))
             }
             for value in values { signedValues.append((name, value)) }
         }
@@ -132,9 +155,11 @@ public struct SigV4Verifier: Sendable {
             method: method, path: path, query: query, headers: signedValues, payloadSHA256: SigV4.hexSHA256(body))
         let expected = signer.signature(canonicalRequest: canonical.text, date: date)
         guard constantTimeEqual(Array(expected.utf8), Array(authorization.signature.utf8)) else {
-            return .failure(.invalidSignature("The request signature we calculated does not match the signature "
-                + "you provided. Check your AWS Secret Access Key and signing method. Consult the service "
-                + "documentation for details."))
+            return .failure(
+                .invalidSignature(
+                    "The request signature we calculated does not match the signature "
+                        + "you provided. Check your AWS Secret Access Key and signing method. Consult the service "
+                        + "documentation for details."))
         }
         return .success(Verified(accessKeyID: authorization.accessKeyID, region: authorization.region, date: date))
     }
