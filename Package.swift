@@ -37,6 +37,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Budgets: windows, reservations, admission and usage accounting (no I/O).
+        .target(name: "BudgetLedger", swiftSettings: swiftSettings),
         // Bedrock Runtime without I/O: SigV4, the event stream, OpenAI chat <-> Converse.
         .target(
             name: "Bedrock",
@@ -81,6 +83,7 @@ let package = Package(
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "BudgetLedgerTests", dependencies: ["BudgetLedger"], swiftSettings: swiftSettings),
         .testTarget(name: "BudgetJSONTests", dependencies: ["BudgetJSON"], swiftSettings: swiftSettings),
         .testTarget(name: "BedrockTests", dependencies: ["Bedrock", "BudgetJSON"], swiftSettings: swiftSettings),
         .testTarget(

@@ -1,0 +1,199 @@
+/// A request to admit: the windows it is checked against, and what it may cost.
+///
+/// Units are tokens, or dollars with the cost strategy: the caller converts its prompt estimate and
+/// per-completion-token price into units (`tokens_count_strategy` decides which tokens count).
+public struct ReserveRequest: Sendable, Hashable, Codable {
+    public var rules: [WindowRule]
+    public var enforcement: Enforcement
+    /// Units of the prompt estimate.
+    public var promptUnits: Double
+    /// Units of one completion token (0 when completion tokens do not count).
+    public var unitsPerCompletionToken: Double
+    /// The effective `max_tokens` (config, else client, else the model's maximum).
+    public var maxTokens: Int
+
+    public init(rules: [WindowRule], enforcement: Enforcement, promptUnits: Double, unitsPerCompletionToken: Double,
+                maxTokens: Int) {
+        self.rules = rules
+        self.enforcement = enforcement
+        self.promptUnits = promptUnits
+        self.unitsPerCompletionToken = unitsPerCompletionToken
+        self.maxTokens = maxTokens
+    }
+}
+
+/// One window's state as the client headers show it.
+public struct WindowStatus: Sendable, Hashable, Codable {
+    public var key: LimitKey
+    public var limit: Double
+    /// What is left after usage and requests in flight (before this request's own hold).
+    public var remaining: Double
+    /// Epoch second at which tokens next come back (now when nothing is used).
+    public var reset: Int64
+}
+
+public enum ReserveOutcome: Sendable, Hashable {
+    /// Admitted: the reservation to commit or release, and the `max_tokens` the request may use
+    /// (clamped in hard mode).
+    case admitted(id: UInt64, maxTokens: Int, windows: [WindowStatus])
+    /// Refused: the windows, and seconds until enough usage leaves the window to admit again.
+    case refused(windows: [WindowStatus], retryAfter: Int, exceeded: [LimitKey])
+}
+
+/// One counter's charge at commit.
+public struct Charge: Sendable, Hashable, Codable {
+    public var key: LimitKey
+    public var kind: WindowKind
+    public var units: Double
+
+    public init(key: LimitKey, kind: WindowKind, units: Double) {
+        self.key = key
+        self.kind = kind
+        self.units = units
+    }
+}
+
+/// Budgets in memory: usage per counter, and the reservations of requests in flight.
+///
+/// Pure logic with the time passed in. Time never runs backwards inside a ledger: a clock that steps
+/// back is treated as standing still, so it cannot free budget.
+public struct Ledger: Sendable {
+    public struct Reservation: Sendable, Hashable {
+        public var id: UInt64
+        public var holds: [LimitKey: Double]
+        public var expiresAt: Int64
+    }
+
+    public private(set) var counters: [LimitKey: WindowCounter] = [:]
+    public private(set) var reservations: [UInt64: Reservation] = [:]
+    private var held: [LimitKey: Double] = [:]
+    private var nextID: UInt64 = 1
+    private var latest: Int64 = 0
+    /// How long a reservation lives without a commit or release (default 10 minutes).
+    public var reservationLifetime: Int64 = 600
+
+    public init() {}
+
+    /// `now`, or the latest time seen if the clock stepped back.
+    mutating func monotonic(_ now: Int64) -> Int64 {
+        latest = max(latest, now)
+        return latest
+    }
+
+    public mutating func reserve(_ request: ReserveRequest, now wallClock: Int64) -> ReserveOutcome {
+        let now = monotonic(wallClock)
+        expireReservations(now: now)
+        var statuses: [WindowStatus] = []
+        var exceeded: [LimitKey] = []
+        var retryAfter: Int64 = 0
+        var allowedTokens = request.maxTokens
+        for rule in request.rules {
+            var counter = counters[rule.key] ?? WindowCounter(kind: rule.kind, windowSize: rule.key.windowSize)
+            counter.advance(to: now)
+            counters[rule.key] = counter
+            let inFlight = held[rule.key, default: 0]
+            let committed = counter.total
+            statuses.append(WindowStatus(
+                key: rule.key, limit: rule.limit, remaining: max(0, rule.limit - committed - inFlight),
+                reset: counter.nextReset ?? now))
+            let needed = request.enforcement == .hard ? request.promptUnits : 0
+            if committed + inFlight + needed >= rule.limit {
+                exceeded.append(rule.key)
+                // Enough must leave the window that used + held + needed < limit again.
+                let target = rule.limit - inFlight - needed - 1e-9
+                let when = target < 0 ? nil : counter.time(whenUsageAtMost: target)
+                let wait = when.map { $0 - now } ?? max(Int64(counter.resolution), reservationLifetime)
+                retryAfter = max(retryAfter, wait)
+                continue
+            }
+            if request.enforcement == .hard && request.unitsPerCompletionToken > 0 {
+                let room = rule.limit - committed - inFlight - request.promptUnits
+                allowedTokens = min(allowedTokens, Int((room / request.unitsPerCompletionToken).rounded(.down)))
+            }
+        }
+        if request.enforcement == .hard && allowedTokens < 1 && exceeded.isEmpty {
+            exceeded = request.rules.map(\.key)
+            retryAfter = max(retryAfter, 1)
+        }
+        guard exceeded.isEmpty else {
+            return .refused(windows: statuses, retryAfter: Int(max(1, retryAfter)), exceeded: exceeded)
+        }
+        let hold = request.promptUnits + request.unitsPerCompletionToken * Double(allowedTokens)
+        let id = nextID
+        nextID += 1
+        var holds: [LimitKey: Double] = [:]
+        for rule in request.rules {
+            holds[rule.key] = hold
+            held[rule.key, default: 0] += hold
+        }
+        reservations[id] = Reservation(id: id, holds: holds, expiresAt: now + reservationLifetime)
+        return .admitted(id: id, maxTokens: allowedTokens, windows: statuses)
+    }
+
+    /// Replaces reservation `id` (if still held) with the real usage. The charges are applied even when
+    /// the reservation is unknown (the control plane restarted, or it expired): usage is never dropped.
+    public mutating func commit(id: UInt64, charges: [Charge], now wallClock: Int64) {
+        let now = monotonic(wallClock)
+        release(id: id, now: now)
+        for charge in charges { apply(charge, now: now) }
+    }
+
+    /// Frees reservation `id`; unknown ids are ignored.
+    public mutating func release(id: UInt64, now wallClock: Int64) {
+        _ = monotonic(wallClock)
+        guard let reservation = reservations.removeValue(forKey: id) else { return }
+        for (key, amount) in reservation.holds {
+            let remaining = held[key, default: 0] - amount
+            held[key] = remaining > 1e-9 ? remaining : nil
+        }
+    }
+
+    /// Adds usage to a counter, creating it if needed.
+    public mutating func apply(_ charge: Charge, now wallClock: Int64) {
+        let now = monotonic(wallClock)
+        guard charge.units > 0 else { return }
+        counters[charge.key, default: WindowCounter(kind: charge.kind, windowSize: charge.key.windowSize)]
+            .add(charge.units, at: now)
+    }
+
+    /// Loads stored usage into bucket `bucket` of a counter.
+    public mutating func load(key: LimitKey, kind: WindowKind, bucket: Int64, units: Double) {
+        counters[key, default: WindowCounter(kind: kind, windowSize: key.windowSize)].add(units, bucket: bucket)
+    }
+
+    /// Releases reservations whose lifetime has passed, so a dead data plane cannot pin a budget.
+    public mutating func expireReservations(now: Int64) {
+        for reservation in reservations.values where reservation.expiresAt <= now {
+            release(id: reservation.id, now: now)
+        }
+    }
+
+    /// Units used in a counter's window at `now`.
+    public mutating func used(_ key: LimitKey, now wallClock: Int64) -> Double {
+        let now = monotonic(wallClock)
+        guard var counter = counters[key] else { return 0 }
+        counter.advance(to: now)
+        counters[key] = counter
+        return counter.total
+    }
+
+    /// Units held by requests in flight on a counter.
+    public func inFlight(_ key: LimitKey) -> Double { held[key, default: 0] }
+
+    /// Drops the counters `matching`; returns how many.
+    @discardableResult
+    public mutating func removeCounters(where matching: (LimitKey) -> Bool) -> Int {
+        let keys = counters.keys.filter(matching)
+        for key in keys { counters.removeValue(forKey: key) }
+        return keys.count
+    }
+
+    /// Drops counters with nothing left in their window.
+    public mutating func compact(now wallClock: Int64) {
+        let now = monotonic(wallClock)
+        for key in Array(counters.keys) {
+            counters[key]?.advance(to: now)
+            if counters[key]?.total == 0 && held[key] == nil { counters.removeValue(forKey: key) }
+        }
+    }
+}
