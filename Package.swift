@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "budgetctl", targets: ["budgetctl"]),
         .executable(name: "bedrock-emulator", targets: ["bedrock-emulator"]),
+        .executable(name: "budget-controld", targets: ["budget-controld"]),
         .library(name: "BudgetConfig", targets: ["BudgetConfig"]),
         .library(name: "Bedrock", targets: ["Bedrock"]),
     ],
@@ -23,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         // JSON values with ordered members, a strict bounded parser and a serializer.
@@ -38,7 +41,54 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Budgets: windows, reservations, admission and usage accounting (no I/O).
-        .target(name: "BudgetLedger", swiftSettings: swiftSettings),
+        .target(name: "BudgetLedger", dependencies: ["BudgetConfig"], swiftSettings: swiftSettings),
+        // The Unix-socket protocol between the daemons and budgetctl: frames, messages, a client.
+        .target(
+            name: "BudgetWire",
+            dependencies: [
+                "BudgetConfig", "BudgetLedger", "BudgetJSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The control plane's durable state: config and usage counters in SQLite (GRDB, WAL).
+        .target(
+            name: "BudgetStore",
+            dependencies: [
+                "BudgetConfig", "BudgetLedger", "BudgetWire",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // C declarations Glibc's overlay lacks (struct ucred for SO_PEERCRED).
+        .target(name: "CBudgetSystem"),
+        // What every daemon needs: signals, logging, Unix listeners.
+        .target(
+            name: "DaemonKit",
+            dependencies: ["CBudgetSystem", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // budget-controld's wiring: the ledger and store behind the two sockets.
+        .target(
+            name: "ControlPlane",
+            dependencies: [
+                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "budget-controld",
+            dependencies: [
+                "ControlPlane", "DaemonKit", "BudgetStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Bedrock Runtime without I/O: SigV4, the event stream, OpenAI chat <-> Converse.
         .target(
             name: "Bedrock",
@@ -83,7 +133,8 @@ let package = Package(
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "BudgetLedgerTests", dependencies: ["BudgetLedger"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BudgetLedgerTests", dependencies: ["BudgetLedger", "BudgetConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "BudgetJSONTests", dependencies: ["BudgetJSON"], swiftSettings: swiftSettings),
         .testTarget(name: "BedrockTests", dependencies: ["Bedrock", "BudgetJSON"], swiftSettings: swiftSettings),
         .testTarget(

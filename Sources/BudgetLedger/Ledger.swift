@@ -30,6 +30,13 @@ public struct WindowStatus: Sendable, Hashable, Codable {
     public var remaining: Double
     /// Epoch second at which tokens next come back (now when nothing is used).
     public var reset: Int64
+
+    public init(key: LimitKey, limit: Double, remaining: Double, reset: Int64) {
+        self.key = key
+        self.limit = limit
+        self.remaining = remaining
+        self.reset = reset
+    }
 }
 
 public enum ReserveOutcome: Sendable, Hashable {

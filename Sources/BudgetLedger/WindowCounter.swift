@@ -35,7 +35,7 @@ public struct WindowCounter: Sendable, Hashable {
     /// The buckets still held.
     public var live: ArraySlice<(index: Int64, amount: Double)> { buckets[head...] }
 
-    func bucketIndex(at time: Int64) -> Int64 { floorDivide(time, Int64(resolution)) }
+    public func bucketIndex(at time: Int64) -> Int64 { floorDivide(time, Int64(resolution)) }
 
     /// The epoch second at which a bucket's units stop counting.
     public func expiry(ofBucket index: Int64) -> Int64 {

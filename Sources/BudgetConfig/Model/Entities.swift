@@ -1,6 +1,6 @@
 /// The upstream a route belongs to. With ai-proxy on its routes, the real upstream is Bedrock;
 /// the service still carries the time-outs, retries and the on/off switch.
-public struct Service: Sendable, Hashable {
+public struct Service: Sendable, Hashable, Codable {
     public var name: String
     public var scheme: String = "http"
     public var host: String = ""
@@ -19,7 +19,7 @@ public struct Service: Sendable, Hashable {
 
 /// A route: requests whose path starts with one of `paths` (and whose method is in `methods`, when
 /// set) go to its service and through its plugins.
-public struct Route: Sendable, Hashable {
+public struct Route: Sendable, Hashable, Codable {
     public var name: String
     public var service: String?
     /// Prefix matches; each starts with `/`.
@@ -35,7 +35,7 @@ public struct Route: Sendable, Hashable {
 }
 
 /// A caller, known by `username` and/or `custom_id` (at least one is set).
-public struct Consumer: Sendable, Hashable {
+public struct Consumer: Sendable, Hashable, Codable {
     public var username: String?
     public var customID: String?
     public var tags: [String] = []
@@ -51,7 +51,7 @@ public struct Consumer: Sendable, Hashable {
 
 /// A key-auth credential. Only the key's hash is kept; `keyHint` (its last five characters, when the
 /// key was given in plaintext) serves output only and takes no part in equality.
-public struct KeyAuthCredential: Sendable, Hashable {
+public struct KeyAuthCredential: Sendable, Hashable, Codable {
     public var consumer: String
     public var keyHash: KeyHash
     public var ttl: Int?
@@ -80,7 +80,7 @@ public struct KeyAuthCredential: Sendable, Hashable {
 }
 
 /// A consumer group (a tier); plugins scoped to it apply to its members.
-public struct ConsumerGroup: Sendable, Hashable {
+public struct ConsumerGroup: Sendable, Hashable, Codable {
     public var name: String
     public var tags: [String] = []
 
@@ -88,7 +88,7 @@ public struct ConsumerGroup: Sendable, Hashable {
 }
 
 /// One consumer's membership of one group.
-public struct ConsumerGroupMembership: Sendable, Hashable {
+public struct ConsumerGroupMembership: Sendable, Hashable, Codable {
     public var consumer: String
     public var group: String
 
@@ -99,7 +99,7 @@ public struct ConsumerGroupMembership: Sendable, Hashable {
 }
 
 /// What a plugin is attached to; all nil means global. References are by name.
-public struct PluginScope: Sendable, Hashable {
+public struct PluginScope: Sendable, Hashable, Codable {
     public var service: String?
     public var route: String?
     public var consumer: String?
@@ -126,7 +126,7 @@ public struct PluginScope: Sendable, Hashable {
 }
 
 /// A plugin instance: its name, where it applies, whether it is on, and its typed config.
-public struct Plugin: Sendable, Hashable {
+public struct Plugin: Sendable, Hashable, Codable {
     public var scope: PluginScope
     public var instanceName: String?
     public var enabled: Bool = true

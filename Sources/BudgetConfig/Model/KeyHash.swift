@@ -33,3 +33,19 @@ public struct KeyHash: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public static func < (lhs: KeyHash, rhs: KeyHash) -> Bool { lhs.hex < rhs.hex }
 }
+
+extension KeyHash: Codable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let hash = KeyHash(parsing: text) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected sha256:<64 hex digits>")
+        }
+        self = hash
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}

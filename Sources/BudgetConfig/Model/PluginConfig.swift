@@ -1,6 +1,6 @@
 /// The typed config of one of the plugins this gateway runs. Any other plugin name is an error
 /// when a file is read, never silently ignored.
-public enum PluginConfig: Sendable, Hashable {
+public enum PluginConfig: Sendable, Hashable, Codable {
     case keyAuth(KeyAuthConfig)
     case aiProxy(AIProxyConfig)
     case aiRateLimitingAdvanced(AIRateLimitingAdvancedConfig)
@@ -18,7 +18,7 @@ public enum PluginConfig: Sendable, Hashable {
 }
 
 /// key-auth: which request fields carry the API key, and whether to strip it before forwarding.
-public struct KeyAuthConfig: Sendable, Hashable {
+public struct KeyAuthConfig: Sendable, Hashable, Codable {
     public var keyNames: [String] = ["apikey"]
     public var keyInHeader: Bool = true
     public var keyInQuery: Bool = true
@@ -34,8 +34,8 @@ public struct KeyAuthConfig: Sendable, Hashable {
 }
 
 /// ai-proxy: OpenAI chat in, Bedrock Converse out.
-public struct AIProxyConfig: Sendable, Hashable {
-    public enum ResponseStreaming: String, Sendable, Hashable, CaseIterable {
+public struct AIProxyConfig: Sendable, Hashable, Codable {
+    public enum ResponseStreaming: String, Sendable, Hashable, CaseIterable, Codable {
         case allow, deny, always
     }
 
@@ -51,7 +51,7 @@ public struct AIProxyConfig: Sendable, Hashable {
 
     public init() {}
 
-    public struct Auth: Sendable, Hashable {
+    public struct Auth: Sendable, Hashable, Codable {
         public var awsAccessKeyID: Secret?
         public var awsSecretAccessKey: Secret?
         public var allowOverride: Bool = false
@@ -59,7 +59,7 @@ public struct AIProxyConfig: Sendable, Hashable {
         public init() {}
     }
 
-    public struct Model: Sendable, Hashable {
+    public struct Model: Sendable, Hashable, Codable {
         public var provider: String = "bedrock"
         public var name: String?
         public var options = Options()
@@ -67,7 +67,7 @@ public struct AIProxyConfig: Sendable, Hashable {
         public init() {}
     }
 
-    public struct Options: Sendable, Hashable {
+    public struct Options: Sendable, Hashable, Codable {
         /// Overrides the client's `max_tokens` when set, as Kong does.
         public var maxTokens: Int?
         /// Dollars per 1M prompt tokens, for `tokens_count_strategy: cost`.
@@ -87,23 +87,23 @@ public struct AIProxyConfig: Sendable, Hashable {
 }
 
 /// ai-rate-limiting-advanced: token budgets per provider and window.
-public struct AIRateLimitingAdvancedConfig: Sendable, Hashable {
-    public enum Strategy: String, Sendable, Hashable, CaseIterable { case local, cluster, redis }
-    public enum WindowType: String, Sendable, Hashable, CaseIterable { case sliding, fixed }
-    public enum TokensCountStrategy: String, Sendable, Hashable, CaseIterable {
+public struct AIRateLimitingAdvancedConfig: Sendable, Hashable, Codable {
+    public enum Strategy: String, Sendable, Hashable, CaseIterable, Codable { case local, cluster, redis }
+    public enum WindowType: String, Sendable, Hashable, CaseIterable, Codable { case sliding, fixed }
+    public enum TokensCountStrategy: String, Sendable, Hashable, CaseIterable, Codable {
         case totalTokens = "total_tokens"
         case promptTokens = "prompt_tokens"
         case completionTokens = "completion_tokens"
         case cost
     }
-    public enum Identifier: String, Sendable, Hashable, CaseIterable {
+    public enum Identifier: String, Sendable, Hashable, CaseIterable, Codable {
         case consumer
         case consumerGroup = "consumer-group"
         case credential
     }
     /// Our extension field: `soft` admits while tokens remain (overshoot at most one request);
     /// `hard` clamps `max_tokens` so the budget is never exceeded.
-    public enum Enforcement: String, Sendable, Hashable, CaseIterable { case soft, hard }
+    public enum Enforcement: String, Sendable, Hashable, CaseIterable, Codable { case soft, hard }
 
     /// The message of a refusal, this gateway's default (Kong's own reads differently).
     public static let defaultErrorMessage = "API rate limit exceeded"
@@ -126,7 +126,7 @@ public struct AIRateLimitingAdvancedConfig: Sendable, Hashable {
     public init() {}
 
     /// One `llm_providers[]` entry: a provider name and its windows.
-    public struct ProviderLimits: Sendable, Hashable {
+    public struct ProviderLimits: Sendable, Hashable, Codable {
         public var name: String
         public var windows: [WindowLimit]
 
@@ -137,7 +137,7 @@ public struct AIRateLimitingAdvancedConfig: Sendable, Hashable {
     }
 
     /// `limit[i]` tokens (or dollars, with the cost strategy) per `window_size[i]` seconds.
-    public struct WindowLimit: Sendable, Hashable {
+    public struct WindowLimit: Sendable, Hashable, Codable {
         public var limit: Double
         public var windowSize: Int
 
@@ -149,7 +149,7 @@ public struct AIRateLimitingAdvancedConfig: Sendable, Hashable {
 
     /// The Redis connection of `strategy: redis`, kept so that a file round-trips; used by a later
     /// multi-node counter store.
-    public struct RedisSettings: Sendable, Hashable {
+    public struct RedisSettings: Sendable, Hashable, Codable {
         public var host: String?
         public var port: Int = 6379
         public var database: Int = 0

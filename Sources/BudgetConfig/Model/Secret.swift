@@ -12,3 +12,15 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
     public var description: String { Self.maskedText }
     public var debugDescription: String { Self.maskedText }
 }
+
+extension Secret: Codable {
+    /// Encoded as the plain value: only for the store (mode 0600) and the control socket, never for output.
+    public init(from decoder: any Decoder) throws {
+        revealed = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(revealed)
+    }
+}

@@ -72,3 +72,15 @@ public struct ConfigState: Sendable, Hashable {
         ConfigState(entities.values.filter { isInScope($0, selectTags: selectTags) })
     }
 }
+
+extension ConfigState: Codable {
+    /// Encoded as the list of entities in identity order.
+    public init(from decoder: any Decoder) throws {
+        self.init(try decoder.singleValueContainer().decode([Entity].self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(sortedEntities)
+    }
+}

@@ -1,5 +1,5 @@
 /// Any entity of the config, for code that treats them alike: plans, scoping, rendering.
-public enum Entity: Sendable, Hashable {
+public enum Entity: Sendable, Hashable, Codable {
     case service(Service)
     case route(Route)
     case consumer(Consumer)

@@ -1,0 +1,240 @@
+public import BudgetConfig
+public import BudgetLedger
+public import BudgetWire
+import Foundation
+import GRDB
+
+/// The control plane's durable state under its state directory: the config (entities with ids, tags,
+/// created and updated times, and a version that only grows) and the usage counters, in SQLite through
+/// GRDB in WAL mode. Files are created mode 0600.
+///
+/// What a method returned from has committed: a process killed right after keeps it (WAL). With
+/// `synchronous: .full` it also survives power loss, at the price of an fsync per transaction.
+public final class BudgetStore: Sendable {
+    public enum Synchronous: String, Sendable, CaseIterable {
+        /// Survives the process being killed; the default.
+        case normal
+        /// Also survives power loss.
+        case full
+    }
+
+    /// The database file.
+    public let path: String
+    private let pool: DatabasePool
+
+    public static let fileName = "budget.sqlite3"
+
+    private init(path: String, pool: DatabasePool) {
+        self.path = path
+        self.pool = pool
+    }
+
+    /// Opens (creating if needed) the store in `stateDirectory`.
+    public static func open(stateDirectory: String, synchronous: Synchronous = .normal) throws(StoreError) -> BudgetStore {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: stateDirectory, isDirectory: &isDirectory) else {
+            throw StoreError("state directory \(stateDirectory) does not exist; create it (mode 0700) or pass another --state-dir")
+        }
+        guard isDirectory.boolValue else { throw StoreError("state directory \(stateDirectory) is not a directory") }
+        guard FileManager.default.isWritableFile(atPath: stateDirectory) else {
+            throw StoreError("state directory \(stateDirectory) is not writable by this user")
+        }
+        let path = (stateDirectory as NSString).appendingPathComponent(fileName)
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw StoreError("cannot create \(path)")
+            }
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous == .full ? "FULL" : "NORMAL")")
+        }
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try migrator.migrate(pool)
+            try pool.read { db in _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM entities") }
+        } catch {
+            throw StoreError("cannot open the store at \(path): \(error) (if the file is corrupt, move it aside and sync again)")
+        }
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path + suffix)
+        }
+        return BudgetStore(path: path, pool: pool)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                INSERT INTO meta (name, value) VALUES ('config_version', 0);
+                CREATE TABLE entities (
+                    kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL,
+                    tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (kind, key));
+                CREATE TABLE usage (
+                    counter TEXT NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL, units REAL NOT NULL,
+                    expires_at INTEGER NOT NULL, PRIMARY KEY (counter, bucket));
+                CREATE INDEX usage_expiry ON usage (expires_at);
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: - Config
+
+    /// The stored config and its version.
+    public func loadConfig() throws(StoreError) -> (version: UInt64, state: ConfigState) {
+        do {
+            return try pool.read { db in
+                let version = try UInt64(Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'config_version'") ?? 0)
+                var entities: [Entity] = []
+                let decoder = JSONDecoder()
+                for row in try Row.fetchAll(db, sql: "SELECT body FROM entities") {
+                    let body: Data = row["body"]
+                    entities.append(try decoder.decode(Entity.self, from: body))
+                }
+                return (version, ConfigState(entities))
+            }
+        } catch {
+            throw StoreError("cannot read the config from \(path): \(error)")
+        }
+    }
+
+    /// Applies `changes` in one transaction if the stored version is still `baseVersion`; returns the
+    /// new version. Nothing is applied on any error.
+    public func apply(_ changes: [AppliedChange], baseVersion: UInt64, now: Int64) throws(StoreError) -> UInt64 {
+        do {
+            return try pool.write { db in
+                let current = try UInt64(Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'config_version'") ?? 0)
+                guard current == baseVersion else { throw StoreConflict(current: current, base: baseVersion) }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                for change in changes {
+                    let id = change.entity.id
+                    switch change.action {
+                    case .create:
+                        try db.execute(
+                            sql: "INSERT INTO entities (kind, key, id, body, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            arguments: [id.kind.rawValue, id.key, UUID().uuidString.lowercased(),
+                                        try encoder.encode(change.entity), change.entity.tags.joined(separator: ","), now, now])
+                    case .update:
+                        try db.execute(
+                            sql: "UPDATE entities SET body = ?, tags = ?, updated_at = ? WHERE kind = ? AND key = ?",
+                            arguments: [try encoder.encode(change.entity), change.entity.tags.joined(separator: ","), now,
+                                        id.kind.rawValue, id.key])
+                    case .delete:
+                        try db.execute(sql: "DELETE FROM entities WHERE kind = ? AND key = ?", arguments: [id.kind.rawValue, id.key])
+                    }
+                }
+                let next = current + 1
+                try db.execute(sql: "UPDATE meta SET value = ? WHERE name = 'config_version'", arguments: [Int64(next)])
+                return next
+            }
+        } catch let conflict as StoreConflict {
+            throw StoreError("the config changed since the plan was made (version \(conflict.current), plan made "
+                + "against \(conflict.base)); run the command again", isConflict: true)
+        } catch {
+            throw StoreError("cannot apply the changes: \(error)")
+        }
+    }
+
+    // MARK: - Usage
+
+    /// One stored bucket of a counter.
+    public struct UsageRecord: Sendable, Hashable {
+        public var key: LimitKey
+        public var kind: WindowKind
+        public var bucket: Int64
+        public var units: Double
+        public var expiresAt: Int64
+
+        public init(key: LimitKey, kind: WindowKind, bucket: Int64, units: Double, expiresAt: Int64) {
+            self.key = key
+            self.kind = kind
+            self.bucket = bucket
+            self.units = units
+            self.expiresAt = expiresAt
+        }
+    }
+
+    /// Buckets that still count at `now`.
+    public func loadUsage(now: Int64) throws(StoreError) -> [UsageRecord] {
+        do {
+            return try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT counter, kind, bucket, units, expires_at FROM usage WHERE expires_at > ?",
+                                 arguments: [now]).compactMap { row in
+                    guard let key = LimitKey(parsing: row["counter"]), let kind = WindowKind(rawValue: row["kind"]) else {
+                        return nil
+                    }
+                    return UsageRecord(key: key, kind: kind, bucket: row["bucket"], units: row["units"], expiresAt: row["expires_at"])
+                }
+            }
+        } catch {
+            throw StoreError("cannot read usage from \(path): \(error)")
+        }
+    }
+
+    /// Adds charges in one transaction (group commit); returns once they are committed.
+    public func record(_ records: [UsageRecord]) async throws(StoreError) {
+        guard !records.isEmpty else { return }
+        do {
+            try await pool.write { db in
+                let statement = try db.cachedStatement(sql: """
+                    INSERT INTO usage (counter, kind, bucket, units, expires_at) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (counter, bucket) DO UPDATE SET units = units + excluded.units
+                    """)
+                for record in records {
+                    try statement.execute(arguments: [record.key.description, record.kind.rawValue, record.bucket, record.units,
+                                                      record.expiresAt])
+                }
+            }
+        } catch {
+            throw StoreError("cannot record usage in \(path): \(error)")
+        }
+    }
+
+    /// Deletes the counters whose subject is `subject`; returns how many buckets went.
+    public func deleteUsage(subject: String) throws(StoreError) -> Int {
+        do {
+            return try pool.write { db in
+                try db.execute(sql: "DELETE FROM usage WHERE counter LIKE ? ESCAPE '\\'",
+                               arguments: ["%|%|" + subject.replacingOccurrences(of: "%", with: "\\%")
+                                    .replacingOccurrences(of: "_", with: "\\_") + "|%"])
+                return db.changesCount
+            }
+        } catch {
+            throw StoreError("cannot reset usage in \(path): \(error)")
+        }
+    }
+
+    /// Drops buckets that no longer count.
+    public func pruneUsage(now: Int64) throws(StoreError) {
+        do {
+            try pool.write { db in try db.execute(sql: "DELETE FROM usage WHERE expires_at <= ?", arguments: [now]) }
+        } catch {
+            throw StoreError("cannot prune usage in \(path): \(error)")
+        }
+    }
+}
+
+private struct StoreConflict: Error {
+    var current: UInt64
+    var base: UInt64
+}
+
+/// A store problem, in words an operator can act on.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    /// The state moved since a plan was made.
+    public var isConflict: Bool
+
+    public init(_ message: String, isConflict: Bool = false) {
+        self.message = message
+        self.isConflict = isConflict
+    }
+
+    public var description: String { message }
+}

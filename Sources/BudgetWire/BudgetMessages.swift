@@ -1,0 +1,218 @@
+public import BudgetLedger
+
+/// The hot-path messages, each a batch so that concurrent requests share one frame.
+public enum BudgetMessages {
+    /// Most items in one batch.
+    public static let maxBatch = 4096
+    /// Most windows in one reservation.
+    public static let maxRules = 64
+
+    // MARK: reserve
+
+    public static func encode(reserves: [ReserveRequest]) -> [UInt8] {
+        var writer = WireWriter()
+        writer.u16(UInt16(reserves.count))
+        for request in reserves {
+            writer.u16(UInt16(request.rules.count))
+            for rule in request.rules {
+                write(rule.key, into: &writer)
+                writer.u8(rule.kind == .sliding ? 0 : 1)
+                writer.f64(rule.limit)
+            }
+            writer.u8(request.enforcement == .soft ? 0 : 1)
+            writer.f64(request.promptUnits)
+            writer.f64(request.unitsPerCompletionToken)
+            writer.u32(UInt32(clamping: request.maxTokens))
+        }
+        return writer.bytes
+    }
+
+    public static func decodeReserves(_ bytes: [UInt8]) throws(WireDecodingError) -> [ReserveRequest] {
+        var reader = WireReader(bytes)
+        let count = Int(try reader.u16())
+        guard count <= maxBatch else { throw WireDecodingError(message: "batch of \(count) exceeds \(maxBatch)") }
+        var requests: [ReserveRequest] = []
+        for _ in 0..<count {
+            let ruleCount = Int(try reader.u16())
+            guard ruleCount <= maxRules else { throw WireDecodingError(message: "\(ruleCount) windows exceed \(maxRules)") }
+            var rules: [WindowRule] = []
+            for _ in 0..<ruleCount {
+                let key = try readKey(&reader)
+                let kind: WindowKind = try reader.u8() == 0 ? .sliding : .fixed
+                let limit = try reader.f64()
+                guard limit > 0 else { throw WireDecodingError(message: "a limit must be positive") }
+                rules.append(WindowRule(key: key, kind: kind, limit: limit))
+            }
+            let enforcement: Enforcement = try reader.u8() == 0 ? .soft : .hard
+            let prompt = try reader.f64()
+            let perToken = try reader.f64()
+            let maxTokens = Int(try reader.u32())
+            guard prompt >= 0, perToken >= 0 else { throw WireDecodingError(message: "units must not be negative") }
+            requests.append(ReserveRequest(rules: rules, enforcement: enforcement, promptUnits: prompt,
+                                           unitsPerCompletionToken: perToken, maxTokens: maxTokens))
+        }
+        try reader.finish()
+        return requests
+    }
+
+    public static func encode(outcomes: [ReserveOutcome]) -> [UInt8] {
+        var writer = WireWriter()
+        writer.u16(UInt16(outcomes.count))
+        for outcome in outcomes {
+            switch outcome {
+            case .admitted(let id, let maxTokens, let windows):
+                writer.u8(1)
+                writer.u64(id)
+                writer.u32(UInt32(clamping: maxTokens))
+                write(windows, into: &writer)
+            case .refused(let windows, let retryAfter, let exceeded):
+                writer.u8(0)
+                writer.u32(UInt32(clamping: retryAfter))
+                write(windows, into: &writer)
+                writer.u16(UInt16(exceeded.count))
+                for key in exceeded { write(key, into: &writer) }
+            }
+        }
+        return writer.bytes
+    }
+
+    public static func decodeOutcomes(_ bytes: [UInt8]) throws(WireDecodingError) -> [ReserveOutcome] {
+        var reader = WireReader(bytes)
+        let count = Int(try reader.u16())
+        var outcomes: [ReserveOutcome] = []
+        for _ in 0..<count {
+            if try reader.u8() == 1 {
+                let id = try reader.u64()
+                let maxTokens = Int(try reader.u32())
+                outcomes.append(.admitted(id: id, maxTokens: maxTokens, windows: try readWindows(&reader)))
+            } else {
+                let retryAfter = Int(try reader.u32())
+                let windows = try readWindows(&reader)
+                var exceeded: [LimitKey] = []
+                for _ in 0..<Int(try reader.u16()) { exceeded.append(try readKey(&reader)) }
+                outcomes.append(.refused(windows: windows, retryAfter: retryAfter, exceeded: exceeded))
+            }
+        }
+        try reader.finish()
+        return outcomes
+    }
+
+    // MARK: commit and release
+
+    /// One commit: the reservation it replaces and the real usage per counter.
+    public struct Commit: Sendable, Hashable {
+        public var reservation: UInt64
+        public var charges: [Charge]
+
+        public init(reservation: UInt64, charges: [Charge]) {
+            self.reservation = reservation
+            self.charges = charges
+        }
+    }
+
+    public static func encode(commits: [Commit]) -> [UInt8] {
+        var writer = WireWriter()
+        writer.u16(UInt16(commits.count))
+        for commit in commits {
+            writer.u64(commit.reservation)
+            writer.u16(UInt16(commit.charges.count))
+            for charge in commit.charges {
+                write(charge.key, into: &writer)
+                writer.u8(charge.kind == .sliding ? 0 : 1)
+                writer.f64(charge.units)
+            }
+        }
+        return writer.bytes
+    }
+
+    public static func decodeCommits(_ bytes: [UInt8]) throws(WireDecodingError) -> [Commit] {
+        var reader = WireReader(bytes)
+        let count = Int(try reader.u16())
+        guard count <= maxBatch else { throw WireDecodingError(message: "batch of \(count) exceeds \(maxBatch)") }
+        var commits: [Commit] = []
+        for _ in 0..<count {
+            let id = try reader.u64()
+            let chargeCount = Int(try reader.u16())
+            guard chargeCount <= maxRules else { throw WireDecodingError(message: "\(chargeCount) charges exceed \(maxRules)") }
+            var charges: [Charge] = []
+            for _ in 0..<chargeCount {
+                let key = try readKey(&reader)
+                let kind: WindowKind = try reader.u8() == 0 ? .sliding : .fixed
+                let units = try reader.f64()
+                guard units >= 0 else { throw WireDecodingError(message: "a charge must not be negative") }
+                charges.append(Charge(key: key, kind: kind, units: units))
+            }
+            commits.append(Commit(reservation: id, charges: charges))
+        }
+        try reader.finish()
+        return commits
+    }
+
+    public static func encode(releases: [UInt64]) -> [UInt8] {
+        var writer = WireWriter()
+        writer.u16(UInt16(releases.count))
+        for id in releases { writer.u64(id) }
+        return writer.bytes
+    }
+
+    public static func decodeReleases(_ bytes: [UInt8]) throws(WireDecodingError) -> [UInt64] {
+        var reader = WireReader(bytes)
+        let count = Int(try reader.u16())
+        guard count <= maxBatch else { throw WireDecodingError(message: "batch of \(count) exceeds \(maxBatch)") }
+        var ids: [UInt64] = []
+        for _ in 0..<count { ids.append(try reader.u64()) }
+        try reader.finish()
+        return ids
+    }
+
+    /// An acknowledgement of a batch of `count` commits or releases.
+    public static func encodeAck(count: Int) -> [UInt8] {
+        var writer = WireWriter()
+        writer.u16(UInt16(count))
+        return writer.bytes
+    }
+
+    public static func decodeAck(_ bytes: [UInt8]) throws(WireDecodingError) -> Int {
+        var reader = WireReader(bytes)
+        let count = Int(try reader.u16())
+        try reader.finish()
+        return count
+    }
+
+    // MARK: pieces
+
+    static func write(_ key: LimitKey, into writer: inout WireWriter) {
+        writer.string(key.plugin)
+        writer.string(key.provider)
+        writer.string(key.subject)
+        writer.u32(UInt32(clamping: key.windowSize))
+    }
+
+    static func readKey(_ reader: inout WireReader) throws(WireDecodingError) -> LimitKey {
+        let plugin = try reader.string()
+        let provider = try reader.string()
+        let subject = try reader.string()
+        let size = Int(try reader.u32())
+        guard size > 0 else { throw WireDecodingError(message: "a window size must be positive") }
+        return LimitKey(plugin: plugin, provider: provider, subject: subject, windowSize: size)
+    }
+
+    static func write(_ windows: [WindowStatus], into writer: inout WireWriter) {
+        writer.u16(UInt16(windows.count))
+        for window in windows {
+            write(window.key, into: &writer)
+            writer.f64(window.limit)
+            writer.f64(window.remaining)
+            writer.i64(window.reset)
+        }
+    }
+
+    static func readWindows(_ reader: inout WireReader) throws(WireDecodingError) -> [WindowStatus] {
+        var windows: [WindowStatus] = []
+        for _ in 0..<Int(try reader.u16()) {
+            let key = try readKey(&reader)
+            windows.append(WindowStatus(key: key, limit: try reader.f64(), remaining: try reader.f64(), reset: try reader.i64()))
+        }
+        return windows
+    }
+}

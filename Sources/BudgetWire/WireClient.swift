@@ -1,0 +1,193 @@
+public import NIOCore
+public import NIOPosix
+
+/// A connection to budget-controld over a Unix socket, with request ids so that many requests share it.
+///
+/// Frames with id 0 (snapshot pushes) arrive on `pushes`. Every call is bounded by `timeout`.
+public final class WireClient: Sendable {
+    private let channel: any Channel
+    public let welcome: Welcome
+    /// Frames the server sent unasked: config snapshots.
+    public let pushes: AsyncStream<WireFrame>
+    public let timeout: TimeAmount
+
+    private init(channel: any Channel, welcome: Welcome, pushes: AsyncStream<WireFrame>, timeout: TimeAmount) {
+        self.channel = channel
+        self.welcome = welcome
+        self.pushes = pushes
+        self.timeout = timeout
+    }
+
+    /// Connects, says hello, and returns once the server has welcomed the client.
+    public static func connect(
+        path: String, role: ClientRole, client: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        timeout: TimeAmount = .seconds(30)
+    ) async throws(WireClientError) -> WireClient {
+        let (pushes, continuation) = AsyncStream.makeStream(of: WireFrame.self, bufferingPolicy: .bufferingNewest(4))
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.seconds(5))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(WireFrameDecoder(maxFrameBytes: WireProtocol.maxServerFrameBytes)))
+                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(WireFrameEncoder()))
+                        try channel.pipeline.syncOperations.addHandler(WireClientHandler(pushes: continuation))
+                    }
+                }
+                .connect(unixDomainSocketPath: path).get()
+        } catch {
+            continuation.finish()
+            throw WireClientError.connect(path: path, reason: describe(error))
+        }
+        let hello = WireJSON.encode(Hello(role: role, client: client))
+        let reply: WireFrame
+        do {
+            reply = try await send(channel: channel, WireFrame(.hello, requestID: 0, payload: hello), timeout: timeout)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        do {
+            let welcome = try WireJSON.decode(Welcome.self, from: reply.payload)
+            return WireClient(channel: channel, welcome: welcome, pushes: pushes, timeout: timeout)
+        } catch {
+            try? await channel.close()
+            throw WireClientError.protocolViolation("the server's welcome is not valid: \(error)")
+        }
+    }
+
+    /// Sends a frame (its id is assigned here) and waits for the reply with the same id.
+    /// An error frame becomes `WireClientError.server`.
+    public func call(_ type: FrameType, payload: [UInt8]) async throws(WireClientError) -> WireFrame {
+        try await Self.send(channel: channel, WireFrame(type, requestID: 0, payload: payload), timeout: timeout)
+    }
+
+    /// An admin request and its decoded response.
+    public func admin(_ request: AdminRequest) async throws(WireClientError) -> AdminResponse {
+        let reply = try await call(.request, payload: WireJSON.encode(request))
+        do {
+            return try WireJSON.decode(AdminResponse.self, from: reply.payload)
+        } catch {
+            throw WireClientError.protocolViolation("the server's response is not valid: \(error)")
+        }
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// Completes when the connection closes.
+    public func waitUntilClosed() async {
+        try? await channel.closeFuture.get()
+    }
+
+    private static func send(channel: any Channel, _ frame: WireFrame, timeout: TimeAmount) async throws(WireClientError)
+        -> WireFrame
+    {
+        let promise = channel.eventLoop.makePromise(of: WireFrame.self)
+        let deadline = channel.eventLoop.scheduleTask(in: timeout) {
+            promise.fail(WireClientError.timeout)
+        }
+        channel.writeAndFlush(WireClientHandler.Outgoing(frame: frame, reply: promise), promise: nil)
+        do {
+            let reply = try await promise.futureResult.get()
+            deadline.cancel()
+            if reply.type == .error {
+                let body = (try? WireJSON.decode(WireErrorBody.self, from: reply.payload))
+                    ?? WireErrorBody(.internal, String(decoding: reply.payload, as: UTF8.self))
+                throw WireClientError.server(body)
+            }
+            return reply
+        } catch let error as WireClientError {
+            deadline.cancel()
+            throw error
+        } catch {
+            deadline.cancel()
+            throw WireClientError.closed(describe(error))
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let io = error as? IOError {
+            switch io.errnoCode {
+            case ENOENT: return "no such socket (is budget-controld running?)"
+            case ECONNREFUSED: return "connection refused (is budget-controld running?)"
+            case EACCES: return "permission denied (the socket's mode and group decide who may connect)"
+            default: return "\(io)"
+            }
+        }
+        if let channelError = error as? ChannelError, channelError == .connectTimeout(.seconds(5)) {
+            return "timed out connecting"
+        }
+        return "\(error)"
+    }
+}
+
+/// Why a call to the control plane failed.
+public enum WireClientError: Error, Sendable, CustomStringConvertible {
+    case connect(path: String, reason: String)
+    case closed(String)
+    case timeout
+    case server(WireErrorBody)
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case .connect(let path, let reason): return "cannot connect to \(path): \(reason)"
+        case .closed(let reason): return "the control plane closed the connection (\(reason))"
+        case .timeout: return "the control plane did not answer in time"
+        case .server(let body): return body.message
+        case .protocolViolation(let reason): return reason
+        }
+    }
+}
+
+/// Matches replies to requests by id, and hands id-0 frames to `pushes`.
+final class WireClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = WireFrame
+    typealias OutboundIn = Outgoing
+    typealias OutboundOut = WireFrame
+
+    struct Outgoing: Sendable {
+        var frame: WireFrame
+        var reply: EventLoopPromise<WireFrame>
+    }
+
+    private var nextID: UInt32 = 1
+    private var pending: [UInt32: EventLoopPromise<WireFrame>] = [:]
+    private let pushes: AsyncStream<WireFrame>.Continuation
+
+    init(pushes: AsyncStream<WireFrame>.Continuation) { self.pushes = pushes }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var outgoing = unwrapOutboundIn(data)
+        let id = nextID
+        nextID = nextID == UInt32.max ? 1 : nextID + 1
+        outgoing.frame.requestID = id
+        pending[id] = outgoing.reply
+        context.write(wrapOutboundOut(outgoing.frame), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if frame.requestID == 0 {
+            pushes.yield(frame)
+        } else if let promise = pending.removeValue(forKey: frame.requestID) {
+            promise.succeed(frame)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let waiting = pending
+        pending.removeAll()
+        for promise in waiting.values { promise.fail(WireClientError.closed("connection closed")) }
+        pushes.finish()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,64 @@
+public import NIOCore
+
+/// Splits a byte stream into frames, refusing any frame longer than `maxFrameBytes` from its length
+/// field alone, before buffering it.
+public struct WireFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = WireFrame
+
+    public let maxFrameBytes: Int
+
+    public init(maxFrameBytes: Int) { self.maxFrameBytes = maxFrameBytes }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        guard Int(length) >= WireFrame.headerBytes else { throw WireFrameError.frameTooShort(Int(length)) }
+        guard Int(length) <= maxFrameBytes else { throw WireFrameError.frameTooLong(Int(length), limit: maxFrameBytes) }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        guard let typeByte = buffer.readInteger(as: UInt8.self), let requestID = buffer.readInteger(as: UInt32.self),
+            let payload = buffer.readBytes(length: Int(length) - WireFrame.headerBytes)
+        else { throw WireFrameError.frameTooShort(Int(length)) }
+        guard let type = FrameType(rawValue: typeByte) else {
+            throw WireFrameError.unknownType(typeByte, requestID: requestID)
+        }
+        context.fireChannelRead(wrapInboundOut(WireFrame(type, requestID: requestID, payload: payload)))
+        return .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+}
+
+/// Writes frames with their length prefix.
+public struct WireFrameEncoder: MessageToByteEncoder {
+    public typealias OutboundIn = WireFrame
+
+    public init() {}
+
+    public func encode(data: WireFrame, out: inout ByteBuffer) throws {
+        out.reserveCapacity(4 + WireFrame.headerBytes + data.payload.count)
+        out.writeInteger(UInt32(WireFrame.headerBytes + data.payload.count))
+        out.writeInteger(data.type.rawValue)
+        out.writeInteger(data.requestID)
+        out.writeBytes(data.payload)
+    }
+}
+
+/// Why bytes on a socket are not frames of this protocol.
+public enum WireFrameError: Error, Sendable, Hashable, CustomStringConvertible {
+    case frameTooLong(Int, limit: Int)
+    case frameTooShort(Int)
+    case unknownType(UInt8, requestID: UInt32)
+
+    public var description: String {
+        switch self {
+        case .frameTooLong(let length, let limit): return "frame of \(length) bytes exceeds the limit of \(limit) bytes"
+        case .frameTooShort(let length): return "frame length \(length) is shorter than the 5-byte header"
+        case .unknownType(let type, _): return "unknown frame type 0x\(String(type, radix: 16))"
+        }
+    }
+}

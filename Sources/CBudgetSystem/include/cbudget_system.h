@@ -1,0 +1,17 @@
+#ifndef CBUDGET_SYSTEM_H
+#define CBUDGET_SYSTEM_H
+
+#include <sys/types.h>
+
+/* Layout-compatible with Linux's struct ucred (SO_PEERCRED), which Glibc's Swift overlay does not export. */
+struct cbudget_ucred {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+};
+
+/* SOL_SOCKET and SO_PEERCRED as plain ints, for Swift. */
+int cbudget_sol_socket(void);
+int cbudget_so_peercred(void);
+
+#endif

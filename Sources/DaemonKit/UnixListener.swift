@@ -1,0 +1,103 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Binds and listens on a Unix stream socket, apart from serving it, so that an inherited socket
+/// (systemd) and a bound one are served the same way.
+public enum UnixListener {
+    /// A listening socket's descriptor, with the path it is bound to.
+    public struct Bound: Sendable {
+        public var descriptor: Int32
+        public var path: String
+    }
+
+    /// Creates `path` (replacing a stale socket left by a crash, never a live one or another file),
+    /// sets its mode and group, and listens.
+    public static func bind(path: String, mode: UInt32, group: UInt32? = nil, backlog: Int32 = 256) throws(ListenerError) -> Bound {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard pathBytes.count < capacity else {
+            throw ListenerError("\(path): socket paths are limited to \(capacity - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            buffer.copyBytes(from: pathBytes)
+            buffer[pathBytes.count] = 0
+        }
+        try removeStaleSocket(at: path)
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw ListenerError("\(path): socket(): \(String(cString: strerror(errno)))") }
+        let previousMask = umask(0o177)
+        let bound = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        let bindErrno = errno
+        umask(previousMask)
+        guard bound == 0 else {
+            close(descriptor)
+            throw ListenerError("\(path): cannot bind: \(String(cString: strerror(bindErrno)))")
+        }
+        if let group, chown(path, uid_t.max, gid_t(group)) != 0 {
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            unlink(path)
+            throw ListenerError("\(path): cannot set group \(group): \(reason)")
+        }
+        guard chmod(path, mode_t(mode)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            unlink(path)
+            throw ListenerError("\(path): cannot set mode: \(reason)")
+        }
+        guard listen(descriptor, backlog) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            unlink(path)
+            throw ListenerError("\(path): cannot listen: \(reason)")
+        }
+        return Bound(descriptor: descriptor, path: path)
+    }
+
+    private static func removeStaleSocket(at path: String) throws(ListenerError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw ListenerError("\(path) exists and is not a socket; refusing to replace it")
+        }
+        // A socket someone still listens on is live: do not steal it.
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(probe) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            let bytes = Array(path.utf8)
+            buffer.copyBytes(from: bytes)
+            buffer[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if connected == 0 { throw ListenerError("\(path) is in use by another process (is budget-controld already running?)") }
+        unlink(path)
+    }
+
+    /// The numeric id of group `name` (or a number as text).
+    public static func groupID(_ name: String) -> UInt32? {
+        if let number = UInt32(name) { return number }
+        guard let entry = getgrnam(name) else { return nil }
+        return UInt32(entry.pointee.gr_gid)
+    }
+}
+
+public struct ListenerError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

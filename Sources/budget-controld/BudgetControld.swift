@@ -1,0 +1,83 @@
+import ArgumentParser
+import BudgetStore
+import ControlPlane
+import DaemonKit
+import Logging
+
+/// `budget-controld`: argument parsing and start-up only; the daemon is `ControlPlaneDaemon`.
+@main
+struct BudgetControld: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "budget-controld",
+        abstract: "The token-budget gateway's control plane: config and counters, durably, over Unix sockets.",
+        discussion: """
+            Keeps the declarative config and the usage counters in SQLite under --state-dir, serves data \
+            planes (budget-proxyd) on the control socket and budgetctl on the admin socket. The admin socket \
+            is mode 0600 (0660 with --admin-group) and the peer's uid is checked with SO_PEERCRED.
+
+            SIGTERM or SIGINT: stop accepting, write pending usage, exit 0. See budget-controld(8).
+            """,
+        version: ControlPlaneVersion.current
+    )
+
+    @Option(help: ArgumentHelp("Directory of the store (must exist).", valueName: "dir"))
+    var stateDir: String
+
+    @Option(help: ArgumentHelp("Socket for data planes.", valueName: "path"))
+    var controlSocket = "/run/budget/control.sock"
+
+    @Option(help: ArgumentHelp("Socket for budgetctl.", valueName: "path"))
+    var adminSocket = "/run/budget/admin.sock"
+
+    @Option(help: ArgumentHelp("Group (name or id) also allowed on the admin socket.", valueName: "group"))
+    var adminGroup: String?
+
+    @Option(help: ArgumentHelp("Log format: text or json.", valueName: "format"))
+    var logFormat = "text"
+
+    @Option(help: ArgumentHelp("Lowest level logged: trace, debug, info, notice, warning, error, critical.",
+                               valueName: "level"))
+    var logLevel = "info"
+
+    @Option(help: ArgumentHelp("SQLite synchronous mode: normal (survives kill -9) or full (survives power loss).",
+                               valueName: "mode"))
+    var synchronous = "normal"
+
+    @Option(help: ArgumentHelp("Seconds a reservation lives without a commit or release.", valueName: "seconds"))
+    var reservationTtl = 600
+
+    func validate() throws {
+        guard DaemonLogHandler.Format(rawValue: logFormat) != nil else {
+            throw ValidationError("--log-format: expected text or json, got '\(logFormat)'")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: expected trace, debug, info, notice, warning, error or critical")
+        }
+        guard BudgetStore.Synchronous(rawValue: synchronous) != nil else {
+            throw ValidationError("--synchronous: expected normal or full")
+        }
+        guard (10...86_400).contains(reservationTtl) else { throw ValidationError("--reservation-ttl: 10 to 86400") }
+        if let adminGroup, UnixListener.groupID(adminGroup) == nil {
+            throw ValidationError("--admin-group: no group named '\(adminGroup)'")
+        }
+    }
+
+    func run() async throws {
+        DaemonLogHandler.bootstrap(format: DaemonLogHandler.Format(rawValue: logFormat) ?? .text,
+                                   level: Logger.Level(rawValue: logLevel) ?? .info)
+        let logger = Logger(label: "budget-controld")
+        let signals = SignalWaiter()
+        let daemon = ControlPlaneDaemon(
+            options: .init(stateDirectory: stateDir, controlSocket: controlSocket, adminSocket: adminSocket,
+                           adminGroup: adminGroup.flatMap(UnixListener.groupID),
+                           synchronous: BudgetStore.Synchronous(rawValue: synchronous) ?? .normal,
+                           reservationLifetime: Int64(reservationTtl)),
+            logger: logger)
+        do {
+            try await daemon.run { await signals.wait() }
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
