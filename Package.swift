@@ -118,11 +118,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What budgetctl's online verbs do, apart from parsing and printing.
+        .target(
+            name: "BudgetAdmin",
+            dependencies: ["BudgetConfig", "BudgetWire", "BudgetLedger"],
+            swiftSettings: swiftSettings
+        ),
         // The CLI: argument parsing and printing only.
         .executableTarget(
             name: "budgetctl",
             dependencies: [
-                "BudgetConfig",
+                "BudgetConfig", "BudgetAdmin", "BudgetWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -17,8 +17,9 @@ public struct BudgetPolicy: Sendable {
         public var rules: [WindowRule] {
             provider.windows.map { window in
                 WindowRule(
-                    key: LimitKey(plugin: plugin.id.key, provider: provider.name, subject: subject,
-                                  windowSize: window.windowSize),
+                    key: LimitKey(
+                        plugin: plugin.id.key, provider: provider.name, subject: subject,
+                        windowSize: window.windowSize),
                     kind: config.windowType == .sliding ? .sliding : .fixed, limit: window.limit)
             }
         }
@@ -26,7 +27,9 @@ public struct BudgetPolicy: Sendable {
         public var enforcement: Enforcement { config.enforcement == .hard ? .hard : .soft }
 
         /// Units of `promptTokens` and of one completion token under `tokens_count_strategy`.
-        public func units(promptTokens: Int, pricing: AIProxyConfig.Options) -> (prompt: Double, perCompletionToken: Double) {
+        public func units(promptTokens: Int, pricing: AIProxyConfig.Options) -> (
+            prompt: Double, perCompletionToken: Double
+        ) {
             switch config.tokensCountStrategy {
             case .totalTokens: return (Double(promptTokens), 1)
             case .promptTokens: return (Double(promptTokens), 0)
@@ -73,9 +76,10 @@ public struct BudgetPolicy: Sendable {
 
     /// The budget for `consumer` (a member of `groups`, authenticated with `credential`) on `route`
     /// of `service`, for ai-proxy provider `provider`; nil when no enabled rate-limit plugin applies.
-    public func budget(route: String, service: String?, consumer: String?, groups: [String], credential: KeyHash?,
-                       provider: String) -> Budget?
-    {
+    public func budget(
+        route: String, service: String?, consumer: String?, groups: [String], credential: KeyHash?,
+        provider: String
+    ) -> Budget? {
         let candidates = rateLimitPlugins.filter { plugin in
             let scope = plugin.scope
             if let wanted = scope.route, wanted != route { return false }
@@ -91,7 +95,8 @@ public struct BudgetPolicy: Sendable {
         let subject: String
         switch config.identifier {
         case .consumer: subject = "consumer:" + (consumer ?? credential.map { "credential:\($0.hex)" } ?? "anonymous")
-        case .consumerGroup: subject = "consumer-group:" + (plugin.scope.consumerGroup ?? groups.sorted().first ?? "none")
+        case .consumerGroup:
+            subject = "consumer-group:" + (plugin.scope.consumerGroup ?? groups.sorted().first ?? "none")
         case .credential: subject = "credential:" + (credential?.hex ?? consumer ?? "anonymous")
         }
         return Budget(plugin: plugin, config: config, subject: subject, provider: entry)

@@ -12,8 +12,10 @@ public struct ReserveRequest: Sendable, Hashable, Codable {
     /// The effective `max_tokens` (config, else client, else the model's maximum).
     public var maxTokens: Int
 
-    public init(rules: [WindowRule], enforcement: Enforcement, promptUnits: Double, unitsPerCompletionToken: Double,
-                maxTokens: Int) {
+    public init(
+        rules: [WindowRule], enforcement: Enforcement, promptUnits: Double, unitsPerCompletionToken: Double,
+        maxTokens: Int
+    ) {
         self.rules = rules
         self.enforcement = enforcement
         self.promptUnits = promptUnits
@@ -100,9 +102,10 @@ public struct Ledger: Sendable {
             counters[rule.key] = counter
             let inFlight = held[rule.key, default: 0]
             let committed = counter.total
-            statuses.append(WindowStatus(
-                key: rule.key, limit: rule.limit, remaining: max(0, rule.limit - committed - inFlight),
-                reset: counter.nextReset ?? now))
+            statuses.append(
+                WindowStatus(
+                    key: rule.key, limit: rule.limit, remaining: max(0, rule.limit - committed - inFlight),
+                    reset: counter.nextReset ?? now))
             let needed = request.enforcement == .hard ? request.promptUnits : 0
             if committed + inFlight + needed >= rule.limit {
                 exceeded.append(rule.key)

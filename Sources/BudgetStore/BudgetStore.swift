@@ -30,10 +30,13 @@ public final class BudgetStore: Sendable {
     }
 
     /// Opens (creating if needed) the store in `stateDirectory`.
-    public static func open(stateDirectory: String, synchronous: Synchronous = .normal) throws(StoreError) -> BudgetStore {
+    public static func open(stateDirectory: String, synchronous: Synchronous = .normal) throws(StoreError)
+        -> BudgetStore
+    {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: stateDirectory, isDirectory: &isDirectory) else {
-            throw StoreError("state directory \(stateDirectory) does not exist; create it (mode 0700) or pass another --state-dir")
+            throw StoreError(
+                "state directory \(stateDirectory) does not exist; create it (mode 0700) or pass another --state-dir")
         }
         guard isDirectory.boolValue else { throw StoreError("state directory \(stateDirectory) is not a directory") }
         guard FileManager.default.isWritableFile(atPath: stateDirectory) else {
@@ -41,7 +44,8 @@ public final class BudgetStore: Sendable {
         }
         let path = (stateDirectory as NSString).appendingPathComponent(fileName)
         if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+            else {
                 throw StoreError("cannot create \(path)")
             }
         }
@@ -56,7 +60,8 @@ public final class BudgetStore: Sendable {
             try migrator.migrate(pool)
             try pool.read { db in _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM entities") }
         } catch {
-            throw StoreError("cannot open the store at \(path): \(error) (if the file is corrupt, move it aside and sync again)")
+            throw StoreError(
+                "cannot open the store at \(path): \(error) (if the file is corrupt, move it aside and sync again)")
         }
         for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
             try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path + suffix)
@@ -67,18 +72,19 @@ public final class BudgetStore: Sendable {
     private static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-                INSERT INTO meta (name, value) VALUES ('config_version', 0);
-                CREATE TABLE entities (
-                    kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL,
-                    tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
-                    PRIMARY KEY (kind, key));
-                CREATE TABLE usage (
-                    counter TEXT NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL, units REAL NOT NULL,
-                    expires_at INTEGER NOT NULL, PRIMARY KEY (counter, bucket));
-                CREATE INDEX usage_expiry ON usage (expires_at);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                    INSERT INTO meta (name, value) VALUES ('config_version', 0);
+                    CREATE TABLE entities (
+                        kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL,
+                        tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                        PRIMARY KEY (kind, key));
+                    CREATE TABLE usage (
+                        counter TEXT NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL, units REAL NOT NULL,
+                        expires_at INTEGER NOT NULL, PRIMARY KEY (counter, bucket));
+                    CREATE INDEX usage_expiry ON usage (expires_at);
+                    """)
         }
         return migrator
     }
@@ -89,7 +95,8 @@ public final class BudgetStore: Sendable {
     public func loadConfig() throws(StoreError) -> (version: UInt64, state: ConfigState) {
         do {
             return try pool.read { db in
-                let version = try UInt64(Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'config_version'") ?? 0)
+                let version = try UInt64(
+                    Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'config_version'") ?? 0)
                 var entities: [Entity] = []
                 let decoder = JSONDecoder()
                 for row in try Row.fetchAll(db, sql: "SELECT body FROM entities") {
@@ -108,7 +115,8 @@ public final class BudgetStore: Sendable {
     public func apply(_ changes: [AppliedChange], baseVersion: UInt64, now: Int64) throws(StoreError) -> UInt64 {
         do {
             return try pool.write { db in
-                let current = try UInt64(Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'config_version'") ?? 0)
+                let current = try UInt64(
+                    Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'config_version'") ?? 0)
                 guard current == baseVersion else { throw StoreConflict(current: current, base: baseVersion) }
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = .sortedKeys
@@ -117,16 +125,23 @@ public final class BudgetStore: Sendable {
                     switch change.action {
                     case .create:
                         try db.execute(
-                            sql: "INSERT INTO entities (kind, key, id, body, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            arguments: [id.kind.rawValue, id.key, UUID().uuidString.lowercased(),
-                                        try encoder.encode(change.entity), change.entity.tags.joined(separator: ","), now, now])
+                            sql:
+                                "INSERT INTO entities (kind, key, id, body, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            arguments: [
+                                id.kind.rawValue, id.key, UUID().uuidString.lowercased(),
+                                try encoder.encode(change.entity), change.entity.tags.joined(separator: ","), now, now,
+                            ])
                     case .update:
                         try db.execute(
                             sql: "UPDATE entities SET body = ?, tags = ?, updated_at = ? WHERE kind = ? AND key = ?",
-                            arguments: [try encoder.encode(change.entity), change.entity.tags.joined(separator: ","), now,
-                                        id.kind.rawValue, id.key])
+                            arguments: [
+                                try encoder.encode(change.entity), change.entity.tags.joined(separator: ","), now,
+                                id.kind.rawValue, id.key,
+                            ])
                     case .delete:
-                        try db.execute(sql: "DELETE FROM entities WHERE kind = ? AND key = ?", arguments: [id.kind.rawValue, id.key])
+                        try db.execute(
+                            sql: "DELETE FROM entities WHERE kind = ? AND key = ?",
+                            arguments: [id.kind.rawValue, id.key])
                     }
                 }
                 let next = current + 1
@@ -134,8 +149,9 @@ public final class BudgetStore: Sendable {
                 return next
             }
         } catch let conflict as StoreConflict {
-            throw StoreError("the config changed since the plan was made (version \(conflict.current), plan made "
-                + "against \(conflict.base)); run the command again", isConflict: true)
+            throw StoreError(
+                "the config changed since the plan was made (version \(conflict.current), plan made "
+                    + "against \(conflict.base)); run the command again", isConflict: true)
         } catch {
             throw StoreError("cannot apply the changes: \(error)")
         }
@@ -164,12 +180,16 @@ public final class BudgetStore: Sendable {
     public func loadUsage(now: Int64) throws(StoreError) -> [UsageRecord] {
         do {
             return try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT counter, kind, bucket, units, expires_at FROM usage WHERE expires_at > ?",
-                                 arguments: [now]).compactMap { row in
-                    guard let key = LimitKey(parsing: row["counter"]), let kind = WindowKind(rawValue: row["kind"]) else {
+                try Row.fetchAll(
+                    db, sql: "SELECT counter, kind, bucket, units, expires_at FROM usage WHERE expires_at > ?",
+                    arguments: [now]
+                ).compactMap { row in
+                    guard let key = LimitKey(parsing: row["counter"]), let kind = WindowKind(rawValue: row["kind"])
+                    else {
                         return nil
                     }
-                    return UsageRecord(key: key, kind: kind, bucket: row["bucket"], units: row["units"], expiresAt: row["expires_at"])
+                    return UsageRecord(
+                        key: key, kind: kind, bucket: row["bucket"], units: row["units"], expiresAt: row["expires_at"])
                 }
             }
         } catch {
@@ -182,13 +202,16 @@ public final class BudgetStore: Sendable {
         guard !records.isEmpty else { return }
         do {
             try await pool.write { db in
-                let statement = try db.cachedStatement(sql: """
-                    INSERT INTO usage (counter, kind, bucket, units, expires_at) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (counter, bucket) DO UPDATE SET units = units + excluded.units
-                    """)
+                let statement = try db.cachedStatement(
+                    sql: """
+                        INSERT INTO usage (counter, kind, bucket, units, expires_at) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (counter, bucket) DO UPDATE SET units = units + excluded.units
+                        """)
                 for record in records {
-                    try statement.execute(arguments: [record.key.description, record.kind.rawValue, record.bucket, record.units,
-                                                      record.expiresAt])
+                    try statement.execute(arguments: [
+                        record.key.description, record.kind.rawValue, record.bucket, record.units,
+                        record.expiresAt,
+                    ])
                 }
             }
         } catch {
@@ -200,9 +223,13 @@ public final class BudgetStore: Sendable {
     public func deleteUsage(subject: String) throws(StoreError) -> Int {
         do {
             return try pool.write { db in
-                try db.execute(sql: "DELETE FROM usage WHERE counter LIKE ? ESCAPE '\\'",
-                               arguments: ["%|%|" + subject.replacingOccurrences(of: "%", with: "\\%")
-                                    .replacingOccurrences(of: "_", with: "\\_") + "|%"])
+                try db.execute(
+                    sql: "DELETE FROM usage WHERE counter LIKE ? ESCAPE '\\'",
+                    arguments: [
+                        "%|%|"
+                            + subject.replacingOccurrences(of: "%", with: "\\%")
+                            .replacingOccurrences(of: "_", with: "\\_") + "|%"
+                    ])
                 return db.changesCount
             }
         } catch {

@@ -89,8 +89,10 @@ public struct AdminRequest: Sendable, Codable, Hashable {
     /// usage: one group.
     public var group: String?
 
-    public init(op: AdminOperation, baseVersion: UInt64? = nil, changes: [AppliedChange]? = nil,
-                consumer: String? = nil, group: String? = nil) {
+    public init(
+        op: AdminOperation, baseVersion: UInt64? = nil, changes: [AppliedChange]? = nil,
+        consumer: String? = nil, group: String? = nil
+    ) {
         self.op = op
         self.baseVersion = baseVersion
         self.changes = changes
@@ -110,8 +112,10 @@ public struct ServerStatus: Sendable, Codable, Hashable {
     public var reservations: Int
     public var uptimeSeconds: Int
 
-    public init(server: String, configVersion: UInt64, dataPlanes: Int, storePath: String, entities: Int,
-                counters: Int, reservations: Int, uptimeSeconds: Int) {
+    public init(
+        server: String, configVersion: UInt64, dataPlanes: Int, storePath: String, entities: Int,
+        counters: Int, reservations: Int, uptimeSeconds: Int
+    ) {
         self.server = server
         self.configVersion = configVersion
         self.dataPlanes = dataPlanes
@@ -137,8 +141,10 @@ public struct UsageRow: Sendable, Codable, Hashable {
     public var reset: Int64
     public var strategy: String
 
-    public init(consumer: String, group: String?, provider: String, windowSize: Int, used: Double, inFlight: Double,
-                limit: Double, remaining: Double, reset: Int64, strategy: String) {
+    public init(
+        consumer: String, group: String?, provider: String, windowSize: Int, used: Double, inFlight: Double,
+        limit: Double, remaining: Double, reset: Int64, strategy: String
+    ) {
         self.consumer = consumer
         self.group = group
         self.provider = provider
@@ -160,8 +166,10 @@ public struct AdminResponse: Sendable, Codable, Hashable {
     public var usage: [UsageRow]?
     public var removed: Int?
 
-    public init(server: String? = nil, configVersion: UInt64? = nil, state: ConfigState? = nil,
-                status: ServerStatus? = nil, usage: [UsageRow]? = nil, removed: Int? = nil) {
+    public init(
+        server: String? = nil, configVersion: UInt64? = nil, state: ConfigState? = nil,
+        status: ServerStatus? = nil, usage: [UsageRow]? = nil, removed: Int? = nil
+    ) {
         self.server = server
         self.configVersion = configVersion
         self.state = state

@@ -34,7 +34,9 @@ public enum BudgetMessages {
         var requests: [ReserveRequest] = []
         for _ in 0..<count {
             let ruleCount = Int(try reader.u16())
-            guard ruleCount <= maxRules else { throw WireDecodingError(message: "\(ruleCount) windows exceed \(maxRules)") }
+            guard ruleCount <= maxRules else {
+                throw WireDecodingError(message: "\(ruleCount) windows exceed \(maxRules)")
+            }
             var rules: [WindowRule] = []
             for _ in 0..<ruleCount {
                 let key = try readKey(&reader)
@@ -48,8 +50,10 @@ public enum BudgetMessages {
             let perToken = try reader.f64()
             let maxTokens = Int(try reader.u32())
             guard prompt >= 0, perToken >= 0 else { throw WireDecodingError(message: "units must not be negative") }
-            requests.append(ReserveRequest(rules: rules, enforcement: enforcement, promptUnits: prompt,
-                                           unitsPerCompletionToken: perToken, maxTokens: maxTokens))
+            requests.append(
+                ReserveRequest(
+                    rules: rules, enforcement: enforcement, promptUnits: prompt,
+                    unitsPerCompletionToken: perToken, maxTokens: maxTokens))
         }
         try reader.finish()
         return requests
@@ -133,7 +137,9 @@ public enum BudgetMessages {
         for _ in 0..<count {
             let id = try reader.u64()
             let chargeCount = Int(try reader.u16())
-            guard chargeCount <= maxRules else { throw WireDecodingError(message: "\(chargeCount) charges exceed \(maxRules)") }
+            guard chargeCount <= maxRules else {
+                throw WireDecodingError(message: "\(chargeCount) charges exceed \(maxRules)")
+            }
             var charges: [Charge] = []
             for _ in 0..<chargeCount {
                 let key = try readKey(&reader)
@@ -211,7 +217,8 @@ public enum BudgetMessages {
         var windows: [WindowStatus] = []
         for _ in 0..<Int(try reader.u16()) {
             let key = try readKey(&reader)
-            windows.append(WindowStatus(key: key, limit: try reader.f64(), remaining: try reader.f64(), reset: try reader.i64()))
+            windows.append(
+                WindowStatus(key: key, limit: try reader.f64(), remaining: try reader.f64(), reset: try reader.i64()))
         }
         return windows
     }

@@ -20,7 +20,8 @@ public final class WireClient: Sendable {
 
     /// Connects, says hello, and returns once the server has welcomed the client.
     public static func connect(
-        path: String, role: ClientRole, client: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        path: String, role: ClientRole, client: String,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         timeout: TimeAmount = .seconds(30)
     ) async throws(WireClientError) -> WireClient {
         let (pushes, continuation) = AsyncStream.makeStream(of: WireFrame.self, bufferingPolicy: .bufferingNewest(4))
@@ -83,7 +84,8 @@ public final class WireClient: Sendable {
         try? await channel.closeFuture.get()
     }
 
-    private static func send(channel: any Channel, _ frame: WireFrame, timeout: TimeAmount) async throws(WireClientError)
+    private static func send(channel: any Channel, _ frame: WireFrame, timeout: TimeAmount)
+        async throws(WireClientError)
         -> WireFrame
     {
         let promise = channel.eventLoop.makePromise(of: WireFrame.self)
@@ -95,7 +97,8 @@ public final class WireClient: Sendable {
             let reply = try await promise.futureResult.get()
             deadline.cancel()
             if reply.type == .error {
-                let body = (try? WireJSON.decode(WireErrorBody.self, from: reply.payload))
+                let body =
+                    (try? WireJSON.decode(WireErrorBody.self, from: reply.payload))
                     ?? WireErrorBody(.internal, String(decoding: reply.payload, as: UTF8.self))
                 throw WireClientError.server(body)
             }

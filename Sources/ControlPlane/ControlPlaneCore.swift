@@ -43,10 +43,12 @@ public actor ControlPlaneCore {
         }
         self.ledger = ledger
         snapshotFrame = Self.frame(version: loaded.version, state: loaded.state)
-        logger.info("store loaded", metadata: [
-            "path": "\(store.path)", "config_version": "\(loaded.version)", "entities": "\(loaded.state.count)",
-            "counters": "\(ledger.counters.count)",
-        ])
+        logger.info(
+            "store loaded",
+            metadata: [
+                "path": "\(store.path)", "config_version": "\(loaded.version)", "entities": "\(loaded.state.count)",
+                "counters": "\(ledger.counters.count)",
+            ])
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
@@ -87,9 +89,10 @@ public actor ControlPlaneCore {
             for charge in commit.charges where charge.units > 0 {
                 let counter = WindowCounter(kind: charge.kind, windowSize: charge.key.windowSize)
                 let bucket = counter.bucketIndex(at: now)
-                pending.append(BudgetStore.UsageRecord(
-                    key: charge.key, kind: charge.kind, bucket: bucket, units: charge.units,
-                    expiresAt: counter.expiry(ofBucket: bucket)))
+                pending.append(
+                    BudgetStore.UsageRecord(
+                        key: charge.key, kind: charge.kind, bucket: bucket, units: charge.units,
+                        expiresAt: counter.expiry(ofBucket: bucket)))
             }
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
@@ -139,16 +142,19 @@ public actor ControlPlaneCore {
         case .ping:
             return AdminResponse(server: Self.serverName, configVersion: version)
         case .status:
-            return AdminResponse(server: Self.serverName, configVersion: version, status: ServerStatus(
-                server: Self.serverName, configVersion: version, dataPlanes: dataPlanes, storePath: store.path,
-                entities: state.count, counters: ledger.counters.count, reservations: ledger.reservations.count,
-                uptimeSeconds: Int(Date().timeIntervalSince(started))))
+            return AdminResponse(
+                server: Self.serverName, configVersion: version,
+                status: ServerStatus(
+                    server: Self.serverName, configVersion: version, dataPlanes: dataPlanes, storePath: store.path,
+                    entities: state.count, counters: ledger.counters.count, reservations: ledger.reservations.count,
+                    uptimeSeconds: Int(Date().timeIntervalSince(started))))
         case .dump:
             return AdminResponse(server: Self.serverName, configVersion: version, state: state)
         case .apply:
             return try apply(request)
         case .usage:
-            return AdminResponse(configVersion: version, usage: usageRows(consumer: request.consumer, group: request.group))
+            return AdminResponse(
+                configVersion: version, usage: usageRows(consumer: request.consumer, group: request.group))
         case .usageReset:
             guard let consumer = request.consumer, state[EntityID(.consumer, consumer)] != nil else {
                 throw WireErrorBody(.notFound, "consumer \"\(request.consumer ?? "")\" is not defined")
@@ -170,8 +176,10 @@ public actor ControlPlaneCore {
             throw WireErrorBody(.badRequest, "apply needs baseVersion and changes")
         }
         guard base == version else {
-            throw WireErrorBody(.conflict, "the config changed since the plan was made (now at version \(version), "
-                + "the plan was made against \(base)); run the command again")
+            throw WireErrorBody(
+                .conflict,
+                "the config changed since the plan was made (now at version \(version), "
+                    + "the plan was made against \(base)); run the command again")
         }
         var result = state
         for change in changes {
@@ -188,8 +196,10 @@ public actor ControlPlaneCore {
         }
         let problems = StateValidator.issues(in: result).filter { $0.severity == .error }
         if !problems.isEmpty {
-            throw WireErrorBody(.invalidConfig, "the result would not be a valid config: "
-                + problems.map(\.description).joined(separator: "; "))
+            throw WireErrorBody(
+                .invalidConfig,
+                "the result would not be a valid config: "
+                    + problems.map(\.description).joined(separator: "; "))
         }
         let next: UInt64
         do {
@@ -201,9 +211,11 @@ public actor ControlPlaneCore {
         state = result
         snapshotFrame = Self.frame(version: next, state: result)
         for send in watchers.values { send(snapshotFrame) }
-        logger.notice("config applied", metadata: [
-            "config_version": "\(next)", "changes": "\(changes.count)", "data_planes": "\(watchers.count)",
-        ])
+        logger.notice(
+            "config applied",
+            metadata: [
+                "config_version": "\(next)", "changes": "\(changes.count)", "data_planes": "\(watchers.count)",
+            ])
         return AdminResponse(server: Self.serverName, configVersion: next)
     }
 
@@ -224,19 +236,21 @@ public actor ControlPlaneCore {
             let groups = (memberships[consumer.name] ?? []).map(\.group).sorted()
             if let wantedGroup, !groups.contains(wantedGroup) { continue }
             for (route, proxy) in aiRoutes {
-                guard let budget = policy.budget(
-                    route: route.name, service: route.service, consumer: consumer.name, groups: groups,
-                    credential: credentials[consumer.name]?.first?.keyHash, provider: proxy.model.provider)
+                guard
+                    let budget = policy.budget(
+                        route: route.name, service: route.service, consumer: consumer.name, groups: groups,
+                        credential: credentials[consumer.name]?.first?.keyHash, provider: proxy.model.provider)
                 else { continue }
                 for rule in budget.rules where seen.insert(rule.key).inserted {
                     let used = ledger.used(rule.key, now: now)
                     let held = ledger.inFlight(rule.key)
-                    rows.append(UsageRow(
-                        consumer: consumer.name, group: budget.plugin.scope.consumerGroup ?? groups.first,
-                        provider: rule.key.provider, windowSize: rule.key.windowSize, used: used, inFlight: held,
-                        limit: rule.limit, remaining: max(0, rule.limit - used - held),
-                        reset: ledger.counters[rule.key]?.nextReset ?? now,
-                        strategy: budget.config.tokensCountStrategy.rawValue))
+                    rows.append(
+                        UsageRow(
+                            consumer: consumer.name, group: budget.plugin.scope.consumerGroup ?? groups.first,
+                            provider: rule.key.provider, windowSize: rule.key.windowSize, used: used, inFlight: held,
+                            limit: rule.limit, remaining: max(0, rule.limit - used - held),
+                            reset: ledger.counters[rule.key]?.nextReset ?? now,
+                            strategy: budget.config.tokensCountStrategy.rawValue))
                 }
             }
         }

@@ -17,8 +17,10 @@ public struct ControlPlaneDaemon: Sendable {
         public var synchronous: BudgetStore.Synchronous
         public var reservationLifetime: Int64
 
-        public init(stateDirectory: String, controlSocket: String, adminSocket: String, adminGroup: UInt32?,
-                    synchronous: BudgetStore.Synchronous, reservationLifetime: Int64) {
+        public init(
+            stateDirectory: String, controlSocket: String, adminSocket: String, adminGroup: UInt32?,
+            synchronous: BudgetStore.Synchronous, reservationLifetime: Int64
+        ) {
             self.stateDirectory = stateDirectory
             self.controlSocket = controlSocket
             self.adminSocket = adminSocket
@@ -43,8 +45,9 @@ public struct ControlPlaneDaemon: Sendable {
         let control = try UnixListener.bind(path: options.controlSocket, mode: 0o600)
         let admin: UnixListener.Bound
         do {
-            admin = try UnixListener.bind(path: options.adminSocket, mode: options.adminGroup == nil ? 0o600 : 0o660,
-                                          group: options.adminGroup)
+            admin = try UnixListener.bind(
+                path: options.adminSocket, mode: options.adminGroup == nil ? 0o600 : 0o660,
+                group: options.adminGroup)
         } catch {
             close(control.descriptor)
             unlink(control.path)
@@ -58,10 +61,12 @@ public struct ControlPlaneDaemon: Sendable {
             listener: admin, role: .admin, core: core, group: group,
             peerPolicy: .init(allowedUser: UInt32(geteuid()), adminGroup: options.adminGroup),
             dataPlaneCount: { controlServer.connections }, logger: logger)
-        logger.notice("ready", metadata: [
-            "control_socket": "\(options.controlSocket)", "admin_socket": "\(options.adminSocket)",
-            "state_dir": "\(options.stateDirectory)", "version": "\(ControlPlaneVersion.current)",
-        ])
+        logger.notice(
+            "ready",
+            metadata: [
+                "control_socket": "\(options.controlSocket)", "admin_socket": "\(options.adminSocket)",
+                "state_dir": "\(options.stateDirectory)", "version": "\(ControlPlaneVersion.current)",
+            ])
         let reason = await stop()
         logger.notice("stopping", metadata: ["signal": "\(reason)"])
         await adminServer.close()

@@ -46,9 +46,10 @@ public final class ControlSocketServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(WireFrameDecoder(maxFrameBytes: maxFrame)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(WireFrameEncoder()))
-                    try channel.pipeline.syncOperations.addHandler(ControlConnectionHandler(
-                        role: role, core: core, peerPolicy: peerPolicy, counter: counter,
-                        dataPlaneCount: dataPlaneCount, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlConnectionHandler(
+                            role: role, core: core, peerPolicy: peerPolicy, counter: counter,
+                            dataPlaneCount: dataPlaneCount, logger: logger))
                 }
             }
             .withBoundSocket(listener.descriptor).get()
@@ -104,8 +105,11 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     static let helloTimeout = TimeAmount.seconds(10)
     static let stallTimeout = TimeAmount.seconds(30)
 
-    init(role: ClientRole, core: ControlPlaneCore, peerPolicy: ControlSocketServer.PeerPolicy?, counter: ConnectionCounter,
-         dataPlaneCount: @escaping @Sendable () -> Int, logger: Logger) {
+    init(
+        role: ClientRole, core: ControlPlaneCore, peerPolicy: ControlSocketServer.PeerPolicy?,
+        counter: ConnectionCounter,
+        dataPlaneCount: @escaping @Sendable () -> Int, logger: Logger
+    ) {
         self.role = role
         self.core = core
         self.peerPolicy = peerPolicy
@@ -160,13 +164,20 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             switch result {
             case .success(let credentials):
                 let uid = UInt32(credentials.uid)
-                let allowed = uid == 0 || uid == policy.allowedUser
-                    || (policy.adminGroup.map { Self.isMember(pid: credentials.pid, gid: UInt32(credentials.gid), of: $0) } ?? false)
+                let allowed =
+                    uid == 0 || uid == policy.allowedUser
+                    || (policy.adminGroup.map {
+                        Self.isMember(pid: credentials.pid, gid: UInt32(credentials.gid), of: $0)
+                    } ?? false)
                 self.peerAllowed = allowed
                 if !allowed {
-                    self.logger.warning("admin connection refused", metadata: ["uid": "\(uid)", "pid": "\(credentials.pid)"])
-                    self.refuse(context: context, message: "permission denied: uid \(uid) may not use the admin socket "
-                        + "(allowed: uid \(policy.allowedUser)\(policy.adminGroup.map { " and members of group \($0)" } ?? ""))")
+                    self.logger.warning(
+                        "admin connection refused", metadata: ["uid": "\(uid)", "pid": "\(credentials.pid)"])
+                    self.refuse(
+                        context: context,
+                        message: "permission denied: uid \(uid) may not use the admin socket "
+                            + "(allowed: uid \(policy.allowedUser)\(policy.adminGroup.map { " and members of group \($0)" } ?? ""))"
+                    )
                     return
                 }
             case .failure(let error):
@@ -186,7 +197,9 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") })
         else { return false }
-        return line.dropFirst("Groups:".count).split(separator: " ").contains { UInt32($0.trimmingCharacters(in: .whitespaces)) == group }
+        return line.dropFirst("Groups:".count).split(separator: " ").contains {
+            UInt32($0.trimmingCharacters(in: .whitespaces)) == group
+        }
     }
 
     private func refuse(context: ChannelHandlerContext, message: String) {
@@ -285,7 +298,9 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         case (.hello, _):
             error(context, id, .badRequest, "hello was already received")
         default:
-            error(context, id, .badRequest, "frame type \(frame.type) is not accepted on the \(role == .admin ? "admin" : "control") socket")
+            error(
+                context, id, .badRequest,
+                "frame type \(frame.type) is not accepted on the \(role == .admin ? "admin" : "control") socket")
         }
     }
 
@@ -299,14 +314,19 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             return
         }
         guard hello.protocolVersion == WireProtocol.version else {
-            error(context, frame.requestID, .unsupportedVersion, "protocol version \(hello.protocolVersion) is not "
-                + "supported; this control plane speaks version \(WireProtocol.version)")
+            error(
+                context, frame.requestID, .unsupportedVersion,
+                "protocol version \(hello.protocolVersion) is not "
+                    + "supported; this control plane speaks version \(WireProtocol.version)")
             context.close(promise: nil)
             return
         }
         guard hello.role == role else {
-            error(context, frame.requestID, .badRequest, "a \(hello.role.rawValue) client connected to the "
-                + "\(role == .admin ? "admin" : "control") socket; use the \(hello.role == .admin ? "admin" : "control") socket")
+            error(
+                context, frame.requestID, .badRequest,
+                "a \(hello.role.rawValue) client connected to the "
+                    + "\(role == .admin ? "admin" : "control") socket; use the \(hello.role == .admin ? "admin" : "control") socket"
+            )
             context.close(promise: nil)
             return
         }

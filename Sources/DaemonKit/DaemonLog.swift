@@ -34,8 +34,10 @@ public struct DaemonLogHandler: LogHandler {
             let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             line = "\(time) \(event.level) \(label): \(event.message)\(fields.isEmpty ? "" : " " + fields)\n"
         case .json:
-            var object: [String: String] = ["time": time, "level": "\(event.level)", "logger": label,
-                                            "message": "\(event.message)"]
+            var object: [String: String] = [
+                "time": time, "level": "\(event.level)", "logger": label,
+                "message": "\(event.message)",
+            ]
             for (key, value) in merged { object[key] = "\(value)" }
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys

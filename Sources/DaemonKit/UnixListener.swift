@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Binds and listens on a Unix stream socket, apart from serving it, so that an inherited socket
@@ -15,7 +15,9 @@ public enum UnixListener {
 
     /// Creates `path` (replacing a stale socket left by a crash, never a live one or another file),
     /// sets its mode and group, and listens.
-    public static func bind(path: String, mode: UInt32, group: UInt32? = nil, backlog: Int32 = 256) throws(ListenerError) -> Bound {
+    public static func bind(path: String, mode: UInt32, group: UInt32? = nil, backlog: Int32 = 256)
+        throws(ListenerError) -> Bound
+    {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(path.utf8)
@@ -84,7 +86,9 @@ public enum UnixListener {
                 connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
-        if connected == 0 { throw ListenerError("\(path) is in use by another process (is budget-controld already running?)") }
+        if connected == 0 {
+            throw ListenerError("\(path) is in use by another process (is budget-controld already running?)")
+        }
         unlink(path)
     }
 

@@ -35,12 +35,16 @@ struct BudgetControld: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Log format: text or json.", valueName: "format"))
     var logFormat = "text"
 
-    @Option(help: ArgumentHelp("Lowest level logged: trace, debug, info, notice, warning, error, critical.",
-                               valueName: "level"))
+    @Option(
+        help: ArgumentHelp(
+            "Lowest level logged: trace, debug, info, notice, warning, error, critical.",
+            valueName: "level"))
     var logLevel = "info"
 
-    @Option(help: ArgumentHelp("SQLite synchronous mode: normal (survives kill -9) or full (survives power loss).",
-                               valueName: "mode"))
+    @Option(
+        help: ArgumentHelp(
+            "SQLite synchronous mode: normal (survives kill -9) or full (survives power loss).",
+            valueName: "mode"))
     var synchronous = "normal"
 
     @Option(help: ArgumentHelp("Seconds a reservation lives without a commit or release.", valueName: "seconds"))
@@ -63,15 +67,17 @@ struct BudgetControld: AsyncParsableCommand {
     }
 
     func run() async throws {
-        DaemonLogHandler.bootstrap(format: DaemonLogHandler.Format(rawValue: logFormat) ?? .text,
-                                   level: Logger.Level(rawValue: logLevel) ?? .info)
+        DaemonLogHandler.bootstrap(
+            format: DaemonLogHandler.Format(rawValue: logFormat) ?? .text,
+            level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "budget-controld")
         let signals = SignalWaiter()
         let daemon = ControlPlaneDaemon(
-            options: .init(stateDirectory: stateDir, controlSocket: controlSocket, adminSocket: adminSocket,
-                           adminGroup: adminGroup.flatMap(UnixListener.groupID),
-                           synchronous: BudgetStore.Synchronous(rawValue: synchronous) ?? .normal,
-                           reservationLifetime: Int64(reservationTtl)),
+            options: .init(
+                stateDirectory: stateDir, controlSocket: controlSocket, adminSocket: adminSocket,
+                adminGroup: adminGroup.flatMap(UnixListener.groupID),
+                synchronous: BudgetStore.Synchronous(rawValue: synchronous) ?? .normal,
+                reservationLifetime: Int64(reservationTtl)),
             logger: logger)
         do {
             try await daemon.run { await signals.wait() }

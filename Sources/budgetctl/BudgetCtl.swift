@@ -8,11 +8,22 @@ struct BudgetCtl: AsyncParsableCommand {
         abstract: "Manage the token-budget gateway's declarative config, as decK manages Kong's.",
         discussion: """
             Config files are decK format 3.0 (_format_version: "3.0"), so an existing Kong file \
-            for key-auth, ai-proxy and ai-rate-limiting-advanced is read unchanged. See budget.yaml(5).
+            for key-auth, ai-proxy and ai-rate-limiting-advanced is read unchanged. See budget.yaml(5). \
+            Every decK verb is also accepted after "gateway" (budgetctl gateway sync …).
             """,
         version: BudgetCtlVersion.current,
-        subcommands: [Validate.self]
+        subcommands: [
+            Validate.self, Sync.self, Diff.self, Dump.self, Reset.self, Ping.self, Status.self, Get.self, Tag.self,
+            Usage.self, Gateway.self,
+        ]
     )
+}
+
+/// `budgetctl gateway <verb>`: decK's spelling of the same verbs.
+struct Gateway: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "decK's spelling: budgetctl gateway sync|diff|dump|validate|reset|ping.",
+        subcommands: [Sync.self, Diff.self, Dump.self, Validate.self, Reset.self, Ping.self])
 }
 
 enum BudgetCtlVersion {

@@ -7,6 +7,16 @@ enum Console {
         print(line)
     }
 
+    /// Writes text as it is (no newline added).
+    static func write(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+
+    /// A question on standard error, so standard output stays clean for pipes.
+    static func prompt(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
     static func error(_ line: String) {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }

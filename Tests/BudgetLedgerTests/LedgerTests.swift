@@ -10,8 +10,9 @@ struct LedgerTests {
     func request(_ rules: [WindowRule], _ enforcement: Enforcement = .soft, prompt: Double = 10, maxTokens: Int = 100)
         -> ReserveRequest
     {
-        ReserveRequest(rules: rules, enforcement: enforcement, promptUnits: prompt, unitsPerCompletionToken: 1,
-                       maxTokens: maxTokens)
+        ReserveRequest(
+            rules: rules, enforcement: enforcement, promptUnits: prompt, unitsPerCompletionToken: 1,
+            maxTokens: maxTokens)
     }
 
     func admittedID(_ outcome: ReserveOutcome) -> UInt64? {
@@ -26,7 +27,8 @@ struct LedgerTests {
         ledger.apply(Charge(key: day, kind: .sliding, units: 600), now: t0 + 3600 * 20)  // 20:00
         ledger.apply(Charge(key: day, kind: .sliding, units: 400), now: t0 + 3600 * 23)  // 23:00
         #expect(ledger.used(day, now: t0 + 86400 + 60) == 1000)  // just after midnight: still spent
-        guard case .refused(let windows, let retryAfter, _) = ledger.reserve(request([rule]), now: t0 + 86400 + 60) else {
+        guard case .refused(let windows, let retryAfter, _) = ledger.reserve(request([rule]), now: t0 + 86400 + 60)
+        else {
             Issue.record("should be refused")
             return
         }
@@ -75,7 +77,9 @@ struct LedgerTests {
         var ledger = Ledger()
         let rule = WindowRule(key: day, kind: .sliding, limit: 100)
         ledger.apply(Charge(key: day, kind: .sliding, units: 40), now: t0)
-        guard case .admitted(_, let maxTokens, _) = ledger.reserve(request([rule], .hard, prompt: 10, maxTokens: 4096), now: t0)
+        guard
+            case .admitted(_, let maxTokens, _) = ledger.reserve(
+                request([rule], .hard, prompt: 10, maxTokens: 4096), now: t0)
         else {
             Issue.record("should be admitted")
             return
@@ -88,7 +92,9 @@ struct LedgerTests {
     @Test("every window must have room; the refusal names the windows that do not")
     func multipleWindows() {
         var ledger = Ledger()
-        let rules = [WindowRule(key: minute, kind: .sliding, limit: 100), WindowRule(key: day, kind: .sliding, limit: 10_000)]
+        let rules = [
+            WindowRule(key: minute, kind: .sliding, limit: 100), WindowRule(key: day, kind: .sliding, limit: 10_000),
+        ]
         ledger.apply(Charge(key: minute, kind: .sliding, units: 100), now: t0)
         guard case .refused(_, _, let exceeded) = ledger.reserve(request(rules), now: t0 + 1) else {
             Issue.record("should be refused")
@@ -127,8 +133,9 @@ struct LedgerTests {
     func cost() {
         var ledger = Ledger()
         let rule = WindowRule(key: day, kind: .sliding, limit: 0.01)  // one cent a day
-        let pricing = ReserveRequest(rules: [rule], enforcement: .hard, promptUnits: 1000 * 0.25 / 1e6,
-                                     unitsPerCompletionToken: 1.25 / 1e6, maxTokens: 4096)
+        let pricing = ReserveRequest(
+            rules: [rule], enforcement: .hard, promptUnits: 1000 * 0.25 / 1e6,
+            unitsPerCompletionToken: 1.25 / 1e6, maxTokens: 4096)
         guard case .admitted(let id, let maxTokens, _) = ledger.reserve(pricing, now: t0) else {
             Issue.record("should be admitted")
             return

@@ -9,6 +9,17 @@ public struct YAMLEmitter: Sendable {
         case masked
         /// Secrets written as they are: only for transfer to a trusted reader.
         case revealed
+        /// Secrets written as `${{ env "DECK_…" }}` expressions named after their field, so that a dump
+        /// syncs back unchanged with the same DECK_ variables set, and never holds a secret itself.
+        case environmentPlaceholders
+    }
+
+    /// The DECK_ variable a secret field is written as by `.environmentPlaceholders`.
+    public static func placeholderVariable(forField name: String) -> String {
+        switch name {
+        case "password": return "DECK_REDIS_PASSWORD"
+        default: return "DECK_" + name.uppercased()
+        }
     }
 
     public var secrets: SecretStyle
@@ -26,6 +37,10 @@ public struct YAMLEmitter: Sendable {
         let pad = String(repeating: " ", count: indent)
         for field in fields {
             out += pad + key(field.name) + ":"
+            if case .secret = field.value, secrets == .environmentPlaceholders {
+                out += " ${{ env \"\(Self.placeholderVariable(forField: field.name))\" }}\n"
+                continue
+            }
             writeValue(field.value, indent: indent, into: &out)
         }
     }

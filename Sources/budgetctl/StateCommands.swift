@@ -1,0 +1,193 @@
+import ArgumentParser
+import BudgetAdmin
+import BudgetConfig
+import BudgetWire
+import Foundation
+
+/// `budgetctl ping`.
+struct Ping: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check that budget-controld answers, and print its version.")
+
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let session = try await connection.connect()
+        defer { Task { await session.close() } }
+        try await withControlPlane {
+            let response = try await session.admin(AdminRequest(op: .ping))
+            Console.out("Successfully connected to budget-controld!")
+            Console.out("budget-controld version: \(response.server ?? session.client.welcome.server)")
+            Console.out("Config version: \(response.configVersion ?? 0)")
+        }
+    }
+}
+
+/// `budgetctl status`.
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the control plane's state: version, data planes, store, counts.")
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let session = try await connection.connect()
+        defer { Task { await session.close() } }
+        try await withControlPlane {
+            guard let status = try await session.admin(AdminRequest(op: .status)).status else { return }
+            if json {
+                Console.out(String(decoding: WireJSON.encode(status), as: UTF8.self))
+                return
+            }
+            Console.out("server:         \(status.server)")
+            Console.out("config version: \(status.configVersion)")
+            Console.out("data planes:    \(status.dataPlanes) connected")
+            Console.out("store:          \(status.storePath)")
+            Console.out("entities:       \(status.entities)")
+            Console.out("counters:       \(status.counters)")
+            Console.out("reservations:   \(status.reservations) in flight")
+            Console.out("uptime:         \(status.uptimeSeconds) s")
+        }
+    }
+}
+
+/// `budgetctl dump`: the stored config as a decK file, keys as hashes, secrets as DECK_ placeholders.
+struct Dump: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the stored config as a decK file that sync accepts back.",
+        discussion: """
+            Keys are written as key_hash (sha256:…), never in plaintext. AWS secrets are written as \
+            ${{ env "DECK_AWS_ACCESS_KEY_ID" }} and ${{ env "DECK_AWS_SECRET_ACCESS_KEY" }}, so the file holds no \
+            secret and syncs back with those variables set.
+            """)
+
+    @OptionGroup var tags: SelectTagOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(
+        name: [.short, .customLong("output-file")],
+        help: ArgumentHelp("Write to this file instead of standard output (mode 0600).", valueName: "file"))
+    var output: String?
+
+    func run() async throws {
+        let session = try await connection.connect()
+        defer { Task { await session.close() } }
+        try await withControlPlane {
+            let current = try await session.current()
+            let state = current.state.scoped(to: tags.selectTags)
+            let header =
+                "# budgetctl dump, config version \(current.version). Keys are hashes; secrets come from DECK_ variables.\n"
+            let text =
+                header
+                + DeckRenderer(secrets: .environmentPlaceholders).render(
+                    state, selectTags: normalizeTags(tags.selectTags))
+            if let output {
+                guard
+                    FileManager.default.createFile(
+                        atPath: output, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+                else {
+                    Console.error("Error: cannot write \(output)")
+                    throw ExitCode.failure
+                }
+            } else {
+                Console.write(text)
+            }
+        }
+    }
+}
+
+/// `budgetctl get KIND`.
+struct Get: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List entities of one kind.")
+
+    enum Kind: String, ExpressibleByArgument, CaseIterable {
+        case consumers, services, routes, plugins
+        case consumerGroups = "consumer-groups"
+    }
+
+    @Argument(help: ArgumentHelp("consumers, consumer-groups, services, routes or plugins.", valueName: "kind"))
+    var kind: Kind
+
+    @OptionGroup var tags: SelectTagOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    @Flag(help: "Print JSON (secrets masked).")
+    var json = false
+
+    func run() async throws {
+        let session = try await connection.connect()
+        defer { Task { await session.close() } }
+        try await withControlPlane {
+            let state = try await session.current().state.scoped(to: tags.selectTags)
+            let wanted: EntityKind =
+                switch kind {
+                case .consumers: .consumer
+                case .consumerGroups: .consumerGroup
+                case .services: .service
+                case .routes: .route
+                case .plugins: .plugin
+                }
+            let entities = state.sortedEntities.filter { $0.id.kind == wanted }
+            if json {
+                Console.out(JSONWriter(secrets: .masked).text(.list(entities.map(\.fields))))
+                return
+            }
+            for entity in entities {
+                Console.out(
+                    entity.displayName + (entity.tags.isEmpty ? "" : "  tags: " + entity.tags.joined(separator: ",")))
+            }
+        }
+    }
+}
+
+/// `budgetctl tag add|remove KIND NAME TAG...`.
+struct Tag: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add or remove tags on one entity.",
+        discussion: "KIND is consumer, consumer-group, service, route or key-auth; NAME as get prints it.")
+
+    enum Action: String, ExpressibleByArgument, CaseIterable { case add, remove }
+
+    @Argument(help: "add or remove.") var action: Action
+    @Argument(help: ArgumentHelp("The entity's kind.", valueName: "kind")) var kind: String
+    @Argument(help: ArgumentHelp("The entity's name.", valueName: "name")) var name: String
+    @Argument(help: ArgumentHelp("Tags.", valueName: "tag")) var tags: [String]
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        guard let entityKind = EntityKind(rawValue: kind) else {
+            Console.error(
+                "Error: unknown kind \"\(kind)\"; expected \(EntityKind.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+            throw ExitCode.failure
+        }
+        let session = try await connection.connect()
+        defer { Task { await session.close() } }
+        try await withControlPlane {
+            let current = try await session.current()
+            guard
+                let entity = current.state.sortedEntities.first(where: {
+                    $0.id.kind == entityKind && ($0.displayName == name || $0.id.key == name)
+                })
+            else {
+                Console.error("Error: \(kind) \"\(name)\" is not defined")
+                throw ExitCode.failure
+            }
+            let newTags = action == .add ? entity.tags + tags : entity.tags.filter { !tags.contains($0) }
+            var desired = current.state
+            desired.upsert(entity.withTags(newTags))
+            let plan: Plan
+            do {
+                plan = try Planner.plan(current: current.state, desired: desired, selectTags: [])
+            } catch {
+                Console.error("Error: \(error)")
+                throw ExitCode.failure
+            }
+            if !plan.isEmpty { _ = try await session.apply(plan, baseVersion: current.version) }
+            PlanRenderer.text(plan).forEach(Console.out)
+        }
+    }
+}
