@@ -149,7 +149,10 @@ let package = Package(
         // Runs the built `budgetctl` as a process, as a user would.
         .testTarget(
             name: "BudgetctlTests",
-            dependencies: ["budgetctl", "bedrock-emulator", "BudgetConfig"],
+            dependencies: [
+                "budgetctl", "bedrock-emulator", "budget-controld", "BudgetConfig", "BudgetWire", "BudgetLedger",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ],

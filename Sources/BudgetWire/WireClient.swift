@@ -1,3 +1,4 @@
+import Foundation
 public import NIOCore
 public import NIOPosix
 
@@ -88,28 +89,31 @@ public final class WireClient: Sendable {
         async throws(WireClientError)
         -> WireFrame
     {
-        let promise = channel.eventLoop.makePromise(of: WireFrame.self)
-        let deadline = channel.eventLoop.scheduleTask(in: timeout) {
-            promise.fail(WireClientError.timeout)
-        }
-        channel.writeAndFlush(WireClientHandler.Outgoing(frame: frame, reply: promise), promise: nil)
+        let reply: WireFrame
         do {
-            let reply = try await promise.futureResult.get()
-            deadline.cancel()
-            if reply.type == .error {
-                let body =
-                    (try? WireJSON.decode(WireErrorBody.self, from: reply.payload))
-                    ?? WireErrorBody(.internal, String(decoding: reply.payload, as: UTF8.self))
-                throw WireClientError.server(body)
+            reply = try await withCheckedThrowingContinuation {
+                (continuation: CheckedContinuation<WireFrame, any Error>) in
+                let slot = ReplySlot(continuation)
+                let deadline = channel.eventLoop.scheduleTask(in: timeout) {
+                    slot.resume(throwing: WireClientError.timeout)
+                }
+                slot.onCompletion = { deadline.cancel() }
+                channel.writeAndFlush(WireClientHandler.Outgoing(frame: frame, reply: slot)).whenFailure { error in
+                    slot.resume(throwing: WireClientError.closed(describe(error)))
+                }
             }
-            return reply
         } catch let error as WireClientError {
-            deadline.cancel()
             throw error
         } catch {
-            deadline.cancel()
             throw WireClientError.closed(describe(error))
         }
+        if reply.type == .error {
+            let body =
+                (try? WireJSON.decode(WireErrorBody.self, from: reply.payload))
+                ?? WireErrorBody(.internal, String(decoding: reply.payload, as: UTF8.self))
+            throw WireClientError.server(body)
+        }
+        return reply
     }
 
     static func describe(_ error: any Error) -> String {
@@ -155,11 +159,11 @@ final class WireClientHandler: ChannelDuplexHandler {
 
     struct Outgoing: Sendable {
         var frame: WireFrame
-        var reply: EventLoopPromise<WireFrame>
+        var reply: ReplySlot
     }
 
     private var nextID: UInt32 = 1
-    private var pending: [UInt32: EventLoopPromise<WireFrame>] = [:]
+    private var pending: [UInt32: ReplySlot] = [:]
     private let pushes: AsyncStream<WireFrame>.Continuation
 
     init(pushes: AsyncStream<WireFrame>.Continuation) { self.pushes = pushes }
@@ -175,22 +179,60 @@ final class WireClientHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        if frame.requestID == 0 {
+        if frame.requestID == 0 && frame.type == .error {
+            // An error about the connection itself (refused peer, bad frame): every pending call gets it.
+            let body =
+                (try? WireJSON.decode(WireErrorBody.self, from: frame.payload))
+                ?? WireErrorBody(.internal, String(decoding: frame.payload, as: UTF8.self))
+            let waiting = pending
+            pending.removeAll()
+            for slot in waiting.values { slot.resume(throwing: WireClientError.server(body)) }
+        } else if frame.requestID == 0 {
             pushes.yield(frame)
-        } else if let promise = pending.removeValue(forKey: frame.requestID) {
-            promise.succeed(frame)
+        } else if let slot = pending.removeValue(forKey: frame.requestID) {
+            slot.resume(returning: frame)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         let waiting = pending
         pending.removeAll()
-        for promise in waiting.values { promise.fail(WireClientError.closed("connection closed")) }
+        for slot in waiting.values { slot.resume(throwing: WireClientError.closed("connection closed")) }
         pushes.finish()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Where one reply goes: resumed exactly once, whichever comes first of the reply, a closed connection,
+/// a failed write or the time-out.
+final class ReplySlot: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<WireFrame, any Error>?
+    var onCompletion: (@Sendable () -> Void)?
+
+    init(_ continuation: CheckedContinuation<WireFrame, any Error>) { self.continuation = continuation }
+
+    private func take() -> CheckedContinuation<WireFrame, any Error>? {
+        lock.lock()
+        defer { lock.unlock() }
+        let taken = continuation
+        continuation = nil
+        return taken
+    }
+
+    func resume(returning frame: WireFrame) {
+        guard let continuation = take() else { return }
+        onCompletion?()
+        continuation.resume(returning: frame)
+    }
+
+    func resume(throwing error: any Error) {
+        guard let continuation = take() else { return }
+        onCompletion?()
+        continuation.resume(throwing: error)
     }
 }

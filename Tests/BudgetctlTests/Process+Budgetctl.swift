@@ -39,7 +39,9 @@ func runBinary(
     directory: URL? = nil
 ) throws -> ProcessResult {
     let process = Process()
-    process.executableURL = budgetctlURL.deletingLastPathComponent().appendingPathComponent(name)
+    process.executableURL =
+        name.hasPrefix("/")
+        ? URL(fileURLWithPath: name) : budgetctlURL.deletingLastPathComponent().appendingPathComponent(name)
     process.arguments = arguments
     var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()]
     env.merge(environment) { $1 }

@@ -1,0 +1,312 @@
+import BudgetLedger
+import BudgetWire
+import Foundation
+import NIOPosix
+import Testing
+
+@Suite("budget-controld and budgetctl as processes")
+struct ControlPlaneProcessTests {
+    func fixtureText() throws -> String { try String(contentsOfFile: try fixturePath(), encoding: .utf8) }
+
+    @Test("sync the fixture, sync again, change one limit, diff exit codes")
+    func syncCycle() throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        let fixture = try fixturePath()
+        let first = try daemon.budgetctl(["sync", fixture])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.hasSuffix("Summary:\n  Created: 19\n  Updated: 0\n  Deleted: 0\n"))
+        #expect(first.stdout.contains("creating key-auth m-key for consumer signify-dev-team\n"))
+        #expect(
+            !first.stdout.contains("dev-team-key")
+                && !first.stdout.contains(fixtureEnvironment["DECK_AWS_SECRET_ACCESS_KEY"] ?? "?"))
+        let again = try daemon.budgetctl(["sync", fixture])
+        #expect(again.stdout == "Summary:\n  Created: 0\n  Updated: 0\n  Deleted: 0\n")
+        #expect(try daemon.budgetctl(["diff", fixture, "--non-zero-exit-code"]).status == 0)
+
+        let changed = try temporaryFile(
+            try fixtureText().replacingOccurrences(of: "limit: [50000]", with: "limit: [60000]"))
+        let diff = try daemon.budgetctl(["gateway", "diff", changed, "--non-zero-exit-code"])
+        #expect(diff.status == 2)
+        #expect(
+            diff.stdout == """
+                updating plugin ai-rate-limiting-advanced for consumer-group signify-premium
+                  - config.llm_providers[0].limit: [50000]
+                  + config.llm_providers[0].limit: [60000]
+                Summary:
+                  Created: 0
+                  Updated: 1
+                  Deleted: 0
+
+                """)
+        #expect(try daemon.budgetctl(["sync", changed]).stdout.hasSuffix("Updated: 1\n  Deleted: 0\n"))
+        #expect(try daemon.budgetctl(["diff", changed, "--non-zero-exit-code"]).status == 0)
+    }
+
+    @Test("reset --select-tag deletes only the tagged entities, and asks unless --force")
+    func resetScope() throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let other = try temporaryFile(
+            """
+            _format_version: "3.0"
+            _info: {select_tags: [other-team]}
+            consumers: [{username: outsider, keyauth_credentials: [{key: outsider-key}]}]
+            """)
+        #expect(try daemon.budgetctl(["sync", other]).status == 0)
+        let refused = try daemon.budgetctl(["reset", "--select-tag", "signify-demo"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("standard input is not a terminal"))
+        let reset = try daemon.budgetctl(["reset", "--tag", "signify-demo", "--force"])
+        #expect(reset.status == 0)
+        #expect(reset.stdout.hasSuffix("Deleted: 19\n"))
+        let remaining = try daemon.budgetctl(["get", "consumers"])
+        #expect(remaining.stdout == "outsider  tags: other-team\n")
+    }
+
+    @Test("a broken file changes nothing")
+    func brokenFileChangesNothing() throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let before = try daemon.budgetctl(["dump"]).stdout
+        let broken = try temporaryFile(
+            try fixtureText()
+                .replacingOccurrences(of: "limit: [10000]", with: "limit: [0]")
+                .replacingOccurrences(of: "username: signify-production", with: "username: signify-production-2"))
+        let result = try daemon.budgetctl(["sync", broken])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("limit[0]: 0 is out of range"))
+        #expect(result.stderr.hasSuffix("Error: nothing was changed\n"))
+        #expect(try daemon.budgetctl(["dump"]).stdout == before)
+        let redis = try temporaryFile(
+            try fixtureText().replacingOccurrences(
+                of: "      strategy: local              # no sync_rate with local",
+                with: "      strategy: redis\n      sync_rate: 0\n      redis: {host: 127.0.0.1}"))
+        let refused = try daemon.budgetctl(["sync", redis])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("strategy \"redis\" (counters shared by several nodes) is not supported yet"))
+        #expect(try daemon.budgetctl(["dump"]).stdout == before)
+    }
+
+    @Test("two syncs at once are serialized: one applies, the other fails cleanly or finds nothing to do")
+    func concurrentSyncs() async throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        let fixture = try fixturePath()
+        let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
+            for _ in 0..<2 { group.addTask { try daemon.budgetctl(["sync", fixture]) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let created = results.filter { $0.stdout.contains("Created: 19") }
+        #expect(created.count >= 1)
+        for loser in results where !loser.stdout.contains("Created: 19") || loser.status != 0 {
+            // Either it planned after the winner applied (nothing to do), or it lost the race and was refused.
+            #expect(
+                loser.stdout.contains("Created: 0")
+                    || loser.stderr.contains("the config changed since the plan was made"),
+                "\(loser.stdout) \(loser.stderr)")
+        }
+        #expect(try daemon.budgetctl(["diff", fixture, "--non-zero-exit-code"]).status == 0)
+        #expect(try daemon.budgetctl(["status"]).stdout.contains("entities:       19\n"))
+    }
+
+    @Test("dump writes key hashes and DECK_ placeholders, and syncs back unchanged")
+    func dumpRoundTrip() throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let dump = try daemon.budgetctl(["dump", "--select-tag", "signify-demo"]).stdout
+        #expect(
+            !dump.contains("dev-team-key") && !dump.contains(fixtureEnvironment["DECK_AWS_SECRET_ACCESS_KEY"] ?? "?"))
+        #expect(dump.contains("aws_secret_access_key: ${{ env \"DECK_AWS_SECRET_ACCESS_KEY\" }}"))
+        #expect(dump.contains("key_hash: \"sha256:"))
+        let file = try temporaryFile(dump)
+        let diff = try daemon.budgetctl(["diff", file, "--non-zero-exit-code"])
+        #expect(diff.status == 0, "\(diff.stdout)\(diff.stderr)")
+    }
+
+    @Test("tag add and remove change one entity")
+    func tags() throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let added = try daemon.budgetctl(["tag", "add", "consumer", "signify-dev-team", "vip"])
+        #expect(added.stdout.hasPrefix("updating consumer signify-dev-team\n"))
+        #expect(
+            try daemon.budgetctl(["get", "consumers", "--tag", "vip"]).stdout
+                == "signify-dev-team  tags: signify-demo,vip\n")
+        #expect(try daemon.budgetctl(["tag", "remove", "consumer", "signify-dev-team", "vip"]).status == 0)
+        #expect(try daemon.budgetctl(["get", "consumers", "--tag", "vip"]).stdout == "")
+    }
+
+    @Test("every charge acknowledged before kill -9 is there after the restart")
+    func durability() async throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let client = try await WireClient.connect(path: daemon.controlSocket, role: .dataPlane, client: "test")
+        let key = LimitKey(
+            plugin: "ai-rate-limiting-advanced for consumer-group signify-basic", provider: "bedrock",
+            subject: "consumer:signify-dev-team", windowSize: 86400)
+        let charge = BudgetMessages.Commit(reservation: 0, charges: [Charge(key: key, kind: .sliding, units: 1)])
+        let acknowledged = Counter()
+        let sent = Counter()
+        // Eight concurrent streams of commits; the daemon is killed while they run.
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    for _ in 0..<100_000 {
+                        sent.add(1)
+                        do {
+                            _ = try await client.call(.commit, payload: BudgetMessages.encode(commits: [charge]))
+                            acknowledged.add(1)
+                        } catch {
+                            return
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(700))
+                daemon.crash()
+            }
+        }
+        #expect(acknowledged.value > 100, "too few charges acknowledged before the crash to mean anything")
+        let restarted = try ControlDaemon(directory: daemon.directory)
+        defer { restarted.stop() }
+        let usage = try restarted.budgetctl(["usage", "signify-dev-team", "--json"])
+        let rows = try JSONSerialization.jsonObject(with: Data(usage.stdout.utf8)) as? [[String: Any]]
+        let used = rows?.first?["used"] as? Double ?? -1
+        #expect(used >= Double(acknowledged.value), "acknowledged \(acknowledged.value), found \(used)")
+        #expect(used <= Double(sent.value))
+    }
+
+    @Test("bad frames get error replies; the daemon and its other connections carry on")
+    func protocolFuzz() async throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        let bystander = try await WireClient.connect(path: daemon.adminSocket, role: .admin, client: "bystander")
+        var generator = SystemRandomNumberGenerator()
+        var payloads: [[UInt8]] = [
+            [0, 0, 0, 1, 1],  // length shorter than the header
+            [0xFF, 0xFF, 0xFF, 0xFF, 1, 0, 0, 0, 1],  // 4 GiB
+            [0, 0, 0, 5, 0x7E, 0, 0, 0, 9],  // unknown type
+            [0, 0, 0, 9, 1, 0, 0, 0, 1, 0x7B, 0x7D, 0x5B, 0x5D],  // hello that is not a Hello
+            Array("GET / HTTP/1.1\r\n\r\n".utf8),
+        ]
+        for _ in 0..<30 {
+            payloads.append(
+                (0..<Int.random(in: 1...64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator)
+                })
+        }
+        for payload in payloads {
+            let reply = try rawExchange(path: daemon.adminSocket, bytes: payload)
+            // Either an error frame, or a closed connection for bytes that are not even a whole frame.
+            if reply.count >= 9 { #expect(reply[4] == FrameType.error.rawValue, "\(payload)") }
+        }
+        // A well-formed request with a payload that is not JSON: error reply, connection stays usable.
+        do {
+            _ = try await bystander.call(.request, payload: Array("not json".utf8))
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)".contains("payload is not a valid AdminRequest"))
+        }
+        #expect(try await bystander.admin(AdminRequest(op: .ping)).server?.hasPrefix("budget-controld/") == true)
+        #expect(try daemon.budgetctl(["ping"]).status == 0)
+        await bystander.close()
+    }
+
+    @Test("the admin socket refuses a peer of another uid, by SO_PEERCRED", .enabled(if: getuid() == 0))
+    func peerCredentials() throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: daemon.directory.path)
+        let asNobody = [
+            "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", budgetctlURL.path, "ping",
+            "--socket", daemon.adminSocket,
+        ]
+        let denied = try runBinary("/usr/bin/env", asNobody)
+        #expect(denied.status == 1)
+        #expect(denied.stderr.contains("permission denied"), "\(denied.stderr)")
+        // Even with the file mode opened up, the daemon itself refuses the other uid.
+        chmod(daemon.adminSocket, 0o666)
+        let refused = try runBinary("/usr/bin/env", asNobody)
+        #expect(refused.status == 1)
+        #expect(
+            refused.stderr.contains("permission denied: uid 65534 may not use the admin socket"), "\(refused.stderr)")
+        #expect(try daemon.budgetctl(["ping"]).status == 0)
+    }
+
+    @Test("a missing, unwritable or corrupt state directory is a clear message at start-up")
+    func badStateDirectory() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "controld-bad-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: base) }
+        let controld = budgetctlURL.deletingLastPathComponent().appendingPathComponent("budget-controld").path
+        func start(_ state: String) throws -> ProcessResult {
+            try runBinary(
+                controld.split(separator: "/").last.map(String.init) ?? "budget-controld",
+                [
+                    "--state-dir", state, "--control-socket", base.appendingPathComponent("c.sock").path,
+                    "--admin-socket", base.appendingPathComponent("a.sock").path,
+                ])
+        }
+        let missing = try start(base.appendingPathComponent("nope").path)
+        #expect(missing.status == 1 && missing.stderr.contains("does not exist"))
+        let corruptDirectory = base.appendingPathComponent("corrupt")
+        try FileManager.default.createDirectory(at: corruptDirectory, withIntermediateDirectories: true)
+        try Data(repeating: 0x41, count: 8192).write(to: corruptDirectory.appendingPathComponent("budget.sqlite3"))
+        let corrupt = try start(corruptDirectory.path)
+        #expect(corrupt.status == 1 && corrupt.stderr.contains("cannot open the store"), "\(corrupt.stderr)")
+    }
+}
+
+/// A thread-safe counter for test tasks.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return count
+    }
+    func add(_ delta: Int) {
+        lock.lock()
+        count += delta
+        lock.unlock()
+    }
+}
+
+/// Sends raw bytes to a Unix socket, half-closes, and returns what comes back within 2 s.
+func rawExchange(path: String, bytes: [UInt8]) throws -> [UInt8] {
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+        let path = Array(path.utf8)
+        buffer.copyBytes(from: path)
+        buffer[path.count] = 0
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+    }
+    guard connected == 0 else { throw DaemonError(message: "connect failed: \(errno)") }
+    var timeout = timeval(tv_sec: 2, tv_usec: 0)
+    setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    shutdown(descriptor, Int32(SHUT_WR))
+    var reply: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = recv(descriptor, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        reply += buffer[0..<count]
+    }
+    return reply
+}
