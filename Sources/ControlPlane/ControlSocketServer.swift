@@ -173,16 +173,16 @@ final class ControlConnectionHandler: ChannelInboundHandler {
                 if !allowed {
                     self.logger.warning(
                         "admin connection refused", metadata: ["uid": "\(uid)", "pid": "\(credentials.pid)"])
-                    self.refuse(
-                        context: context,
-                        message: "permission denied: uid \(uid) may not use the admin socket "
-                            + "(allowed: uid \(policy.allowedUser)\(policy.adminGroup.map { " and members of group \($0)" } ?? ""))"
-                    )
-                    return
+                    self.refusal = "permission denied: uid \(uid) may not use the admin socket (allowed: uid "
+                        + "\(policy.allowedUser)\(policy.adminGroup.map { " and members of group \($0)" } ?? ""))"
                 }
             case .failure(let error):
                 self.peerAllowed = false
-                self.refuse(context: context, message: "cannot read peer credentials: \(error)")
+                self.refusal = "cannot read peer credentials: \(error)"
+            }
+            guard self.peerAllowed == true else {
+                // Answer the first frame (the hello) with the refusal, so the client can say why.
+                if let first = self.held.first { self.refuse(context: context, requestID: first.requestID) }
                 return
             }
             let frames = self.held
@@ -202,9 +202,11 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    private func refuse(context: ChannelHandlerContext, message: String) {
-        let body = WireJSON.encode(WireErrorBody(.forbidden, message))
-        context.writeAndFlush(wrapOutboundOut(WireFrame(.error, requestID: 0, payload: body))).assumeIsolated()
+    private var refusal = "permission denied"
+
+    private func refuse(context: ChannelHandlerContext, requestID: UInt32) {
+        let body = WireJSON.encode(WireErrorBody(.forbidden, refusal))
+        context.writeAndFlush(wrapOutboundOut(WireFrame(.error, requestID: requestID, payload: body))).assumeIsolated()
             .whenComplete { _ in context.close(promise: nil) }
     }
 
@@ -214,7 +216,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         case nil:
             if held.count < 16 { held.append(frame) } else { context.close(promise: nil) }
         case false?:
-            return
+            refuse(context: context, requestID: frame.requestID)
         case true?:
             handle(frame, context: context)
         }
