@@ -173,7 +173,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
                 if !allowed {
                     self.logger.warning(
                         "admin connection refused", metadata: ["uid": "\(uid)", "pid": "\(credentials.pid)"])
-                    self.refusal = "permission denied: uid \(uid) may not use the admin socket (allowed: uid "
+                    self.refusal =
+                        "permission denied: uid \(uid) may not use the admin socket (allowed: uid "
                         + "\(policy.allowedUser)\(policy.adminGroup.map { " and members of group \($0)" } ?? ""))"
                 }
             case .failure(let error):

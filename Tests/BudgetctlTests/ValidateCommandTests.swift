@@ -84,7 +84,7 @@ struct HelpTests {
 
     /// The `--flags` a help text lists, except --help.
     func flags(inHelp help: String) -> [Substring] {
-        help.split(whereSeparator: { " \n,[]:.()".contains($0) })
+        help.split(whereSeparator: { " \n,[]:.();".contains($0) })
             .filter { $0.hasPrefix("--") && $0 != "--help" }
     }
 
@@ -95,11 +95,25 @@ struct HelpTests {
     @Test("every verb and flag in budgetctl's --help appears in budgetctl(1)")
     func manPageCoversHelp() throws {
         let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budgetctl.1"), encoding: .utf8)
-        for verb in ["validate"] {
-            #expect(page.contains(".Cm \(verb)"), "verb \(verb) missing from budgetctl.1")
-            for flag in flags(inHelp: try runBudgetctl([verb, "--help"]).stdout) {
+        let verbs: [[String]] = [
+            ["validate"], ["sync"], ["diff"], ["dump"], ["reset"], ["ping"], ["status"], ["get"], ["tag"], ["usage"],
+            ["usage", "reset"],
+        ]
+        for verb in verbs {
+            #expect(page.contains("Cm \(verb.last ?? "")"), "verb \(verb) missing from budgetctl.1")
+            for flag in flags(inHelp: try runBudgetctl(verb + ["--help"]).stdout) {
                 #expect(manPageMentions(page, flag: flag), "\(flag) of \(verb) missing from budgetctl.1")
             }
+        }
+    }
+
+    @Test("every flag in budget-controld's --help appears in budget-controld(8)")
+    func controldManPage() throws {
+        let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budget-controld.8"), encoding: .utf8)
+        let found = flags(inHelp: try runBinary("budget-controld", ["--help"]).stdout)
+        #expect(found.count >= 8)
+        for flag in found {
+            #expect(manPageMentions(page, flag: flag), "\(flag) missing from budget-controld.8")
         }
     }
 
