@@ -118,6 +118,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Load generators for bench/ (not installed).
+        .executableTarget(
+            name: "budget-bench",
+            dependencies: [
+                "BudgetWire", "BudgetLedger",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // What budgetctl's online verbs do, apart from parsing and printing.
         .target(
             name: "BudgetAdmin",

@@ -1,0 +1,83 @@
+import ArgumentParser
+import BudgetLedger
+import BudgetWire
+import Foundation
+
+/// `budget-bench`: load generators for the benchmarks (see bench/). Not installed.
+@main
+struct BudgetBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "budget-bench",
+        abstract: "Load generators for the project's benchmarks.",
+        subcommands: [ControlThroughput.self])
+}
+
+/// Reserve+commit pairs per second over control.sock from one pipelining client.
+struct ControlThroughput: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "control",
+        abstract: "Reserve+commit pairs per second over budget-controld's control socket, on one connection.")
+
+    @Option(help: ArgumentHelp("The control socket.", valueName: "path"))
+    var socket: String
+
+    @Option(help: ArgumentHelp("How long to run.", valueName: "seconds"))
+    var seconds = 5.0
+
+    @Option(help: ArgumentHelp("Requests in flight on the connection.", valueName: "n"))
+    var inFlight = 64
+
+    @Option(help: ArgumentHelp("Pairs per frame (1 = no batching).", valueName: "n"))
+    var batch = 1
+
+    @Option(help: ArgumentHelp("Distinct consumers (counters) to spread the load over.", valueName: "n"))
+    var consumers = 1000
+
+    func run() async throws {
+        let client = try await WireClient.connect(path: socket, role: .dataPlane, client: "budget-bench")
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        let started = ContinuousClock.now
+        let pairs = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<inFlight {
+                group.addTask {
+                    var done = 0
+                    var round = 0
+                    while ContinuousClock.now < deadline {
+                        let requests = (0..<batch).map { index in
+                            let consumer = (worker * 7919 + round * batch + index) % consumers
+                            let key = LimitKey(
+                                plugin: "bench", provider: "bedrock", subject: "consumer:c\(consumer)",
+                                windowSize: 86400)
+                            return ReserveRequest(
+                                rules: [WindowRule(key: key, kind: .sliding, limit: 1e12)],
+                                enforcement: .soft, promptUnits: 10, unitsPerCompletionToken: 1,
+                                maxTokens: 100)
+                        }
+                        round += 1
+                        let reply = try await client.call(.reserve, payload: BudgetMessages.encode(reserves: requests))
+                        let outcomes = try BudgetMessages.decodeOutcomes(reply.payload)
+                        let commits = zip(requests, outcomes).compactMap { request, outcome -> BudgetMessages.Commit? in
+                            guard case .admitted(let id, _, _) = outcome else { return nil }
+                            return BudgetMessages.Commit(
+                                reservation: id,
+                                charges: request.rules.map {
+                                    Charge(key: $0.key, kind: $0.kind, units: 42)
+                                })
+                        }
+                        _ = try await client.call(.commit, payload: BudgetMessages.encode(commits: commits))
+                        done += commits.count
+                    }
+                    return done
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let elapsed = ContinuousClock.now - started
+        let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print(
+            String(
+                format: "%d pairs in %.2f s: %.0f reserve+commit pairs/s (in flight %d, batch %d)",
+                pairs, secondsElapsed, Double(pairs) / secondsElapsed, inFlight, batch))
+        await client.close()
+    }
+}
