@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "budgetctl", targets: ["budgetctl"]),
         .executable(name: "bedrock-emulator", targets: ["bedrock-emulator"]),
         .executable(name: "budget-controld", targets: ["budget-controld"]),
+        .executable(name: "budget-proxyd", targets: ["budget-proxyd"]),
         .library(name: "BudgetConfig", targets: ["BudgetConfig"]),
         .library(name: "Bedrock", targets: ["Bedrock"]),
     ],
@@ -26,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // JSON values with ordered members, a strict bounded parser and a serializer.
@@ -115,6 +118,29 @@ let package = Package(
             dependencies: [
                 "BedrockEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // budget-proxyd's wiring: HTTP in, budgets through control.sock, Bedrock out.
+        .target(
+            name: "DataPlane",
+            dependencies: [
+                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetJSON", "Bedrock", "DaemonKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "budget-proxyd",
+            dependencies: [
+                "DataPlane", "DaemonKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,114 @@
+public import AsyncHTTPClient
+public import Bedrock
+import Foundation
+public import NIOCore
+import NIOHTTP1
+
+/// Where and as whom one ai-proxy reaches Bedrock.
+public struct BedrockTarget: Sendable, Hashable {
+    /// `scheme://host[:port]`, without a path.
+    public var endpoint: String
+    public var region: String
+    public var modelID: String
+    public var credentials: AWSCredentials
+
+    /// The target for an ai-proxy config: `upstream_url` (scheme, host and port), else
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, else the regional endpoint; credentials from the plugin, else the
+    /// AWS environment; region from `bedrock.aws_region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    public static func resolve(_ config: AIProxyConfigView, environment: [String: String]) -> Result<
+        BedrockTarget, UpstreamSetupError
+    > {
+        guard let region = config.region ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"],
+            !region.isEmpty
+        else {
+            return .failure(
+                UpstreamSetupError(
+                    message: "AWS region not specified anywhere: set model.options.bedrock.aws_region or AWS_REGION"))
+        }
+        let credentials: AWSCredentials
+        if let id = config.accessKeyID, let secret = config.secretAccessKey {
+            credentials = AWSCredentials(accessKeyID: id, secretAccessKey: secret)
+        } else if let fromEnvironment = AWSCredentials(environment: environment) {
+            credentials = fromEnvironment
+        } else {
+            return .failure(
+                UpstreamSetupError(
+                    message: "no AWS credentials: set the ai-proxy auth.aws_* fields or "
+                        + "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for budget-proxyd"))
+        }
+        let override = config.upstreamURL ?? environment["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]
+        let endpoint = override.map(Self.origin) ?? "https://bedrock-runtime.\(region).amazonaws.com"
+        return .success(
+            BedrockTarget(endpoint: endpoint, region: region, modelID: config.modelID, credentials: credentials))
+    }
+
+    /// `scheme://authority` of a URL.
+    static func origin(_ url: String) -> String {
+        guard let schemeEnd = url.firstRange(of: "://") else { return url }
+        let rest = url[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
+        return String(url[..<authorityEnd])
+    }
+
+    /// The `Host` header AsyncHTTPClient sends for the endpoint (no default port), which is what is signed.
+    var hostHeader: String {
+        var authority = endpoint
+        if let schemeEnd = authority.firstRange(of: "://") { authority = String(authority[schemeEnd.upperBound...]) }
+        if endpoint.hasPrefix("https://") && authority.hasSuffix(":443") { authority.removeLast(4) }
+        if endpoint.hasPrefix("http://") && authority.hasSuffix(":80") { authority.removeLast(3) }
+        return authority
+    }
+}
+
+/// The parts of an ai-proxy config the upstream needs, as plain values.
+public struct AIProxyConfigView: Sendable, Hashable {
+    public var modelID: String
+    public var region: String?
+    public var accessKeyID: String?
+    public var secretAccessKey: String?
+    public var upstreamURL: String?
+}
+
+public struct UpstreamSetupError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// Bedrock Runtime over HTTPS (or HTTP to an emulator): pooled connections, SigV4 on every request.
+public final class BedrockUpstream: Sendable {
+    public let client: HTTPClient
+
+    public init(eventLoopGroup: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(10)) {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: connectTimeout, read: .seconds(60))
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        configuration.decompression = .disabled
+        client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
+    }
+
+    public func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    /// Sends a Converse (or ConverseStream) body, signed, and returns the response with its body unread.
+    public func send(_ body: [UInt8], to target: BedrockTarget, stream: Bool, timeout: TimeAmount) async throws
+        -> HTTPClientResponse
+    {
+        let path =
+            "/model/" + SigV4.percentEncode(target.modelID, keepingSlash: false)
+            + (stream ? "/converse-stream" : "/converse")
+        var request = HTTPClientRequest(url: target.endpoint + path)
+        request.method = .POST
+        let signer = SigV4Signer(credentials: target.credentials, region: target.region, service: "bedrock")
+        let date = AMZDate(epochSeconds: Int64(Date().timeIntervalSince1970))
+        let signed = signer.sign(
+            method: "POST", path: path,
+            headers: [("host", target.hostHeader), ("content-type", "application/json")],
+            body: body, date: date)
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: stream ? "application/vnd.amazon.eventstream" : "application/json")
+        for header in signed { request.headers.add(name: header.name, value: header.value) }
+        request.body = .bytes(body)
+        return try await client.execute(request, timeout: timeout)
+    }
+}

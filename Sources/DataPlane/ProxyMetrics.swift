@@ -1,0 +1,62 @@
+public import Prometheus
+
+/// The proxy's Prometheus metrics (swift-prometheus), served on the status listener's `/metrics`.
+public final class ProxyMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private let upstreamLatency: DurationHistogram
+    private let overhead: DurationHistogram
+    private let controlRoundTrip: DurationHistogram
+    private static let latencyBuckets: [Duration] = [
+        .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+    ]
+
+    public init() {
+        upstreamLatency = registry.makeDurationHistogram(
+            descriptor: Self.name(
+                "upstream_latency", unit: "seconds", "Time from sending a request to Bedrock to its last byte."),
+            buckets: Self.latencyBuckets)
+        overhead = registry.makeDurationHistogram(
+            descriptor: Self.name(
+                "overhead", unit: "seconds", "Time a request spends in the proxy itself (total minus upstream)."),
+            buckets: Self.latencyBuckets)
+        controlRoundTrip = registry.makeDurationHistogram(
+            descriptor: Self.name(
+                "control_plane_rtt", unit: "seconds", "Round trip of a reservation to budget-controld."),
+            buckets: Self.latencyBuckets)
+    }
+
+    func request(route: String, consumer: String, status: Int) {
+        registry.makeCounter(
+            descriptor: Self.name("requests", unit: "total", "Requests by route, consumer and status."),
+            labels: [("route", route), ("consumer", consumer), ("status", String(status))]
+        ).increment()
+    }
+
+    func tokens(consumer: String, group: String, provider: String, tokens: Int) {
+        guard tokens > 0 else { return }
+        registry.makeCounter(
+            descriptor: Self.name("tokens_charged", unit: "total", "Tokens charged to budgets."),
+            labels: [("consumer", consumer), ("group", group), ("provider", provider)]
+        ).increment(by: Int64(tokens))
+    }
+
+    func refusal(consumer: String, group: String) {
+        registry.makeCounter(
+            descriptor: Self.name("refusals", unit: "total", "Requests refused because a budget was spent."),
+            labels: [("consumer", consumer), ("group", group)]
+        ).increment()
+    }
+
+    private static func name(_ metric: String, unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "budget", subsystem: "proxy", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    func upstream(_ duration: Duration) { upstreamLatency.record(duration) }
+    func proxyOverhead(_ duration: Duration) { overhead.record(duration) }
+    func controlPlane(_ duration: Duration) { controlRoundTrip.record(duration) }
+
+    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+}

@@ -1,0 +1,75 @@
+/// An HTTP request as the proxy handles it: fully read (bounded) before it is handled.
+public struct ProxyRequest: Sendable {
+    public var method: String
+    /// The path without the query.
+    public var path: String
+    /// The raw query, without `?`.
+    public var query: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(method: String, path: String, query: String, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveEquals(name) }?.value
+    }
+
+    /// A query parameter, percent-decoded.
+    public func queryParameter(_ name: String) -> String? {
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == name else { continue }
+            return percentDecode(String(parts[1]))
+        }
+        return nil
+    }
+}
+
+/// Where a response goes: the HTTP connection it came from.
+public protocol ResponseSink: Sendable {
+    /// Sends the status and headers; `contentLength` nil means a chunked body.
+    func start(status: Int, headers: [(String, String)], contentLength: Int?) async throws
+    /// Sends and flushes body bytes; throws once the client has gone.
+    func write(_ bytes: [UInt8]) async throws
+    func finish() async throws
+}
+
+extension ResponseSink {
+    /// A whole response in one go.
+    func respond(status: Int, headers: [(String, String)], body: [UInt8]) async {
+        try? await start(status: status, headers: headers, contentLength: body.count)
+        try? await write(body)
+        try? await finish()
+    }
+}
+
+extension String {
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        utf8.count == other.utf8.count && lowercased() == other.lowercased()
+    }
+}
+
+func percentDecode(_ text: String) -> String? {
+    var bytes: [UInt8] = []
+    var iterator = Array(text.utf8).makeIterator()
+    while let byte = iterator.next() {
+        if byte == UInt8(ascii: "%") {
+            guard let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            else { return nil }
+            bytes.append(value)
+        } else if byte == UInt8(ascii: "+") {
+            bytes.append(UInt8(ascii: " "))
+        } else {
+            bytes.append(byte)
+        }
+    }
+    return String(validating: bytes, as: UTF8.self)
+}

@@ -1,0 +1,79 @@
+public import BudgetConfig
+public import BudgetLedger
+
+/// One config snapshot compiled for the hot path: routes by longest prefix, keys by hash, consumers'
+/// groups, and each route's plugins resolved with Kong's precedence. Immutable; a new snapshot builds
+/// new tables, which replace the old ones in one step.
+public final class ProxyTables: Sendable {
+    public let version: UInt64
+
+    /// A route with what serves it.
+    public struct CompiledRoute: Sendable {
+        public var route: Route
+        public var service: Service?
+        public var keyAuth: KeyAuthConfig?
+        public var aiProxy: AIProxyConfig?
+    }
+
+    /// Who a key belongs to.
+    public struct KeyOwner: Sendable, Hashable {
+        public var consumer: String
+        public var credential: KeyHash
+    }
+
+    private let prefixes: [(prefix: String, route: CompiledRoute)]
+    private let keys: [KeyHash: KeyOwner]
+    private let groups: [String: [String]]
+    public let policy: BudgetPolicy
+
+    public init(version: UInt64, state: ConfigState) {
+        self.version = version
+        let plugins = state.plugins.filter(\.enabled)
+        let services = Dictionary(uniqueKeysWithValues: state.services.map { ($0.name, $0) })
+        /// The plugin of one kind that serves `route`, by Kong's precedence: route, then service, then global.
+        func resolve<T>(_ route: Route, _ extract: (PluginConfig) -> T?) -> T? {
+            let candidates = plugins.compactMap { plugin -> (PluginScope, T)? in
+                guard plugin.scope.consumer == nil, plugin.scope.consumerGroup == nil,
+                    let value = extract(plugin.config)
+                else { return nil }
+                return (plugin.scope, value)
+            }
+            if let match = candidates.first(where: { $0.0.route == route.name }) { return match.1 }
+            if let service = route.service,
+                let match = candidates.first(where: { $0.0.route == nil && $0.0.service == service })
+            {
+                return match.1
+            }
+            return candidates.first { $0.0.isGlobal }?.1
+        }
+        var prefixes: [(String, CompiledRoute)] = []
+        for route in state.routes {
+            let service = route.service.flatMap { services[$0] }
+            if service?.enabled == false { continue }
+            let compiled = CompiledRoute(
+                route: route, service: service,
+                keyAuth: resolve(route) { if case .keyAuth(let config) = $0 { config } else { nil } },
+                aiProxy: resolve(route) { if case .aiProxy(let config) = $0 { config } else { nil } })
+            for prefix in route.paths { prefixes.append((prefix, compiled)) }
+        }
+        self.prefixes = prefixes.sorted { $0.0.utf8.count > $1.0.utf8.count }
+        keys = Dictionary(
+            state.keyAuthCredentials.map { ($0.keyHash, KeyOwner(consumer: $0.consumer, credential: $0.keyHash)) }
+        ) { first, _ in first }
+        groups = Dictionary(grouping: state.memberships, by: \.consumer).mapValues { $0.map(\.group).sorted() }
+        policy = BudgetPolicy(state: state)
+    }
+
+    /// The route for `method` and `path` (without query): the longest matching prefix, as Kong matches.
+    public func route(method: String, path: String) -> CompiledRoute? {
+        for (prefix, compiled) in prefixes where path.hasPrefix(prefix) {
+            if compiled.route.methods.isEmpty || compiled.route.methods.contains(method) { return compiled }
+        }
+        return nil
+    }
+
+    /// The owner of a key, looked up by the key's SHA-256 so that no key comparison depends on its bytes.
+    public func owner(of key: String) -> KeyOwner? { keys[KeyHash(key: key)] }
+
+    public func groups(of consumer: String) -> [String] { groups[consumer] ?? [] }
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import DaemonKit
+import DataPlane
+import Foundation
+import Logging
+
+/// `budget-proxyd`: argument parsing and start-up only; the daemon is `ProxyDaemon`.
+@main
+struct BudgetProxyd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "budget-proxyd",
+        abstract: "The token-budget gateway's data plane: OpenAI chat in, Bedrock out, budgets enforced.",
+        discussion: """
+            Takes its config from budget-controld over the control socket and starts listening once the first \
+            snapshot has arrived; it keeps serving with the last snapshot if the control plane goes away. \
+            Credentials for Bedrock come from the ai-proxy plugin, else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY \
+            and AWS_SESSION_TOKEN; AWS_ENDPOINT_URL_BEDROCK_RUNTIME overrides the endpoint. Prints \
+            "listening on ADDRESS" for each listener. See budget-proxyd(8).
+            """,
+        version: ProxyVersion.current
+    )
+
+    @Option(
+        help: ArgumentHelp(
+            "Address to serve: HOST:PORT (port 0 picks one) or unix:/path. Repeatable.",
+            valueName: "address"))
+    var listen: [String] = []
+
+    @Option(help: ArgumentHelp("budget-controld's control socket.", valueName: "path"))
+    var controlSocket = "/run/budget/control.sock"
+
+    @Option(help: ArgumentHelp("Address of the status listener (GET /status, GET /metrics).", valueName: "host:port"))
+    var statusListen: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "When the control plane cannot be asked: fail-closed (503) or fail-open (forward, charge later).",
+            valueName: "policy"))
+    var onControlPlaneLoss = "fail-closed"
+
+    @Option(help: ArgumentHelp("Largest request body in bytes, up to 20000000 (default 8 MiB).", valueName: "bytes"))
+    var maxBodyBytes = 8 << 20
+
+    @Option(help: ArgumentHelp("Most open client connections.", valueName: "n"))
+    var maxConnections = 4096
+
+    @Option(help: ArgumentHelp("Seconds an idle keep-alive connection stays open.", valueName: "seconds"))
+    var idleTimeout = 60
+
+    @Option(help: ArgumentHelp("Seconds a request may take to arrive whole.", valueName: "seconds"))
+    var readTimeout = 30
+
+    @Option(
+        help: ArgumentHelp("Milliseconds to wait for a reservation before the loss policy applies.", valueName: "ms"))
+    var controlTimeoutMs = 2000
+
+    @Option(help: ArgumentHelp("Log format: text or json.", valueName: "format"))
+    var logFormat = "text"
+
+    @Option(help: ArgumentHelp("Lowest level logged (info logs one line per request).", valueName: "level"))
+    var logLevel = "info"
+
+    func validate() throws {
+        for address in listen where ListenAddress(address) == nil {
+            throw ValidationError("--listen: expected HOST:PORT or unix:/path, got '\(address)'")
+        }
+        if let statusListen, ListenAddress(statusListen) == nil {
+            throw ValidationError("--status-listen: expected HOST:PORT or unix:/path, got '\(statusListen)'")
+        }
+        guard ControlPlaneLossPolicy(rawValue: onControlPlaneLoss) != nil else {
+            throw ValidationError("--on-control-plane-loss: expected fail-closed or fail-open")
+        }
+        guard (1024...20_000_000).contains(maxBodyBytes) else {
+            throw ValidationError("--max-body-bytes: 1024 to 20000000")
+        }
+        guard (1...1_000_000).contains(maxConnections) else { throw ValidationError("--max-connections: 1 to 1000000") }
+        guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout: 1 to 3600") }
+        guard (1...600).contains(readTimeout) else { throw ValidationError("--read-timeout: 1 to 600") }
+        guard (10...60_000).contains(controlTimeoutMs) else {
+            throw ValidationError("--control-timeout-ms: 10 to 60000")
+        }
+        guard DaemonLogHandler.Format(rawValue: logFormat) != nil else {
+            throw ValidationError("--log-format: text or json")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: trace, debug, info, notice, warning, error or critical")
+        }
+    }
+
+    func run() async throws {
+        DaemonLogHandler.bootstrap(
+            format: DaemonLogHandler.Format(rawValue: logFormat) ?? .text,
+            level: Logger.Level(rawValue: logLevel) ?? .info)
+        let logger = Logger(label: "budget-proxyd")
+        let signals = SignalWaiter()
+        var limits = HTTPLimits()
+        limits.maxBodyBytes = maxBodyBytes
+        limits.maxConnections = maxConnections
+        limits.idleTimeoutSeconds = idleTimeout
+        limits.readTimeoutSeconds = readTimeout
+        let daemon = ProxyDaemon(
+            options: .init(
+                listen: (listen.isEmpty ? ["0.0.0.0:8000"] : listen).compactMap(ListenAddress.init),
+                statusListen: statusListen.flatMap(ListenAddress.init), controlSocket: controlSocket,
+                lossPolicy: ControlPlaneLossPolicy(rawValue: onControlPlaneLoss) ?? .failClosed, limits: limits,
+                controlTimeout: .milliseconds(controlTimeoutMs), environment: ProcessInfo.processInfo.environment),
+            logger: logger)
+        do {
+            try await daemon.run(
+                announce: { line in
+                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                }, until: { await signals.wait() })
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
