@@ -35,6 +35,8 @@ public struct HTTPLimits: Sendable {
     public var maxBodyBytes = 8 << 20
     /// Most open client connections; more are closed at once.
     public var maxConnections = 4096
+    /// Most header fields in one request; more get 431.
+    public var maxHeaderCount = 100
     /// Seconds after which a connection with no request in progress is closed.
     public var idleTimeoutSeconds = 60
     /// Seconds within which a request must arrive whole, head and body, from its first byte (slow-loris).
@@ -161,9 +163,10 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
             wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(
             wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: payload)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
-        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        // The rest of the request is read and dropped (bounded by the read time-out), then the connection
+        // closes: closing while the client still sends would reset it before it reads the answer.
+        refused = true
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -175,6 +178,12 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
             let channel = context.channel
             readDeadline = context.eventLoop.scheduleTask(in: .seconds(Int64(limits.readTimeoutSeconds))) {
                 channel.close(promise: nil)
+            }
+            if requestHead.headers.count > limits.maxHeaderCount {
+                simple(
+                    context, status: .requestHeaderFieldsTooLarge,
+                    message: "\(requestHead.headers.count) header fields exceed the limit of \(limits.maxHeaderCount)")
+                return
             }
             let length = requestHead.headers.first(name: "content-length").flatMap(Int.init)
             if let length, length > limits.maxBodyBytes {
@@ -202,7 +211,11 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
         case .end:
             readDeadline?.cancel()
             readDeadline = nil
-            guard let head, !refused else { return }
+            if refused {
+                context.close(promise: nil)
+                return
+            }
+            guard let head else { return }
             self.head = nil
             let target = head.uri
             let queryStart = target.firstIndex(of: "?")

@@ -63,3 +63,112 @@ def emulator(binaries):
         yield f"http://127.0.0.1:{port}"
     finally:
         assert daemon.stop() == 0, "the emulator must exit 0 on SIGTERM"
+
+
+FIXTURE = ROOT / "Tests" / "BudgetConfigTests" / "Fixtures" / "kong-consumer-budgets.yaml"
+DECK_ENV = {"DECK_AWS_ACCESS_KEY_ID": DOC_KEY_ID, "DECK_AWS_SECRET_ACCESS_KEY": DOC_SECRET}
+
+
+class Gateway:
+    """The whole product on temporary sockets and free ports: emulator, control plane and proxy."""
+
+    def __init__(self, binaries: Path, tmp: Path, emulator_args=(), proxy_args=(), config_text=None):
+        self.binaries = binaries
+        self.tmp = tmp
+        (tmp / "state").mkdir()
+        self.admin = str(tmp / "admin.sock")
+        self.control = str(tmp / "control.sock")
+        self.daemons = []
+        self.emulator = self._start([str(binaries / "bedrock-emulator"), "--listen", "127.0.0.1:0", "--threads", "1",
+                                     *emulator_args], "listening on ")
+        self.emulator_address = self.emulator.ready_line.removeprefix("listening on ")
+        self.start_control_plane()
+        config = tmp / "config.yaml"
+        config.write_text(config_text if config_text is not None else FIXTURE.read_text())
+        out = self.budgetctl("sync", str(config))
+        assert out.returncode == 0, out.stderr
+        self.proxy = self.start_proxy(*proxy_args)
+
+    def _start(self, args, ready, env=None):
+        daemon = Daemon(args, ready) if env is None else DaemonWithEnv(args, ready, env)
+        self.daemons.append(daemon)
+        return daemon
+
+    def start_control_plane(self):
+        self.controld = ControlPlane([str(self.binaries / "budget-controld"), "--state-dir", str(self.tmp / "state"),
+                                      "--control-socket", self.control, "--admin-socket", self.admin,
+                                      "--log-level", "warning"], self.admin)
+        self.daemons.append(self.controld)
+        return self.controld
+
+    def start_proxy(self, *args):
+        env = dict(os.environ, AWS_ENDPOINT_URL_BEDROCK_RUNTIME=f"http://{self.emulator_address}")
+        proxy = self._start([str(self.binaries / "budget-proxyd"), "--listen", "127.0.0.1:0",
+                             "--control-socket", self.control, "--log-level", "warning", *args], "listening on ", env)
+        self.url = "http://" + proxy.ready_line.removeprefix("listening on ")
+        return proxy
+
+    def budgetctl(self, *args):
+        env = dict(os.environ, BUDGETCTL_SOCKET=self.admin, **DECK_ENV)
+        return subprocess.run([str(self.binaries / "budgetctl"), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    def usage(self, consumer):
+        import json
+        out = self.budgetctl("usage", consumer, "--json")
+        assert out.returncode == 0, out.stderr
+        rows = json.loads(out.stdout)
+        return rows[0]["used"] if rows else 0
+
+    def stop(self):
+        for daemon in reversed(self.daemons):
+            daemon.stop()
+
+
+class DaemonWithEnv(Daemon):
+    def __init__(self, args, ready_prefix, env, timeout=30.0):
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if line.startswith(ready_prefix) or self.process.poll() is not None:
+                break
+        if not line.startswith(ready_prefix):
+            self.stop()
+            raise RuntimeError(f"{args[0]} did not start: {line!r} {self.process.stderr.read()!r}")
+        self.ready_line = line.strip()
+
+
+class ControlPlane(Daemon):
+    """budget-controld: ready when its admin socket accepts connections."""
+
+    def __init__(self, args, admin_socket, timeout=20.0):
+        import socket as socketlib
+        if os.path.exists(admin_socket):
+            os.unlink(admin_socket)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socketlib.socket(socketlib.AF_UNIX) as probe:
+                    probe.connect(admin_socket)
+                    break
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"budget-controld exited: {self.process.stderr.read()!r}")
+                time.sleep(0.02)
+        self.ready_line = "ready"
+
+    def crash(self):
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.fixture
+def gateway(binaries, tmp_path):
+    """A fresh gateway per test, with the fixture synced."""
+    stack = Gateway(binaries, tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.stop()
