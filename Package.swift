@@ -185,7 +185,8 @@ let package = Package(
         .testTarget(
             name: "BudgetctlTests",
             dependencies: [
-                "budgetctl", "bedrock-emulator", "budget-controld", "BudgetConfig", "BudgetWire", "BudgetLedger",
+                "budgetctl", "bedrock-emulator", "budget-controld", "budget-proxyd", "BudgetConfig", "BudgetWire",
+                "BudgetLedger",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

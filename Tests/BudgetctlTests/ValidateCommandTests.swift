@@ -107,6 +107,16 @@ struct HelpTests {
         }
     }
 
+    @Test("every flag in budget-proxyd's --help appears in budget-proxyd(8)")
+    func proxydManPage() throws {
+        let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budget-proxyd.8"), encoding: .utf8)
+        let found = flags(inHelp: try runBinary("budget-proxyd", ["--help"]).stdout)
+        #expect(found.count >= 10)
+        for flag in found {
+            #expect(manPageMentions(page, flag: flag), "\(flag) missing from budget-proxyd.8")
+        }
+    }
+
     @Test("every flag in budget-controld's --help appears in budget-controld(8)")
     func controldManPage() throws {
         let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budget-controld.8"), encoding: .utf8)

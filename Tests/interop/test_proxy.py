@@ -252,3 +252,34 @@ def test_status_and_metrics(binaries, tmp_path):
         assert "budget_proxy_upstream_latency_seconds_bucket" in metrics
     finally:
         stack.stop()
+
+
+def test_unix_listener_chunked_bodies_and_expect_continue(binaries, tmp_path):
+    socket_path = str(tmp_path / "proxy.sock")
+    stack = Gateway(binaries, tmp_path, proxy_args=("--listen", f"unix:{socket_path}"))
+    try:
+        body = json.dumps(HELLO)
+        out = curl("--unix-socket", socket_path, "-X", "POST", "http://localhost/ai/budget", "-H", "apikey: dev-team-key",
+                   "-H", "Content-Type: application/json", "-d", body)
+        assert json.loads(out.stdout)["object"] == "chat.completion", out.stdout + out.stderr
+        # A chunked request body, with Expect: 100-continue as curl sends it for uploads.
+        out = curl("-i", "-X", "POST", stack.url + "/ai/budget", "-H", "apikey: dev-team-key",
+                   "-H", "Transfer-Encoding: chunked", "-H", "Expect: 100-continue", "--data-binary", body)
+        assert "HTTP/1.1 100 Continue" in out.stdout and "HTTP/1.1 200 OK" in out.stdout, out.stdout
+    finally:
+        stack.stop()
+
+
+def test_fail_open_forwards_and_charges_after_the_control_plane_returns(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path, proxy_args=("--on-control-plane-loss", "fail-open", "--control-timeout-ms", "300"))
+    try:
+        stack.controld.crash()
+        status, _, body = post(stack.url, HELLO, key="dev-team-key")
+        assert status == 200 and body["usage"]["total_tokens"] == 10
+        stack.start_control_plane()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and stack.usage("signify-dev-team") < 10:
+            time.sleep(0.2)
+        assert stack.usage("signify-dev-team") == 10
+    finally:
+        stack.stop()
