@@ -9,7 +9,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 
 # Debian packages the build and the tests use.
-APT_PACKAGES := curl mandoc libsqlite3-dev
+APT_PACKAGES := curl mandoc libsqlite3-dev libsystemd-dev systemd
 # Python packages the interop tests use.
 PIP_REQUIREMENTS := Tests/interop/requirements.txt
 

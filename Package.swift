@@ -66,6 +66,13 @@ let package = Package(
         ),
         // C declarations Glibc's overlay lacks (struct ucred for SO_PEERCRED).
         .target(name: "CBudgetSystem"),
+        // libsystemd (Debian: libsystemd-dev), and the Swift face of it.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .target(
+            name: "Systemd",
+            dependencies: ["CSystemd", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // What every daemon needs: signals, logging, Unix listeners.
         .target(
             name: "DaemonKit",
@@ -76,7 +83,7 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem",
+                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem", "Systemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -86,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "budget-controld",
             dependencies: [
-                "ControlPlane", "DaemonKit", "BudgetStore",
+                "ControlPlane", "DaemonKit", "BudgetStore", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -125,7 +132,7 @@ let package = Package(
         .target(
             name: "DataPlane",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetJSON", "Bedrock", "DaemonKit",
+                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetJSON", "Bedrock", "DaemonKit", "Systemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -138,7 +145,7 @@ let package = Package(
         .executableTarget(
             name: "budget-proxyd",
             dependencies: [
-                "DataPlane", "DaemonKit",
+                "DataPlane", "DaemonKit", "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

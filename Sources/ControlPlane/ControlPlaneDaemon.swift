@@ -5,6 +5,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
+import Systemd
 
 /// budget-controld from start to stop: open the store, bind (or adopt) the two sockets, serve, and on
 /// SIGTERM stop accepting, write pending usage and return.
@@ -16,11 +17,15 @@ public struct ControlPlaneDaemon: Sendable {
         public var adminGroup: UInt32?
         public var synchronous: BudgetStore.Synchronous
         public var reservationLifetime: Int64
+        /// Sockets handed over by systemd, by `FileDescriptorName=` (`control`, `admin`); bound from the
+        /// paths above when absent.
+        public var inherited: [String: [Int32]]
 
         public init(
             stateDirectory: String, controlSocket: String, adminSocket: String, adminGroup: UInt32?,
-            synchronous: BudgetStore.Synchronous, reservationLifetime: Int64
+            synchronous: BudgetStore.Synchronous, reservationLifetime: Int64, inherited: [String: [Int32]] = [:]
         ) {
+            self.inherited = inherited
             self.stateDirectory = stateDirectory
             self.controlSocket = controlSocket
             self.adminSocket = adminSocket
@@ -42,15 +47,26 @@ public struct ControlPlaneDaemon: Sendable {
     public func run(until stop: @Sendable () async -> String) async throws {
         let store = try BudgetStore.open(stateDirectory: options.stateDirectory, synchronous: options.synchronous)
         let core = try ControlPlaneCore(store: store, reservationLifetime: options.reservationLifetime, logger: logger)
-        let control = try UnixListener.bind(path: options.controlSocket, mode: 0o600)
+        let control: UnixListener.Bound
+        if let descriptor = options.inherited["control"]?.first {
+            control = UnixListener.Bound(descriptor: descriptor, path: options.controlSocket, isInherited: true)
+        } else {
+            control = try UnixListener.bind(path: options.controlSocket, mode: 0o600)
+        }
         let admin: UnixListener.Bound
         do {
-            admin = try UnixListener.bind(
-                path: options.adminSocket, mode: options.adminGroup == nil ? 0o600 : 0o660,
-                group: options.adminGroup)
+            if let descriptor = options.inherited["admin"]?.first {
+                admin = UnixListener.Bound(descriptor: descriptor, path: options.adminSocket, isInherited: true)
+            } else {
+                admin = try UnixListener.bind(
+                    path: options.adminSocket, mode: options.adminGroup == nil ? 0o600 : 0o660,
+                    group: options.adminGroup)
+            }
         } catch {
-            close(control.descriptor)
-            unlink(control.path)
+            if !control.isInherited {
+                close(control.descriptor)
+                unlink(control.path)
+            }
             throw error
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -61,6 +77,8 @@ public struct ControlPlaneDaemon: Sendable {
             listener: admin, role: .admin, core: core, group: group,
             peerPolicy: .init(allowedUser: UInt32(geteuid()), adminGroup: options.adminGroup),
             dataPlaneCount: { controlServer.connections }, logger: logger)
+        let watchdog = Systemd.startWatchdog(on: group.next())
+        Systemd.ready(status: "serving config version \(await core.configVersion)")
         logger.notice(
             "ready",
             metadata: [
@@ -69,11 +87,12 @@ public struct ControlPlaneDaemon: Sendable {
             ])
         let reason = await stop()
         logger.notice("stopping", metadata: ["signal": "\(reason)"])
+        Systemd.stopping()
+        watchdog?.cancel()
         await adminServer.close()
         await controlServer.close()
         await core.drain()
-        unlink(options.controlSocket)
-        unlink(options.adminSocket)
+        for listener in [control, admin] where !listener.isInherited { unlink(listener.path) }
         try? await group.shutdownGracefully()
         logger.notice("stopped")
     }

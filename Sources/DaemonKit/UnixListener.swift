@@ -11,6 +11,14 @@ public enum UnixListener {
     public struct Bound: Sendable {
         public var descriptor: Int32
         public var path: String
+        /// Handed over by systemd: the socket unit owns the path, so the daemon must not remove it.
+        public var isInherited: Bool
+
+        public init(descriptor: Int32, path: String, isInherited: Bool) {
+            self.descriptor = descriptor
+            self.path = path
+            self.isInherited = isInherited
+        }
     }
 
     /// Creates `path` (replacing a stale socket left by a crash, never a live one or another file),
@@ -62,7 +70,7 @@ public enum UnixListener {
             unlink(path)
             throw ListenerError("\(path): cannot listen: \(reason)")
         }
-        return Bound(descriptor: descriptor, path: path)
+        return Bound(descriptor: descriptor, path: path, isInherited: false)
     }
 
     private static func removeStaleSocket(at path: String) throws(ListenerError) {

@@ -3,6 +3,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
+import Systemd
 
 /// budget-proxyd from start to stop: connect to the control plane, wait for the first snapshot, listen,
 /// serve; on SIGTERM stop accepting, let requests in flight finish (at most 30 s), deliver pending usage.
@@ -15,12 +16,15 @@ public struct ProxyDaemon: Sendable {
         public var limits: HTTPLimits
         public var controlTimeout: Duration
         public var environment: [String: String]
+        /// Sockets handed over by systemd, by `FileDescriptorName=`: `http` (any number) and `status`.
+        public var inherited: [String: [Int32]]
 
         public init(
             listen: [ListenAddress], statusListen: ListenAddress?, controlSocket: String,
             lossPolicy: ControlPlaneLossPolicy, limits: HTTPLimits, controlTimeout: Duration,
-            environment: [String: String]
+            environment: [String: String], inherited: [String: [Int32]] = [:]
         ) {
+            self.inherited = inherited
             self.listen = listen
             self.statusListen = statusListen
             self.controlSocket = controlSocket
@@ -69,24 +73,32 @@ public struct ProxyDaemon: Sendable {
                 maxBodyBytes: options.limits.maxBodyBytes, lossPolicy: options.lossPolicy,
                 environment: options.environment),
             metrics: metrics, logger: logger)
-        let server = try await ProxyHTTPServer.start(addresses: options.listen, group: group, limits: options.limits) {
+        let server = try await ProxyHTTPServer.start(
+            addresses: options.listen, inherited: options.inherited["http"] ?? [], group: group, limits: options.limits
+        ) {
             request, sink in await service.handle(request, sink: sink)
         }
         var statusServer: ProxyHTTPServer?
-        if let statusListen = options.statusListen {
+        let inheritedStatus = options.inherited["status"] ?? []
+        if options.statusListen != nil || !inheritedStatus.isEmpty {
             statusServer = try await ProxyHTTPServer.start(
-                addresses: [statusListen], group: group, limits: HTTPLimits()
+                addresses: options.statusListen.map { [$0] } ?? [], inherited: inheritedStatus, group: group,
+                limits: HTTPLimits()
             ) {
                 request, sink in await Self.status(request, sink: sink, link: link, service: service, metrics: metrics)
             }
         }
         for address in server.boundAddresses { announce("listening on \(address)") }
         for address in statusServer?.boundAddresses ?? [] { announce("status on \(address)") }
+        let watchdog = Systemd.startWatchdog(on: group.next())
+        Systemd.ready(status: "serving config version \(link.tables?.version ?? 0)")
         logger.notice(
             "ready", metadata: ["listen": "\(server.boundAddresses)", "config_version": "\(link.tables?.version ?? 0)"])
 
         let reason = await stopTask.value
         logger.notice("stopping", metadata: ["signal": "\(reason)"])
+        Systemd.stopping()
+        watchdog?.cancel()
         await server.close()
         await statusServer?.close()
         let deadline = ContinuousClock.now + .seconds(30)

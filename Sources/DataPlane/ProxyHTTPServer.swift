@@ -61,8 +61,9 @@ public final class ProxyHTTPServer: Sendable {
         }
     }
 
+    /// Serves `inherited` sockets (from systemd) if any, else binds `addresses`.
     public static func start(
-        addresses: [ListenAddress], group: any EventLoopGroup, limits: HTTPLimits,
+        addresses: [ListenAddress], inherited: [Int32] = [], group: any EventLoopGroup, limits: HTTPLimits,
         handler: @escaping @Sendable (ProxyRequest, any ResponseSink) async -> Void
     ) async throws -> ProxyHTTPServer {
         let connections = AtomicCounter()
@@ -86,7 +87,10 @@ public final class ProxyHTTPServer: Sendable {
             }
         var channels: [any Channel] = []
         do {
-            for address in addresses {
+            for descriptor in inherited {
+                channels.append(try await bootstrap.withBoundSocket(descriptor).get())
+            }
+            for address in addresses where inherited.isEmpty {
                 switch address {
                 case .tcp(let host, let port):
                     channels.append(try await bootstrap.bind(host: host, port: port).get())

@@ -3,6 +3,7 @@ import BudgetStore
 import ControlPlane
 import DaemonKit
 import Logging
+import Systemd
 
 /// `budget-controld`: argument parsing and start-up only; the daemon is `ControlPlaneDaemon`.
 @main
@@ -77,7 +78,7 @@ struct BudgetControld: AsyncParsableCommand {
                 stateDirectory: stateDir, controlSocket: controlSocket, adminSocket: adminSocket,
                 adminGroup: adminGroup.flatMap(UnixListener.groupID),
                 synchronous: BudgetStore.Synchronous(rawValue: synchronous) ?? .normal,
-                reservationLifetime: Int64(reservationTtl)),
+                reservationLifetime: Int64(reservationTtl), inherited: Systemd.listeners()),
             logger: logger)
         do {
             try await daemon.run { await signals.wait() }

@@ -3,6 +3,7 @@ import DaemonKit
 import DataPlane
 import Foundation
 import Logging
+import Systemd
 
 /// `budget-proxyd`: argument parsing and start-up only; the daemon is `ProxyDaemon`.
 @main
@@ -103,7 +104,8 @@ struct BudgetProxyd: AsyncParsableCommand {
                 listen: (listen.isEmpty ? ["0.0.0.0:8000"] : listen).compactMap(ListenAddress.init),
                 statusListen: statusListen.flatMap(ListenAddress.init), controlSocket: controlSocket,
                 lossPolicy: ControlPlaneLossPolicy(rawValue: onControlPlaneLoss) ?? .failClosed, limits: limits,
-                controlTimeout: .milliseconds(controlTimeoutMs), environment: ProcessInfo.processInfo.environment),
+                controlTimeout: .milliseconds(controlTimeoutMs), environment: ProcessInfo.processInfo.environment,
+                inherited: Systemd.listeners()),
             logger: logger)
         do {
             try await daemon.run(

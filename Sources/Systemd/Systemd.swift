@@ -1,0 +1,57 @@
+import CSystemd
+import Foundation
+public import NIOCore
+
+/// What a daemon needs from systemd, through libsystemd: sockets handed over by a socket unit (by their
+/// `FileDescriptorName=`), readiness and status notifications, and the watchdog. Outside systemd every
+/// call is a harmless no-op and `listeners` is empty.
+public enum Systemd {
+    /// Sockets passed by systemd (`LISTEN_FDS`/`LISTEN_FDNAMES`), by name; a name may carry several.
+    /// The environment variables are unset afterwards, so children do not inherit them.
+    public static func listeners() -> [String: [Int32]] {
+        var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+        let count = sd_listen_fds_with_names(1, &names)
+        guard count > 0 else { return [:] }
+        var result: [String: [Int32]] = [:]
+        for index in 0..<Int(count) {
+            let descriptor = Int32(SD_LISTEN_FDS_START) + Int32(index)
+            let name = names?[index].map { String(cString: $0) } ?? "unknown"
+            result[name, default: []].append(descriptor)
+            free(names?[index])
+        }
+        free(names)
+        return result
+    }
+
+    /// Sends `state` to the service manager (`READY=1`, `STATUS=…`, `STOPPING=1`, `WATCHDOG=1`).
+    @discardableResult
+    public static func notify(_ state: String) -> Bool {
+        sd_notify(0, state) > 0
+    }
+
+    public static func ready(status: String) { notify("READY=1\nSTATUS=\(status)") }
+    public static func status(_ text: String) { notify("STATUS=\(text)") }
+    public static func stopping() { notify("STOPPING=1") }
+
+    /// The watchdog interval systemd asked for (`WatchdogSec=`), if any.
+    public static var watchdogInterval: Duration? {
+        var microseconds: UInt64 = 0
+        guard sd_watchdog_enabled(0, &microseconds) > 0, microseconds > 0 else { return nil }
+        return .microseconds(Int64(microseconds))
+    }
+
+    /// Pings the watchdog from `eventLoop` at half the interval, so that a wedged loop stops the pings and
+    /// systemd restarts the daemon. Returns nil when no watchdog is set.
+    public static func startWatchdog(on eventLoop: any EventLoop) -> RepeatedTask? {
+        guard let interval = watchdogInterval else { return nil }
+        let half = TimeAmount.nanoseconds(
+            max(
+                1_000_000,
+                Int64(interval.components.seconds) * 500_000_000
+                    + interval.components.attoseconds / 2_000_000_000))
+        notify("WATCHDOG=1")
+        return eventLoop.scheduleRepeatedTask(initialDelay: half, delay: half) { _ in
+            notify("WATCHDOG=1")
+        }
+    }
+}
