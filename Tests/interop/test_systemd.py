@@ -127,3 +127,17 @@ def test_data_plane_keeps_its_socket_across_a_control_plane_restart(binaries, tm
             proxy.wait(timeout=40)
         controld.stop()
         emulator.stop()
+
+
+def test_make_install_lays_out_programs_units_sysusers_and_man_pages(tmp_path):
+    result = subprocess.run(["make", "install", f"DESTDIR={tmp_path}", "PREFIX=/usr", "CONFIG=debug"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for program in ["budgetctl", "budget-controld", "budget-proxyd", "bedrock-emulator"]:
+        assert os.access(tmp_path / "usr/bin" / program, os.X_OK)
+    service = (tmp_path / "usr/lib/systemd/system/budget-controld.service").read_text()
+    assert "ExecStart=/usr/bin/budget-controld " in service and "@bindir@" not in service
+    assert (tmp_path / "usr/lib/sysusers.d/budget.conf").read_text().startswith("#")
+    for page in ["man1/budgetctl.1", "man1/bedrock-emulator.1", "man5/budget.yaml.5", "man7/budget-protocol.7",
+                 "man8/budget-controld.8", "man8/budget-proxyd.8"]:
+        assert (tmp_path / "usr/share/man" / page).exists(), page
