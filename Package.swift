@@ -123,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "bedrock-emulator",
             dependencies: [
-                "BedrockEmulator",
+                "BedrockEmulator", "DaemonKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -193,7 +193,7 @@ let package = Package(
             name: "BudgetctlTests",
             dependencies: [
                 "budgetctl", "bedrock-emulator", "budget-controld", "budget-proxyd", "BudgetConfig", "BudgetWire",
-                "BudgetLedger",
+                "BudgetLedger", "DaemonKit",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

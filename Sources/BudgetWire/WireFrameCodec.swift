@@ -2,14 +2,37 @@ public import NIOCore
 
 /// Splits a byte stream into frames, refusing any frame longer than `maxFrameBytes` from its length
 /// field alone, before buffering it.
+///
+/// With an `assemblyTimeout`, a peer that sends part of a frame and then nothing more is disconnected
+/// once that time has passed, so a slow sender cannot hold a connection's buffer forever.
 public struct WireFrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = WireFrame
 
     public let maxFrameBytes: Int
+    public let assemblyTimeout: TimeAmount?
+    private var assemblyDeadline: Scheduled<Void>?
 
-    public init(maxFrameBytes: Int) { self.maxFrameBytes = maxFrameBytes }
+    public init(maxFrameBytes: Int, assemblyTimeout: TimeAmount? = nil) {
+        self.maxFrameBytes = maxFrameBytes
+        self.assemblyTimeout = assemblyTimeout
+    }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let state = try decodeFrame(context: context, buffer: &buffer)
+        if buffer.readableBytes == 0 {
+            assemblyDeadline?.cancel()
+            assemblyDeadline = nil
+        } else if state == .needMoreData, assemblyDeadline == nil, let assemblyTimeout {
+            let channel = context.channel
+            assemblyDeadline = context.eventLoop.scheduleTask(in: assemblyTimeout) { channel.close(promise: nil) }
+        } else if state == .continue {
+            assemblyDeadline?.cancel()
+            assemblyDeadline = nil
+        }
+        return state
+    }
+
+    private func decodeFrame(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
         guard Int(length) >= WireFrame.headerBytes else { throw WireFrameError.frameTooShort(Int(length)) }
         guard Int(length) <= maxFrameBytes else { throw WireFrameError.frameTooLong(Int(length), limit: maxFrameBytes) }
@@ -28,7 +51,9 @@ public struct WireFrameDecoder: ByteToMessageDecoder {
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
         -> DecodingState
     {
-        while try decode(context: context, buffer: &buffer) == .continue {}
+        assemblyDeadline?.cancel()
+        assemblyDeadline = nil
+        while try decodeFrame(context: context, buffer: &buffer) == .continue {}
         return .needMoreData
     }
 }

@@ -20,6 +20,8 @@ public struct ControlPlaneDaemon: Sendable {
         /// Sockets handed over by systemd, by `FileDescriptorName=` (`control`, `admin`); bound from the
         /// paths above when absent.
         public var inherited: [String: [Int32]]
+        /// Seconds a peer may take to finish a frame it started or to read what it is sent (hello: at most 10).
+        public var peerTimeoutSeconds = 30
 
         public init(
             stateDirectory: String, controlSocket: String, adminSocket: String, adminGroup: UInt32?,
@@ -35,7 +37,7 @@ public struct ControlPlaneDaemon: Sendable {
         }
     }
 
-    public let options: Options
+    public var options: Options
     public let logger: Logger
 
     public init(options: Options, logger: Logger) {
@@ -72,11 +74,12 @@ public struct ControlPlaneDaemon: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let controlServer = try await ControlSocketServer.serve(
             listener: control, role: .dataPlane, core: core, group: group, peerPolicy: nil, dataPlaneCount: { 0 },
-            logger: logger)
+            peerTimeout: .seconds(Int64(options.peerTimeoutSeconds)), logger: logger)
         let adminServer = try await ControlSocketServer.serve(
             listener: admin, role: .admin, core: core, group: group,
             peerPolicy: .init(allowedUser: UInt32(geteuid()), adminGroup: options.adminGroup),
-            dataPlaneCount: { controlServer.connections }, logger: logger)
+            dataPlaneCount: { controlServer.connections }, peerTimeout: .seconds(Int64(options.peerTimeoutSeconds)),
+            logger: logger)
         let watchdog = Systemd.startWatchdog(on: group.next())
         Systemd.ready(status: "serving config version \(await core.configVersion)")
         logger.notice(

@@ -11,12 +11,12 @@ import NIOPosix
 /// on an already-listening descriptor, so binding (or inheriting from systemd) is separate from serving.
 public final class ControlSocketServer: Sendable {
     private let channel: any Channel
-    private let counter: ConnectionCounter
+    private let counter: LockedCounter
 
     /// Data planes connected to this socket now.
     public var connections: Int { counter.value }
 
-    private init(channel: any Channel, counter: ConnectionCounter) {
+    private init(channel: any Channel, counter: LockedCounter) {
         self.channel = channel
         self.counter = counter
     }
@@ -34,9 +34,10 @@ public final class ControlSocketServer: Sendable {
 
     public static func serve(
         listener: UnixListener.Bound, role: ClientRole, core: ControlPlaneCore, group: any EventLoopGroup,
-        peerPolicy: PeerPolicy?, dataPlaneCount: @escaping @Sendable () -> Int, logger: Logger
+        peerPolicy: PeerPolicy?, dataPlaneCount: @escaping @Sendable () -> Int, peerTimeout: TimeAmount = .seconds(30),
+        logger: Logger
     ) async throws -> ControlSocketServer {
-        let counter = ConnectionCounter()
+        let counter = LockedCounter()
         let maxFrame = role == .admin ? WireProtocol.maxAdminRequestBytes : WireProtocol.maxDataPlaneRequestBytes
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -44,12 +45,13 @@ public final class ControlSocketServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(WireFrameDecoder(maxFrameBytes: maxFrame)))
+                        ByteToMessageHandler(
+                            WireFrameDecoder(maxFrameBytes: maxFrame, assemblyTimeout: peerTimeout)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(WireFrameEncoder()))
                     try channel.pipeline.syncOperations.addHandler(
                         ControlConnectionHandler(
                             role: role, core: core, peerPolicy: peerPolicy, counter: counter,
-                            dataPlaneCount: dataPlaneCount, logger: logger))
+                            dataPlaneCount: dataPlaneCount, peerTimeout: peerTimeout, logger: logger))
                 }
             }
             .withBoundSocket(listener.descriptor).get()
@@ -59,24 +61,6 @@ public final class ControlSocketServer: Sendable {
     /// Stops accepting connections.
     public func close() async {
         try? await channel.close()
-    }
-}
-
-/// Counts open connections of one socket.
-final class ConnectionCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-
-    var value: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return count
-    }
-
-    func add(_ delta: Int) {
-        lock.lock()
-        count += delta
-        lock.unlock()
     }
 }
 
@@ -92,7 +76,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private let role: ClientRole
     private let core: ControlPlaneCore
     private let peerPolicy: ControlSocketServer.PeerPolicy?
-    private let counter: ConnectionCounter
+    private let counter: LockedCounter
     private let dataPlaneCount: @Sendable () -> Int
     private let logger: Logger
     private var greeted = false
@@ -102,14 +86,15 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private var helloDeadline: Scheduled<Void>?
     private var stallDeadline: Scheduled<Void>?
 
-    static let helloTimeout = TimeAmount.seconds(10)
-    static let stallTimeout = TimeAmount.seconds(30)
+    /// How long a peer may take to say hello, to finish a frame it started, or to read what it is sent.
+    private let peerTimeout: TimeAmount
 
     init(
         role: ClientRole, core: ControlPlaneCore, peerPolicy: ControlSocketServer.PeerPolicy?,
-        counter: ConnectionCounter,
-        dataPlaneCount: @escaping @Sendable () -> Int, logger: Logger
+        counter: LockedCounter,
+        dataPlaneCount: @escaping @Sendable () -> Int, peerTimeout: TimeAmount, logger: Logger
     ) {
+        self.peerTimeout = peerTimeout
         self.role = role
         self.core = core
         self.peerPolicy = peerPolicy
@@ -121,7 +106,9 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         counter.add(1)
         let channel = context.channel
-        helloDeadline = context.eventLoop.scheduleTask(in: Self.helloTimeout) { channel.close(promise: nil) }
+        helloDeadline = context.eventLoop.scheduleTask(in: min(peerTimeout, .seconds(10))) {
+            channel.close(promise: nil)
+        }
         if let peerPolicy {
             checkPeer(context: context, policy: peerPolicy)
         } else {
@@ -147,7 +134,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             stallDeadline = nil
         } else if stallDeadline == nil {
             let channel = context.channel
-            stallDeadline = context.eventLoop.scheduleTask(in: Self.stallTimeout) { channel.close(promise: nil) }
+            stallDeadline = context.eventLoop.scheduleTask(in: peerTimeout) { channel.close(promise: nil) }
         }
         context.fireChannelWritabilityChanged()
     }

@@ -1,4 +1,5 @@
 import BudgetJSON
+import DaemonKit
 import Foundation
 public import Logging
 import NIOCore
@@ -50,7 +51,7 @@ public struct ProxyDaemon: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let link = ControlLink(socketPath: options.controlSocket, callTimeout: options.controlTimeout, logger: logger)
         let linkTask = Task { await link.run() }
-        let stopped = AtomicCounter()
+        let stopped = LockedCounter()
         let stopTask = Task {
             let reason = await stop()
             stopped.add(1)

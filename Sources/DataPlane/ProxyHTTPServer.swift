@@ -1,3 +1,4 @@
+import DaemonKit
 import Foundation
 public import NIOCore
 import NIOHTTP1
@@ -66,7 +67,7 @@ public final class ProxyHTTPServer: Sendable {
         addresses: [ListenAddress], inherited: [Int32] = [], group: any EventLoopGroup, limits: HTTPLimits,
         handler: @escaping @Sendable (ProxyRequest, any ResponseSink) async -> Void
     ) async throws -> ProxyHTTPServer {
-        let connections = AtomicCounter()
+        let connections = LockedCounter()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -118,7 +119,7 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let limits: HTTPLimits
-    private let connections: AtomicCounter
+    private let connections: LockedCounter
     private let handler: @Sendable (ProxyRequest, any ResponseSink) async -> Void
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
@@ -128,7 +129,7 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     private var task: Task<Void, Never>?
 
     init(
-        limits: HTTPLimits, connections: AtomicCounter,
+        limits: HTTPLimits, connections: LockedCounter,
         handler: @escaping @Sendable (ProxyRequest, any ResponseSink) async -> Void
     ) {
         self.limits = limits

@@ -4,6 +4,7 @@ import BudgetConfig
 import BudgetJSON
 import BudgetLedger
 import BudgetWire
+import DaemonKit
 import Foundation
 public import Logging
 import NIOCore
@@ -36,7 +37,7 @@ public final class ProxyService: Sendable {
     let settings: Settings
     let metrics: ProxyMetrics
     let logger: Logger
-    let inFlight = AtomicCounter()
+    let inFlight = LockedCounter()
 
     public init(link: ControlLink, upstream: BedrockUpstream, settings: Settings, metrics: ProxyMetrics, logger: Logger)
     {
@@ -454,22 +455,6 @@ enum RateLimitHeaders {
                 ))
         }
         return headers
-    }
-}
-
-/// A thread-safe gauge.
-final class AtomicCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    var value: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return count
-    }
-    func add(_ delta: Int) {
-        lock.lock()
-        count += delta
-        lock.unlock()
     }
 }
 

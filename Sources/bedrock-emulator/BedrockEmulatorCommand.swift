@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bedrock
 import BedrockEmulator
+import DaemonKit
 import Foundation
 
 /// `bedrock-emulator`: a local Bedrock Runtime for demos, tests and benchmarks.
@@ -90,7 +91,7 @@ struct BedrockEmulatorCommand: AsyncParsableCommand {
         let bound = server.port ?? port
         FileHandle.standardOutput.write(Data("listening on \(host):\(bound)\n".utf8))
         let signals = SignalWaiter()
-        await signals.wait()
+        _ = await signals.wait()
         try await server.close()
     }
 }

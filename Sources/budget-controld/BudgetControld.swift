@@ -51,6 +51,9 @@ struct BudgetControld: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds a reservation lives without a commit or release.", valueName: "seconds"))
     var reservationTtl = 600
 
+    @Option(help: ArgumentHelp("Seconds a client may take to finish a frame or to read a reply.", valueName: "seconds"))
+    var peerTimeout = 30
+
     func validate() throws {
         guard DaemonLogHandler.Format(rawValue: logFormat) != nil else {
             throw ValidationError("--log-format: expected text or json, got '\(logFormat)'")
@@ -61,6 +64,7 @@ struct BudgetControld: AsyncParsableCommand {
         guard BudgetStore.Synchronous(rawValue: synchronous) != nil else {
             throw ValidationError("--synchronous: expected normal or full")
         }
+        guard (1...3600).contains(peerTimeout) else { throw ValidationError("--peer-timeout: 1 to 3600") }
         guard (10...86_400).contains(reservationTtl) else { throw ValidationError("--reservation-ttl: 10 to 86400") }
         if let adminGroup, UnixListener.groupID(adminGroup) == nil {
             throw ValidationError("--admin-group: no group named '\(adminGroup)'")
@@ -73,13 +77,14 @@ struct BudgetControld: AsyncParsableCommand {
             level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "budget-controld")
         let signals = SignalWaiter()
-        let daemon = ControlPlaneDaemon(
+        var daemon = ControlPlaneDaemon(
             options: .init(
                 stateDirectory: stateDir, controlSocket: controlSocket, adminSocket: adminSocket,
                 adminGroup: adminGroup.flatMap(UnixListener.groupID),
                 synchronous: BudgetStore.Synchronous(rawValue: synchronous) ?? .normal,
                 reservationLifetime: Int64(reservationTtl), inherited: Systemd.listeners()),
             logger: logger)
+        daemon.options.peerTimeoutSeconds = peerTimeout
         do {
             try await daemon.run { await signals.wait() }
         } catch {

@@ -1,5 +1,6 @@
 import BudgetLedger
 import BudgetWire
+import DaemonKit
 import Foundation
 import NIOPosix
 import Testing
@@ -151,8 +152,8 @@ struct ControlPlaneProcessTests {
             plugin: "ai-rate-limiting-advanced for consumer-group signify-basic", provider: "bedrock",
             subject: "consumer:signify-dev-team", windowSize: 86400)
         let charge = BudgetMessages.Commit(reservation: 0, charges: [Charge(key: key, kind: .sliding, units: 1)])
-        let acknowledged = Counter()
-        let sent = Counter()
+        let acknowledged = LockedCounter()
+        let sent = LockedCounter()
         // Eight concurrent streams of commits; the daemon is killed while they run.
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<8 {
@@ -264,22 +265,6 @@ struct ControlPlaneProcessTests {
     }
 }
 
-/// A thread-safe counter for test tasks.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    var value: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return count
-    }
-    func add(_ delta: Int) {
-        lock.lock()
-        count += delta
-        lock.unlock()
-    }
-}
-
 /// Sends raw bytes to a Unix socket, half-closes, and returns what comes back within 2 s.
 func rawExchange(path: String, bytes: [UInt8]) throws -> [UInt8] {
     let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -309,4 +294,39 @@ func rawExchange(path: String, bytes: [UInt8]) throws -> [UInt8] {
         reply += buffer[0..<count]
     }
     return reply
+}
+
+@Suite("budget-controld's bounds on slow peers")
+struct SlowPeerTests {
+    @Test("a peer that sends half a frame and stops is cut off; others carry on")
+    func halfFrame() throws {
+        let daemon = try ControlDaemon(extraArguments: ["--peer-timeout", "1"])
+        defer { daemon.removeDirectory() }
+        let started = Date()
+        // rawExchange half-closes its side, so use a socket that keeps its side open.
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            let path = Array(daemon.adminSocket.utf8)
+            buffer.copyBytes(from: path)
+            buffer[path.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        #expect(connected == 0)
+        let half: [UInt8] = [0, 0, 0, 50, 1, 0, 0]
+        _ = half.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let received = recv(descriptor, &buffer, buffer.count, 0)
+        #expect(received == 0, "the daemon should have closed the connection")
+        #expect(Date().timeIntervalSince(started) < 8)
+        #expect(try daemon.budgetctl(["ping"]).status == 0)
+    }
 }

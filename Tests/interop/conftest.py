@@ -25,8 +25,8 @@ def bin_dir() -> Path:
 class Daemon:
     """A process started by a test; `stop()` ends it by PID, also when the test failed."""
 
-    def __init__(self, args, ready_prefix: str, timeout: float = 20.0):
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def __init__(self, args, ready_prefix: str, timeout: float = 30.0, env=None):
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + timeout
         line = ""
         while time.monotonic() < deadline:
@@ -90,7 +90,7 @@ class Gateway:
         self.proxy = self.start_proxy(*proxy_args)
 
     def _start(self, args, ready, env=None):
-        daemon = Daemon(args, ready) if env is None else DaemonWithEnv(args, ready, env)
+        daemon = Daemon(args, ready, env=env)
         self.daemons.append(daemon)
         return daemon
 
@@ -122,21 +122,6 @@ class Gateway:
     def stop(self):
         for daemon in reversed(self.daemons):
             daemon.stop()
-
-
-class DaemonWithEnv(Daemon):
-    def __init__(self, args, ready_prefix, env, timeout=30.0):
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.monotonic() + timeout
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if line.startswith(ready_prefix) or self.process.poll() is not None:
-                break
-        if not line.startswith(ready_prefix):
-            self.stop()
-            raise RuntimeError(f"{args[0]} did not start: {line!r} {self.process.stderr.read()!r}")
-        self.ready_line = line.strip()
 
 
 class ControlPlane(Daemon):

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# make bench: wrk against four setups in one run, on one machine, reported side by side.
+#   (a) bedrock-emulator directly (signatures not checked): the ceiling
+#   (b) nginx as a plain reverse proxy in front of the emulator: the floor any proxy pays
+#   (c) budget-proxyd: key-auth, budgets (too large to refuse), SigV4, translation, charging
+#   (d) the same with streaming responses
+# CPUs: wrk runs on core 1 (taskset -c 1); every server of a setup (emulator, nginx, control plane,
+# proxy) shares core 0 (taskset -c 0), so each setup gets the same single core and runs are comparable.
+# Usage: bench/macro.sh [SECONDS] [CONNECTIONS]      Results: bench/results/macro-*.md and .json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+connections=${2:-64}
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk"; exit 1; }
+command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y nginx"; exit 1; }
+for program in bedrock-emulator budget-controld budget-proxyd budgetctl; do
+    swift build -c release --product "$program" >/dev/null
+done
+bin=$(swift build -c release --show-bin-path)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_line() { for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; cat "$1"; return 1; }
+
+# The emulator for every setup, one thread on core 0, signatures checked (the proxy signs for real).
+taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 >"$work/emu.out" &
+pids+=($!)
+wait_line "$work/emu.out" "listening on"
+emulator=$(sed 's/listening on //' "$work/emu.out")
+taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu-nv.out" &
+pids+=($!)
+wait_line "$work/emu-nv.out" "listening on"
+emulator_unsigned=$(sed 's/listening on //' "$work/emu-nv.out")
+
+# nginx in front of the unsigned emulator: one worker, keep-alive upstream, no logging.
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    upstream emulator { server $emulator_unsigned; keepalive 128; }
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / {
+            proxy_pass http://emulator;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+NGINX
+taskset -c 0 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+
+# Control plane and proxy with budgets too large to refuse.
+mkdir -p "$work/state"
+taskset -c 0 "$bin/budget-controld" --state-dir "$work/state" --control-socket "$work/control.sock" \
+    --admin-socket "$work/admin.sock" --log-level warning &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$work/admin.sock" ] && break; sleep 0.05; done
+sed -e 's/limit: \[10000\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/config.yaml"
+DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
+    "$bin/budgetctl" sync "$work/config.yaml" --socket "$work/admin.sock" >/dev/null
+AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator" taskset -c 0 "$bin/budget-proxyd" --listen 127.0.0.1:0 \
+    --control-socket "$work/control.sock" --log-level warning >"$work/proxy.out" &
+pids+=($!)
+wait_line "$work/proxy.out" "listening on"
+proxy=$(sed -n 's/listening on //p' "$work/proxy.out")
+sleep 0.5
+
+converse='{"messages":[{"role":"user","content":[{"text":"Hello"}]}]}'
+chat='{"messages":[{"role":"user","content":"Hello"}]}'
+stream='{"messages":[{"role":"user","content":"Hello"}],"stream":true}'
+model_path='/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse'
+
+run() {  # name address path body apikey
+    BENCH_PATH=$3 BENCH_BODY=$4 BENCH_APIKEY=$5 BENCH_OUT="$work/$1.json" \
+        taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" -s bench/request.lua "http://$2" >/dev/null
+    cat "$work/$1.json"
+}
+# A short warm-up of each path, then the measured runs.
+for target in "$emulator_unsigned $model_path $converse" "127.0.0.1:$nginx_port $model_path $converse"; do
+    set -- $target
+    BENCH_PATH=$2 BENCH_BODY=$3 BENCH_APIKEY="" BENCH_OUT=/dev/null taskset -c 1 wrk -t1 -c8 -d1s -s bench/request.lua "http://$1" >/dev/null
+done
+BENCH_PATH=/ai/budget BENCH_BODY=$chat BENCH_APIKEY=production-key BENCH_OUT=/dev/null taskset -c 1 wrk -t1 -c8 -d1s -s bench/request.lua "http://$proxy" >/dev/null
+
+a=$(run emulator "$emulator_unsigned" "$model_path" "$converse" "")
+b=$(run nginx "127.0.0.1:$nginx_port" "$model_path" "$converse" "")
+c=$(run proxy "$proxy" /ai/budget "$chat" production-key)
+d=$(run proxy-stream "$proxy" /ai/budget "$stream" production-key)
+
+mkdir -p bench/results
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" <<'PY'
+import json, sys
+stamp, seconds, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+names = ["(a) emulator directly", "(b) nginx -> emulator", "(c) budget-proxyd -> emulator", "(d) budget-proxyd, streaming"]
+rows = [json.loads(text) for text in sys.argv[4:8]]
+summary = {
+    "date": stamp, "seconds": seconds, "connections": connections,
+    "cpus": "wrk on core 1; all servers of a setup on core 0",
+    "setups": dict(zip(["emulator", "nginx", "proxy", "proxy_streaming"], rows)),
+    "proxy_added_p50_ms": rows[2]["p50_ms"] - rows[0]["p50_ms"],
+    "proxy_added_p99_ms": rows[2]["p99_ms"] - rows[0]["p99_ms"],
+    "throughput_ratio_proxy_to_nginx": rows[2]["rps"] / rows[1]["rps"],
+}
+lines = [f"# make bench, {stamp}", "",
+         f"wrk, {connections} connections, {seconds} s per setup; {summary['cpus']}.", "",
+         "| setup | req/s | p50 ms | p99 ms | p99.9 ms | errors | non-200 |", "|---|---:|---:|---:|---:|---:|---:|"]
+for name, row in zip(names, rows):
+    lines.append(f"| {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['p999_ms']:.2f} | {row['errors']} | {row['non200']} |")
+lines += ["", f"- proxy's added latency, (c) against (a): p50 {summary['proxy_added_p50_ms']:+.2f} ms, p99 {summary['proxy_added_p99_ms']:+.2f} ms",
+          f"- throughput ratio (c)/(b): {summary['throughput_ratio_proxy_to_nginx']:.2f}"]
+text = "\n".join(lines) + "\n"
+open(f"bench/results/macro-{stamp}.md", "w").write(text)
+open(f"bench/results/macro-{stamp}.json", "w").write(json.dumps(summary, indent=2) + "\n")
+print(text)
+PY

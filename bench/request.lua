@@ -1,0 +1,24 @@
+-- wrk script: one POST per request, body and headers from the environment; prints percentiles as JSON.
+--   BENCH_PATH, BENCH_BODY, BENCH_APIKEY (optional), BENCH_OUT (file for the JSON summary)
+wrk.method = "POST"
+wrk.path = os.getenv("BENCH_PATH")
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("BENCH_APIKEY")
+if key and key ~= "" then wrk.headers["apikey"] = key end
+
+local non200 = 0
+response = function(status, headers, body)
+    if status ~= 200 then non200 = non200 + 1 end
+end
+
+done = function(summary, latency, requests)
+    local out = io.open(os.getenv("BENCH_OUT"), "w")
+    local seconds = summary.duration / 1e6
+    out:write(string.format(
+        '{"requests":%d,"seconds":%.3f,"rps":%.1f,"p50_ms":%.3f,"p99_ms":%.3f,"p999_ms":%.3f,"errors":%d,"non200":%d}\n',
+        summary.requests, seconds, summary.requests / seconds, latency:percentile(50) / 1000,
+        latency:percentile(99) / 1000, latency:percentile(99.9) / 1000,
+        summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, non200))
+    out:close()
+end
