@@ -18,7 +18,7 @@ MANDIR      ?= $(PREFIX)/share/man
 
 PROGRAMS := budgetctl budget-controld budget-proxyd bedrock-emulator
 # Debian packages the build, the tests and the demo use.
-APT_PACKAGES := curl mandoc libsqlite3-dev libsystemd-dev systemd
+APT_PACKAGES := curl mandoc libsqlite3-dev libsystemd-dev systemd wrk nginx
 # Python packages the interop tests use.
 PIP_REQUIREMENTS := Tests/interop/requirements.txt
 
@@ -75,6 +75,8 @@ deps-demo:
 	fi
 
 bench:
+	@$(MAKE) --no-print-directory deps
+	bench/macro.sh
 	bench/emulator-throughput.sh
 	bench/control-throughput.sh
 

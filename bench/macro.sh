@@ -7,16 +7,19 @@
 # CPUs: wrk runs on core 1 (taskset -c 1); every server of a setup (emulator, nginx, control plane,
 # proxy) shares core 0 (taskset -c 0), so each setup gets the same single core and runs are comparable.
 # Usage: bench/macro.sh [SECONDS] [CONNECTIONS]      Results: bench/results/macro-*.md and .json
+# CONFIG=debug runs the debug build (for the smoke test only: its figures mean nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
 connections=${2:-64}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk"; exit 1; }
 command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y nginx"; exit 1; }
+config=${CONFIG:-release}
 for program in bedrock-emulator budget-controld budget-proxyd budgetctl; do
-    swift build -c release --product "$program" >/dev/null
+    swift build -c "$config" --product "$program" >/dev/null
 done
-bin=$(swift build -c release --show-bin-path)
+bin=$(swift build -c "$config" --show-bin-path)
+results=${BENCH_RESULTS:-bench/results}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -103,22 +106,23 @@ b=$(run nginx "127.0.0.1:$nginx_port" "$model_path" "$converse" "")
 c=$(run proxy "$proxy" /ai/budget "$chat" production-key)
 d=$(run proxy-stream "$proxy" /ai/budget "$stream" production-key)
 
-mkdir -p bench/results
+mkdir -p "$results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" <<'PY'
+python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" <<'PY'
 import json, sys
 stamp, seconds, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+results, config = sys.argv[8], sys.argv[9]
 names = ["(a) emulator directly", "(b) nginx -> emulator", "(c) budget-proxyd -> emulator", "(d) budget-proxyd, streaming"]
 rows = [json.loads(text) for text in sys.argv[4:8]]
 summary = {
-    "date": stamp, "seconds": seconds, "connections": connections,
+    "date": stamp, "seconds": seconds, "connections": connections, "build": config,
     "cpus": "wrk on core 1; all servers of a setup on core 0",
     "setups": dict(zip(["emulator", "nginx", "proxy", "proxy_streaming"], rows)),
     "proxy_added_p50_ms": rows[2]["p50_ms"] - rows[0]["p50_ms"],
     "proxy_added_p99_ms": rows[2]["p99_ms"] - rows[0]["p99_ms"],
     "throughput_ratio_proxy_to_nginx": rows[2]["rps"] / rows[1]["rps"],
 }
-lines = [f"# make bench, {stamp}", "",
+lines = [f"# make bench, {stamp} ({config} build)", "",
          f"wrk, {connections} connections, {seconds} s per setup; {summary['cpus']}.", "",
          "| setup | req/s | p50 ms | p99 ms | p99.9 ms | errors | non-200 |", "|---|---:|---:|---:|---:|---:|---:|"]
 for name, row in zip(names, rows):
@@ -126,7 +130,7 @@ for name, row in zip(names, rows):
 lines += ["", f"- proxy's added latency, (c) against (a): p50 {summary['proxy_added_p50_ms']:+.2f} ms, p99 {summary['proxy_added_p99_ms']:+.2f} ms",
           f"- throughput ratio (c)/(b): {summary['throughput_ratio_proxy_to_nginx']:.2f}"]
 text = "\n".join(lines) + "\n"
-open(f"bench/results/macro-{stamp}.md", "w").write(text)
-open(f"bench/results/macro-{stamp}.json", "w").write(json.dumps(summary, indent=2) + "\n")
+open(f"{results}/macro-{stamp}.md", "w").write(text)
+open(f"{results}/macro-{stamp}.json", "w").write(json.dumps(summary, indent=2) + "\n")
 print(text)
 PY

@@ -276,6 +276,20 @@ struct ChannelSink: ResponseSink {
         try await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
         if !keepAlive { try? await channel.close() }
     }
+
+    /// Head, body and end written together and flushed once.
+    func respond(status: Int, headers: [(String, String)], body: [UInt8]) async {
+        var httpHeaders = HTTPHeaders(headers)
+        httpHeaders.replaceOrAdd(name: "Content-Length", value: String(body.count))
+        httpHeaders.replaceOrAdd(name: "Date", value: httpDate())
+        if !keepAlive { httpHeaders.replaceOrAdd(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(
+            version: version, status: HTTPResponseStatus(statusCode: status), headers: httpHeaders)
+        channel.write(HTTPServerResponsePart.head(head), promise: nil)
+        channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: body))), promise: nil)
+        try? await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+        if !keepAlive { try? await channel.close() }
+    }
 }
 
 /// An HTTP `Date` header value, formatted once a second rather than once a response.

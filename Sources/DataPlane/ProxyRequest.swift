@@ -39,11 +39,13 @@ public protocol ResponseSink: Sendable {
     /// Sends and flushes body bytes; throws once the client has gone.
     func write(_ bytes: [UInt8]) async throws
     func finish() async throws
+    /// A whole response (status, headers and body) at once.
+    func respond(status: Int, headers: [(String, String)], body: [UInt8]) async
 }
 
 extension ResponseSink {
-    /// A whole response in one go.
-    func respond(status: Int, headers: [(String, String)], body: [UInt8]) async {
+    /// A whole response in one go: the default sends head, body and end one by one.
+    public func respond(status: Int, headers: [(String, String)], body: [UInt8]) async {
         try? await start(status: status, headers: headers, contentLength: body.count)
         try? await write(body)
         try? await finish()

@@ -58,9 +58,17 @@ public enum ChatCompletionRenderer {
 
     /// A random `chatcmpl-…` id.
     public static func newID() -> String {
+        // Two random words (a getrandom call each) give 24 base-36 digits; a call per digit showed in profiles.
         var generator = SystemRandomNumberGenerator()
-        return "chatcmpl-"
-            + (0..<24).map { _ in String(UInt8.random(in: 0...35, using: &generator), radix: 36) }.joined()
+        var words: [UInt64] = [generator.next(), generator.next()]
+        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
+        var id = "chatcmpl-"
+        for index in 0..<24 {
+            let word = index / 12
+            id.append(alphabet[Int(words[word] % 36)])
+            words[word] /= 36
+        }
+        return id
     }
 }
 

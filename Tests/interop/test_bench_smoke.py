@@ -1,0 +1,23 @@
+"""A few seconds of `make bench`'s harness, so that it cannot rot (its figures are not looked at here)."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("nginx") is None, reason="needs wrk and nginx")
+def test_macro_benchmark_harness_runs_all_four_setups(tmp_path):
+    env = dict(os.environ, CONFIG="debug", BENCH_RESULTS=str(tmp_path))
+    result = subprocess.run(["bench/macro.sh", "1", "4"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [summary_file] = list(tmp_path.glob("macro-*.json"))
+    summary = json.loads(summary_file.read_text())
+    for setup in ["emulator", "nginx", "proxy", "proxy_streaming"]:
+        row = summary["setups"][setup]
+        assert row["requests"] > 0 and row["non200"] == 0 and row["errors"] == 0, (setup, row)
+    assert "| (c) budget-proxyd -> emulator |" in next(tmp_path.glob("macro-*.md")).read_text()

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Scale: a config of 100,000 consumers in 3 groups. Measures the sync time, the time for budget-proxyd to
+# receive and compile the snapshot (start to "listening on"), the proxy's RSS idle and with 1,000 open
+# connections, and the control plane's RSS. Usage: bench/scale.sh [CONSUMERS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+consumers=${1:-100000}
+config=${CONFIG:-release}
+for program in bedrock-emulator budget-controld budget-proxyd budgetctl; do
+    swift build -c "$config" --product "$program" >/dev/null
+done
+bin=$(swift build -c "$config" --show-bin-path)
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
+
+python3 - "$consumers" >"$work/config.yaml" <<'PY'
+import sys
+n = int(sys.argv[1])
+groups = ["basic", "premium", "enterprise"]
+limits = {"basic": 10000, "premium": 50000, "enterprise": 200000}
+print('_format_version: "3.0"\n_info: {select_tags: [scale]}')
+print("services:\n  - name: llm\n    host: bedrock-runtime.us-east-1.amazonaws.com\n    routes:\n      - name: chat\n"
+      "        paths: [/ai/budget]\n        plugins:\n          - name: key-auth\n          - name: ai-proxy\n"
+      "            config:\n              route_type: llm/v1/chat\n              auth: {aws_access_key_id: AKIDEXAMPLE, "
+      "aws_secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY}\n              model: {provider: bedrock, "
+      "name: anthropic.claude-3-haiku-20240307-v1:0, options: {bedrock: {aws_region: us-east-1}}}")
+print("consumer_groups:")
+for group in groups:
+    print(f"  - name: {group}\n    plugins:\n      - name: ai-rate-limiting-advanced\n        config:\n"
+          f"          llm_providers: [{{name: bedrock, limit: [{limits[group]}], window_size: [86400]}}]")
+print("consumers:")
+for i in range(n):
+    print(f"  - username: user-{i}\n    groups: [{{name: {groups[i % 3]}}}]\n    keyauth_credentials: [{{key: key-{i}-secret}}]")
+PY
+echo "config: $consumers consumers, $(du -h "$work/config.yaml" | cut -f1)"
+
+mkdir -p "$work/state"
+"$bin/bedrock-emulator" --listen 127.0.0.1:0 >"$work/emu.out" &
+pids+=($!)
+"$bin/budget-controld" --state-dir "$work/state" --control-socket "$work/control.sock" --admin-socket "$work/admin.sock" \
+    --log-level warning &
+controld=$!
+pids+=($controld)
+for _ in $(seq 100); do [ -S "$work/admin.sock" ] && break; sleep 0.05; done
+sleep 0.5
+start=$(date +%s.%N)
+"$bin/budgetctl" sync "$work/config.yaml" --socket "$work/admin.sock" | tail -4 | head -1
+end=$(date +%s.%N)
+printf 'sync of %d consumers: %.2f s\n' "$consumers" "$(echo "$end - $start" | bc)"
+printf 'budget-controld RSS after sync: %s\n' "$(rss $controld)"
+
+emulator=$(sed 's/listening on //' "$work/emu.out")
+start=$(date +%s.%N)
+AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator" "$bin/budget-proxyd" --listen 127.0.0.1:0 \
+    --control-socket "$work/control.sock" --log-level warning >"$work/proxy.out" &
+proxy=$!
+pids+=($proxy)
+for _ in $(seq 600); do grep -q "listening on" "$work/proxy.out" 2>/dev/null && break; sleep 0.05; done
+end=$(date +%s.%N)
+printf 'snapshot to a new proxy (connect, receive, compile, listen): %.2f s\n' "$(echo "$end - $start" | bc)"
+address=$(sed -n 's/listening on //p' "$work/proxy.out")
+sleep 1
+printf 'budget-proxyd RSS idle: %s\n' "$(rss $proxy)"
+status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$address/ai/budget" -H "apikey: key-99999-secret" \
+    -d '{"messages":[{"role":"user","content":"Hello"}]}')
+echo "a request as the last consumer: HTTP $status"
+python3 - "$address" "$proxy" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].split(":")
+sockets = []
+for _ in range(1000):
+    s = socket.create_connection((host, int(port)))
+    s.sendall(b"GET /ai/budget HTTP/1.1\r\nHost: x\r\n\r\n")
+    sockets.append(s)
+for s in sockets:
+    s.recv(4096)
+time.sleep(1)
+rss = next(line for line in open(f"/proc/{sys.argv[2]}/status") if line.startswith("VmRSS")).split()[1]
+print(f"budget-proxyd RSS with 1,000 open connections: {int(rss) / 1024:.1f} MiB")
+PY
