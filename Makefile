@@ -79,6 +79,7 @@ bench:
 	bench/macro.sh
 	bench/emulator-throughput.sh
 	bench/control-throughput.sh
+	bench/scale.sh
 
 clean:
 	rm -rf .build

@@ -47,7 +47,7 @@ pids+=($controld)
 for _ in $(seq 100); do [ -S "$work/admin.sock" ] && break; sleep 0.05; done
 sleep 0.5
 start=$(date +%s.%N)
-"$bin/budgetctl" sync "$work/config.yaml" --socket "$work/admin.sock" | tail -4 | head -1
+"$bin/budgetctl" sync "$work/config.yaml" --socket "$work/admin.sock" | grep "Created:"
 end=$(date +%s.%N)
 printf 'sync of %d consumers: %.2f s\n' "$consumers" "$(echo "$end - $start" | bc)"
 printf 'budget-controld RSS after sync: %s\n' "$(rss $controld)"
