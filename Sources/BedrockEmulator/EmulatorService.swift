@@ -125,6 +125,12 @@ public struct EmulatorService: Sendable {
 
     enum MidStreamFault { case throttle, drop }
 
+    /// The frame that ends a stream with a `throttlingException`, as Bedrock sends it mid-stream.
+    static let throttlingFrame = EventStreamEncoder.encode(
+        .exception(
+            "throttlingException",
+            payload: JSONValue.object(["message": .string(AWSErrorResponse.throttling.message)]).serializedBytes))
+
     // MARK: - Responses
 
     private func requestID() -> String { UUID().uuidString.lowercased() }
@@ -188,12 +194,7 @@ public struct EmulatorService: Sendable {
             if index == 0, let fault {
                 switch fault {
                 case .throttle:
-                    frames.append(
-                        EventStreamEncoder.encode(
-                            .exception(
-                                "throttlingException",
-                                payload: JSONValue.object(["message": .string(AWSErrorResponse.throttling.message)])
-                                    .serializedBytes)))
+                    frames.append(Self.throttlingFrame)
                     return .stream(status: 200, headers: streamHeaders(), frames: frames, dropAfter: nil)
                 case .drop:
                     dropAfter = frames.count
@@ -305,12 +306,7 @@ public struct EmulatorService: Sendable {
             if index == 0, let fault {
                 switch fault {
                 case .throttle:
-                    frames.append(
-                        EventStreamEncoder.encode(
-                            .exception(
-                                "throttlingException",
-                                payload: JSONValue.object(["message": .string(AWSErrorResponse.throttling.message)])
-                                    .serializedBytes)))
+                    frames.append(Self.throttlingFrame)
                     return .stream(
                         status: 200,
                         headers: streamHeaders(extra: [("X-Amzn-Bedrock-Content-Type", "application/json")]),

@@ -201,6 +201,9 @@ public final class ProxyService: Sendable {
                     sink, &outcome, status: budget.config.errorCode, json: message(budget.config.errorMessage),
                     headers: headers)
                 return
+            case .unavailable where Task.isCancelled:
+                outcome.status = 499  // the client hung up while its reservation was being asked for
+                return
             case .unavailable(let reason):
                 if settings.lossPolicy == .failClosed {
                     logger.warning("refusing: control plane unavailable", metadata: ["reason": "\(reason)"])
