@@ -33,26 +33,33 @@ public struct ConfigState: Sendable, Hashable {
     /// All entities, sorted by kind then key.
     public var sortedEntities: [Entity] { entities.keys.sorted().compactMap { entities[$0] } }
 
+    /// The entities of one kind, sorted by key; only those are sorted, not the whole state.
+    public func entities(of kind: EntityKind) -> [Entity] {
+        entities.values.filter { $0.id.kind == kind }.sorted { $0.id.key < $1.id.key }
+    }
+
     public var services: [Service] {
-        sortedEntities.compactMap { if case .service(let value) = $0 { value } else { nil } }
+        entities(of: .service).compactMap { if case .service(let value) = $0 { value } else { nil } }
     }
     public var routes: [Route] {
-        sortedEntities.compactMap { if case .route(let value) = $0 { value } else { nil } }
+        entities(of: .route).compactMap { if case .route(let value) = $0 { value } else { nil } }
     }
     public var consumers: [Consumer] {
-        sortedEntities.compactMap { if case .consumer(let value) = $0 { value } else { nil } }
+        entities(of: .consumer).compactMap { if case .consumer(let value) = $0 { value } else { nil } }
     }
     public var consumerGroups: [ConsumerGroup] {
-        sortedEntities.compactMap { if case .consumerGroup(let value) = $0 { value } else { nil } }
+        entities(of: .consumerGroup).compactMap { if case .consumerGroup(let value) = $0 { value } else { nil } }
     }
     public var keyAuthCredentials: [KeyAuthCredential] {
-        sortedEntities.compactMap { if case .keyAuth(let value) = $0 { value } else { nil } }
+        entities(of: .keyAuth).compactMap { if case .keyAuth(let value) = $0 { value } else { nil } }
     }
     public var memberships: [ConsumerGroupMembership] {
-        sortedEntities.compactMap { if case .consumerGroupConsumer(let value) = $0 { value } else { nil } }
+        entities(of: .consumerGroupConsumer).compactMap {
+            if case .consumerGroupConsumer(let value) = $0 { value } else { nil }
+        }
     }
     public var plugins: [Plugin] {
-        sortedEntities.compactMap { if case .plugin(let value) = $0 { value } else { nil } }
+        entities(of: .plugin).compactMap { if case .plugin(let value) = $0 { value } else { nil } }
     }
 
     /// Whether `entity` is inside the scope of `selectTags`: it carries all of them (decK ANDs select

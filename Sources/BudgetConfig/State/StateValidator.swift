@@ -34,7 +34,8 @@ public enum StateValidator {
                 customIDs[customID] = consumer.id
             }
         }
-        for route in state.routes {
+        let routes = state.routes
+        for route in routes {
             if let service = route.service, !exists(.service, service) {
                 error(route.id, "service", "service \"\(service)\" is not defined")
             }
@@ -89,7 +90,7 @@ public enum StateValidator {
                             + "not to a consumer or consumer group")
                 }
             case .aiRateLimitingAdvanced(let config):
-                checkRateLimiting(plugin, config, in: state, plugins: plugins, error: error, warning: warning)
+                checkRateLimiting(plugin, config, routes: routes, plugins: plugins, error: error, warning: warning)
             }
         }
         return issues
@@ -97,7 +98,11 @@ public enum StateValidator {
 
     /// The routes a plugin with `scope` applies to, as far as routes and services decide it.
     public static func routesGoverned(by scope: PluginScope, in state: ConfigState) -> [Route] {
-        state.routes.filter { route in
+        routesGoverned(by: scope, among: state.routes)
+    }
+
+    static func routesGoverned(by scope: PluginScope, among routes: [Route]) -> [Route] {
+        routes.filter { route in
             (scope.route == nil || scope.route == route.name)
                 && (scope.service == nil || scope.service == route.service)
         }
@@ -121,7 +126,7 @@ public enum StateValidator {
     }
 
     private static func checkRateLimiting(
-        _ plugin: Plugin, _ config: AIRateLimitingAdvancedConfig, in state: ConfigState, plugins: [Plugin],
+        _ plugin: Plugin, _ config: AIRateLimitingAdvancedConfig, routes: [Route], plugins: [Plugin],
         error: (EntityID, String?, String) -> Void, warning: (EntityID, String?, String) -> Void
     ) {
         if config.identifier == .consumerGroup && plugin.scope.consumerGroup == nil {
@@ -130,7 +135,7 @@ public enum StateValidator {
                 "identifier \"consumer-group\" shares one counter among a group's members, so the plugin must be "
                     + "scoped to a consumer group (set consumer_group, or nest it under consumer_groups[].plugins)")
         }
-        let aiRoutes = routesGoverned(by: plugin.scope, in: state).compactMap { route in
+        let aiRoutes = routesGoverned(by: plugin.scope, among: routes).compactMap { route in
             aiProxy(for: route, plugins: plugins).map { (route: route, proxy: $0) }
         }
         guard !aiRoutes.isEmpty else {
