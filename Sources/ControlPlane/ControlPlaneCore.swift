@@ -151,7 +151,7 @@ public actor ControlPlaneCore {
         case .dump:
             return AdminResponse(server: Self.serverName, configVersion: version, state: state)
         case .apply:
-            return try apply(request)
+            return try await apply(request)
         case .usage:
             return AdminResponse(
                 configVersion: version, usage: usageRows(consumer: request.consumer, group: request.group))
@@ -171,17 +171,41 @@ public actor ControlPlaneCore {
         }
     }
 
-    private func apply(_ request: AdminRequest) throws(WireErrorBody) -> AdminResponse {
+    /// Applies a plan. The heavy work (building and validating the result, writing it, encoding the
+    /// snapshot) runs off the actor, so reservations and commits keep flowing during a large sync; the store's
+    /// transaction checks the base version, so of two concurrent applies only one can win.
+    private func apply(_ request: AdminRequest) async throws(WireErrorBody) -> AdminResponse {
         guard let base = request.baseVersion, let changes = request.changes else {
             throw WireErrorBody(.badRequest, "apply needs baseVersion and changes")
         }
-        guard base == version else {
-            throw WireErrorBody(
-                .conflict,
-                "the config changed since the plan was made (now at version \(version), "
-                    + "the plan was made against \(base)); run the command again")
-        }
-        var result = state
+        guard base == version else { throw Self.moved(now: version, base: base) }
+        let prepared = try await Self.prepare(changes, on: state, base: base, store: store)
+        guard version == base else { throw Self.moved(now: version, base: base) }
+        version = prepared.version
+        state = prepared.state
+        snapshotFrame = prepared.snapshot
+        for send in watchers.values { send(snapshotFrame) }
+        logger.notice(
+            "config applied",
+            metadata: [
+                "config_version": "\(prepared.version)", "changes": "\(changes.count)",
+                "data_planes": "\(watchers.count)",
+            ])
+        return AdminResponse(server: Self.serverName, configVersion: prepared.version)
+    }
+
+    private static func moved(now: UInt64, base: UInt64) -> WireErrorBody {
+        WireErrorBody(
+            .conflict,
+            "the config changed since the plan was made (now at version \(now), the plan was made against \(base)); "
+                + "run the command again")
+    }
+
+    /// The new state, written to the store, and its snapshot frame; nothing is kept on any error.
+    private nonisolated static func prepare(
+        _ changes: [AppliedChange], on current: ConfigState, base: UInt64, store: BudgetStore
+    ) async throws(WireErrorBody) -> (version: UInt64, state: ConfigState, snapshot: WireFrame) {
+        var result = current
         for change in changes {
             let id = change.entity.id
             switch change.action {
@@ -198,25 +222,15 @@ public actor ControlPlaneCore {
         if !problems.isEmpty {
             throw WireErrorBody(
                 .invalidConfig,
-                "the result would not be a valid config: "
-                    + problems.map(\.description).joined(separator: "; "))
+                "the result would not be a valid config: " + problems.map(\.description).joined(separator: "; "))
         }
         let next: UInt64
         do {
-            next = try store.apply(changes, baseVersion: base, now: Self.now())
+            next = try store.apply(changes, baseVersion: base, now: now())
         } catch {
             throw WireErrorBody(error.isConflict ? .conflict : .internal, error.description)
         }
-        version = next
-        state = result
-        snapshotFrame = Self.frame(version: next, state: result)
-        for send in watchers.values { send(snapshotFrame) }
-        logger.notice(
-            "config applied",
-            metadata: [
-                "config_version": "\(next)", "changes": "\(changes.count)", "data_planes": "\(watchers.count)",
-            ])
-        return AdminResponse(server: Self.serverName, configVersion: next)
+        return (next, result, frame(version: next, state: result))
     }
 
     /// For each consumer (or the one asked for), the budgets of every AI route, with usage.

@@ -270,20 +270,19 @@ final class ControlConnectionHandler: ChannelInboundHandler {
                 fail(WireErrorBody(.badRequest, "release: \(error)"))
             }
         case (.request, .admin):
-            do {
-                let request = try WireJSON.decode(AdminRequest.self, from: frame.payload)
-                let dataPlanes = dataPlaneCount()
-                Task {
-                    do {
-                        send(.response, WireJSON.encode(try await core.admin(request, dataPlanes: dataPlanes)))
-                    } catch let body as WireErrorBody {
-                        fail(body)
-                    } catch {
-                        fail(WireErrorBody(.internal, "\(error)"))
-                    }
+            // Decoded off the event loop: a first sync of 100,000 consumers is tens of megabytes of JSON, and
+            // data planes' reservations share this loop.
+            let dataPlanes = dataPlaneCount()
+            let payload = frame.payload
+            Task {
+                do {
+                    let request = try WireJSON.decode(AdminRequest.self, from: payload)
+                    send(.response, WireJSON.encode(try await core.admin(request, dataPlanes: dataPlanes)))
+                } catch let body as WireErrorBody {
+                    fail(body)
+                } catch {
+                    fail(WireErrorBody(.internal, "\(error)"))
                 }
-            } catch {
-                fail(error)
             }
         case (.hello, _):
             error(context, id, .badRequest, "hello was already received")
