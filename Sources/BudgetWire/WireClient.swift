@@ -62,8 +62,12 @@ public final class WireClient: Sendable {
 
     /// Sends a frame (its id is assigned here) and waits for the reply with the same id.
     /// An error frame becomes `WireClientError.server`.
-    public func call(_ type: FrameType, payload: [UInt8]) async throws(WireClientError) -> WireFrame {
-        try await Self.send(channel: channel, WireFrame(type, requestID: 0, payload: payload), timeout: timeout)
+    /// `timeout` overrides the connection's for this call (a reservation must be quick).
+    public func call(_ type: FrameType, payload: [UInt8], timeout: TimeAmount? = nil) async throws(WireClientError)
+        -> WireFrame
+    {
+        try await Self.send(
+            channel: channel, WireFrame(type, requestID: 0, payload: payload), timeout: timeout ?? self.timeout)
     }
 
     /// An admin request and its decoded response.

@@ -2,6 +2,7 @@ public import BudgetLedger
 import BudgetConfig
 public import BudgetWire
 import Foundation
+import NIOCore
 public import Logging
 import Synchronization
 
@@ -32,9 +33,13 @@ public final class ControlLink: Sendable {
         self.callTimeout = callTimeout
         self.logger = logger
         let clientBox = self.clientBox
+        let reserveTimeout = TimeAmount.nanoseconds(
+            callTimeout.components.seconds * 1_000_000_000 + callTimeout.components.attoseconds / 1_000_000_000)
         reserveBatcher = Batcher { requests in
             guard let client = clientBox.withLock({ $0 }) else { throw WireClientError.closed("not connected") }
-            let reply = try await client.call(.reserve, payload: BudgetMessages.encode(reserves: requests))
+            // The batch's frame carries the time-out: no timer task per request.
+            let reply = try await client.call(
+                .reserve, payload: BudgetMessages.encode(reserves: requests), timeout: reserveTimeout)
             let outcomes = try BudgetMessages.decodeOutcomes(reply.payload)
             guard outcomes.count == requests.count else { throw WireClientError.protocolViolation("reply count") }
             return outcomes
@@ -99,7 +104,7 @@ public final class ControlLink: Sendable {
     public func reserve(_ request: ReserveRequest) async -> Reservation {
         guard isConnected else { return .unavailable("the control plane is not connected") }
         do {
-            let outcome = try await withTimeout(callTimeout) { try await self.reserveBatcher.submit(request) }
+            let outcome = try await reserveBatcher.submit(request)
             return .outcome(outcome)
         } catch {
             return .unavailable("the control plane did not answer: \(error)")
@@ -193,24 +198,6 @@ actor CommitQueue {
             }
         }
     }
-}
-
-/// Runs `body`, failing with `TimeoutError` after `limit`.
-func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            throw TimeoutError()
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next() else { throw TimeoutError() }
-        return first
-    }
-}
-
-struct TimeoutError: Error, CustomStringConvertible {
-    var description: String { "timed out" }
 }
 
 public enum ProxyVersion {
