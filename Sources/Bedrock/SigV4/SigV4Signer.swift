@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 
 /// AWS Signature Version 4 for any service and region, as botocore's `SigV4Auth` computes it.
 ///
@@ -66,13 +67,48 @@ public struct SigV4Signer: Sendable {
         return hex(mac)
     }
 
-    /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request").
+    /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request"), derived once
+    /// per key, day, region and service (the derivation was a third of a signature's cost).
     func signingKey(dateStamp: String) -> SymmetricKey {
+        let cacheKey = SigningKeyCache.Key(
+            accessKeyID: credentials.accessKeyID, secret: credentials.secretAccessKey, dateStamp: dateStamp,
+            region: region, service: service)
+        if let cached = SigningKeyCache.shared.key(for: cacheKey) { return cached }
         var key = SymmetricKey(data: Array(("AWS4" + credentials.secretAccessKey).utf8))
         for part in [dateStamp, region, service, "aws4_request"] {
             key = SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
         }
+        SigningKeyCache.shared.store(key, for: cacheKey)
         return key
+    }
+}
+
+/// Derived signing keys, bounded (64 entries; cleared when full), shared by every signer and verifier
+/// of the process. The secret is part of the key, so a rotated secret never finds an old entry.
+final class SigningKeyCache: Sendable {
+    static let shared = SigningKeyCache()
+    static let capacity = 64
+
+    struct Key: Hashable, Sendable {
+        var accessKeyID: String
+        var secret: String
+        var dateStamp: String
+        var region: String
+        var service: String
+    }
+
+    private let entries = Mutex<[Key: [UInt8]]>([:])
+
+    func key(for key: Key) -> SymmetricKey? {
+        entries.withLock { $0[key] }.map { SymmetricKey(data: $0) }
+    }
+
+    func store(_ value: SymmetricKey, for key: Key) {
+        let bytes = value.withUnsafeBytes { Array($0) }
+        entries.withLock { entries in
+            if entries.count >= Self.capacity { entries.removeAll() }
+            entries[key] = bytes
+        }
     }
 }
 
