@@ -80,6 +80,7 @@ bench:
 	bench/emulator-throughput.sh
 	bench/control-throughput.sh
 	bench/scale.sh
+	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
 
 clean:
 	rm -rf .build

@@ -19,6 +19,8 @@ let package = Package(
         .executable(name: "budget-proxyd", targets: ["budget-proxyd"]),
         .library(name: "BudgetConfig", targets: ["BudgetConfig"]),
         .library(name: "Bedrock", targets: ["Bedrock"]),
+        .library(name: "BudgetLedger", targets: ["BudgetLedger"]),
+        .library(name: "DataPlane", targets: ["DataPlane"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
