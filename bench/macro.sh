@@ -102,13 +102,21 @@ a=$(run emulator "$emulator_unsigned" "$model_path" "$converse" "")
 b=$(run nginx "127.0.0.1:$nginx_port" "$model_path" "$converse" "")
 c=$(run proxy "$proxy" /ai/budget "$chat" production-key)
 d=$(run proxy-stream "$proxy" /ai/budget "$stream" production-key)
+# Half of the proxy's maximum rate: each connection pauses so that all together send about half of (c)'s
+# requests per second; the emulator alone and the proxy are measured at that same pace.
+half_delay=$(python3 -c "import json,sys; r=json.loads(sys.argv[1])['rps']; print(max(1, round($connections * 1000 / (r / 2) - 1)))" "$c")
+export BENCH_DELAY_MS=$half_delay
+e=$(run emulator-half "$emulator_unsigned" "$model_path" "$converse" "")
+f=$(run proxy-half "$proxy" /ai/budget "$chat" production-key)
+unset BENCH_DELAY_MS
 
 mkdir -p "$results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" <<'PY'
+python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" "$e" "$f" <<'PY'
 import json, sys
 stamp, seconds, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 results, config = sys.argv[8], sys.argv[9]
+half_emulator, half_proxy = json.loads(sys.argv[10]), json.loads(sys.argv[11])
 names = ["(a) emulator directly", "(b) nginx -> emulator", "(c) budget-proxyd -> emulator", "(d) budget-proxyd, streaming"]
 rows = [json.loads(text) for text in sys.argv[4:8]]
 summary = {
@@ -118,6 +126,8 @@ summary = {
     "proxy_added_p50_ms": rows[2]["p50_ms"] - rows[0]["p50_ms"],
     "proxy_added_p99_ms": rows[2]["p99_ms"] - rows[0]["p99_ms"],
     "throughput_ratio_proxy_to_nginx": rows[2]["rps"] / rows[1]["rps"],
+    "half_rate": {"emulator": half_emulator, "proxy": half_proxy,
+                  "proxy_added_p99_ms": half_proxy["p99_ms"] - half_emulator["p99_ms"]},
 }
 lines = [f"# make bench, {stamp} ({config} build)", "",
          f"wrk, {connections} connections, {seconds} s per setup; {summary['cpus']}.", "",
@@ -125,7 +135,10 @@ lines = [f"# make bench, {stamp} ({config} build)", "",
 for name, row in zip(names, rows):
     lines.append(f"| {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['p999_ms']:.2f} | {row['errors']} | {row['non200']} |")
 lines += ["", f"- proxy's added latency, (c) against (a): p50 {summary['proxy_added_p50_ms']:+.2f} ms, p99 {summary['proxy_added_p99_ms']:+.2f} ms",
-          f"- throughput ratio (c)/(b): {summary['throughput_ratio_proxy_to_nginx']:.2f}"]
+          f"- throughput ratio (c)/(b): {summary['throughput_ratio_proxy_to_nginx']:.2f}",
+          f"- at about half of (c)'s rate ({half_proxy['rps']:.0f} req/s through the proxy, {half_emulator['rps']:.0f} to the "
+          f"emulator alone): p99 {half_proxy['p99_ms']:.2f} ms against {half_emulator['p99_ms']:.2f} ms, the proxy adds "
+          f"{summary['half_rate']['proxy_added_p99_ms']:+.2f} ms"]
 text = "\n".join(lines) + "\n"
 open(f"{results}/macro-{stamp}.md", "w").write(text)
 open(f"{results}/macro-{stamp}.json", "w").write(json.dumps(summary, indent=2) + "\n")

@@ -7,6 +7,12 @@ wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("BENCH_APIKEY")
 if key and key ~= "" then wrk.headers["apikey"] = key end
 
+-- BENCH_DELAY_MS (optional): pause before each request on a connection, to hold a rate below the maximum.
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if pause and pause > 0 then
+    delay = function() return pause end
+end
+
 local non200 = 0
 response = function(status, headers, body)
     if status ~= 200 then non200 = non200 + 1 end
