@@ -172,7 +172,7 @@ let package = Package(
         .executableTarget(
             name: "budgetctl",
             dependencies: [
-                "BudgetConfig", "BudgetAdmin", "BudgetWire",
+                "BudgetConfig", "BudgetAdmin", "BudgetWire", "BudgetLedger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -54,3 +54,20 @@ public enum Enforcement: String, Sendable, Hashable, Codable {
     /// Admit while `used + held + prompt < limit` and clamp `max_tokens` to what remains: never exceeded.
     case hard
 }
+
+/// Kong's names for window sizes, as its rate-limit headers spell them.
+public enum WindowName {
+    /// `second`, `minute`, `hour`, `day`, `month` or `year` for 1, 60, 3600, 86400, 2592000 and 31536000 seconds;
+    /// nil for any other size.
+    public static func named(_ seconds: Int) -> String? {
+        switch seconds {
+        case 1: return "second"
+        case 60: return "minute"
+        case 3600: return "hour"
+        case 86400: return "day"
+        case 2_592_000: return "month"
+        case 31_536_000: return "year"
+        default: return nil
+        }
+    }
+}

@@ -26,18 +26,8 @@ public enum UnixListener {
     public static func bind(path: String, mode: UInt32, group: UInt32? = nil, backlog: Int32 = 256)
         throws(ListenerError) -> Bound
     {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard pathBytes.count < capacity else {
-            throw ListenerError("\(path): socket paths are limited to \(capacity - 1) bytes")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            buffer.copyBytes(from: pathBytes)
-            buffer[pathBytes.count] = 0
-        }
-        try removeStaleSocket(at: path)
+        var address = try unixAddress(path)
+        try removeStaleSocket(at: path, address: address)
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw ListenerError("\(path): socket(): \(String(cString: strerror(errno)))") }
         let previousMask = umask(0o177)
@@ -73,7 +63,23 @@ public enum UnixListener {
         return Bound(descriptor: descriptor, path: path, isInherited: false)
     }
 
-    private static func removeStaleSocket(at path: String) throws(ListenerError) {
+    /// The `sockaddr_un` of `path`; paths too long for it are refused.
+    private static func unixAddress(_ path: String) throws(ListenerError) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard pathBytes.count < capacity else {
+            throw ListenerError("\(path): socket paths are limited to \(capacity - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            buffer.copyBytes(from: pathBytes)
+            buffer[pathBytes.count] = 0
+        }
+        return address
+    }
+
+    private static func removeStaleSocket(at path: String, address: sockaddr_un) throws(ListenerError) {
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard info.st_mode & S_IFMT == S_IFSOCK else {
@@ -82,13 +88,7 @@ public enum UnixListener {
         // A socket someone still listens on is live: do not steal it.
         let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(probe) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            let bytes = Array(path.utf8)
-            buffer.copyBytes(from: bytes)
-            buffer[bytes.count] = 0
-        }
+        var address = address
         let connected = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size))

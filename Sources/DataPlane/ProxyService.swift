@@ -411,17 +411,8 @@ public final class ProxyService: Sendable {
 
 /// `X-AI-RateLimit-*` headers, as Kong names them.
 enum RateLimitHeaders {
-    static func windowName(_ seconds: Int) -> String {
-        switch seconds {
-        case 1: return "second"
-        case 60: return "minute"
-        case 3600: return "hour"
-        case 86400: return "day"
-        case 2_592_000: return "month"
-        case 31_536_000: return "year"
-        default: return String(seconds)
-        }
-    }
+    /// Kong's window name, or the number of seconds for other sizes.
+    static func windowName(_ seconds: Int) -> String { WindowName.named(seconds) ?? String(seconds) }
 
     static func number(_ value: Double) -> String {
         value.rounded() == value && abs(value) < 9e15 ? String(Int(value)) : String(format: "%.6f", value)
@@ -437,7 +428,7 @@ enum RateLimitHeaders {
                 ("X-AI-RateLimit-Limit-\(suffix)", number(window.limit)),
                 (
                     "X-AI-RateLimit-Remaining-\(suffix)",
-                    number(remaining.rounded(.down) == remaining ? remaining : floor(remaining))
+                    number(floor(remaining))
                 ),
                 ("X-AI-RateLimit-Reset-\(suffix)", String(window.reset)),
             ]

@@ -28,32 +28,20 @@ public final class ProxyTables: Sendable {
 
     public init(version: UInt64, state: ConfigState) {
         self.version = version
-        let plugins = state.plugins.filter(\.enabled)
+        let plugins = state.plugins
         let services = Dictionary(uniqueKeysWithValues: state.services.map { ($0.name, $0) })
-        /// The plugin of one kind that serves `route`, by Kong's precedence: route, then service, then global.
-        func resolve<T>(_ route: Route, _ extract: (PluginConfig) -> T?) -> T? {
-            let candidates = plugins.compactMap { plugin -> (PluginScope, T)? in
-                guard plugin.scope.consumer == nil, plugin.scope.consumerGroup == nil,
-                    let value = extract(plugin.config)
-                else { return nil }
-                return (plugin.scope, value)
-            }
-            if let match = candidates.first(where: { $0.0.route == route.name }) { return match.1 }
-            if let service = route.service,
-                let match = candidates.first(where: { $0.0.route == nil && $0.0.service == service })
-            {
-                return match.1
-            }
-            return candidates.first { $0.0.isGlobal }?.1
-        }
         var prefixes: [(String, CompiledRoute)] = []
         for route in state.routes {
             let service = route.service.flatMap { services[$0] }
             if service?.enabled == false { continue }
             let compiled = CompiledRoute(
                 route: route, service: service,
-                keyAuth: resolve(route) { if case .keyAuth(let config) = $0 { config } else { nil } },
-                aiProxy: resolve(route) { if case .aiProxy(let config) = $0 { config } else { nil } })
+                keyAuth: PluginPrecedence.forRoute(route, plugins: plugins) {
+                    if case .keyAuth(let config) = $0 { config } else { nil }
+                },
+                aiProxy: PluginPrecedence.forRoute(route, plugins: plugins) {
+                    if case .aiProxy(let config) = $0 { config } else { nil }
+                })
             for prefix in route.paths { prefixes.append((prefix, compiled)) }
         }
         self.prefixes = prefixes.sorted { $0.0.utf8.count > $1.0.utf8.count }

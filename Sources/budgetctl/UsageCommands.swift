@@ -1,5 +1,6 @@
 import ArgumentParser
 import BudgetAdmin
+import BudgetLedger
 import BudgetWire
 import Foundation
 
@@ -115,17 +116,7 @@ enum UsageTable {
         return String(out.reversed())
     }
 
-    static func window(_ seconds: Int) -> String {
-        switch seconds {
-        case 1: return "second"
-        case 60: return "minute"
-        case 3600: return "hour"
-        case 86400: return "day"
-        case 2_592_000: return "month"
-        case 31_536_000: return "year"
-        default: return "\(seconds)s"
-        }
-    }
+    static func window(_ seconds: Int) -> String { WindowName.named(seconds) ?? "\(seconds)s" }
 
     static func duration(_ seconds: Int64) -> String {
         let seconds = max(0, seconds)

@@ -110,19 +110,7 @@ public enum StateValidator {
 
     /// The enabled ai-proxy that serves `route`, by Kong's precedence: route, then service, then global.
     public static func aiProxy(for route: Route, plugins: [Plugin]) -> AIProxyConfig? {
-        let candidates = plugins.compactMap { plugin -> (Plugin, AIProxyConfig)? in
-            guard plugin.enabled, case .aiProxy(let config) = plugin.config,
-                plugin.scope.consumer == nil, plugin.scope.consumerGroup == nil
-            else { return nil }
-            return (plugin, config)
-        }
-        if let match = candidates.first(where: { $0.0.scope.route == route.name }) { return match.1 }
-        if let service = route.service,
-            let match = candidates.first(where: { $0.0.scope.route == nil && $0.0.scope.service == service })
-        {
-            return match.1
-        }
-        return candidates.first { $0.0.scope.isGlobal }?.1
+        PluginPrecedence.forRoute(route, plugins: plugins) { if case .aiProxy(let config) = $0 { config } else { nil } }
     }
 
     private static func checkRateLimiting(
