@@ -157,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "budget-bench",
             dependencies: [
-                "BudgetWire", "BudgetLedger",
+                "BudgetWire", "BudgetLedger", "BudgetConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -195,8 +195,9 @@ let package = Package(
             name: "BudgetctlTests",
             dependencies: [
                 "budgetctl", "bedrock-emulator", "budget-controld", "budget-proxyd", "BudgetConfig", "BudgetWire",
-                "BudgetLedger", "DaemonKit",
+                "BudgetLedger", "DaemonKit", "BudgetStore",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

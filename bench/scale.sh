@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 consumers=${1:-100000}
 config=${CONFIG:-release}
-for program in bedrock-emulator budget-controld budget-proxyd budgetctl; do
+for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-bench; do
     swift build -c "$config" --product "$program" >/dev/null
 done
 bin=$(swift build -c "$config" --show-bin-path)
@@ -36,6 +36,8 @@ for i in range(n):
     print(f"  - username: user-{i}\n    groups: [{{name: {groups[i % 3]}}}]\n    keyauth_credentials: [{{key: key-{i}-secret}}]")
 PY
 echo "config: $consumers consumers, $(du -h "$work/config.yaml" | cut -f1)"
+echo "phases of a sync, in one process (budget-bench sync-phases):"
+"$bin/budget-bench" sync-phases "$work/config.yaml" | sed 's/^/  /'
 
 mkdir -p "$work/state"
 "$bin/bedrock-emulator" --listen 127.0.0.1:0 >"$work/emu.out" &

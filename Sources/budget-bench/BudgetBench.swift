@@ -9,7 +9,7 @@ struct BudgetBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "budget-bench",
         abstract: "Load generators for the project's benchmarks.",
-        subcommands: [ControlThroughput.self])
+        subcommands: [ControlThroughput.self, SyncPhases.self])
 }
 
 /// Reserve+commit pairs per second over control.sock from one pipelining client.

@@ -1,3 +1,4 @@
+import BudgetConfig
 import BudgetLedger
 import BudgetWire
 import DaemonKit
@@ -214,6 +215,20 @@ struct ControlPlaneProcessTests {
         } catch {
             #expect("\(error)".contains("payload is not a valid AdminRequest"))
         }
+        // An apply whose second entity has a mistyped field: refused with its path, nothing applied.
+        let apply = """
+            {"op":"apply","baseVersion":0,"changes":[
+            {"action":"creating","entity":{"kind":"consumer","username":"alice","tags":[]}},
+            {"action":"creating","entity":{"kind":"service","name":"s","protocol":"http","host":"h","port":"80",
+            "connect_timeout":1,"read_timeout":1,"write_timeout":1,"retries":1,"enabled":true,"tags":[]}}]}
+            """
+        do {
+            _ = try await bystander.call(.request, payload: Array(apply.utf8))
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)".contains("changes[1].entity.port must be a whole number, found a string"), "\(error)")
+        }
+        #expect(try await bystander.admin(AdminRequest(op: .dump)).state == ConfigState())
         #expect(try await bystander.admin(AdminRequest(op: .ping)).server?.hasPrefix("budget-controld/") == true)
         #expect(try daemon.budgetctl(["ping"]).status == 0)
         await bystander.close()

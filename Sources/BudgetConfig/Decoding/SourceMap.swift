@@ -6,8 +6,14 @@ public struct SourceMap: Sendable {
         public var path: YAMLPath
     }
 
+    /// One field of one entity; a flat key, so a file of 100,000 consumers does not build 100,000 small maps.
+    private struct FieldKey: Hashable {
+        var entity: EntityID
+        var field: String
+    }
+
     private var origins: [EntityID: Origin] = [:]
-    private var fieldOrigins: [EntityID: [String: Origin]] = [:]
+    private var fieldOrigins: [FieldKey: Origin] = [:]
 
     public init() {}
 
@@ -16,14 +22,14 @@ public struct SourceMap: Sendable {
     }
 
     mutating func record(_ id: EntityID, field: String, at origin: Origin) {
-        fieldOrigins[id, default: [:]][field] = origin
+        fieldOrigins[FieldKey(entity: id, field: field)] = origin
     }
 
     public func origin(of id: EntityID) -> Origin? { origins[id] }
 
     /// The diagnostic for `issue`, at the field's own place when it was recorded, else at the entity.
     public func diagnostic(for issue: StateIssue) -> Diagnostic {
-        if let field = issue.field, let origin = fieldOrigins[issue.entity]?[field] {
+        if let field = issue.field, let origin = fieldOrigins[FieldKey(entity: issue.entity, field: field)] {
             return Diagnostic(issue.severity, at: origin.location, path: origin.path, issue.message)
         }
         if let origin = origins[issue.entity] {

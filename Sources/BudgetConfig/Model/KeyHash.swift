@@ -12,18 +12,24 @@ public struct KeyHash: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// The hash of a plaintext key.
     public init(key: String) {
-        hex = SHA256.hash(data: Array(key.utf8)).map { byte in
-            let digits = String(byte, radix: 16)
-            return byte < 16 ? "0" + digits : digits
-        }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(64)
+        for byte in SHA256.hash(data: Array(key.utf8)) {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        hex = String(decoding: text, as: UTF8.self)
     }
 
     /// Parses `sha256:<hex>`; nil when the text has another form.
     public init?(parsing text: String) {
         guard text.hasPrefix(Self.prefix) else { return nil }
-        let digits = text.dropFirst(Self.prefix.count)
-        guard digits.count == 64, digits.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return nil }
-        hex = String(digits)
+        let digits = text.utf8.dropFirst(Self.prefix.utf8.count)
+        // Bytes, not Characters: this runs for every credential of every snapshot.
+        guard digits.count == 64, digits.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else { return nil }
+        hex = String(decoding: digits, as: UTF8.self)
     }
 
     public var description: String { Self.prefix + hex }

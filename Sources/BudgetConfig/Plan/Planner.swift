@@ -7,43 +7,49 @@ public enum Planner {
     public static func plan(current: ConfigState, desired: ConfigState, selectTags: [String]) throws(PlanError) -> Plan
     {
         let selectTags = normalizeTags(selectTags)
-        var problems: [String] = []
-        var creates: [Plan.Change] = []
-        var updates: [Plan.Change] = []
-        var deletes: [Plan.Change] = []
+        // Entities are visited in no order and the plan is sorted once at the end (by position, not by
+        // moving changes around), so a plan of 300,000 changes costs one sort of their identities.
+        var problems: [(id: EntityID, text: String)] = []
+        var changes: [Plan.Change] = []
         var result = current
 
-        for entity in desired.sortedEntities {
+        for (id, entity) in desired.entities {
             if !desired.isInScope(entity, selectTags: selectTags) {
                 problems.append(
-                    "\(entity.kindAndName) lacks the select tags \(selectTags); "
-                        + "every entity of the file must carry them")
+                    (
+                        id,
+                        "\(entity.kindAndName) lacks the select tags \(selectTags); "
+                            + "every entity of the file must carry them"
+                    ))
                 continue
             }
-            guard let existing = current[entity.id] else {
-                creates.append(.init(action: .create, old: nil, new: entity, fieldChanges: []))
+            guard let existing = current[id] else {
+                changes.append(.init(action: .create, old: nil, new: entity, fieldChanges: []))
                 result.upsert(entity)
                 continue
             }
             if !current.isInScope(existing, selectTags: selectTags) {
                 let tags = existing.tags.isEmpty ? "no tags" : "tags \(existing.tags)"
                 problems.append(
-                    "\(entity.kindAndName) already exists outside the select-tag scope (it has \(tags)); "
-                        + "sync with its tags, or tag it first")
+                    (
+                        id,
+                        "\(entity.kindAndName) already exists outside the select-tag scope (it has \(tags)); "
+                            + "sync with its tags, or tag it first"
+                    ))
                 continue
             }
             if existing != entity {
-                let changes = FieldDiff.changes(from: existing.fields, to: entity.fields)
-                updates.append(.init(action: .update, old: existing, new: entity, fieldChanges: changes))
+                let fieldChanges = FieldDiff.changes(from: existing.fields, to: entity.fields)
+                changes.append(.init(action: .update, old: existing, new: entity, fieldChanges: fieldChanges))
                 result.upsert(entity)
             }
         }
-        for entity in current.sortedEntities
-        where desired[entity.id] == nil && current.isInScope(entity, selectTags: selectTags) {
-            deletes.append(.init(action: .delete, old: entity, new: nil, fieldChanges: []))
-            result.remove(entity.id)
+        for (id, entity) in current.entities
+        where desired[id] == nil && current.isInScope(entity, selectTags: selectTags) {
+            changes.append(.init(action: .delete, old: entity, new: nil, fieldChanges: []))
+            result.remove(id)
         }
-        if !problems.isEmpty { throw PlanError(problems: problems) }
+        if !problems.isEmpty { throw PlanError(problems: problems.sorted { $0.id < $1.id }.map(\.text)) }
 
         let resultProblems = StateValidator.issues(in: result).filter { $0.severity == .error }
         if !resultProblems.isEmpty {
@@ -54,14 +60,17 @@ public enum Planner {
                 })
         }
 
-        let forward: (Plan.Change, Plan.Change) -> Bool = { lhs, rhs in
-            (lhs.id.kind.level, lhs.id) < (rhs.id.kind.level, rhs.id)
+        // decK's order: creates and updates by dependency level, then deletes in reverse level order.
+        let order = changes.map { change in
+            let level = change.id.kind.level
+            return (
+                phase: change.action == .delete ? 1 : 0, level: change.action == .delete ? -level : level, id: change.id
+            )
         }
-        let ordered =
-            (creates + updates).sorted(by: forward)
-            + deletes.sorted { lhs, rhs in
-                (-lhs.id.kind.level, lhs.id) < (-rhs.id.kind.level, rhs.id)
-            }
+        let ordered = changes.indices.sorted {
+            (order[$0].phase, order[$0].level, order[$0].id) < (order[$1].phase, order[$1].level, order[$1].id)
+        }
+        .map { changes[$0] }
         return Plan(changes: ordered, base: current, result: result, selectTags: selectTags)
     }
 

@@ -33,9 +33,16 @@ public struct ConfigState: Sendable, Hashable {
     /// All entities, sorted by kind then key.
     public var sortedEntities: [Entity] { entities.keys.sorted().compactMap { entities[$0] } }
 
-    /// The entities of one kind, sorted by key; only those are sorted, not the whole state.
+    /// The entities of one kind, sorted by key; only those are sorted, not the whole state. Positions are
+    /// sorted rather than the values, which are larger than an `Int`.
     public func entities(of kind: EntityKind) -> [Entity] {
-        entities.values.filter { $0.id.kind == kind }.sorted { $0.id.key < $1.id.key }
+        var keys: [String] = []
+        var values: [Entity] = []
+        for (id, entity) in entities where id.kind == kind {
+            keys.append(id.key)
+            values.append(entity)
+        }
+        return keys.indices.sorted { keys[$0] < keys[$1] }.map { values[$0] }
     }
 
     public var services: [Service] {
@@ -70,7 +77,7 @@ public struct ConfigState: Sendable, Hashable {
             guard let consumer = entities[EntityID(.consumer, membership.consumer)] else { return true }
             return isInScope(consumer, selectTags: selectTags)
         }
-        let tags = Set(entity.tags)
+        let tags = entity.tags
         return selectTags.allSatisfy(tags.contains)
     }
 

@@ -1,12 +1,15 @@
 /// Any entity of the config, for code that treats them alike: plans, scoping, rendering.
+///
+/// The kinds that are few but large (services, routes, plugins) are boxed, so that a value is as small as
+/// the kinds there are 100,000 of (consumers, credentials, memberships): 80 bytes instead of 360.
 public enum Entity: Sendable, Hashable, Codable {
-    case service(Service)
-    case route(Route)
+    indirect case service(Service)
+    indirect case route(Route)
     case consumer(Consumer)
     case consumerGroup(ConsumerGroup)
     case keyAuth(KeyAuthCredential)
     case consumerGroupConsumer(ConsumerGroupMembership)
-    case plugin(Plugin)
+    indirect case plugin(Plugin)
 
     public var id: EntityID {
         switch self {

@@ -19,7 +19,18 @@ public enum EntityKind: String, Sendable, Hashable, CaseIterable, Comparable, Co
         }
     }
 
-    private var rank: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    /// The order of `allCases`, the order in which output lists kinds.
+    private var rank: Int {
+        switch self {
+        case .consumer: return 0
+        case .consumerGroup: return 1
+        case .service: return 2
+        case .keyAuth: return 3
+        case .route: return 4
+        case .consumerGroupConsumer: return 5
+        case .plugin: return 6
+        }
+    }
 
     public static func < (lhs: EntityKind, rhs: EntityKind) -> Bool { lhs.rank < rhs.rank }
 }

@@ -17,6 +17,64 @@ public struct JSONWriter: Sendable {
         return out
     }
 
+    /// Compact JSON as UTF-8 bytes, whatever `pretty` says: the form frames carry. Appends bytes rather than
+    /// concatenating strings, which is what makes a 40 MB snapshot take a fraction of a second.
+    public func compactBytes(_ value: FieldValue) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        writeCompact(value, into: &out)
+        return out
+    }
+
+    private func writeCompact(_ value: FieldValue, into out: inout [UInt8]) {
+        switch value {
+        case .null: out += "null".utf8
+        case .bool(let flag): out += (flag ? "true" : "false").utf8
+        case .int(let number): out += String(number).utf8
+        case .number(let number): out += numberText(number).utf8
+        case .string(let text): Self.appendQuoted(text, into: &out)
+        case .secret(let secret):
+            Self.appendQuoted(secrets == .revealed ? secret.revealed : Secret.maskedText, into: &out)
+        case .list(let items):
+            out.append(UInt8(ascii: "["))
+            for (index, item) in items.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                writeCompact(item, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .map(let fields):
+            out.append(UInt8(ascii: "{"))
+            for (index, field) in fields.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                Self.appendQuoted(field.name, into: &out)
+                out.append(UInt8(ascii: ":"))
+                writeCompact(field.value, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// `text` as a JSON string literal, escaped as RFC 8259 requires (as `JSONValue.writeString` does).
+    private static func appendQuoted(_ text: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out += #"\""#.utf8
+            case UInt8(ascii: "\\"): out += #"\\"#.utf8
+            case UInt8(ascii: "\n"): out += #"\n"#.utf8
+            case UInt8(ascii: "\r"): out += #"\r"#.utf8
+            case UInt8(ascii: "\t"): out += #"\t"#.utf8
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                out += #"\u00"#.utf8
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xF)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
     private func write(_ value: FieldValue, indent: Int, into out: inout String) {
         let newline = pretty ? "\n" : ""
         let pad = pretty ? String(repeating: "  ", count: indent + 1) : ""

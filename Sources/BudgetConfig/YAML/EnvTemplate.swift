@@ -19,6 +19,21 @@ public struct EnvTemplate: Sendable {
         self.environment = environment
     }
 
+    /// Whether `text` holds `${{` anywhere: a byte scan, since most files have none and some are 10 MB.
+    static func hasExpression(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            guard bytes.count >= 3 else { return false }
+            for index in 0..<(bytes.count - 2)
+            where bytes[index] == UInt8(ascii: "$") && bytes[index + 1] == UInt8(ascii: "{")
+                && bytes[index + 2] == UInt8(ascii: "{")
+            {
+                return true
+            }
+            return false
+        }
+    }
+
     /// The text with every expression replaced, or the located errors when any expression fails.
     ///
     /// `substitutedValues` lists what was inserted, so callers can mask it in anything they print.
@@ -27,7 +42,7 @@ public struct EnvTemplate: Sendable {
     ) {
         var diagnostics = DiagnosticBag()
         var values: [String] = []
-        guard text.contains("${{") else { return (text, [], diagnostics) }
+        guard Self.hasExpression(text) else { return (text, [], diagnostics) }
         var output = ""
         output.reserveCapacity(text.utf8.count)
         var lineNumber = 0

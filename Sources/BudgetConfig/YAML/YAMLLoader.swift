@@ -37,7 +37,9 @@ struct YAMLLoader {
 
         let document: Node
         do {
-            let parser = try Parser(yaml: rendered.text)
+            // No resolver rules: ConfigNode keeps scalars as text and the decoder types them, so Yams' regular
+            // expressions (run on every mapping key when it checks for duplicates) would only cost time.
+            let parser = try Parser(yaml: rendered.text, resolver: .basic)
             guard let root = try parser.singleRoot() else {
                 diagnostics.error(
                     "the file holds no YAML document; a decK file is a mapping that starts "
