@@ -136,6 +136,10 @@ public final class BudgetStore: Sendable {
                 let current = try UInt64(
                     Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'config_version'") ?? 0)
                 guard current == baseVersion else { throw StoreConflict(current: current, base: baseVersion) }
+                // A large apply touches every page of the table and its indexes; with SQLite's 2 MiB default
+                // cache it spills and rewrites pages many times over. 64 MiB for this transaction, then back.
+                try db.execute(sql: "PRAGMA cache_size = -65536")
+                defer { try? db.execute(sql: "PRAGMA cache_size = -2000") }
                 // Statements prepared once per transaction, not once per entity.
                 let insert = try db.makeStatement(
                     sql:
