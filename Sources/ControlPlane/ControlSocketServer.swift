@@ -275,14 +275,17 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             let dataPlanes = dataPlaneCount()
             let payload = frame.payload
             Task {
+                var large = false
                 do {
                     let request = try WireJSON.decode(AdminRequest.self, from: payload)
+                    large = request.op == .apply || request.op == .dump
                     send(.response, WireJSON.encode(try await core.admin(request, dataPlanes: dataPlanes)))
                 } catch let body as WireErrorBody {
                     fail(body)
                 } catch {
                     fail(WireErrorBody(.internal, "\(error)"))
                 }
+                if large || payload.count > 1 << 20 { FreedMemory.release() }
             }
         case (.hello, _):
             error(context, id, .badRequest, "hello was already received")

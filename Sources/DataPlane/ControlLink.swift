@@ -1,5 +1,6 @@
 public import BudgetLedger
 import BudgetConfig
+import DaemonKit
 public import BudgetWire
 import Foundation
 import NIOCore
@@ -98,6 +99,8 @@ public final class ControlLink: Sendable {
         } catch {
             logger.error("bad snapshot from the control plane", metadata: ["error": "\(error)"])
         }
+        // The decoded snapshot and the old tables are gone by now.
+        FreedMemory.release()
     }
 
     /// Asks for a reservation, within `callTimeout`.

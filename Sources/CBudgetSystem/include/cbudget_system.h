@@ -14,4 +14,7 @@ struct cbudget_ucred {
 int cbudget_sol_socket(void);
 int cbudget_so_peercred(void);
 
+/* glibc's malloc_trim(0) (malloc.h is not in Glibc's Swift module); returns 1 if memory was released. */
+int cbudget_malloc_trim(void);
+
 #endif
