@@ -7,10 +7,13 @@ wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("BENCH_APIKEY")
 if key and key ~= "" then wrk.headers["apikey"] = key end
 
--- BENCH_DELAY_MS (optional): pause before each request on a connection, to hold a rate below the maximum.
+-- BENCH_DELAY_MS (optional): mean pause before each request on a connection, to hold a rate below the
+-- maximum. Pauses are drawn from an exponential distribution (arrivals as from many independent clients);
+-- a fixed pause keeps connections in lockstep, so a proxy that answers in batches sees waves of requests.
 local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "")
 if pause and pause > 0 then
-    delay = function() return pause end
+    math.randomseed(os.time())
+    delay = function() return math.floor(-pause * math.log(1 - math.random()) + 0.5) end
 end
 
 local non200 = 0

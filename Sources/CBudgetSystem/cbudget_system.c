@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <sys/socket.h>
 #include <malloc.h>
+#include <sched.h>
 #include "cbudget_system.h"
 
 _Static_assert(sizeof(struct cbudget_ucred) == sizeof(struct ucred), "struct cbudget_ucred must match struct ucred");
@@ -9,3 +10,10 @@ int cbudget_sol_socket(void) { return SOL_SOCKET; }
 int cbudget_so_peercred(void) { return SO_PEERCRED; }
 
 int cbudget_malloc_trim(void) { return malloc_trim(0); }
+
+int cbudget_affinity_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}

@@ -4,6 +4,7 @@ public import BudgetStore
 public import BudgetWire
 import Foundation
 public import Logging
+import Synchronization
 
 /// The control plane's state and operations: the config and its version, the ledger, the store,
 /// and the data planes watching for snapshots. An actor, so every change is serialized.
@@ -18,7 +19,9 @@ public actor ControlPlaneCore {
     private let logger: Logger
     private var version: UInt64
     private var state: ConfigState
-    private var ledger: Ledger
+    /// Behind a lock rather than the actor, so that reservations and releases are answered on the
+    /// connection's event loop without a hop to the actor and back (they are the data plane's critical path).
+    private let ledgerLock: Mutex<Ledger>
     private var snapshotFrame: WireFrame
     private var watchers: [UInt64: @Sendable (WireFrame) -> Void] = [:]
     private var nextWatcher: UInt64 = 1
@@ -41,13 +44,14 @@ public actor ControlPlaneCore {
         for record in try store.loadUsage(now: now) {
             ledger.load(key: record.key, kind: record.kind, bucket: record.bucket, units: record.units)
         }
-        self.ledger = ledger
+        let counters = ledger.counters.count
+        ledgerLock = Mutex(ledger)
         snapshotFrame = Self.frame(version: loaded.version, state: loaded.state)
         logger.info(
             "store loaded",
             metadata: [
                 "path": "\(store.path)", "config_version": "\(loaded.version)", "entities": "\(loaded.state.count)",
-                "counters": "\(ledger.counters.count)",
+                "counters": "\(counters)",
             ])
     }
 
@@ -71,21 +75,27 @@ public actor ControlPlaneCore {
 
     public func removeWatcher(_ id: UInt64) { watchers.removeValue(forKey: id) }
 
-    public func reserve(_ requests: [ReserveRequest]) -> [ReserveOutcome] {
+    /// Answers reservations at once, from any thread.
+    public nonisolated func reserve(_ requests: [ReserveRequest]) -> [ReserveOutcome] {
         let now = Self.now()
-        return requests.map { ledger.reserve($0, now: now) }
+        return ledgerLock.withLock { ledger in requests.map { ledger.reserve($0, now: now) } }
     }
 
-    public func release(_ ids: [UInt64]) {
+    /// Frees reservations at once, from any thread.
+    public nonisolated func release(_ ids: [UInt64]) {
         let now = Self.now()
-        for id in ids { ledger.release(id: id, now: now) }
+        ledgerLock.withLock { ledger in
+            for id in ids { ledger.release(id: id, now: now) }
+        }
     }
 
     /// Applies the commits and returns once their charges are durable.
     public func commit(_ commits: [BudgetMessages.Commit]) async throws {
         let now = Self.now()
+        ledgerLock.withLock { ledger in
+            for commit in commits { ledger.commit(id: commit.reservation, charges: commit.charges, now: now) }
+        }
         for commit in commits {
-            ledger.commit(id: commit.reservation, charges: commit.charges, now: now)
             for charge in commit.charges where charge.units > 0 {
                 let counter = WindowCounter(kind: charge.kind, windowSize: charge.key.windowSize)
                 let bucket = counter.bucketIndex(at: now)
@@ -123,7 +133,7 @@ public actor ControlPlaneCore {
         let now = Self.now()
         if now - lastPrune > 300 {
             lastPrune = now
-            ledger.compact(now: now)
+            ledgerLock.withLock { $0.compact(now: now) }
             try? store.pruneUsage(now: now)
         }
     }
@@ -142,11 +152,12 @@ public actor ControlPlaneCore {
         case .ping:
             return AdminResponse(server: Self.serverName, configVersion: version)
         case .status:
+            let (counters, reservations) = ledgerLock.withLock { ($0.counters.count, $0.reservations.count) }
             return AdminResponse(
                 server: Self.serverName, configVersion: version,
                 status: ServerStatus(
                     server: Self.serverName, configVersion: version, dataPlanes: dataPlanes, storePath: store.path,
-                    entities: state.count, counters: ledger.counters.count, reservations: ledger.reservations.count,
+                    entities: state.count, counters: counters, reservations: reservations,
                     uptimeSeconds: Int(Date().timeIntervalSince(started))))
         case .dump:
             return AdminResponse(server: Self.serverName, configVersion: version, state: state)
@@ -160,7 +171,7 @@ public actor ControlPlaneCore {
                 throw WireErrorBody(.notFound, "consumer \"\(request.consumer ?? "")\" is not defined")
             }
             let subject = "consumer:" + consumer
-            let removed = ledger.removeCounters { $0.subject == subject }
+            let removed = ledgerLock.withLock { $0.removeCounters { $0.subject == subject } }
             do {
                 _ = try store.deleteUsage(subject: subject)
             } catch {
@@ -262,14 +273,18 @@ public actor ControlPlaneCore {
                         credential: credentials[consumer.name]?.first?.keyHash, provider: proxy.model.provider)
                 else { continue }
                 for rule in budget.rules where seen.insert(rule.key).inserted {
-                    let used = ledger.used(rule.key, now: now)
-                    let held = ledger.inFlight(rule.key)
+                    let (used, held, reset) = ledgerLock.withLock { ledger in
+                        (
+                            ledger.used(rule.key, now: now), ledger.inFlight(rule.key),
+                            ledger.counters[rule.key]?.nextReset
+                        )
+                    }
                     rows.append(
                         UsageRow(
                             consumer: consumer.name, group: budget.plugin.scope.consumerGroup ?? groups.first,
                             provider: rule.key.provider, windowSize: rule.key.windowSize, used: used, inFlight: held,
                             limit: rule.limit, remaining: max(0, rule.limit - used - held),
-                            reset: ledger.counters[rule.key]?.nextReset ?? now,
+                            reset: reset ?? now,
                             strategy: budget.config.tokensCountStrategy.rawValue))
                 }
             }

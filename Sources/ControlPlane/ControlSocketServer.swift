@@ -241,7 +241,9 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         case (.reserve, .dataPlane):
             do {
                 let requests = try BudgetMessages.decodeReserves(frame.payload)
-                Task { send(.reserveResult, BudgetMessages.encode(outcomes: await core.reserve(requests))) }
+                // On the event loop: a reservation is microseconds under the ledger's lock, and a hop to the
+                // concurrency pool and back cost more than that.
+                send(.reserveResult, BudgetMessages.encode(outcomes: core.reserve(requests)))
             } catch {
                 fail(WireErrorBody(.badRequest, "reserve: \(error)"))
             }
@@ -262,10 +264,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         case (.release, .dataPlane):
             do {
                 let ids = try BudgetMessages.decodeReleases(frame.payload)
-                Task {
-                    await core.release(ids)
-                    send(.releaseAck, BudgetMessages.encodeAck(count: ids.count))
-                }
+                core.release(ids)
+                send(.releaseAck, BudgetMessages.encodeAck(count: ids.count))
             } catch {
                 fail(WireErrorBody(.badRequest, "release: \(error)"))
             }

@@ -3,7 +3,7 @@ import BudgetConfig
 import DaemonKit
 public import BudgetWire
 import Foundation
-import NIOCore
+public import NIOCore
 public import Logging
 import Synchronization
 
@@ -29,9 +29,16 @@ public final class ControlLink: Sendable {
     private let reserveBatcher: Batcher<ReserveRequest, ReserveOutcome>
     private let commitQueue: CommitQueue
 
-    public init(socketPath: String, callTimeout: Duration = .seconds(2), logger: Logger) {
+    private let group: any EventLoopGroup
+
+    /// `group` should be the proxy's own: the connection then shares the event loops that requests run on.
+    public init(
+        socketPath: String, callTimeout: Duration = .seconds(2),
+        group: any EventLoopGroup, logger: Logger
+    ) {
         self.socketPath = socketPath
         self.callTimeout = callTimeout
+        self.group = group
         self.logger = logger
         let clientBox = self.clientBox
         let reserveTimeout = TimeAmount.nanoseconds(
@@ -62,7 +69,7 @@ public final class ControlLink: Sendable {
         while !Task.isCancelled {
             do {
                 let client = try await WireClient.connect(
-                    path: socketPath, role: .dataPlane, client: "budget-proxyd/\(ProxyVersion.current)")
+                    path: socketPath, role: .dataPlane, client: "budget-proxyd/\(ProxyVersion.current)", group: group)
                 backoff = .milliseconds(100)
                 clientBox.withLock { $0 = client }
                 logger.notice(

@@ -19,13 +19,16 @@ public struct ProxyDaemon: Sendable {
         public var environment: [String: String]
         /// Sockets handed over by systemd, by `FileDescriptorName=`: `http` (any number) and `status`.
         public var inherited: [String: [Int32]]
+        /// Event-loop threads: requests, the upstream client and the control connection share them.
+        public var threads: Int
 
         public init(
             listen: [ListenAddress], statusListen: ListenAddress?, controlSocket: String,
             lossPolicy: ControlPlaneLossPolicy, limits: HTTPLimits, controlTimeout: Duration,
-            environment: [String: String], inherited: [String: [Int32]] = [:]
+            environment: [String: String], inherited: [String: [Int32]] = [:], threads: Int = 1
         ) {
             self.inherited = inherited
+            self.threads = threads
             self.listen = listen
             self.statusListen = statusListen
             self.controlSocket = controlSocket
@@ -48,8 +51,9 @@ public struct ProxyDaemon: Sendable {
     public func run(announce: @Sendable (String) -> Void, until stop: @escaping @Sendable () async -> String)
         async throws
     {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let link = ControlLink(socketPath: options.controlSocket, callTimeout: options.controlTimeout, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+        let link = ControlLink(
+            socketPath: options.controlSocket, callTimeout: options.controlTimeout, group: group, logger: logger)
         let linkTask = Task { await link.run() }
         let stopped = LockedCounter()
         let stopTask = Task {

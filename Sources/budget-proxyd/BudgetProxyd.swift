@@ -55,6 +55,12 @@ struct BudgetProxyd: AsyncParsableCommand {
         help: ArgumentHelp("Milliseconds to wait for a reservation before the loss policy applies.", valueName: "ms"))
     var controlTimeoutMs = 2000
 
+    @Option(
+        help: ArgumentHelp(
+            "Event-loop threads, 1 to 256 (default: the CPUs the process may run on, as taskset or CPUAffinity= set).",
+            valueName: "n"))
+    var threads: Int?
+
     @Option(help: ArgumentHelp("Log format: text or json.", valueName: "format"))
     var logFormat = "text"
 
@@ -76,6 +82,7 @@ struct BudgetProxyd: AsyncParsableCommand {
         }
         guard (1...1_000_000).contains(maxConnections) else { throw ValidationError("--max-connections: 1 to 1000000") }
         guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout: 1 to 3600") }
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads: 1 to 256") }
         guard (1...600).contains(readTimeout) else { throw ValidationError("--read-timeout: 1 to 600") }
         guard (10...60_000).contains(controlTimeoutMs) else {
             throw ValidationError("--control-timeout-ms: 10 to 60000")
@@ -105,7 +112,7 @@ struct BudgetProxyd: AsyncParsableCommand {
                 statusListen: statusListen.flatMap(ListenAddress.init), controlSocket: controlSocket,
                 lossPolicy: ControlPlaneLossPolicy(rawValue: onControlPlaneLoss) ?? .failClosed, limits: limits,
                 controlTimeout: .milliseconds(controlTimeoutMs), environment: ProcessInfo.processInfo.environment,
-                inherited: Systemd.listeners()),
+                inherited: Systemd.listeners(), threads: threads ?? CPUs.available),
             logger: logger)
         do {
             try await daemon.run(

@@ -17,4 +17,7 @@ int cbudget_so_peercred(void);
 /* glibc's malloc_trim(0) (malloc.h is not in Glibc's Swift module); returns 1 if memory was released. */
 int cbudget_malloc_trim(void);
 
+/* How many CPUs this thread may run on (sched_getaffinity), or 0 if that cannot be read. */
+int cbudget_affinity_cpu_count(void);
+
 #endif
