@@ -21,6 +21,8 @@ let package = Package(
         .library(name: "Bedrock", targets: ["Bedrock"]),
         .library(name: "BudgetLedger", targets: ["BudgetLedger"]),
         .library(name: "DataPlane", targets: ["DataPlane"]),
+        // For the micro benchmarks' control.sock round trip (Benchmarks/).
+        .library(name: "ControlPlane", targets: ["ControlPlane", "BudgetWire", "BudgetStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),

@@ -9,6 +9,7 @@ let package = Package(
     dependencies: [
         .package(name: "budget-gateway", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         .executableTarget(
@@ -19,6 +20,8 @@ let package = Package(
                 .product(name: "BudgetLedger", package: "budget-gateway"),
                 .product(name: "Bedrock", package: "budget-gateway"),
                 .product(name: "DataPlane", package: "budget-gateway"),
+                .product(name: "ControlPlane", package: "budget-gateway"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/HotPath",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -2,7 +2,12 @@ import Bedrock
 import Benchmark
 import BudgetConfig
 import BudgetLedger
+import BudgetStore
+import BudgetWire
+import ControlPlane
 import DataPlane
+import Foundation
+import Logging
 
 /// The per-request pieces of the hot path, each measured with its allocations.
 let benchmarks: @Sendable () -> Void = {
@@ -68,5 +73,66 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(tables.route(method: "POST", path: "/ai/budget/chat/completions"))
             blackHole(tables.owner(of: "key-\(iteration % 100_000)"))
         }
+    }
+
+    // A reserve and its commit over control.sock, to a budget-controld running in this process on a socket in
+    // a temporary directory: frame encoding, the Unix socket both ways, the ledger, and the durable commit.
+    let server = ControlServerFixture()
+    Benchmark(
+        "control.sock round trip: reserve + commit",
+        configuration: .init(metrics: [.wallClock, .mallocCountTotal, .throughput], maxDuration: .seconds(3)),
+        closure: { benchmark in
+            guard let client = server.client else { return }
+            for _ in benchmark.scaledIterations {
+                guard let reply = try? await client.call(.reserve, payload: BudgetMessages.encode(reserves: [reserve])),
+                    case .admitted(let id, _, _)? = try? BudgetMessages.decodeOutcomes(reply.payload).first
+                else { continue }
+                let commit = BudgetMessages.Commit(
+                    reservation: id, charges: [Charge(key: key, kind: .sliding, units: 42)])
+                blackHole(try? await client.call(.commit, payload: BudgetMessages.encode(commits: [commit])))
+            }
+        },
+        setup: { try await server.start() },
+        teardown: { await server.stop() })
+}
+
+/// budget-controld's daemon in this process, on sockets in a temporary directory.
+final class ControlServerFixture: @unchecked Sendable {
+    // @unchecked: set in setup and read by the benchmark afterwards, never at the same time.
+    private(set) var client: WireClient?
+    private var directory = ""
+    private var stopper: AsyncStream<Void>.Continuation?
+    private var task: Task<Void, any Error>?
+
+    func start() async throws {
+        directory = NSTemporaryDirectory() + "budget-bench-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let (stop, stopper) = AsyncStream.makeStream(of: Void.self)
+        self.stopper = stopper
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+        let daemon = ControlPlaneDaemon(
+            options: .init(
+                stateDirectory: directory, controlSocket: directory + "/control.sock",
+                adminSocket: directory + "/admin.sock", adminGroup: nil, synchronous: .normal,
+                reservationLifetime: 600),
+            logger: logger)
+        task = Task {
+            try await daemon.run(until: {
+                for await _ in stop { break }
+                return "done"
+            })
+        }
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: directory + "/control.sock") {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        client = try await WireClient.connect(path: directory + "/control.sock", role: .dataPlane, client: "bench")
+    }
+
+    func stop() async {
+        await client?.close()
+        stopper?.yield()
+        _ = try? await task?.value
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
