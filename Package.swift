@@ -63,7 +63,7 @@ let package = Package(
         .target(
             name: "BudgetStore",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetWire",
+                "BudgetConfig", "BudgetLedger", "BudgetWire", "CBudgetSystem",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
@@ -167,14 +167,16 @@ let package = Package(
         // What budgetctl's online verbs do, apart from parsing and printing.
         .target(
             name: "BudgetAdmin",
-            dependencies: ["BudgetConfig", "BudgetWire", "BudgetLedger"],
+            dependencies: [
+                "BudgetConfig", "BudgetWire", "BudgetLedger", .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The CLI: argument parsing and printing only.
         .executableTarget(
             name: "budgetctl",
             dependencies: [
-                "BudgetConfig", "BudgetAdmin", "BudgetWire", "BudgetLedger",
+                "BudgetConfig", "BudgetAdmin", "BudgetWire", "BudgetLedger", "DaemonKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -1,5 +1,6 @@
 public import BudgetConfig
 public import BudgetWire
+public import NIOCore
 
 /// budgetctl's side of admin.sock: the calls each verb makes.
 public struct AdminSession: Sendable {
@@ -23,11 +24,16 @@ public struct AdminSession: Sendable {
         return (response.configVersion ?? 0, response.state ?? ConfigState())
     }
 
+    /// How long an apply may take: a first sync of 100,000 consumers takes seconds here, and a slow disk or
+    /// machine must not turn a sync that will succeed into an error.
+    public static let applyTimeout = TimeAmount.minutes(10)
+
     /// Applies a plan made against `version`; returns the new version. The control plane refuses it
     /// (and changes nothing) if the config moved since.
     public func apply(_ plan: Plan, baseVersion: UInt64) async throws(WireClientError) -> UInt64 {
         let changes = plan.changes.map { AppliedChange(action: $0.action, entity: $0.entity) }
-        let response = try await client.admin(AdminRequest(op: .apply, baseVersion: baseVersion, changes: changes))
+        let response = try await client.admin(
+            AdminRequest(op: .apply, baseVersion: baseVersion, changes: changes), timeout: Self.applyTimeout)
         return response.configVersion ?? baseVersion
     }
 

@@ -1,6 +1,7 @@
 public import BudgetConfig
 public import BudgetLedger
 public import BudgetWire
+import CBudgetSystem
 import Foundation
 import GRDB
 
@@ -289,20 +290,30 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Random (version 4) UUIDs for the `id` column, as Kong gives every entity. Foundation's `UUID()` opened
-/// /dev/urandom for each one, which was a tenth of a 100,000-consumer sync; this draws from the system
-/// generator (getrandom) 16 bytes at a time.
+/// /dev/urandom for each one, which was a tenth of a 100,000-consumer sync; this reads the kernel's
+/// generator (getrandom) 4 KiB at a time.
 struct EntityRowIDs {
-    private var generator = SystemRandomNumberGenerator()
+    private var pool: [UInt8] = []
+    private var used = 0
+    private var fallback = SystemRandomNumberGenerator()
     private static let digits = Array("0123456789abcdef".utf8)
 
-    mutating func next() -> String {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        for index in 0..<8 {
-            bytes[index] = UInt8(truncatingIfNeeded: high >> (56 - 8 * index))
-            bytes[8 + index] = UInt8(truncatingIfNeeded: low >> (56 - 8 * index))
+    private mutating func randomBytes() -> ArraySlice<UInt8> {
+        if used + 16 > pool.count {
+            pool = [UInt8](repeating: 0, count: 4096)
+            let filled = pool.withUnsafeMutableBytes { cbudget_random_fill($0.baseAddress, $0.count) }
+            if filled != 1 {
+                // Should getrandom ever fail, the standard library's generator fills the buffer instead.
+                for index in pool.indices { pool[index] = UInt8.random(in: 0...255, using: &fallback) }
+            }
+            used = 0
         }
+        defer { used += 16 }
+        return pool[used..<used + 16]
+    }
+
+    mutating func next() -> String {
+        var bytes = Array(randomBytes())
         bytes[6] = bytes[6] & 0x0F | 0x40
         bytes[8] = bytes[8] & 0x3F | 0x80
         var text: [UInt8] = []

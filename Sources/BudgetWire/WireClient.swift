@@ -70,9 +70,11 @@ public final class WireClient: Sendable {
             channel: channel, WireFrame(type, requestID: 0, payload: payload), timeout: timeout ?? self.timeout)
     }
 
-    /// An admin request and its decoded response.
-    public func admin(_ request: AdminRequest) async throws(WireClientError) -> AdminResponse {
-        let reply = try await call(.request, payload: WireJSON.encode(request))
+    /// An admin request and its decoded response; `timeout` overrides the connection's.
+    public func admin(_ request: AdminRequest, timeout: TimeAmount? = nil) async throws(WireClientError)
+        -> AdminResponse
+    {
+        let reply = try await call(.request, payload: WireJSON.encode(request), timeout: timeout)
         do {
             return try WireJSON.decode(AdminResponse.self, from: reply.payload)
         } catch {

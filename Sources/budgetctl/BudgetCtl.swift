@@ -1,4 +1,5 @@
 import ArgumentParser
+import DaemonKit
 
 /// `budgetctl`: the operator's command line, decK's workflow for the budget gateway.
 @main
@@ -17,6 +18,11 @@ struct BudgetCtl: AsyncParsableCommand {
             Usage.self, Gateway.self,
         ]
     )
+
+    static func main() async {
+        FreedMemory.keepForBatchWork()
+        await main(nil)
+    }
 }
 
 /// `budgetctl gateway <verb>`: decK's spelling of the same verbs.

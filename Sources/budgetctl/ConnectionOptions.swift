@@ -1,5 +1,6 @@
 import ArgumentParser
 import BudgetAdmin
+import BudgetConfig
 import BudgetWire
 import Foundation
 
@@ -30,6 +31,25 @@ struct SelectTagOptions: ParsableArguments {
         name: [.customLong("select-tag"), .customLong("tag")],
         help: ArgumentHelp("Only entities with this tag (repeatable; all must match).", valueName: "tag"))
     var selectTags: [String] = []
+}
+
+/// Applies `plan`, or says what happened and exits 1: a refusal changed nothing, but when the answer never
+/// came (time-out, lost connection) the control plane may have applied the plan, and saying "nothing was
+/// changed" could be false.
+func applyPlan(_ plan: Plan, baseVersion: UInt64, session: AdminSession) async throws {
+    do {
+        _ = try await session.apply(plan, baseVersion: baseVersion)
+    } catch {
+        Console.error("Error: \(error)")
+        if case .server = error {
+            Console.error("Error: nothing was changed")
+        } else {
+            Console.error(
+                "Error: the control plane may or may not have applied the changes; run budgetctl diff with the same "
+                    + "files to see where the config stands")
+        }
+        throw ExitCode.failure
+    }
 }
 
 /// Runs `body` and turns control-plane errors into a message and exit status 1.

@@ -186,7 +186,7 @@ struct Tag: AsyncParsableCommand {
                 Console.error("Error: \(error)")
                 throw ExitCode.failure
             }
-            if !plan.isEmpty { _ = try await session.apply(plan, baseVersion: current.version) }
+            if !plan.isEmpty { try await applyPlan(plan, baseVersion: current.version, session: session) }
             PlanRenderer.text(plan).forEach(Console.out)
         }
     }

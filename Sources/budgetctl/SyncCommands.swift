@@ -94,13 +94,7 @@ struct SyncRun {
                 for line in PlanRenderer.text(plan).dropLast(4) { Console.out(line) }
             }
             if apply && !plan.isEmpty {
-                do {
-                    _ = try await session.apply(plan, baseVersion: current.version)
-                } catch {
-                    Console.error("Error: \(error)")
-                    Console.error("Error: nothing was changed")
-                    throw ExitCode.failure
-                }
+                try await applyPlan(plan, baseVersion: current.version, session: session)
             }
             if !json {
                 for line in PlanRenderer.summary(created: plan.created, updated: plan.updated, deleted: plan.deleted) {
@@ -159,7 +153,7 @@ struct Reset: AsyncParsableCommand {
             } else {
                 PlanRenderer.text(plan).dropLast(4).forEach(Console.out)
             }
-            if !plan.isEmpty { _ = try await session.apply(plan, baseVersion: current.version) }
+            if !plan.isEmpty { try await applyPlan(plan, baseVersion: current.version, session: session) }
             if !jsonOutput {
                 PlanRenderer.summary(created: 0, updated: 0, deleted: plan.deleted).forEach(Console.out)
             }

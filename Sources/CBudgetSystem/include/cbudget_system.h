@@ -17,6 +17,12 @@ int cbudget_so_peercred(void);
 /* glibc's malloc_trim(0) (malloc.h is not in Glibc's Swift module); returns 1 if memory was released. */
 int cbudget_malloc_trim(void);
 
+/* mallopt(M_TOP_PAD, pad) and mallopt(M_TRIM_THRESHOLD, threshold); returns 1 when both were accepted. */
+int cbudget_malloc_keep(int pad, int threshold);
+
+/* Fills buf with count bytes from the kernel's generator (getrandom); returns 1 on success. */
+int cbudget_random_fill(void *buf, size_t count);
+
 /* How many CPUs this thread may run on (sched_getaffinity), or 0 if that cannot be read. */
 int cbudget_affinity_cpu_count(void);
 
