@@ -193,7 +193,7 @@ public final class ProxyService: Sendable {
                 metrics.refusal(consumer: outcome.consumer, group: outcome.group)
                 let jitter =
                     budget.config.retryAfterJitterMax > 0 ? Int.random(in: 0...budget.config.retryAfterJitterMax) : 0
-                var headers = RateLimitHeaders.headers(status, hidden: budget.config.hideClientHeaders)
+                var headers = RateLimitHeaders.headers(status, for: budget)
                 headers += RateLimitHeaders.retryAfter(
                     status, exceeded: exceeded, seconds: retryAfter + jitter,
                     hidden: budget.config.hideClientHeaders)
@@ -273,7 +273,7 @@ public final class ProxyService: Sendable {
                 sink, &outcome, status: status,
                 json: OpenAIErrorBody.fromBedrockReply(
                     status: status, errorTypeHeader: response.headers.first(name: "x-amzn-ErrorType"), body: errorBody),
-                headers: common + RateLimitHeaders.headers(windows, hidden: budget?.config.hideClientHeaders ?? true))
+                headers: common + RateLimitHeaders.headers(windows, for: budget))
             return
         }
 
@@ -317,7 +317,7 @@ public final class ProxyService: Sendable {
         await reply(
             sink, &outcome, status: 200, json: completion,
             headers: common
-                + RateLimitHeaders.headers(windows, charged: charged, hidden: budget?.config.hideClientHeaders ?? true))
+                + RateLimitHeaders.headers(windows, charged: charged, for: budget))
     }
 
     /// Commits real usage (or releases when there is no budget); returns the units charged.
@@ -354,7 +354,7 @@ public final class ProxyService: Sendable {
                 status: 200,
                 headers: common + [
                     ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
-                ] + RateLimitHeaders.headers(windows, hidden: budget?.config.hideClientHeaders ?? true),
+                ] + RateLimitHeaders.headers(windows, for: budget),
                 contentLength: nil)
             reading: for try await buffer in response.body {
                 decoder.append(buffer.readableBytesView)
@@ -415,21 +415,23 @@ enum RateLimitHeaders {
     static func windowName(_ seconds: Int) -> String { WindowName.named(seconds) ?? String(seconds) }
 
     static func number(_ value: Double) -> String {
-        value.rounded() == value && abs(value) < 9e15 ? String(Int(value)) : String(format: "%.6f", value)
+        value.rounded() == value && abs(value) < 9e15 ? String(Int(value)) : String(format: "%.14g", value)
     }
 
-    /// Limit, Remaining and Reset per window (Remaining after `charged` units of this request).
-    static func headers(_ windows: [WindowStatus], charged: Double = 0, hidden: Bool) -> [(String, String)] {
-        guard !hidden else { return [] }
+    /// Limit, Remaining and Reset per window (Remaining after `charged` units of this request), unless the
+    /// budget hides client headers (or there is none). Remaining is floored to whole tokens, as Kong does, but
+    /// not with the `cost` strategy, whose units are dollars.
+    static func headers(_ windows: [WindowStatus], charged: Double = 0, for budget: BudgetPolicy.Budget?)
+        -> [(String, String)]
+    {
+        guard let budget, !budget.config.hideClientHeaders else { return [] }
+        let floored = budget.config.tokensCountStrategy != .cost
         return windows.flatMap { window -> [(String, String)] in
             let suffix = "\(windowName(window.key.windowSize))-\(window.key.provider)"
             let remaining = max(0, window.remaining - charged)
             return [
                 ("X-AI-RateLimit-Limit-\(suffix)", number(window.limit)),
-                (
-                    "X-AI-RateLimit-Remaining-\(suffix)",
-                    number(floor(remaining))
-                ),
+                ("X-AI-RateLimit-Remaining-\(suffix)", number(floored ? floor(remaining) : remaining)),
                 ("X-AI-RateLimit-Reset-\(suffix)", String(window.reset)),
             ]
         }

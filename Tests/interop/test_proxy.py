@@ -192,6 +192,28 @@ def test_200_concurrent_requests_against_an_almost_spent_budget(binaries, tmp_pa
         stack.stop()
 
 
+def test_cost_strategy_counts_dollars_and_does_not_floor_remaining(binaries, tmp_path):
+    text = FIXTURE.read_text()
+    text = text.replace("tokens_count_strategy: total_tokens", "tokens_count_strategy: cost", 1)
+    text = text.replace("limit: [10000]", "limit: [0.01]", 1)
+    text = text.replace("                options:\n", "                options:\n                  input_cost: 0.25\n"
+                        "                  output_cost: 1.25\n", 1)
+    stack = Gateway(binaries, tmp_path, config_text=text)
+    try:
+        status, headers, reply = post(stack.url, HELLO, key="dev-team-key")
+        assert status == 200, reply
+        usage = reply["usage"]
+        dollars = (usage["prompt_tokens"] * 0.25 + usage["completion_tokens"] * 1.25) / 1_000_000
+        assert headers["x-ai-ratelimit-limit-day-bedrock"] == "0.01"
+        remaining = float(headers["x-ai-ratelimit-remaining-day-bedrock"])
+        assert 0 < remaining < 0.01, headers  # floored, as for tokens, it would read 0
+        assert abs(remaining - (0.01 - dollars)) < 1e-12, (remaining, dollars)
+        time.sleep(0.2)
+        assert abs(stack.usage("signify-dev-team") - dollars) < 1e-12
+    finally:
+        stack.stop()
+
+
 def raw(address, payload: bytes, read=True, timeout=5):
     host, port = address.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
