@@ -190,7 +190,9 @@ public actor ControlPlaneCore {
             throw WireErrorBody(.badRequest, "apply needs baseVersion and changes")
         }
         guard base == version else { throw Self.moved(now: version, base: base) }
+        let started = ContinuousClock.now
         let prepared = try await Self.prepare(changes, on: state, base: base, store: store)
+        let elapsed = ContinuousClock.now - started
         guard version == base else { throw Self.moved(now: version, base: base) }
         version = prepared.version
         state = prepared.state
@@ -201,6 +203,8 @@ public actor ControlPlaneCore {
             metadata: [
                 "config_version": "\(prepared.version)", "changes": "\(changes.count)",
                 "data_planes": "\(watchers.count)",
+                "duration_ms":
+                    "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
             ])
         return AdminResponse(server: Self.serverName, configVersion: prepared.version)
     }
@@ -217,6 +221,7 @@ public actor ControlPlaneCore {
         _ changes: [AppliedChange], on current: ConfigState, base: UInt64, store: BudgetStore
     ) async throws(WireErrorBody) -> (version: UInt64, state: ConfigState, snapshot: WireFrame) {
         var result = current
+        result.reserveCapacity(current.count + changes.count)
         for change in changes {
             let id = change.entity.id
             switch change.action {

@@ -89,6 +89,12 @@ final class StateBuilder {
 
     init(context: DecodeContext) { self.context = context }
 
+    /// Room for `count` more entities.
+    func reserveCapacity(_ count: Int) {
+        state.reserveCapacity(state.count + count)
+        sourceMap.reserveCapacity(state.count + count)
+    }
+
     func add(_ entity: Entity, at location: SourceLocation, path: YAMLPath, what: String) {
         let id = entity.id
         if state.insert(entity) {

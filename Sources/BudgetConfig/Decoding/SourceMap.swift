@@ -27,6 +27,11 @@ public struct SourceMap: Sendable {
 
     public func origin(of id: EntityID) -> Origin? { origins[id] }
 
+    mutating func reserveCapacity(_ count: Int) {
+        origins.reserveCapacity(count)
+        fieldOrigins.reserveCapacity(count)
+    }
+
     /// The diagnostic for `issue`, at the field's own place when it was recorded, else at the entity.
     public func diagnostic(for issue: StateIssue) -> Diagnostic {
         if let field = issue.field, let origin = fieldOrigins[FieldKey(entity: issue.entity, field: field)] {

@@ -12,6 +12,7 @@ public enum Planner {
         var problems: [(id: EntityID, text: String)] = []
         var changes: [Plan.Change] = []
         var result = current
+        result.reserveCapacity(current.count + desired.count)
 
         for (id, entity) in desired.entities {
             if !desired.isInScope(entity, selectTags: selectTags) {
@@ -60,17 +61,25 @@ public enum Planner {
                 })
         }
 
-        // decK's order: creates and updates by dependency level, then deletes in reverse level order.
-        let order = changes.map { change in
-            let level = change.id.kind.level
-            return (
-                phase: change.action == .delete ? 1 : 0, level: change.action == .delete ? -level : level, id: change.id
-            )
+        // decK's order: creates and updates by dependency level, then deletes in reverse level order; within a
+        // level by kind, then key. Changes go into buckets by phase and kind, and only keys are compared.
+        var buckets: [BucketKey: [(key: String, index: Int)]] = [:]
+        for (index, change) in changes.enumerated() {
+            let id = change.id
+            buckets[BucketKey(deleting: change.action == .delete, kind: id.kind), default: []].append((id.key, index))
         }
-        let ordered = changes.indices.sorted {
-            (order[$0].phase, order[$0].level, order[$0].id) < (order[$1].phase, order[$1].level, order[$1].id)
+        let bucketOrder = buckets.keys.sorted { lhs, rhs in
+            let left = (lhs.deleting ? 1 : 0, lhs.deleting ? -lhs.kind.level : lhs.kind.level, lhs.kind)
+            let right = (rhs.deleting ? 1 : 0, rhs.deleting ? -rhs.kind.level : rhs.kind.level, rhs.kind)
+            return left < right
         }
-        .map { changes[$0] }
+        var ordered: [Plan.Change] = []
+        ordered.reserveCapacity(changes.count)
+        for bucket in bucketOrder {
+            for entry in (buckets[bucket] ?? []).sorted(by: { $0.key < $1.key }) {
+                ordered.append(changes[entry.index])
+            }
+        }
         return Plan(changes: ordered, base: current, result: result, selectTags: selectTags)
     }
 
@@ -78,6 +87,12 @@ public enum Planner {
     public static func reset(current: ConfigState, selectTags: [String]) throws(PlanError) -> Plan {
         try plan(current: current, desired: ConfigState(), selectTags: selectTags)
     }
+}
+
+/// One bucket of a plan's changes: creates and updates, or deletes, of one kind.
+private struct BucketKey: Hashable {
+    var deleting: Bool
+    var kind: EntityKind
 }
 
 /// Field-by-field differences between two renderings of an entity.

@@ -14,6 +14,9 @@ public struct ConfigState: Sendable, Hashable {
     public subscript(id: EntityID) -> Entity? { entities[id] }
 
     public var count: Int { entities.count }
+
+    /// Room for `count` entities in all, so that adding them does not regrow the table.
+    public mutating func reserveCapacity(_ count: Int) { entities.reserveCapacity(count) }
     public var isEmpty: Bool { entities.isEmpty }
 
     /// Adds `entity`; false when one with the same identity is already there (and nothing changes).

@@ -277,6 +277,7 @@ extension ConfigState {
             throw JSONShapeError("expected a list of entities, found \(value.kindDescription)")
         }
         self.init()
+        reserveCapacity(items.count)
         for (index, item) in items.enumerated() {
             let entity: Entity
             do {
