@@ -7,6 +7,8 @@
 public struct JSONObjectReader {
     private let members: [JSONValue.Member]
     private var read = 0
+    /// Which of the first 64 members were read, to name the unknown ones in `finish()`.
+    private var readMask: UInt64 = 0
 
     public init(_ value: JSONValue) throws(JSONShapeError) {
         guard case .object(let members) = value else {
@@ -17,8 +19,9 @@ public struct JSONObjectReader {
 
     /// The member's value, or nil when absent or null.
     public mutating func value(_ name: String) -> JSONValue? {
-        for member in members where member.name == name {
+        for (index, member) in members.enumerated() where member.name == name {
             read += 1
+            if index < 64 { readMask |= 1 << UInt64(index) }
             return member.value.isNull ? nil : member.value
         }
         return nil
@@ -119,10 +122,11 @@ public struct JSONObjectReader {
 
     /// Fails when the object has a member that was not read.
     public func finish() throws(JSONShapeError) {
-        guard read < members.count else { return }
         // Names are unique (the parser refuses duplicates), so fewer reads than members means an unknown one.
-        throw JSONShapeError(
-            "has \(members.count - read) unknown member(s): \(members.map(\.name).joined(separator: ", "))")
+        guard read < members.count else { return }
+        let unknown = members.enumerated().filter { index, _ in index >= 64 || readMask & (1 << UInt64(index)) == 0 }
+            .map { "\"\($0.element.name)\"" }
+        throw JSONShapeError("has unknown member(s): \(unknown.joined(separator: ", "))")
     }
 
     private static func string(_ value: JSONValue, _ name: String) throws(JSONShapeError) -> String {

@@ -52,7 +52,7 @@ struct EntityJSONTests {
     @Test(
         "bad entity JSON is refused with the member's path",
         arguments: [
-            (#"{"kind":"consumer","username":"a","tags":[],"extra":1}"#, "unknown member(s)"),
+            (#"{"kind":"consumer","username":"a","tags":[],"extra":1}"#, "has unknown member(s): \"extra\""),
             (#"{"kind":"consumer","tags":[]}"#, "needs a username or a custom_id"),
             (#"{"kind":"gizmo"}"#, "kind \"gizmo\" is not a kind of entity"),
             (#"{"kind":"consumer","username":7,"tags":[]}"#, "username must be a string, found a number"),
