@@ -6,14 +6,23 @@ public import NIOCore
 public struct AdminSession: Sendable {
     public let client: WireClient
     public let socket: String
+    /// How long any call, the apply included, may take; nil: 30 seconds, and `applyTimeout` for an apply.
+    public let timeout: TimeAmount?
 
     /// The socket budgetctl uses: `--socket`, else `BUDGETCTL_SOCKET`, else `/run/budget/admin.sock`.
     public static func socketPath(flag: String?, environment: [String: String]) -> String {
         flag ?? environment["BUDGETCTL_SOCKET"] ?? "/run/budget/admin.sock"
     }
 
-    public static func connect(socket: String, client: String) async throws(WireClientError) -> AdminSession {
-        AdminSession(client: try await WireClient.connect(path: socket, role: .admin, client: client), socket: socket)
+    /// Connects; `timeoutSeconds` bounds every call, the apply included.
+    public static func connect(socket: String, client: String, timeoutSeconds: Int? = nil)
+        async throws(WireClientError) -> AdminSession
+    {
+        let timeout = timeoutSeconds.map { TimeAmount.seconds(Int64($0)) }
+        return AdminSession(
+            client: try await WireClient.connect(
+                path: socket, role: .admin, client: client, timeout: timeout ?? .seconds(30)),
+            socket: socket, timeout: timeout)
     }
 
     public func close() async { await client.close() }
@@ -33,7 +42,7 @@ public struct AdminSession: Sendable {
     public func apply(_ plan: Plan, baseVersion: UInt64) async throws(WireClientError) -> UInt64 {
         let changes = plan.changes.map { AppliedChange(action: $0.action, entity: $0.entity) }
         let response = try await client.admin(
-            AdminRequest(op: .apply, baseVersion: baseVersion, changes: changes), timeout: Self.applyTimeout)
+            AdminRequest(op: .apply, baseVersion: baseVersion, changes: changes), timeout: timeout ?? Self.applyTimeout)
         return response.configVersion ?? baseVersion
     }
 

@@ -12,12 +12,24 @@ struct ConnectionOptions: ParsableArguments {
             valueName: "path"))
     var socket: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Seconds any call to the control plane may take, 1 to 3600 (default: 30, and 600 for the call that "
+                + "applies changes).", valueName: "seconds"))
+    var timeout: Int?
+
     var path: String { AdminSession.socketPath(flag: socket, environment: ProcessInfo.processInfo.environment) }
+
+    func validate() throws {
+        if let timeout, !(1...3600).contains(timeout) { throw ValidationError("--timeout: 1 to 3600 seconds") }
+    }
 
     /// Connects, or prints why not and exits 1.
     func connect() async throws -> AdminSession {
         do {
-            return try await AdminSession.connect(socket: path, client: "budgetctl/\(BudgetCtlVersion.current)")
+            return try await AdminSession.connect(
+                socket: path, client: "budgetctl/\(BudgetCtlVersion.current)",
+                timeoutSeconds: timeout)
         } catch {
             Console.error("Error: \(error)")
             throw ExitCode.failure
