@@ -62,12 +62,15 @@ public final class WireClient: Sendable {
 
     /// Sends a frame (its id is assigned here) and waits for the reply with the same id.
     /// An error frame becomes `WireClientError.server`.
-    /// `timeout` overrides the connection's for this call (a reservation must be quick).
-    public func call(_ type: FrameType, payload: [UInt8], timeout: TimeAmount? = nil) async throws(WireClientError)
-        -> WireFrame
-    {
+    /// `timeout` overrides the connection's for this call (a reservation must be quick). A reply that arrives
+    /// after the call timed out goes to `lateReply`, so that what it granted can be given back.
+    public func call(
+        _ type: FrameType, payload: [UInt8], timeout: TimeAmount? = nil,
+        lateReply: (@Sendable (WireFrame) -> Void)? = nil
+    ) async throws(WireClientError) -> WireFrame {
         try await Self.send(
-            channel: channel, WireFrame(type, requestID: 0, payload: payload), timeout: timeout ?? self.timeout)
+            channel: channel, WireFrame(type, requestID: 0, payload: payload), timeout: timeout ?? self.timeout,
+            lateReply: lateReply)
     }
 
     /// An admin request and its decoded response; `timeout` overrides the connection's.
@@ -91,15 +94,16 @@ public final class WireClient: Sendable {
         try? await channel.closeFuture.get()
     }
 
-    private static func send(channel: any Channel, _ frame: WireFrame, timeout: TimeAmount)
-        async throws(WireClientError)
-        -> WireFrame
-    {
+    private static func send(
+        channel: any Channel, _ frame: WireFrame, timeout: TimeAmount,
+        lateReply: (@Sendable (WireFrame) -> Void)? = nil
+    ) async throws(WireClientError) -> WireFrame {
         let reply: WireFrame
         do {
             reply = try await withCheckedThrowingContinuation {
                 (continuation: CheckedContinuation<WireFrame, any Error>) in
                 let slot = ReplySlot(continuation)
+                slot.onLateReply = lateReply
                 let deadline = channel.eventLoop.scheduleTask(in: timeout) {
                     slot.resume(throwing: WireClientError.timeout)
                 }
@@ -219,6 +223,8 @@ final class ReplySlot: @unchecked Sendable {
     private let lock = NSLock()
     private var continuation: CheckedContinuation<WireFrame, any Error>?
     var onCompletion: (@Sendable () -> Void)?
+    /// Gets the reply when it comes after the call ended (timed out).
+    var onLateReply: (@Sendable (WireFrame) -> Void)?
 
     init(_ continuation: CheckedContinuation<WireFrame, any Error>) { self.continuation = continuation }
 
@@ -231,7 +237,10 @@ final class ReplySlot: @unchecked Sendable {
     }
 
     func resume(returning frame: WireFrame) {
-        guard let continuation = take() else { return }
+        guard let continuation = take() else {
+            onLateReply?(frame)
+            return
+        }
         onCompletion?()
         continuation.resume(returning: frame)
     }

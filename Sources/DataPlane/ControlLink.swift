@@ -45,9 +45,22 @@ public final class ControlLink: Sendable {
             callTimeout.components.seconds * 1_000_000_000 + callTimeout.components.attoseconds / 1_000_000_000)
         reserveBatcher = Batcher { requests in
             guard let client = clientBox.withLock({ $0 }) else { throw WireClientError.closed("not connected") }
-            // The batch's frame carries the time-out: no timer task per request.
+            // The batch's frame carries the time-out: no timer task per request. Should the answer come after it,
+            // what it admitted is released at once; otherwise those tokens would stay held until the
+            // reservations expire (ten minutes by default) and could refuse the consumer's next requests.
             let reply = try await client.call(
-                .reserve, payload: BudgetMessages.encode(reserves: requests), timeout: reserveTimeout)
+                .reserve, payload: BudgetMessages.encode(reserves: requests), timeout: reserveTimeout,
+                lateReply: { frame in
+                    guard let outcomes = try? BudgetMessages.decodeOutcomes(frame.payload) else { return }
+                    let ids = outcomes.compactMap { outcome -> UInt64? in
+                        if case .admitted(let id, _, _) = outcome { id } else { nil }
+                    }
+                    guard !ids.isEmpty else { return }
+                    logger.warning(
+                        "reservations answered after the time-out are released",
+                        metadata: ["reservations": "\(ids.count)"])
+                    Task { _ = try? await client.call(.release, payload: BudgetMessages.encode(releases: ids)) }
+                })
             let outcomes = try BudgetMessages.decodeOutcomes(reply.payload)
             guard outcomes.count == requests.count else { throw WireClientError.protocolViolation("reply count") }
             return outcomes

@@ -305,3 +305,93 @@ def test_fail_open_forwards_and_charges_after_the_control_plane_returns(binaries
         assert stack.usage("signify-dev-team") == 10
     finally:
         stack.stop()
+
+
+class DelayingRelay:
+    """Sits between budget-proxyd and budget-controld's control socket, passing frames both ways; while `delay` is
+    set it holds reservation replies back, and it records the ids of the releases the proxy sends."""
+
+    RESERVE_RESULT, RELEASE = 0x21, 0x24
+
+    def __init__(self, path, upstream):
+        import threading
+        self.delay = 0.0
+        self.admitted, self.released = [], []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(4)
+        self.upstream = upstream
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import threading
+        while True:
+            try:
+                proxy, _ = self.listener.accept()
+            except OSError:
+                return
+            controld = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            controld.connect(self.upstream)
+            threading.Thread(target=self.pump, args=(proxy, controld, False), daemon=True).start()
+            threading.Thread(target=self.pump, args=(controld, proxy, True), daemon=True).start()
+
+    @staticmethod
+    def frame(source):
+        import struct
+        header = b""
+        while len(header) < 9:
+            chunk = source.recv(9 - len(header))
+            if not chunk:
+                return None
+            header += chunk
+        length, kind, _ = struct.unpack(">IBI", header)
+        body = b""
+        while len(body) < length - 5:
+            chunk = source.recv(length - 5 - len(body))
+            if not chunk:
+                return None
+            body += chunk
+        return kind, header + body
+
+    def pump(self, source, target, from_controld):
+        import struct
+        try:
+            while (frame := self.frame(source)) is not None:
+                kind, data = frame
+                payload = data[9:]
+                if from_controld and kind == self.RESERVE_RESULT and self.delay:
+                    if payload[2] == 1:  # u16 count, then u8 1 (admitted) and the u64 reservation id
+                        self.admitted.append(struct.unpack(">Q", payload[3:11])[0])
+                    time.sleep(self.delay)
+                if not from_controld and kind == self.RELEASE:
+                    count = struct.unpack(">H", payload[:2])[0]
+                    self.released += [struct.unpack(">Q", payload[2 + 8 * i:10 + 8 * i])[0] for i in range(count)]
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            source.close()
+            target.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_reservation_answered_after_the_time_out_is_released(binaries, tmp_path):
+    relay_path = str(tmp_path / "relay.sock")
+    relay = DelayingRelay(relay_path, str(tmp_path / "control.sock"))
+    stack = Gateway(binaries, tmp_path, proxy_args=("--control-socket", relay_path, "--control-timeout-ms", "200"))
+    try:
+        assert post(stack.url, HELLO, key="dev-team-key")[0] == 200
+        relay.delay = 0.6
+        status, _, body = post(stack.url, HELLO, key="dev-team-key")
+        assert status == 503, body  # fail-closed: the control plane did not answer within 200 ms
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not set(relay.admitted) <= set(relay.released):
+            time.sleep(0.05)
+        assert relay.admitted and set(relay.admitted) <= set(relay.released), (relay.admitted, relay.released)
+        status = json.loads(stack.budgetctl("status", "--json").stdout)
+        assert status["reservations"] == 0, status
+    finally:
+        stack.stop()
+        relay.close()
