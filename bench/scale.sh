@@ -83,3 +83,19 @@ time.sleep(1)
 rss = next(line for line in open(f"/proc/{sys.argv[2]}/status") if line.startswith("VmRSS")).split()[1]
 print(f"budget-proxyd RSS with 1,000 open connections: {int(rss) / 1024:.1f} MiB")
 PY
+
+# A change to one consumer of many: the sync (which plans against the whole stored config) and the time until
+# the proxy honours it (the control plane pushes the whole snapshot, and the proxy rebuilds its tables).
+sed 's/key: key-0-secret}/key: key-0-rotated}/' "$work/config.yaml" >"$work/config2.yaml"
+start=$(date +%s.%N)
+"$bin/budgetctl" sync "$work/config2.yaml" --socket "$work/admin.sock" | grep -E "^(creating|deleting|updating)" | sed 's/^/  /'
+synced=$(date +%s.%N)
+for _ in $(seq 600); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$address/ai/budget" -H "apikey: key-0-rotated" \
+        -d '{"messages":[{"role":"user","content":"Hello"}]}')
+    [ "$status" = 200 ] && break
+    sleep 0.02
+done
+end=$(date +%s.%N)
+printf 'one key rotated among %d consumers: sync %.2f s, proxy serving the new key %.2f s after the sync began\n' \
+    "$consumers" "$(echo "$synced - $start" | bc)" "$(echo "$end - $start" | bc)"

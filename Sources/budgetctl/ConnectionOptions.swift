@@ -24,6 +24,47 @@ struct ConnectionOptions: ParsableArguments {
         if let timeout, !(1...3600).contains(timeout) { throw ValidationError("--timeout: 1 to 3600 seconds") }
     }
 
+    /// The stored config and its version, as `AdminSession.current()` returns them.
+    typealias Current = (version: UInt64, state: ConfigState)
+
+    /// Connects and fetches the stored config in a task of its own, to overlap with other work.
+    func fetchCurrent() -> Task<Result<(AdminSession, Current), WireClientError>, Never> {
+        let path = self.path
+        let timeout = self.timeout
+        return Task {
+            do throws(WireClientError) {
+                let session = try await AdminSession.connect(
+                    socket: path, client: "budgetctl/\(BudgetCtlVersion.current)", timeoutSeconds: timeout)
+                do throws(WireClientError) {
+                    return .success((session, try await session.current()))
+                } catch {
+                    await session.close()
+                    return .failure(error)
+                }
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
+    /// What `fetchCurrent` got, or prints why it failed and exits 1.
+    static func fetched(_ fetch: Task<Result<(AdminSession, Current), WireClientError>, Never>) async throws
+        -> (AdminSession, Current)
+    {
+        switch await fetch.value {
+        case .success(let value): return value
+        case .failure(let error):
+            Console.error("Error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    /// Closes what `fetchCurrent` opened, when it is not needed after all.
+    static func discard(_ fetch: Task<Result<(AdminSession, Current), WireClientError>, Never>) async {
+        fetch.cancel()
+        if case .success(let (session, _)) = await fetch.value { await session.close() }
+    }
+
     /// Connects, or prints why not and exits 1.
     func connect() async throws -> AdminSession {
         do {

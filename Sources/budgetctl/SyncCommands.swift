@@ -66,20 +66,27 @@ struct SyncRun {
 
     /// Returns whether there were changes.
     func run(apply: Bool) async throws -> Bool {
-        let loaded = ConfigLoader.load(try InputFiles.read(files), environment: InputFiles.environment)
-        for warning in loaded.diagnostics.warnings { Console.error(warning.description) }
+        // The stored config is fetched while the files are read: with 100,000 consumers each takes a second or
+        // more. Problems in the files are still reported first, and a failed connection only after them.
+        let fetch = connection.fetchCurrent()
         let desired: SyncInput.Desired
-        switch SyncInput.desired(from: loaded, flagTags: flagTags) {
-        case .success(let value): desired = value
-        case .failure(let problems):
-            for line in problems.lines { Console.error(line) }
-            Console.error("Error: nothing was changed")
-            throw ExitCode.failure
+        do {
+            let loaded = ConfigLoader.load(try InputFiles.read(files), environment: InputFiles.environment)
+            for warning in loaded.diagnostics.warnings { Console.error(warning.description) }
+            switch SyncInput.desired(from: loaded, flagTags: flagTags) {
+            case .success(let value): desired = value
+            case .failure(let problems):
+                for line in problems.lines { Console.error(line) }
+                Console.error("Error: nothing was changed")
+                throw ExitCode.failure
+            }
+        } catch {
+            await ConnectionOptions.discard(fetch)
+            throw error
         }
-        let session = try await connection.connect()
+        let (session, current) = try await ConnectionOptions.fetched(fetch)
         defer { Task { await session.close() } }
         return try await withControlPlane {
-            let current = try await session.current()
             let plan: Plan
             do {
                 plan = try Planner.plan(current: current.state, desired: desired.state, selectTags: desired.selectTags)
