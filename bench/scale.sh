@@ -15,6 +15,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
+elapsed() { awk -v from="$1" -v to="$2" 'BEGIN { printf "%.2f", to - from }'; }
 
 python3 - "$consumers" >"$work/config.yaml" <<'PY'
 import sys
@@ -51,7 +52,7 @@ sleep 0.5
 start=$(date +%s.%N)
 "$bin/budgetctl" sync "$work/config.yaml" --socket "$work/admin.sock" | grep "Created:"
 end=$(date +%s.%N)
-printf 'sync of %d consumers: %.2f s\n' "$consumers" "$(echo "$end - $start" | bc)"
+printf 'sync of %d consumers: %.2f s\n' "$consumers" "$(elapsed "$start" "$end")"
 printf 'budget-controld RSS after sync: %s\n' "$(rss $controld)"
 
 emulator=$(sed 's/listening on //' "$work/emu.out")
@@ -62,11 +63,11 @@ proxy=$!
 pids+=($proxy)
 for _ in $(seq 600); do grep -q "listening on" "$work/proxy.out" 2>/dev/null && break; sleep 0.05; done
 end=$(date +%s.%N)
-printf 'snapshot to a new proxy (connect, receive, compile, listen): %.2f s\n' "$(echo "$end - $start" | bc)"
+printf 'snapshot to a new proxy (connect, receive, compile, listen): %.2f s\n' "$(elapsed "$start" "$end")"
 address=$(sed -n 's/listening on //p' "$work/proxy.out")
 sleep 1
 printf 'budget-proxyd RSS idle: %s\n' "$(rss $proxy)"
-status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$address/ai/budget" -H "apikey: key-99999-secret" \
+status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$address/ai/budget" -H "apikey: key-$((consumers - 1))-secret" \
     -d '{"messages":[{"role":"user","content":"Hello"}]}')
 echo "a request as the last consumer: HTTP $status"
 python3 - "$address" "$proxy" <<'PY'
@@ -98,4 +99,4 @@ for _ in $(seq 600); do
 done
 end=$(date +%s.%N)
 printf 'one key rotated among %d consumers: sync %.2f s, proxy serving the new key %.2f s after the sync began\n' \
-    "$consumers" "$(echo "$synced - $start" | bc)" "$(echo "$end - $start" | bc)"
+    "$consumers" "$(elapsed "$start" "$synced")" "$(elapsed "$start" "$end")"

@@ -21,3 +21,14 @@ def test_macro_benchmark_harness_runs_all_four_setups(tmp_path):
         row = summary["setups"][setup]
         assert row["requests"] > 0 and row["non200"] == 0 and row["errors"] == 0, (setup, row)
     assert "| (c) budget-proxyd -> emulator |" in next(tmp_path.glob("macro-*.md")).read_text()
+
+
+def test_scale_harness_runs_end_to_end(tmp_path):
+    env = dict(os.environ, CONFIG="debug")
+    result = subprocess.run(["bench/scale.sh", "300"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for line in ["read, decode and validate the file", "encode the snapshot", "sync of 300 consumers:",
+                 "budget-proxyd RSS with 1,000 open connections:", "a request as the last consumer: HTTP 200",
+                 "one key rotated among 300 consumers:"]:
+        assert line in out, out
