@@ -173,7 +173,11 @@ final class WireClientHandler: ChannelDuplexHandler {
     }
 
     private var nextID: UInt32 = 1
+    /// Calls waiting for their reply, and calls that timed out, kept so that a late reply still reaches them.
     private var pending: [UInt32: ReplySlot] = [:]
+    /// When `pending` reaches this size, timed-out calls are dropped from it: a peer that stops answering
+    /// cannot make it grow without bound (late replies to dropped calls are then ignored).
+    private var sweepAt = 1024
     private let pushes: AsyncStream<WireFrame>.Continuation
 
     init(pushes: AsyncStream<WireFrame>.Continuation) { self.pushes = pushes }
@@ -183,6 +187,10 @@ final class WireClientHandler: ChannelDuplexHandler {
         let id = nextID
         nextID = nextID == UInt32.max ? 1 : nextID + 1
         outgoing.frame.requestID = id
+        if pending.count >= sweepAt {
+            pending = pending.filter { !$0.value.isFinished }
+            sweepAt = max(1024, 2 * pending.count)
+        }
         pending[id] = outgoing.reply
         context.write(wrapOutboundOut(outgoing.frame), promise: promise)
     }
@@ -227,6 +235,13 @@ final class ReplySlot: @unchecked Sendable {
     var onLateReply: (@Sendable (WireFrame) -> Void)?
 
     init(_ continuation: CheckedContinuation<WireFrame, any Error>) { self.continuation = continuation }
+
+    /// Whether the call has ended (answered, failed or timed out).
+    var isFinished: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return continuation == nil
+    }
 
     private func take() -> CheckedContinuation<WireFrame, any Error>? {
         lock.lock()
