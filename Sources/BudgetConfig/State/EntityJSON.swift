@@ -25,7 +25,9 @@ extension Entity {
     /// Reads what `wireBytes` wrote; the error says what is wrong and where.
     public init(wireBytes bytes: [UInt8]) throws(EntityJSONError) {
         do {
-            self = try Entity(wireJSON: try JSONParser.parse(bytes, limits: .init(maxDepth: 16, maxBytes: 1 << 20)))
+            // As large as budgetctl lets a whole command's input be, so no stored entity can be refused on reading.
+            let limits = JSONParser.Limits(maxDepth: 16, maxBytes: ConfigLimits().maxTotalBytes)
+            self = try Entity(wireJSON: try JSONParser.parse(bytes, limits: limits))
         } catch let error as JSONParseError {
             throw EntityJSONError(description: error.description)
         } catch let error as JSONShapeError {
