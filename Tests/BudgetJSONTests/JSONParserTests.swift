@@ -13,6 +13,9 @@ struct JSONParserTests {
         #expect(value["s"]?.stringValue == "a\"b\\c\ndé😀")
         #expect(value["o"]?.members?.map(\.name) == ["z", "a"])
         #expect(try JSONParser.parse(value.serialized) == value)
+        // The byte writer and the String writer agree, control characters included.
+        let tricky = JSONValue.object(["t\u{1F}ab\t": .string("q\"\\\r\n\u{01}é😀"), "v": value])
+        #expect(tricky.serializedBytes == Array(tricky.serialized.utf8))
     }
 
     @Test(

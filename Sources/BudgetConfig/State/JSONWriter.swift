@@ -32,9 +32,9 @@ public struct JSONWriter: Sendable {
         case .bool(let flag): out += (flag ? "true" : "false").utf8
         case .int(let number): out += String(number).utf8
         case .number(let number): out += numberText(number).utf8
-        case .string(let text): Self.appendQuoted(text, into: &out)
+        case .string(let text): JSONValue.writeString(text, into: &out)
         case .secret(let secret):
-            Self.appendQuoted(secrets == .revealed ? secret.revealed : Secret.maskedText, into: &out)
+            JSONValue.writeString(secrets == .revealed ? secret.revealed : Secret.maskedText, into: &out)
         case .list(let items):
             out.append(UInt8(ascii: "["))
             for (index, item) in items.enumerated() {
@@ -46,33 +46,12 @@ public struct JSONWriter: Sendable {
             out.append(UInt8(ascii: "{"))
             for (index, field) in fields.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                Self.appendQuoted(field.name, into: &out)
+                JSONValue.writeString(field.name, into: &out)
                 out.append(UInt8(ascii: ":"))
                 writeCompact(field.value, into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
-    }
-
-    /// `text` as a JSON string literal, escaped as RFC 8259 requires (as `JSONValue.writeString` does).
-    private static func appendQuoted(_ text: String, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out += #"\""#.utf8
-            case UInt8(ascii: "\\"): out += #"\\"#.utf8
-            case UInt8(ascii: "\n"): out += #"\n"#.utf8
-            case UInt8(ascii: "\r"): out += #"\r"#.utf8
-            case UInt8(ascii: "\t"): out += #"\t"#.utf8
-            case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                out += #"\u00"#.utf8
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
     }
 
     private func write(_ value: FieldValue, indent: Int, into out: inout String) {
