@@ -207,11 +207,8 @@ public enum WireJSON {
             let value = try JSONParser.parse(
                 bytes, limits: .init(maxDepth: maxDepth, maxBytes: WireProtocol.maxServerFrameBytes))
             return try T(wireJSON: value)
-        } catch let error as JSONParseError {
-            throw WireErrorBody(.badRequest, "payload is not a valid \(T.self): \(error)")
-        } catch let error as JSONShapeError {
-            throw WireErrorBody(.badRequest, "payload is not a valid \(T.self): \(error)")
         } catch {
+            // A JSONParseError (with its byte offset) or a JSONShapeError (with its path).
             throw WireErrorBody(.badRequest, "payload is not a valid \(T.self): \(error)")
         }
     }

@@ -28,11 +28,8 @@ extension Entity {
             // As large as budgetctl lets a whole command's input be, so no stored entity can be refused on reading.
             let limits = JSONParser.Limits(maxDepth: 16, maxBytes: ConfigLimits().maxTotalBytes)
             self = try Entity(wireJSON: try JSONParser.parse(bytes, limits: limits))
-        } catch let error as JSONParseError {
-            throw EntityJSONError(description: error.description)
-        } catch let error as JSONShapeError {
-            throw EntityJSONError(description: error.description)
         } catch {
+            // A JSONParseError (with its byte offset) or a JSONShapeError (with its path).
             throw EntityJSONError(description: "\(error)")
         }
     }
