@@ -3,10 +3,13 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+public import ServiceLifecycle
 
 /// The emulator's HTTP/1.1 server on SwiftNIO: one handler per connection turns each request into an
-/// `EmulatorRequest`, asks `EmulatorService`, and writes the answer (streams frame by frame, chunked).
-public final class EmulatorServer: Sendable {
+/// `EmulatorRequest`, asks `EmulatorService`, and writes the answer (streams frame by frame, chunked), all on
+/// the connection's event loop. As a `Service`, it serves until graceful shutdown, then closes the listener
+/// and lets its threads finish what they are writing.
+public final class EmulatorServer: Service, Sendable {
     private let channel: any Channel
     private let group: MultiThreadedEventLoopGroup
     private let ownsGroup: Bool
@@ -58,6 +61,17 @@ public final class EmulatorServer: Sendable {
     /// Waits until the listener closes.
     public func waitUntilClosed() async throws {
         try await channel.closeFuture.get()
+    }
+
+    /// Serves until graceful shutdown or cancellation (or until the listener closes), then shuts down.
+    public func run() async throws {
+        let channel = self.channel
+        await withTaskCancellationOrGracefulShutdownHandler {
+            try? await channel.closeFuture.get()
+        } onCancelOrGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+        try await close()
     }
 }
 

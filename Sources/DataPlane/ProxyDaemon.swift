@@ -1,14 +1,18 @@
-import BudgetJSON
-import DaemonKit
+public import DaemonKit
 import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
+public import UnixSignals
 import Systemd
 
-/// budget-proxyd from start to stop: connect to the control plane, wait for the first snapshot, listen,
-/// serve; on SIGTERM stop accepting, let requests in flight finish (at most 30 s), deliver pending usage.
+/// budget-proxyd: a `ServiceGroup` of the control link, the watchdog and the listeners. The listeners start
+/// once the first config snapshot has arrived; on SIGTERM or SIGINT they stop accepting and let requests in
+/// flight finish (`HTTPLimits.drainTimeout`), then the link delivers pending usage
+/// (`ControlLink.shutdownFlushTimeout`) and the daemon exits 0.
 public struct ProxyDaemon: Sendable {
+    /// What the flags set.
     public struct Options: Sendable {
         public var listen: [ListenAddress]
         public var statusListen: ListenAddress?
@@ -16,6 +20,7 @@ public struct ProxyDaemon: Sendable {
         public var lossPolicy: ControlPlaneLossPolicy
         public var limits: HTTPLimits
         public var controlTimeout: Duration
+        /// The AWS settings (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`) plugins leave out.
         public var environment: [String: String]
         /// Sockets handed over by systemd, by `FileDescriptorName=`: `http` (any number) and `status`.
         public var inherited: [String: [Int32]]
@@ -47,101 +52,99 @@ public struct ProxyDaemon: Sendable {
         self.logger = logger
     }
 
-    /// Runs until `stop` returns. `announce` receives each bound address once serving has begun.
-    public func run(announce: @Sendable (String) -> Void, until stop: @escaping @Sendable () async -> String)
-        async throws
-    {
+    /// Runs until SIGTERM or SIGINT (or `signals: []` and cancellation, for tests). `announce` receives
+    /// `listening on ADDRESS` and `status on ADDRESS` once serving has begun. Start-up problems are thrown.
+    public func run(
+        signals: [UnixSignal] = [.sigterm, .sigint], announce: @escaping @Sendable (String) -> Void
+    ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
         let link = ControlLink(
-            socketPath: options.controlSocket, callTimeout: options.controlTimeout, group: group, logger: logger)
-        let linkTask = Task { await link.run() }
-        let stopped = LockedCounter()
-        let stopTask = Task {
-            let reason = await stop()
-            stopped.add(1)
-            return reason
-        }
-        logger.notice("waiting for the first config snapshot", metadata: ["control_socket": "\(options.controlSocket)"])
-        while link.tables == nil {
-            if stopped.value > 0 {
-                linkTask.cancel()
-                try? await group.shutdownGracefully()
-                return
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
+            socketPath: options.controlSocket, callTimeout: options.controlTimeout, group: group,
+            environment: options.environment, logger: logger)
         let upstream = BedrockUpstream(eventLoopGroup: group)
         let metrics = ProxyMetrics()
         let service = ProxyService(
             link: link, upstream: upstream,
-            settings: .init(
-                maxBodyBytes: options.limits.maxBodyBytes, lossPolicy: options.lossPolicy,
-                environment: options.environment),
+            settings: .init(maxBodyBytes: options.limits.maxBodyBytes, lossPolicy: options.lossPolicy),
             metrics: metrics, logger: logger)
-        let server = try await ProxyHTTPServer.start(
-            addresses: options.listen, inherited: options.inherited["http"] ?? [], group: group, limits: options.limits
-        ) {
-            request, sink in await service.handle(request, sink: sink)
+        let listeners = ProxyListeners(
+            options: options, group: group, link: link,
+            status: StatusEndpoint(link: link, service: service, metrics: metrics), service: service,
+            announce: announce, logger: logger)
+        // Graceful shutdown runs in reverse order: listeners drain first, the link delivers usage last.
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: link),
+                    .init(service: WatchdogService(eventLoop: group.next()), successTerminationBehavior: .ignore),
+                    .init(service: listeners),
+                ],
+                gracefulShutdownSignals: signals,
+                logger: logger))
+        do {
+            try await services.run()
+        } catch {
+            await upstream.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
         }
-        var statusServer: ProxyHTTPServer?
-        let inheritedStatus = options.inherited["status"] ?? []
-        if options.statusListen != nil || !inheritedStatus.isEmpty {
-            statusServer = try await ProxyHTTPServer.start(
-                addresses: options.statusListen.map { [$0] } ?? [], inherited: inheritedStatus, group: group,
-                limits: HTTPLimits()
-            ) {
-                request, sink in await Self.status(request, sink: sink, link: link, service: service, metrics: metrics)
-            }
-        }
-        for address in server.boundAddresses { announce("listening on \(address)") }
-        for address in statusServer?.boundAddresses ?? [] { announce("status on \(address)") }
-        let watchdog = Systemd.startWatchdog(on: group.next())
-        Systemd.ready(status: "serving config version \(link.tables?.version ?? 0)")
-        logger.notice(
-            "ready", metadata: ["listen": "\(server.boundAddresses)", "config_version": "\(link.tables?.version ?? 0)"])
-
-        let reason = await stopTask.value
-        logger.notice("stopping", metadata: ["signal": "\(reason)"])
-        Systemd.stopping()
-        watchdog?.cancel()
-        await server.close()
-        await statusServer?.close()
-        let deadline = ContinuousClock.now + .seconds(30)
-        while service.requestsInFlight > 0 && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        let commitDeadline = ContinuousClock.now + .seconds(5)
-        while await link.pendingCommits() > 0 && link.isConnected && ContinuousClock.now < commitDeadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        linkTask.cancel()
         await upstream.shutdown()
         try? await group.shutdownGracefully()
         logger.notice("stopped")
     }
+}
 
-    /// The status listener: `GET /status` (JSON) and `GET /metrics` (Prometheus text).
-    static func status(
-        _ request: ProxyRequest, sink: any ResponseSink, link: ControlLink, service: ProxyService,
-        metrics: ProxyMetrics
-    ) async {
-        switch (request.method, request.path) {
-        case ("GET", "/status"):
-            let body = JSONValue.object([
-                "config_version": .int(Int(link.tables?.version ?? 0)),
-                "control_plane": .string(link.isConnected ? "connected" : "disconnected"),
-                "requests_in_flight": .int(service.requestsInFlight),
-                "pending_commits": .int(await link.pendingCommits()),
-                "version": .string(ProxyVersion.current),
-            ])
-            await sink.respond(status: 200, headers: [("Content-Type", "application/json")], body: body.serializedBytes)
-        case ("GET", "/metrics"):
-            await sink.respond(
-                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: metrics.exposition())
-        default:
-            await sink.respond(
-                status: 404, headers: [("Content-Type", "application/json")],
-                body: Array(#"{"message":"not found: GET /status or GET /metrics"}"#.utf8))
+/// The HTTP listener and the optional status listener, bound once the first snapshot has arrived.
+struct ProxyListeners: ServiceLifecycle.Service {
+    let options: ProxyDaemon.Options
+    let group: any EventLoopGroup
+    let link: ControlLink
+    let status: StatusEndpoint
+    let service: ProxyService
+    let announce: @Sendable (String) -> Void
+    let logger: Logger
+
+    func run() async throws {
+        let logger = self.logger
+        let stopping: @Sendable () -> Void = {
+            logger.notice("stopping")
+            Systemd.stopping()
+        }
+        logger.notice("waiting for the first config snapshot", metadata: ["control_socket": "\(options.controlSocket)"])
+        let snapshot = await withGracefulShutdownHandler {
+            await cancelWhenGracefulShutdown { [link] in await link.waitForFirstSnapshot() }
+        } onGracefulShutdown: {
+            stopping()
+        }
+        guard snapshot, !Task.isShuttingDownGracefully else { return }
+
+        let http = try await ProxyHTTPServer.bind(
+            addresses: options.listen, inherited: options.inherited["http"] ?? [], group: group,
+            limits: options.limits)
+        var statusServer: ProxyHTTPServer?
+        let inheritedStatus = options.inherited["status"] ?? []
+        if options.statusListen != nil || !inheritedStatus.isEmpty {
+            var statusLimits = HTTPLimits()
+            statusLimits.drainTimeout = .seconds(1)
+            statusServer = try await ProxyHTTPServer.bind(
+                addresses: options.statusListen.map { [$0] } ?? [], inherited: inheritedStatus, group: group,
+                limits: statusLimits)
+        }
+        for address in http.boundAddresses { announce("listening on \(address)") }
+        for address in statusServer?.boundAddresses ?? [] { announce("status on \(address)") }
+        let version = link.tables?.version ?? 0
+        Systemd.ready(status: "serving config version \(version)")
+        logger.notice("ready", metadata: ["listen": "\(http.boundAddresses)", "config_version": "\(version)"])
+
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { [service] in await http.serve { await service.handle($0, sink: $1) } }
+                if let statusServer {
+                    group.addTask { [status] in await statusServer.serve { await status.handle($0, sink: $1) } }
+                }
+            }
+        } onGracefulShutdown: {
+            stopping()
         }
     }
 }

@@ -13,6 +13,9 @@ public final class ProxyTables: Sendable {
         public var service: Service?
         public var keyAuth: KeyAuthConfig?
         public var aiProxy: AIProxyConfig?
+        /// Where the ai-proxy sends requests, resolved once per snapshot (nil without an ai-proxy or a
+        /// model name); a setup error (no region, no credentials) is answered to each request as it was.
+        public var upstream: Result<BedrockTarget, UpstreamSetupError>?
     }
 
     /// Who a key belongs to.
@@ -26,22 +29,30 @@ public final class ProxyTables: Sendable {
     private let groups: [String: [String]]
     public let policy: BudgetPolicy
 
-    public init(version: UInt64, state: ConfigState) {
+    /// Compiles `state`; `environment` supplies the AWS settings the plugins leave out.
+    public init(version: UInt64, state: ConfigState, environment: [String: String] = [:]) {
         self.version = version
         let plugins = state.plugins
         let services = Dictionary(uniqueKeysWithValues: state.services.map { ($0.name, $0) })
         var prefixes: [(String, CompiledRoute)] = []
+        var targets: [AIProxyConfigView: Result<BedrockTarget, UpstreamSetupError>] = [:]
         for route in state.routes {
             let service = route.service.flatMap { services[$0] }
             if service?.enabled == false { continue }
+            let aiProxy = PluginPrecedence.forRoute(route, plugins: plugins) {
+                if case .aiProxy(let config) = $0 { config } else { nil }
+            }
+            var upstream: Result<BedrockTarget, UpstreamSetupError>?
+            if let aiProxy, let view = AIProxyConfigView(aiProxy) {
+                if targets[view] == nil { targets[view] = BedrockTarget.resolve(view, environment: environment) }
+                upstream = targets[view]
+            }
             let compiled = CompiledRoute(
                 route: route, service: service,
                 keyAuth: PluginPrecedence.forRoute(route, plugins: plugins) {
                     if case .keyAuth(let config) = $0 { config } else { nil }
                 },
-                aiProxy: PluginPrecedence.forRoute(route, plugins: plugins) {
-                    if case .aiProxy(let config) = $0 { config } else { nil }
-                })
+                aiProxy: aiProxy, upstream: upstream)
             for prefix in route.paths { prefixes.append((prefix, compiled)) }
         }
         self.prefixes = prefixes.sorted { $0.0.utf8.count > $1.0.utf8.count }
@@ -63,5 +74,6 @@ public final class ProxyTables: Sendable {
     /// The owner of a key, looked up by the key's SHA-256 so that no key comparison depends on its bytes.
     public func owner(of key: String) -> KeyOwner? { keys[KeyHash(key: key)] }
 
+    /// The consumer groups `consumer` belongs to, sorted by name.
     public func groups(of consumer: String) -> [String] { groups[consumer] ?? [] }
 }

@@ -3,6 +3,9 @@ import Bedrock
 import BedrockEmulator
 import DaemonKit
 import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
 
 /// `bedrock-emulator`: a local Bedrock Runtime for demos, tests and benchmarks.
 @main
@@ -19,12 +22,13 @@ struct BedrockEmulatorCommand: AsyncParsableCommand {
             last user message, or for every request with --fault: throttle, error-500, error-503, \
             latency-MS, stream-throttle, drop, drop-mid-stream (comma-separated to combine).
 
-            Prints "listening on HOST:PORT" once it accepts connections.
-            """
+            Prints "listening on HOST:PORT" once it accepts connections; SIGTERM or SIGINT stops it (exit 0).
+            """,
+        version: GatewayVersion.current
     )
 
     @Option(help: ArgumentHelp("Address to listen on; port 0 picks a free port.", valueName: "host:port"))
-    var listen = "127.0.0.1:9100"
+    var listen = ListenAddress.tcp(host: "127.0.0.1", port: 9100)
 
     @Option(
         name: .customLong("credentials"),
@@ -48,8 +52,10 @@ struct BedrockEmulatorCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Event-loop threads (default: one per core).", valueName: "n"))
     var threads: Int?
 
+    @OptionGroup var logging: LoggingOptions
+
     func validate() throws {
-        guard Self.split(listen) != nil else {
+        guard case .tcp = listen else {
             throw ValidationError("--listen: expected HOST:PORT with a port from 0 to 65535, got '\(listen)'")
         }
         for pair in credentials where Self.credential(pair) == nil {
@@ -62,13 +68,6 @@ struct BedrockEmulatorCommand: AsyncParsableCommand {
         if let threads, !(1...64).contains(threads) { throw ValidationError("--threads: 1 to 64") }
     }
 
-    static func split(_ address: String) -> (host: String, port: Int)? {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-            (0...65535).contains(port), colon > address.startIndex
-        else { return nil }
-        return (String(address[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
-    }
-
     static func credential(_ pair: String) -> AWSCredentials? {
         guard let colon = pair.firstIndex(of: ":") else { return nil }
         let id = String(pair[..<colon])
@@ -78,6 +77,7 @@ struct BedrockEmulatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let logger = logging.bootstrap(label: "bedrock-emulator")
         var configuration = EmulatorConfiguration()
         let pairs = credentials.compactMap(Self.credential)
         if !pairs.isEmpty { configuration.credentials = pairs }
@@ -85,13 +85,14 @@ struct BedrockEmulatorCommand: AsyncParsableCommand {
         configuration.models += model
         configuration.defaultFaults = fault.flatMap(EmulatorFault.parse) ?? []
         configuration.streamFrameDelayMilliseconds = streamDelayMs
-        guard let (host, port) = Self.split(listen) else { throw ExitCode.validationFailure }
+        guard case .tcp(let host, let port) = listen else { throw ExitCode.validationFailure }
+        IgnoredSignals.sigpipe()
         let server = try await EmulatorServer.start(
             host: host, port: port, configuration: configuration, threads: threads)
-        let bound = server.port ?? port
-        FileHandle.standardOutput.write(Data("listening on \(host):\(bound)\n".utf8))
-        let signals = SignalWaiter()
-        _ = await signals.wait()
-        try await server.close()
+        FileHandle.standardOutput.write(Data("listening on \(host):\(server.port ?? port)\n".utf8))
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await services.run()
     }
 }

@@ -1,4 +1,4 @@
-import ArgumentParser
+public import ArgumentParser
 import DaemonKit
 import DataPlane
 import Foundation
@@ -16,28 +16,31 @@ struct BudgetProxyd: AsyncParsableCommand {
             snapshot has arrived; it keeps serving with the last snapshot if the control plane goes away. \
             Credentials for Bedrock come from the ai-proxy plugin, else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY \
             and AWS_SESSION_TOKEN; AWS_ENDPOINT_URL_BEDROCK_RUNTIME overrides the endpoint. Prints \
-            "listening on ADDRESS" for each listener. See budget-proxyd(8).
+            "listening on ADDRESS" for each listener.
+
+            SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most 30 s), deliver pending \
+            usage (at most 5 s), exit 0. See budget-proxyd(8).
             """,
-        version: ProxyVersion.current
+        version: GatewayVersion.current
     )
 
     @Option(
         help: ArgumentHelp(
-            "Address to serve: HOST:PORT (port 0 picks one) or unix:/path. Repeatable.",
+            "Address to serve: HOST:PORT (port 0 picks one) or unix:/path. Repeatable (default 0.0.0.0:8000).",
             valueName: "address"))
-    var listen: [String] = []
+    var listen: [ListenAddress] = []
 
     @Option(help: ArgumentHelp("budget-controld's control socket.", valueName: "path"))
     var controlSocket = "/run/budget/control.sock"
 
     @Option(help: ArgumentHelp("Address of the status listener (GET /status, GET /metrics).", valueName: "host:port"))
-    var statusListen: String?
+    var statusListen: ListenAddress?
 
     @Option(
         help: ArgumentHelp(
             "When the control plane cannot be asked: fail-closed (503) or fail-open (forward, charge later).",
             valueName: "policy"))
-    var onControlPlaneLoss = "fail-closed"
+    var onControlPlaneLoss: ControlPlaneLossPolicy = .failClosed
 
     @Option(help: ArgumentHelp("Largest request body in bytes, up to 20000000 (default 8 MiB).", valueName: "bytes"))
     var maxBodyBytes = 8 << 20
@@ -61,22 +64,9 @@ struct BudgetProxyd: AsyncParsableCommand {
             valueName: "n"))
     var threads: Int?
 
-    @Option(help: ArgumentHelp("Log format: text or json.", valueName: "format"))
-    var logFormat = "text"
-
-    @Option(help: ArgumentHelp("Lowest level logged (info logs one line per request).", valueName: "level"))
-    var logLevel = "info"
+    @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        for address in listen where ListenAddress(address) == nil {
-            throw ValidationError("--listen: expected HOST:PORT or unix:/path, got '\(address)'")
-        }
-        if let statusListen, ListenAddress(statusListen) == nil {
-            throw ValidationError("--status-listen: expected HOST:PORT or unix:/path, got '\(statusListen)'")
-        }
-        guard ControlPlaneLossPolicy(rawValue: onControlPlaneLoss) != nil else {
-            throw ValidationError("--on-control-plane-loss: expected fail-closed or fail-open")
-        }
         guard (1024...20_000_000).contains(maxBodyBytes) else {
             throw ValidationError("--max-body-bytes: 1024 to 20000000")
         }
@@ -87,20 +77,10 @@ struct BudgetProxyd: AsyncParsableCommand {
         guard (10...60_000).contains(controlTimeoutMs) else {
             throw ValidationError("--control-timeout-ms: 10 to 60000")
         }
-        guard DaemonLogHandler.Format(rawValue: logFormat) != nil else {
-            throw ValidationError("--log-format: text or json")
-        }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level: trace, debug, info, notice, warning, error or critical")
-        }
     }
 
     func run() async throws {
-        DaemonLogHandler.bootstrap(
-            format: DaemonLogHandler.Format(rawValue: logFormat) ?? .text,
-            level: Logger.Level(rawValue: logLevel) ?? .info)
-        let logger = Logger(label: "budget-proxyd")
-        let signals = SignalWaiter()
+        let logger = logging.bootstrap(label: "budget-proxyd")
         var limits = HTTPLimits()
         limits.maxBodyBytes = maxBodyBytes
         limits.maxConnections = maxConnections
@@ -108,20 +88,21 @@ struct BudgetProxyd: AsyncParsableCommand {
         limits.readTimeoutSeconds = readTimeout
         let daemon = ProxyDaemon(
             options: .init(
-                listen: (listen.isEmpty ? ["0.0.0.0:8000"] : listen).compactMap(ListenAddress.init),
-                statusListen: statusListen.flatMap(ListenAddress.init), controlSocket: controlSocket,
-                lossPolicy: ControlPlaneLossPolicy(rawValue: onControlPlaneLoss) ?? .failClosed, limits: limits,
+                listen: listen.isEmpty ? [.tcp(host: "0.0.0.0", port: 8000)] : listen, statusListen: statusListen,
+                controlSocket: controlSocket, lossPolicy: onControlPlaneLoss, limits: limits,
                 controlTimeout: .milliseconds(controlTimeoutMs), environment: ProcessInfo.processInfo.environment,
                 inherited: Systemd.listeners(), threads: threads ?? CPUs.available),
             logger: logger)
+        IgnoredSignals.sigpipe()
         do {
-            try await daemon.run(
-                announce: { line in
-                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
-                }, until: { await signals.wait() })
+            try await daemon.run { line in
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            }
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure
         }
     }
 }
+
+extension ControlPlaneLossPolicy: ExpressibleByArgument {}

@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 public import Bedrock
+public import BudgetConfig
 import Foundation
 public import NIOCore
 import NIOHTTP1
@@ -67,9 +68,20 @@ public struct AIProxyConfigView: Sendable, Hashable {
     public var accessKeyID: String?
     public var secretAccessKey: String?
     public var upstreamURL: String?
+
+    /// The view of an ai-proxy config; nil when it names no model.
+    public init?(_ config: AIProxyConfig) {
+        guard let modelID = config.model.name else { return nil }
+        self.modelID = modelID
+        region = config.model.options.awsRegion
+        accessKeyID = config.auth.awsAccessKeyID?.revealed
+        secretAccessKey = config.auth.awsSecretAccessKey?.revealed
+        upstreamURL = config.model.options.upstreamURL
+    }
 }
 
-public struct UpstreamSetupError: Error, Sendable, CustomStringConvertible {
+/// Why an ai-proxy cannot reach Bedrock (no region, no credentials): answered as a 500 to its requests.
+public struct UpstreamSetupError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     public var description: String { message }
 }

@@ -1,0 +1,354 @@
+public import BudgetLedger
+import BudgetConfig
+public import BudgetWire
+import DaemonKit
+import Foundation
+public import Logging
+public import NIOCore
+public import ServiceLifecycle
+import Synchronization
+
+/// The data plane's link to budget-controld: it keeps the latest config snapshot (compiled), and makes the
+/// budget calls, batching concurrent ones into one frame.
+///
+/// A `Service`: `run()` keeps the connection (reconnecting with backoff, 100 ms doubling to 5 s) and runs the
+/// senders of reservations, commits and releases as child tasks. When the control plane goes away the proxy
+/// keeps serving with the last snapshot; commits that cannot be delivered are kept (at most
+/// `maxPendingCommits`) and sent after the reconnect. On graceful shutdown it delivers what is pending, for
+/// at most `shutdownFlushTimeout`, then stops.
+public final class ControlLink: ServiceLifecycle.Service, Sendable {
+    /// The answer to a reservation request.
+    public enum Reservation: Sendable {
+        case outcome(ReserveOutcome)
+        /// The control plane could not be asked in time; the caller applies its loss policy.
+        case unavailable(String)
+    }
+
+    public let socketPath: String
+    public let callTimeout: Duration
+    /// Commits kept while the control plane is away; older ones are dropped past this.
+    public static let maxPendingCommits = 100_000
+    /// How long a graceful shutdown waits for pending commits to reach the control plane.
+    public static let shutdownFlushTimeout: Duration = .seconds(5)
+
+    private let logger: Logger
+    private let environment: [String: String]
+    private let tablesBox = Mutex<ProxyTables?>(nil)
+    private let firstSnapshot = OnceEvent()
+    private let connection = CurrentConnection()
+    private let reserves: ReserveBatcher
+    private let commits: CommitQueue
+    private let releases: ReleaseQueue
+    private let group: any EventLoopGroup
+
+    /// `group` should be the proxy's own: the connection then shares the event loops that requests run on.
+    /// `environment` supplies the AWS settings each snapshot's Bedrock targets are resolved with.
+    public init(
+        socketPath: String, callTimeout: Duration = .seconds(2), group: any EventLoopGroup,
+        environment: [String: String] = [:], logger: Logger
+    ) {
+        self.socketPath = socketPath
+        self.callTimeout = callTimeout
+        self.group = group
+        self.environment = environment
+        self.logger = logger
+        releases = ReleaseQueue(connection: connection)
+        reserves = ReserveBatcher(
+            connection: connection, timeout: TimeAmount(callTimeout), releases: releases, logger: logger)
+        commits = CommitQueue(connection: connection, logger: logger)
+    }
+
+    /// The compiled config, once the first snapshot has arrived.
+    public var tables: ProxyTables? { tablesBox.withLock { $0 } }
+
+    /// Whether a connection to the control plane is up.
+    public var isConnected: Bool { connection.current != nil }
+
+    /// Commits waiting for the control plane.
+    public var pendingCommits: Int { commits.count }
+
+    /// Returns true once the first snapshot has arrived; false if the calling task is cancelled first.
+    public func waitForFirstSnapshot() async -> Bool { await firstSnapshot.wait() }
+
+    /// Keeps the connection and the senders running until graceful shutdown or cancellation.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.reserves.run() }
+            group.addTask { await self.commits.run() }
+            group.addTask { await self.releases.run() }
+            group.addTask { await self.maintainConnection() }
+            try? await gracefulShutdown()
+            // Usage charged before the stop should reach the control plane if it is there.
+            if isConnected {
+                _ = await withDeadline(Self.shutdownFlushTimeout) { [commits] in await commits.waitUntilEmpty() }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Connects and reconnects until cancelled; pushes from the control plane update the tables.
+    private func maintainConnection() async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                let client = try await WireClient.connect(
+                    path: socketPath, role: .dataPlane, client: "budget-proxyd/\(GatewayVersion.current)",
+                    group: group)
+                backoff = .milliseconds(100)
+                connection.current = client
+                logger.notice(
+                    "connected to the control plane",
+                    metadata: ["socket": "\(socketPath)", "server": "\(client.welcome.server)"])
+                commits.wake()
+                // Ends when the connection closes, or when the link is cancelled.
+                for await frame in client.pushes where frame.type == .snapshot {
+                    apply(snapshot: frame)
+                }
+                connection.current = nil
+                if Task.isCancelled {
+                    await client.close()
+                    return
+                }
+                logger.warning(
+                    "lost the control plane; serving with the last config", metadata: ["socket": "\(socketPath)"])
+            } catch {
+                connection.current = nil
+                logger.warning(
+                    "cannot reach the control plane", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
+            }
+            do {
+                try await Task.sleep(for: backoff)
+            } catch {
+                return
+            }
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    private func apply(snapshot frame: WireFrame) {
+        do {
+            let snapshot = try WireJSON.decode(ConfigSnapshot.self, from: frame.payload)
+            let tables = ProxyTables(version: snapshot.version, state: snapshot.state, environment: environment)
+            tablesBox.withLock { $0 = tables }
+            firstSnapshot.signal()
+            logger.notice(
+                "config snapshot applied",
+                metadata: [
+                    "config_version": "\(snapshot.version)",
+                    "entities": "\(snapshot.state.count)",
+                ])
+        } catch {
+            logger.error("bad snapshot from the control plane", metadata: ["error": "\(error)"])
+        }
+        // The decoded snapshot and the old tables are gone by now.
+        FreedMemory.release()
+    }
+
+    /// Asks for a reservation, within `callTimeout`.
+    public func reserve(_ request: ReserveRequest) async -> Reservation {
+        guard isConnected else { return .unavailable("the control plane is not connected") }
+        do {
+            return .outcome(try await reserves.submit(request))
+        } catch {
+            return .unavailable("the control plane did not answer: \(error)")
+        }
+    }
+
+    /// Records real usage; delivered now or after a reconnect.
+    public func commit(_ commit: BudgetMessages.Commit) {
+        commits.add(commit)
+    }
+
+    /// Gives a reservation back without charging it (sent in the background; lost ones expire).
+    public func release(_ id: UInt64) {
+        guard id != 0 else { return }
+        releases.add([id])
+    }
+}
+
+/// The current connection to the control plane, shared by the link and its senders.
+final class CurrentConnection: Sendable {
+    private let client = Mutex<WireClient?>(nil)
+
+    var current: WireClient? {
+        get { client.withLock { $0 } }
+        set { client.withLock { $0 = newValue } }
+    }
+}
+
+/// Sends reservations in batches: a request that arrives while none is in flight is sent at once; requests
+/// that arrive while a batch is in flight form the next one. No added latency when idle, one frame for many
+/// requests under load. The sending loop is `run()`, a child task of the link.
+final class ReserveBatcher: Sendable {
+    private typealias Waiter = (request: ReserveRequest, continuation: CheckedContinuation<ReserveOutcome, any Error>)
+
+    private let connection: CurrentConnection
+    private let timeout: TimeAmount
+    private let releases: ReleaseQueue
+    private let logger: Logger
+    private let waiting = Mutex<[Waiter]>([])
+    private let wakeups: AsyncStream<Void>
+    private let wakeup: AsyncStream<Void>.Continuation
+
+    init(connection: CurrentConnection, timeout: TimeAmount, releases: ReleaseQueue, logger: Logger) {
+        self.connection = connection
+        self.timeout = timeout
+        self.releases = releases
+        self.logger = logger
+        (wakeups, wakeup) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Queues a request and waits for its outcome.
+    func submit(_ request: ReserveRequest) async throws -> ReserveOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            waiting.withLock { $0.append((request, continuation)) }
+            wakeup.yield()
+        }
+    }
+
+    /// Sends batches as requests arrive, until cancelled; requests left then fail.
+    func run() async {
+        for await _ in wakeups {
+            while let batch = take() { await send(batch) }
+        }
+        for waiter in waiting.withLock({ queue in defer { queue = [] }; return queue }) {
+            waiter.continuation.resume(throwing: WireClientError.closed("the proxy is stopping"))
+        }
+    }
+
+    private func take() -> [Waiter]? {
+        waiting.withLock { queue in
+            guard !queue.isEmpty else { return nil }
+            let batch = Array(queue.prefix(BudgetMessages.maxBatch))
+            queue.removeFirst(batch.count)
+            return batch
+        }
+    }
+
+    private func send(_ batch: [Waiter]) async {
+        do {
+            guard let client = connection.current else { throw WireClientError.closed("not connected") }
+            // The batch's frame carries the time-out: no timer per request. Should the answer come after it, what
+            // it admitted is released at once; otherwise those tokens would stay held until the reservations
+            // expire and could refuse the consumer's next requests.
+            let releases = self.releases
+            let logger = self.logger
+            let reply = try await client.call(
+                .reserve, payload: BudgetMessages.encode(reserves: batch.map(\.request)), timeout: timeout,
+                lateReply: { frame in
+                    guard let outcomes = try? BudgetMessages.decodeOutcomes(frame.payload) else { return }
+                    let ids = outcomes.compactMap { outcome -> UInt64? in
+                        if case .admitted(let id, _, _) = outcome { id } else { nil }
+                    }
+                    guard !ids.isEmpty else { return }
+                    logger.warning(
+                        "reservations answered after the time-out are released",
+                        metadata: ["reservations": "\(ids.count)"])
+                    releases.add(ids)
+                })
+            let outcomes = try BudgetMessages.decodeOutcomes(reply.payload)
+            guard outcomes.count == batch.count else { throw WireClientError.protocolViolation("reply count") }
+            for (waiter, outcome) in zip(batch, outcomes) { waiter.continuation.resume(returning: outcome) }
+        } catch {
+            for waiter in batch { waiter.continuation.resume(throwing: error) }
+        }
+    }
+}
+
+/// Commits in batches, kept (bounded) while the control plane is away; `run()` delivers them.
+final class CommitQueue: Sendable {
+    private struct State: ~Copyable {
+        var queue: [BudgetMessages.Commit] = []
+        var dropped = 0
+    }
+
+    private let connection: CurrentConnection
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let empty = Gauge()
+    private let wakeups: AsyncStream<Void>
+    private let wakeup: AsyncStream<Void>.Continuation
+
+    init(connection: CurrentConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+        (wakeups, wakeup) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Commits not yet acknowledged.
+    var count: Int { state.withLock { $0.queue.count } }
+
+    /// Queues a commit; past `ControlLink.maxPendingCommits` the oldest is dropped (and counted in the log).
+    func add(_ commit: BudgetMessages.Commit) {
+        let dropped = state.withLock { state -> Int? in
+            var dropped: Int?
+            if state.queue.count >= ControlLink.maxPendingCommits {
+                state.queue.removeFirst()
+                state.dropped += 1
+                dropped = state.dropped
+            } else {
+                empty.add(1)
+            }
+            state.queue.append(commit)
+            return dropped
+        }
+        if let dropped, dropped == 1 || dropped % 1000 == 0 {
+            logger.error("usage dropped: the control plane has been away too long", metadata: ["dropped": "\(dropped)"])
+        }
+        wakeup.yield()
+    }
+
+    /// Asks `run()` to try again (a connection came up).
+    func wake() { wakeup.yield() }
+
+    /// Returns true once nothing is pending; false if cancelled first.
+    func waitUntilEmpty() async -> Bool { await empty.waitUntilZero() }
+
+    /// Delivers queued commits whenever there are some and a connection is up, until cancelled.
+    func run() async {
+        for await _ in wakeups {
+            await flush()
+        }
+    }
+
+    private func flush() async {
+        while let client = connection.current {
+            let batch = state.withLock { Array($0.queue.prefix(BudgetMessages.maxBatch)) }
+            guard !batch.isEmpty else { return }
+            do {
+                _ = try await client.call(.commit, payload: BudgetMessages.encode(commits: batch))
+            } catch {
+                return  // kept; the next connection flushes them
+            }
+            let removed = state.withLock { state in
+                let removed = min(batch.count, state.queue.count)
+                state.queue.removeFirst(removed)
+                return removed
+            }
+            empty.add(-removed)
+        }
+    }
+}
+
+/// Releases of reservations that were not used, sent in the background by `run()`; bounded, since a
+/// release that is lost only means the hold lasts until it expires.
+final class ReleaseQueue: Sendable {
+    private let connection: CurrentConnection
+    private let stream: AsyncStream<[UInt64]>
+    private let input: AsyncStream<[UInt64]>.Continuation
+
+    init(connection: CurrentConnection) {
+        self.connection = connection
+        (stream, input) = AsyncStream.makeStream(of: [UInt64].self, bufferingPolicy: .bufferingOldest(4096))
+    }
+
+    func add(_ ids: [UInt64]) { input.yield(ids) }
+
+    /// Sends releases as they come, until cancelled.
+    func run() async {
+        for await ids in stream {
+            guard let client = connection.current else { continue }
+            _ = try? await client.call(.release, payload: BudgetMessages.encode(releases: ids))
+        }
+    }
+}

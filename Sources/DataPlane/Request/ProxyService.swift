@@ -1,0 +1,478 @@
+import AsyncHTTPClient
+import Bedrock
+import BudgetConfig
+import BudgetJSON
+import BudgetLedger
+import DaemonKit
+import Foundation
+public import Logging
+import NIOCore
+import NIOHTTP1
+
+/// What the proxy does when the control plane cannot be asked.
+public enum ControlPlaneLossPolicy: String, Sendable, CaseIterable {
+    /// Refuse with 503 and a body that says why (the default).
+    case failClosed = "fail-closed"
+    /// Forward without a reservation; usage is charged when the control plane is back.
+    case failOpen = "fail-open"
+}
+
+/// The hot path. Each request goes through five stages, each of which either passes what it learnt to the
+/// next or ends the request with a `ProxyAnswer`:
+/// 1. `authenticate`: the route, then key-auth's consumer and groups;
+/// 2. `parse`: the body (bounded, read once), the chat request and its limits;
+/// 3. `admit`: the budget's reservation, held as a `BudgetHold` (or a 429, or the loss policy);
+/// 4. `forward`: signed to Bedrock, the answer translated back (whole or streamed);
+/// 5. `charge`: the usage Bedrock reported replaces the hold.
+public final class ProxyService: Sendable {
+    /// The service's fixed settings (from flags).
+    public struct Settings: Sendable {
+        public var maxBodyBytes: Int
+        public var lossPolicy: ControlPlaneLossPolicy
+
+        public init(maxBodyBytes: Int, lossPolicy: ControlPlaneLossPolicy) {
+            self.maxBodyBytes = maxBodyBytes
+            self.lossPolicy = lossPolicy
+        }
+    }
+
+    let link: ControlLink
+    let upstream: BedrockUpstream
+    let settings: Settings
+    let metrics: ProxyMetrics
+    let logger: Logger
+    let inFlight = Gauge()
+
+    public init(link: ControlLink, upstream: BedrockUpstream, settings: Settings, metrics: ProxyMetrics, logger: Logger)
+    {
+        self.link = link
+        self.upstream = upstream
+        self.settings = settings
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Requests being served now.
+    public var requestsInFlight: Int { inFlight.value }
+
+    /// What the access log line records.
+    struct Outcome {
+        var status = 0
+        var route = "-"
+        var consumer = "-"
+        var group = "-"
+        var promptTokens = 0
+        var completionTokens = 0
+        var upstream: Duration = .zero
+    }
+
+    /// Serves one request, then records its metrics and its access log line.
+    public func handle(_ request: ProxyRequest, sink: any ResponseSink) async {
+        let started = ContinuousClock.now
+        inFlight.add(1)
+        var outcome = Outcome()
+        do throws(ProxyAnswer) {
+            try await serve(request, sink: sink, outcome: &outcome)
+        } catch {
+            outcome.status = error.status
+            if error.status != ProxyAnswer.clientGone.status { await sink.respond(
+                status: error.status, headers: [("Content-Type", "application/json")] + error.headers,
+                body: error.body.serializedBytes) }
+        }
+        inFlight.add(-1)
+        let total = ContinuousClock.now - started
+        metrics.request(route: outcome.route, consumer: outcome.consumer, status: outcome.status)
+        metrics.proxyOverhead(total - outcome.upstream)
+        logger.info(
+            "request",
+            metadata: [
+                "method": "\(request.method)", "path": "\(request.path)", "route": "\(outcome.route)",
+                "consumer": "\(outcome.consumer)", "status": "\(outcome.status)",
+                "prompt_tokens": "\(outcome.promptTokens)", "completion_tokens": "\(outcome.completionTokens)",
+                "upstream_ms": "\(outcome.upstream.milliseconds)", "total_ms": "\(total.milliseconds)",
+            ])
+    }
+
+    /// The five stages; an early answer is thrown.
+    private func serve(_ request: ProxyRequest, sink: any ResponseSink, outcome: inout Outcome)
+        async throws(ProxyAnswer)
+    {
+        var body = RequestBody(request.body)
+        let caller = try authenticate(request, body: &body, outcome: &outcome)
+        let call = try parse(request, body: &body, caller: caller)
+        let admission = try await admit(call, caller: caller, outcome: &outcome)
+        let hold = BudgetHold(reservation: admission.reservation, link: link)
+        try await forward(call, admission: admission, hold: hold, sink: sink, outcome: &outcome)
+    }
+
+    // MARK: - 1. Authenticate
+
+    /// Who is calling, on which route.
+    struct Caller {
+        var tables: ProxyTables
+        var route: ProxyTables.CompiledRoute
+        var consumer: String?
+        var credential: KeyHash?
+        var groups: [String]
+    }
+
+    /// The route for the request, and the consumer its key belongs to (key-auth: headers named in
+    /// `key_names`, then the query, then a top-level string field of a JSON body).
+    private func authenticate(_ request: ProxyRequest, body: inout RequestBody, outcome: inout Outcome)
+        throws(ProxyAnswer) -> Caller
+    {
+        guard let tables = link.tables else {
+            throw .message(503, "no configuration yet: waiting for the first snapshot from budget-controld")
+        }
+        guard let route = tables.route(method: request.method, path: request.path) else {
+            throw .message(404, "no Route matched with those values")
+        }
+        outcome.route = route.route.name
+        var caller = Caller(tables: tables, route: route, consumer: nil, credential: nil, groups: [])
+        if let keyAuth = route.keyAuth {
+            let challenge = [("WWW-Authenticate", "Key realm=\"\(keyAuth.realm ?? "budget-gateway")\"")]
+            if let key = Self.apiKey(in: request, body: &body, config: keyAuth) {
+                guard let owner = tables.owner(of: key) else { throw .message(401, "Unauthorized", headers: challenge) }
+                caller.consumer = owner.consumer
+                caller.credential = owner.credential
+            } else if let anonymous = keyAuth.anonymous {
+                caller.consumer = anonymous
+            } else {
+                throw .message(401, "No API key found in request", headers: challenge)
+            }
+        }
+        outcome.consumer = caller.consumer ?? "-"
+        caller.groups = caller.consumer.map(tables.groups(of:)) ?? []
+        return caller
+    }
+
+    /// The API key from the places key-auth looks, in Kong's order.
+    static func apiKey(in request: ProxyRequest, body: inout RequestBody, config: KeyAuthConfig) -> String? {
+        for name in config.keyNames {
+            if config.keyInHeader, let value = request.header(name), !value.isEmpty { return value }
+            if config.keyInQuery, let value = request.queryParameter(name), !value.isEmpty { return value }
+        }
+        if config.keyInBody, case .success(let json) = body.json {
+            for name in config.keyNames {
+                if let value = json[name]?.stringValue, !value.isEmpty { return value }
+            }
+        }
+        return nil
+    }
+
+    // MARK: - 2. Parse
+
+    /// A chat request bound for one ai-proxy.
+    struct ChatCall {
+        var proxy: AIProxyConfig
+        var modelID: String
+        /// Where the call goes, or why it cannot (answered after admission, as a 500).
+        var target: Result<BedrockTarget, UpstreamSetupError>
+        var chat: ChatCompletionRequest
+        var promptTokens: Int
+        /// The effective `max_tokens`: the config's, else the client's, else the model's maximum.
+        var maxTokens: Int
+        var timeout: TimeAmount
+    }
+
+    /// The chat request, checked against the route's ai-proxy: body size, JSON, model, streaming, target.
+    private func parse(_ request: ProxyRequest, body: inout RequestBody, caller: Caller) throws(ProxyAnswer)
+        -> ChatCall
+    {
+        guard let proxy = caller.route.aiProxy, let modelID = proxy.model.name, let target = caller.route.upstream
+        else {
+            throw .message(503, "route \(caller.route.route.name) has no ai-proxy plugin, so there is no upstream")
+        }
+        let limit =
+            proxy.maxRequestBodySize.flatMap { $0 > 0 ? min($0, settings.maxBodyBytes) : nil } ?? settings.maxBodyBytes
+        guard request.body.count <= limit else {
+            throw .message(413, "request body of \(request.body.count) bytes exceeds the limit of \(limit) bytes")
+        }
+        var chat: ChatCompletionRequest
+        do {
+            chat = try ChatCompletionRequest.parse(body.json.get())
+        } catch {
+            throw .badRequest(error)
+        }
+        if let model = chat.model, !model.isEmpty, model != modelID {
+            throw .badRequest(ChatRequestError(param: "model", message: "cannot use own model - must be: \(modelID)"))
+        }
+        switch proxy.responseStreaming {
+        case .deny where chat.stream:
+            throw .badRequest(
+                ChatRequestError(param: "stream", message: "response streaming is not enabled for this LLM"))
+        case .always: chat.stream = true
+        default: break
+        }
+        return ChatCall(
+            proxy: proxy, modelID: modelID, target: target, chat: chat,
+            promptTokens: chat.estimatedPromptTokens,
+            maxTokens: proxy.model.options.maxTokens ?? chat.maxTokens ?? ClaudeHaiku.maxOutputTokens,
+            timeout: .milliseconds(Int64(caller.route.service?.readTimeout ?? 60_000)))
+    }
+
+    private static func bedrockTarget(_ resolved: Result<BedrockTarget, UpstreamSetupError>) throws(ProxyAnswer)
+        -> BedrockTarget
+    {
+        switch resolved {
+        case .success(let target): return target
+        case .failure(let error):
+            throw .upstream(500, errorType: "ConfigurationError", message: error.message)
+        }
+    }
+
+    // MARK: - 3. Admit
+
+    /// What the budget allows this request.
+    struct Admission {
+        var budget: BudgetPolicy.Budget?
+        /// The reservation to commit or release (0: none).
+        var reservation: UInt64 = 0
+        /// The windows as they stood at admission, for the response headers.
+        var windows: [WindowStatus] = []
+        /// `max_tokens` for Bedrock: the call's, clamped by a hard budget.
+        var maxTokens: Int
+    }
+
+    /// Asks the control plane for a reservation for the budget that applies, if any.
+    private func admit(_ call: ChatCall, caller: Caller, outcome: inout Outcome) async throws(ProxyAnswer)
+        -> Admission
+    {
+        let budget = caller.tables.policy.budget(
+            route: caller.route.route.name, service: caller.route.route.service, consumer: caller.consumer,
+            groups: caller.groups, credential: caller.credential, provider: call.proxy.model.provider)
+        outcome.group = budget?.plugin.scope.consumerGroup ?? caller.groups.first ?? "-"
+        var admission = Admission(budget: budget, maxTokens: call.maxTokens)
+        guard let budget else { return admission }
+        let price = budget.units(promptTokens: call.promptTokens, pricing: call.proxy.model.options)
+        let asked = ContinuousClock.now
+        let reservation = await link.reserve(
+            ReserveRequest(
+                rules: budget.rules, enforcement: budget.enforcement, promptUnits: price.prompt,
+                unitsPerCompletionToken: price.perCompletionToken, maxTokens: call.maxTokens))
+        metrics.controlPlane(ContinuousClock.now - asked)
+        switch reservation {
+        case .outcome(.admitted(let id, let allowed, let windows)):
+            admission.reservation = id
+            admission.windows = windows
+            if budget.enforcement == .hard { admission.maxTokens = min(call.maxTokens, allowed) }
+            return admission
+        case .outcome(.refused(let windows, let retryAfter, let exceeded)):
+            metrics.refusal(consumer: outcome.consumer, group: outcome.group)
+            let jitter =
+                budget.config.retryAfterJitterMax > 0 ? Int.random(in: 0...budget.config.retryAfterJitterMax) : 0
+            let headers =
+                RateLimitHeaders.headers(windows, for: budget)
+                + RateLimitHeaders.retryAfter(
+                    windows, exceeded: exceeded, seconds: retryAfter + jitter, hidden: budget.config.hideClientHeaders)
+            throw .message(budget.config.errorCode, budget.config.errorMessage, headers: headers)
+        case .unavailable where Task.isCancelled:
+            // The client hung up while its reservation was being asked for: nothing to answer.
+            throw ProxyAnswer.clientGone
+        case .unavailable(let reason):
+            guard settings.lossPolicy == .failOpen else {
+                logger.warning("refusing: control plane unavailable", metadata: ["reason": "\(reason)"])
+                throw .message(
+                    503,
+                    "budget control plane unavailable, so budgets cannot be checked; requests are refused until it "
+                        + "is back (--on-control-plane-loss fail-closed)")
+            }
+            return admission
+        }
+    }
+
+    // MARK: - 4. Forward
+
+    /// Sends the call to Bedrock and answers the client: whole, or streamed as Bedrock's frames arrive.
+    private func forward(
+        _ call: ChatCall, admission: Admission, hold: consuming BudgetHold, sink: any ResponseSink,
+        outcome: inout Outcome
+    ) async throws(ProxyAnswer) {
+        let target = try Self.bedrockTarget(call.target)
+        let overrides = ModelOverrides(
+            maxTokens: nil, temperature: call.proxy.model.options.temperature,
+            topP: call.proxy.model.options.topP, topK: call.proxy.model.options.topK)
+        let body = ConverseTranslator.converseBody(call.chat, maxTokens: admission.maxTokens, overrides: overrides)
+            .serializedBytes
+        var common: [(String, String)] = []
+        if call.proxy.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
+
+        let upstreamStarted = ContinuousClock.now
+        let response: HTTPClientResponse
+        do {
+            response = try await upstream.send(
+                body, to: target, stream: call.chat.stream, timeout: call.timeout)
+        } catch {
+            outcome.upstream = ContinuousClock.now - upstreamStarted
+            let timedOut = Self.isTimeout(error)
+            let status = timedOut ? 504 : 502
+            throw .upstream(
+                status, errorType: timedOut ? "UpstreamTimeout" : "UpstreamUnreachable",
+                message: timedOut
+                    ? "Bedrock did not answer within \(call.timeout.nanoseconds / 1_000_000) ms"
+                    : "cannot reach Bedrock: \(error)",
+                headers: common)
+        }
+
+        guard response.status.code == 200 else {
+            let errorBody = (try? await response.body.collect(upTo: 1 << 20)).map { Array($0.readableBytesView) } ?? []
+            outcome.upstream = ContinuousClock.now - upstreamStarted
+            metrics.upstream(outcome.upstream)
+            let status = Int(response.status.code)
+            throw ProxyAnswer(
+                status: status,
+                body: OpenAIErrorBody.fromBedrockReply(
+                    status: status, errorTypeHeader: response.headers.first(name: "x-amzn-ErrorType"), body: errorBody),
+                headers: common + RateLimitHeaders.headers(admission.windows, for: admission.budget))
+        }
+
+        let reply = ReplyIdentity(
+            id: ChatCompletionRenderer.newID(), created: Int(Date().timeIntervalSince1970), modelID: call.modelID)
+        if call.chat.stream {
+            await stream(
+                response, call: call, admission: admission, hold: hold, reply: reply, common: common, sink: sink,
+                outcome: &outcome, upstreamStarted: upstreamStarted)
+            return
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = Array(try await response.body.collect(upTo: 32 << 20).readableBytesView)
+        } catch {
+            outcome.upstream = ContinuousClock.now - upstreamStarted
+            throw .upstream(502, errorType: "UpstreamError", message: "Bedrock's reply was cut off: \(error)")
+        }
+        outcome.upstream = ContinuousClock.now - upstreamStarted
+        metrics.upstream(outcome.upstream)
+        let converse: ConverseResponse
+        do {
+            converse = try ConverseResponse.parse(bytes)
+        } catch {
+            throw .upstream(502, errorType: "UpstreamFormatError", message: error.message)
+        }
+        let charged = charge(converse.usage, call: call, admission: admission, hold: hold, outcome: &outcome)
+        let completion = ChatCompletionRenderer.completion(
+            converse, id: reply.id, created: reply.created, model: reply.modelID)
+        outcome.status = 200
+        await sink.respond(
+            status: 200,
+            headers: [("Content-Type", "application/json")] + common
+                + RateLimitHeaders.headers(admission.windows, charged: charged, for: admission.budget),
+            body: completion.serializedBytes)
+    }
+
+    /// The id, creation time and model that every chunk of one completion carries.
+    struct ReplyIdentity {
+        var id: String
+        var created: Int
+        var modelID: String
+    }
+
+    /// Whether an upstream failure was a time-out (connect, read or the request's deadline).
+    static func isTimeout(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError {
+            return error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
+        }
+        if let error = error as? ChannelError, case .connectTimeout = error { return true }
+        return false
+    }
+
+    /// ConverseStream → server-sent events, flushed as frames arrive; the final usage (or, when the client
+    /// hung up or the stream broke, an estimate from what was generated) is charged.
+    private func stream(
+        _ response: HTTPClientResponse, call: ChatCall, admission: Admission, hold: consuming BudgetHold,
+        reply: ReplyIdentity, common: [(String, String)], sink: any ResponseSink, outcome: inout Outcome,
+        upstreamStarted: ContinuousClock.Instant
+    ) async {
+        outcome.status = 200
+        var translator = ChatStreamTranslator(
+            id: reply.id, created: reply.created, model: reply.modelID, includeUsage: call.chat.includeUsage)
+        var decoder = EventStreamDecoder()
+        var clientGone = false
+        do {
+            try await sink.start(
+                status: 200,
+                headers: common + [
+                    ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
+                ] + RateLimitHeaders.headers(admission.windows, for: admission.budget),
+                contentLength: nil)
+            reading: for try await buffer in response.body {
+                decoder.append(buffer.readableBytesView)
+                while let message = try decoder.next() {
+                    let bytes = translator.translate(message)
+                    if !bytes.isEmpty {
+                        do {
+                            try await sink.write(bytes)
+                        } catch {
+                            clientGone = true
+                            break reading
+                        }
+                    }
+                    if translator.isFinished { break reading }
+                }
+            }
+            if !translator.isFinished && !clientGone { try? await sink.write(translator.finishWithoutMetadata()) }
+        } catch let error as EventStreamError {
+            let body = OpenAIErrorBody.fromBedrock(status: 502, errorType: "EventStreamError", message: error.description)
+            try? await sink.write(Array("data: \(body.serialized)\n\n".utf8))
+        } catch {
+            if !translator.isFinished { try? await sink.write(translator.finishWithoutMetadata()) }
+        }
+        if !clientGone { try? await sink.finish() }
+        outcome.upstream = ContinuousClock.now - upstreamStarted
+        metrics.upstream(outcome.upstream)
+        if translator.usage == nil && translator.generatedUTF8Count == 0 && translator.error != nil {
+            return  // failed before generating anything: nothing to charge, the hold is released
+        }
+        let usage =
+            translator.usage
+            ?? TokenUsage(inputTokens: call.promptTokens, outputTokens: translator.estimatedCompletionTokens)
+        _ = charge(usage, call: call, admission: admission, hold: hold, outcome: &outcome)
+    }
+
+    // MARK: - 5. Charge
+
+    /// Replaces the hold with the real usage (without a budget there is nothing to charge and the hold, empty,
+    /// goes); returns the units charged to the first window, for the Remaining headers.
+    private func charge(
+        _ usage: TokenUsage, call: ChatCall, admission: Admission, hold: consuming BudgetHold, outcome: inout Outcome
+    ) -> Double {
+        outcome.promptTokens = usage.inputTokens
+        outcome.completionTokens = usage.outputTokens
+        guard let budget = admission.budget else { return 0 }
+        let charges = budget.charges(
+            promptTokens: usage.inputTokens, completionTokens: usage.outputTokens, pricing: call.proxy.model.options)
+        hold.commit(charges)
+        metrics.tokens(
+            consumer: outcome.consumer, group: outcome.group, provider: budget.provider.name, tokens: usage.totalTokens)
+        return charges.first?.units ?? 0
+    }
+}
+
+/// A request body, parsed as JSON at most once (key-auth's `key_in_body` and the chat parser share it).
+struct RequestBody {
+    private let bytes: [UInt8]
+    private var parsed: Result<JSONValue, ChatRequestError>?
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// The body as JSON, or why it is not.
+    var json: Result<JSONValue, ChatRequestError> {
+        mutating get {
+            if let parsed { return parsed }
+            let result: Result<JSONValue, ChatRequestError>
+            do {
+                result = .success(try JSONParser.parse(bytes))
+            } catch {
+                result = .failure(
+                    ChatRequestError(param: nil, message: "request body is not valid JSON: \(error.description)"))
+            }
+            parsed = result
+            return result
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for log lines.
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}
