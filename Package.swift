@@ -210,6 +210,19 @@ let package = Package(
         .testTarget(
             name: "BedrockEmulatorTests", dependencies: ["BedrockEmulator", "Bedrock", "BudgetJSON"],
             swiftSettings: swiftSettings),
+        // budget-proxyd in process against a real emulator (in process) and a real budget-controld (a process).
+        .testTarget(
+            name: "DataPlaneTests",
+            dependencies: [
+                "DataPlane", "DaemonKit", "BedrockEmulator", "budget-controld", "budgetctl",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Runs the built `budgetctl` as a process, as a user would.
         .testTarget(
             name: "BudgetctlTests",

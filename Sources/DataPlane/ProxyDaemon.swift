@@ -3,7 +3,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
+public import ServiceLifecycle
 public import UnixSignals
 import Systemd
 
@@ -11,7 +11,7 @@ import Systemd
 /// once the first config snapshot has arrived; on SIGTERM or SIGINT they stop accepting and let requests in
 /// flight finish (`HTTPLimits.drainTimeout`), then the link delivers pending usage
 /// (`ControlLink.shutdownFlushTimeout`) and the daemon exits 0.
-public struct ProxyDaemon: Sendable {
+public struct ProxyDaemon: ServiceLifecycle.Service {
     /// What the flags set.
     public struct Options: Sendable {
         public var listen: [ListenAddress]
@@ -46,17 +46,24 @@ public struct ProxyDaemon: Sendable {
 
     public let options: Options
     public let logger: Logger
+    /// Signals that start a graceful shutdown; empty when the daemon runs inside a caller's `ServiceGroup`
+    /// (tests), whose graceful shutdown it follows.
+    public let signals: [UnixSignal]
+    /// Receives `listening on ADDRESS` and `status on ADDRESS` once serving has begun.
+    public let announce: @Sendable (String) -> Void
 
-    public init(options: Options, logger: Logger) {
+    public init(
+        options: Options, logger: Logger, signals: [UnixSignal] = [.sigterm, .sigint],
+        announce: @escaping @Sendable (String) -> Void
+    ) {
         self.options = options
         self.logger = logger
+        self.signals = signals
+        self.announce = announce
     }
 
-    /// Runs until SIGTERM or SIGINT (or `signals: []` and cancellation, for tests). `announce` receives
-    /// `listening on ADDRESS` and `status on ADDRESS` once serving has begun. Start-up problems are thrown.
-    public func run(
-        signals: [UnixSignal] = [.sigterm, .sigint], announce: @escaping @Sendable (String) -> Void
-    ) async throws {
+    /// Runs until a signal (or the enclosing group's graceful shutdown); start-up problems are thrown.
+    public func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
         let link = ControlLink(
             socketPath: options.controlSocket, callTimeout: options.controlTimeout, group: group,

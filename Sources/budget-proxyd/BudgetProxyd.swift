@@ -92,12 +92,13 @@ struct BudgetProxyd: AsyncParsableCommand {
                 controlSocket: controlSocket, lossPolicy: onControlPlaneLoss, limits: limits,
                 controlTimeout: .milliseconds(controlTimeoutMs), environment: ProcessInfo.processInfo.environment,
                 inherited: Systemd.listeners(), threads: threads ?? CPUs.available),
-            logger: logger)
+            logger: logger
+        ) { line in
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        }
         IgnoredSignals.sigpipe()
         do {
-            try await daemon.run { line in
-                FileHandle.standardOutput.write(Data((line + "\n").utf8))
-            }
+            try await daemon.run()
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure

@@ -1,0 +1,135 @@
+import DataPlane
+import Foundation
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import Testing
+
+/// The hot path, in process: budget-proxyd's `ProxyDaemon` against a real emulator and budget-controld.
+@Suite("budget-proxyd's request path", .serialized)
+struct ProxyPathTests {
+    static let hello = #"{"messages":[{"role":"user","content":"Hello"}]}"#
+
+    @Test("each tier is answered with Bedrock's usage, and exactly that usage is charged")
+    func tiersAreChargedWhatBedrockReported() async throws {
+        try await GatewayUnderTest.withGateway { gateway in
+            for (key, consumer, limit) in [
+                ("dev-team-key", "signify-dev-team", 10_000), ("analytics-key", "signify-analytics", 50_000),
+                ("production-key", "signify-production", 200_000),
+            ] {
+                let reply = try await gateway.chat(Self.hello, key: key)
+                #expect(reply.status == 200, "\(reply.body)")
+                let tokens = try #require(reply.totalTokens)
+                #expect(tokens > 0)
+                #expect(reply.headers.first(name: "X-AI-RateLimit-Limit-day-bedrock") == String(limit))
+                #expect(reply.headers.first(name: "X-AI-RateLimit-Remaining-day-bedrock") == String(limit - tokens))
+                let usage = try await gateway.usage(of: consumer) { $0.used == Double(tokens) && $0.inFlight == 0 }
+                #expect(usage.used == Double(tokens))
+                #expect(usage.inFlight == 0)
+            }
+        }
+    }
+
+    @Test("key-auth, routes and bodies are refused with Kong's statuses and messages")
+    func refusalsBeforeTheBudget() async throws {
+        try await GatewayUnderTest.withGateway { gateway in
+            let noKey = try await gateway.chat(Self.hello, key: nil)
+            #expect(noKey.status == 401)
+            #expect(noKey.json?["message"] as? String == "No API key found in request")
+            let unknown = try await gateway.chat(Self.hello, key: "not-a-key")
+            #expect(unknown.status == 401)
+            #expect(unknown.json?["message"] as? String == "Unauthorized")
+            let noRoute = try await gateway.chat(Self.hello, key: "dev-team-key", path: "/elsewhere")
+            #expect(noRoute.status == 404)
+            let notJSON = try await gateway.chat("{not json", key: "dev-team-key")
+            #expect(notJSON.status == 400)
+            #expect(notJSON.body.contains("request body is not valid JSON"))
+            let otherModel = try await gateway.chat(
+                #"{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}]}"#, key: "dev-team-key")
+            #expect(otherModel.status == 400)
+            #expect(otherModel.body.contains("cannot use own model"))
+            // Nothing above reached the budget.
+            #expect(try gateway.usage(of: "signify-dev-team") == (used: 0, inFlight: 0))
+        }
+    }
+
+    @Test("a spent budget is refused with 429, Retry-After and the configured message")
+    func spentBudgetIsRefused() async throws {
+        let config = fixtureText().replacingOccurrences(of: "limit: [10000]", with: "limit: [30]")
+        try await GatewayUnderTest.withGateway(config: config) { gateway in
+            var refused: GatewayUnderTest.Reply?
+            var admitted = 0
+            for _ in 0..<20 {
+                let reply = try await gateway.chat(Self.hello, key: "dev-team-key")
+                if reply.status == 429 {
+                    refused = reply
+                    break
+                }
+                #expect(reply.status == 200, "\(reply.body)")
+                admitted += 1
+                // The next admission must see this request's charge.
+                _ = try await gateway.usage(of: "signify-dev-team") { $0.inFlight == 0 }
+            }
+            let refusal = try #require(refused)
+            #expect(admitted >= 1)
+            #expect(refusal.json?["message"] as? String == "API rate limit exceeded")
+            #expect(Int(refusal.headers.first(name: "Retry-After") ?? "") ?? 0 > 0)
+            #expect(refusal.headers.first(name: "X-AI-RateLimit-Remaining-day-bedrock") == "0")
+            // The other tiers are untouched.
+            #expect(try await gateway.chat(Self.hello, key: "analytics-key").status == 200)
+        }
+    }
+
+    @Test("an upstream error answers Bedrock's status, charges nothing and releases the hold")
+    func upstreamErrorReleasesTheHold() async throws {
+        try await GatewayUnderTest.withGateway { gateway in
+            let throttled = try await gateway.chat(
+                #"{"messages":[{"role":"user","content":"[[emulator-fault:throttle]] Hello"}]}"#, key: "dev-team-key")
+            #expect(throttled.status == 429, "\(throttled.body)")
+            #expect((throttled.json?["error"] as? [String: Any])?["message"] != nil)
+            let usage = try await gateway.usage(of: "signify-dev-team") { $0.inFlight == 0 }
+            #expect(usage.used == 0)
+            #expect(usage.inFlight == 0)
+        }
+    }
+
+    @Test("a streamed answer arrives as server-sent events and its reported usage is charged")
+    func streamingChargesReportedUsage() async throws {
+        try await GatewayUnderTest.withGateway { gateway in
+            let reply = try await gateway.chat(
+                #"{"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hello"}]}"#,
+                key: "analytics-key")
+            #expect(reply.status == 200)
+            #expect(reply.headers.first(name: "Content-Type") == "text/event-stream")
+            let events = reply.body.components(separatedBy: "\n\n").filter { $0.hasPrefix("data: ") }
+            #expect(events.last == "data: [DONE]")
+            let usageEvent = try #require(events.dropLast().last)
+            let object = try #require(
+                try JSONSerialization.jsonObject(with: Data(usageEvent.dropFirst(6).utf8)) as? [String: Any])
+            let total = try #require((object["usage"] as? [String: Any])?["total_tokens"] as? Int)
+            let usage = try await gateway.usage(of: "signify-analytics") { $0.used == Double(total) }
+            #expect(usage.used == Double(total))
+            #expect(usage.inFlight == 0)
+        }
+    }
+
+    @Test("a graceful shutdown lets the request in flight finish and charge")
+    func gracefulShutdownDrainsRequestsInFlight() async throws {
+        try await GatewayUnderTest.withGateway { gateway in
+            async let slow = gateway.chat(
+                #"{"messages":[{"role":"user","content":"[[emulator-fault:latency-1500]] Hello"}]}"#,
+                key: "production-key")
+            try await Task.sleep(for: .milliseconds(500))
+            await gateway.services.triggerGracefulShutdown()
+            let reply = try await slow
+            #expect(reply.status == 200, "\(reply.body)")
+            try await gateway.running.value
+            // The daemon has stopped: the listener is closed, and the usage reached the control plane first.
+            await #expect(throws: (any Error).self) {
+                _ = try await gateway.chat(Self.hello, key: "production-key", timeout: .seconds(1))
+            }
+            let tokens = try #require(reply.totalTokens)
+            #expect(try gateway.usage(of: "signify-production").used == Double(tokens))
+        }
+    }
+}
