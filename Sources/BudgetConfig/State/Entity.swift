@@ -1,7 +1,7 @@
 /// Any entity of the config, for code that treats them alike: plans, scoping, rendering.
 ///
 /// The kinds that are few but large (services, routes, plugins) are boxed, so that a value is as small as
-/// the kinds there are 100,000 of (consumers, credentials, memberships): 80 bytes instead of 360.
+/// the kinds there are many of (consumers, credentials, memberships).
 public enum Entity: Sendable, Hashable, Codable {
     indirect case service(Service)
     indirect case route(Route)

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Writes a response to the connection a request came from.
 struct ChannelSink: ResponseSink {
@@ -50,30 +51,29 @@ struct ChannelSink: ResponseSink {
 
 /// An HTTP `Date` header value, formatted once a second rather than once a response.
 func httpDate() -> String {
-    let now = Int(Date().timeIntervalSince1970)
-    return HTTPDateCache.shared.value(at: now)
+    HTTPDateCache.shared.value(at: Int(Date().timeIntervalSince1970))
 }
 
-final class HTTPDateCache: @unchecked Sendable {
+/// The `Date` header of the current second, shared by every connection.
+final class HTTPDateCache: Sendable {
     static let shared = HTTPDateCache()
-    private let lock = NSLock()
-    private var second = -1
-    private var text = ""
-    private let formatter: DateFormatter = {
+    private let current = Mutex((second: -1, text: ""))
+
+    func value(at now: Int) -> String {
+        current.withLock { current in
+            if now != current.second {
+                current = (now, Self.format(now))
+            }
+            return current.text
+        }
+    }
+
+    /// RFC 9110's IMF-fixdate, in GMT.
+    private static func format(_ epochSecond: Int) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter
-    }()
-
-    func value(at now: Int) -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        if now != second {
-            second = now
-            text = formatter.string(from: Date(timeIntervalSince1970: TimeInterval(now)))
-        }
-        return text
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(epochSecond)))
     }
 }
