@@ -1,7 +1,7 @@
-public import Prometheus
+import Prometheus
 
 /// The proxy's Prometheus metrics (swift-prometheus), served on the status listener's `/metrics`.
-public final class ProxyMetrics: Sendable {
+final class ProxyMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let upstreamLatency: DurationHistogram
     private let overhead: DurationHistogram
@@ -12,7 +12,7 @@ public final class ProxyMetrics: Sendable {
         .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
     ]
 
-    public init() {
+    init() {
         upstreamLatency = registry.makeDurationHistogram(
             descriptor: Self.name(
                 "upstream_latency", unit: "seconds", "Time from sending a request to Bedrock to its last byte."),
@@ -58,5 +58,5 @@ public final class ProxyMetrics: Sendable {
     func proxyOverhead(_ duration: Duration) { overhead.record(duration) }
     func controlPlane(_ duration: Duration) { controlRoundTrip.record(duration) }
 
-    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+    func exposition() -> [UInt8] { registry.emitToBuffer() }
 }

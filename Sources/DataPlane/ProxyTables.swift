@@ -15,7 +15,7 @@ public final class ProxyTables: Sendable {
         public var aiProxy: AIProxyConfig?
         /// Where the ai-proxy sends requests, resolved once per snapshot (nil without an ai-proxy or a
         /// model name); a setup error (no region, no credentials) is answered to each request as it was.
-        public var upstream: Result<BedrockTarget, UpstreamSetupError>?
+        var upstream: Result<BedrockTarget, UpstreamSetupError>?
     }
 
     /// Who a key belongs to.

@@ -1,11 +1,11 @@
-public import DaemonKit
-public import NIOCore
+import DaemonKit
+import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 
 /// What serves one request: the proxy's hot path, or the status endpoint.
-public typealias HTTPRequestHandler = @Sendable (ProxyRequest, any ResponseSink) async -> Void
+typealias HTTPRequestHandler = @Sendable (ProxyRequest, any ResponseSink) async -> Void
 
 /// HTTP/1.1 on SwiftNIO for the proxy: keep-alive, pipelining, chunked request bodies, `Expect: 100-continue`,
 /// bounded headers (NIO's parser: 80 KiB), bodies, connections and time-outs.
@@ -15,7 +15,7 @@ public typealias HTTPRequestHandler = @Sendable (ProxyRequest, any ResponseSink)
 /// gathers and bounds requests; a connection that closes cancels the request it is serving. On graceful
 /// shutdown the listeners close, idle connections close, busy ones close after their response, and what is
 /// still running after `HTTPLimits.drainTimeout` is cancelled.
-public final class ProxyHTTPServer: Sendable {
+final class ProxyHTTPServer: Sendable {
     private let listeners: [any Channel]
     private let connections: AsyncStream<ProxyConnection>
     private let accepted: AsyncStream<ProxyConnection>.Continuation
@@ -34,7 +34,7 @@ public final class ProxyHTTPServer: Sendable {
     }
 
     /// The bound addresses, as `host:port` or `unix:/path` (a port 0 resolved to the real one).
-    public var boundAddresses: [String] {
+    var boundAddresses: [String] {
         listeners.compactMap { channel in
             guard let address = channel.localAddress else { return nil }
             if let port = address.port { return "\(address.ipAddress ?? "?"):\(port)" }
@@ -43,10 +43,10 @@ public final class ProxyHTTPServer: Sendable {
     }
 
     /// Open client connections.
-    public var openConnections: Int { open.value }
+    var openConnections: Int { open.value }
 
     /// Adopts `inherited` sockets (from systemd) if any, else binds `addresses`; connections wait for `serve`.
-    public static func bind(
+    static func bind(
         addresses: [ListenAddress], inherited: [Int32] = [], group: any EventLoopGroup, limits: HTTPLimits
     ) async throws -> ProxyHTTPServer {
         let open = Gauge()
@@ -99,7 +99,7 @@ public final class ProxyHTTPServer: Sendable {
     }
 
     /// Serves connections with `handler` until graceful shutdown (or cancellation), then drains them.
-    public func serve(_ handler: @escaping HTTPRequestHandler) async {
+    func serve(_ handler: @escaping HTTPRequestHandler) async {
         let drainTimeout = limits.drainTimeout
         await withDiscardingTaskGroup { group in
             await withGracefulShutdownHandler {

@@ -1,14 +1,14 @@
 /// An HTTP request as the proxy handles it: fully read (bounded) before it is handled.
-public struct ProxyRequest: Sendable {
-    public var method: String
+struct ProxyRequest: Sendable {
+    var method: String
     /// The path without the query.
-    public var path: String
+    var path: String
     /// The raw query, without `?`.
-    public var query: String
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    var query: String
+    var headers: [(name: String, value: String)]
+    var body: [UInt8]
 
-    public init(method: String, path: String, query: String, headers: [(name: String, value: String)], body: [UInt8]) {
+    init(method: String, path: String, query: String, headers: [(name: String, value: String)], body: [UInt8]) {
         self.method = method
         self.path = path
         self.query = query
@@ -17,12 +17,12 @@ public struct ProxyRequest: Sendable {
     }
 
     /// The first value of a header, by case-insensitive name.
-    public func header(_ name: String) -> String? {
+    func header(_ name: String) -> String? {
         headers.first { $0.name.caseInsensitiveEquals(name) }?.value
     }
 
     /// A query parameter, percent-decoded.
-    public func queryParameter(_ name: String) -> String? {
+    func queryParameter(_ name: String) -> String? {
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, parts[0] == name else { continue }
@@ -33,7 +33,7 @@ public struct ProxyRequest: Sendable {
 }
 
 /// Where a response goes: the HTTP connection it came from.
-public protocol ResponseSink: Sendable {
+protocol ResponseSink: Sendable {
     /// Sends the status and headers; `contentLength` nil means a chunked body.
     func start(status: Int, headers: [(String, String)], contentLength: Int?) async throws
     /// Sends and flushes body bytes; throws once the client has gone.
@@ -45,7 +45,7 @@ public protocol ResponseSink: Sendable {
 
 extension ResponseSink {
     /// A whole response in one go: the default sends head, body and end one by one.
-    public func respond(status: Int, headers: [(String, String)], body: [UInt8]) async {
+    func respond(status: Int, headers: [(String, String)], body: [UInt8]) async {
         try? await start(status: status, headers: headers, contentLength: body.count)
         try? await write(body)
         try? await finish()

@@ -1,11 +1,11 @@
-public import BudgetLedger
+import BudgetLedger
 import BudgetConfig
-public import BudgetWire
+import BudgetWire
 import DaemonKit
 import Foundation
-public import Logging
-public import NIOCore
-public import ServiceLifecycle
+import Logging
+import NIOCore
+import ServiceLifecycle
 import Synchronization
 
 /// The data plane's link to budget-controld: it keeps the latest config snapshot (compiled), and makes the
@@ -16,7 +16,7 @@ import Synchronization
 /// keeps serving with the last snapshot; commits that cannot be delivered are kept (at most
 /// `maxPendingCommits`) and sent after the reconnect. On graceful shutdown it delivers what is pending, for
 /// at most `shutdownFlushTimeout`, then stops.
-public final class ControlLink: ServiceLifecycle.Service, Sendable {
+final class ControlLink: ServiceLifecycle.Service, Sendable {
     /// The answer to a reservation request.
     public enum Reservation: Sendable {
         case outcome(ReserveOutcome)
@@ -24,12 +24,12 @@ public final class ControlLink: ServiceLifecycle.Service, Sendable {
         case unavailable(String)
     }
 
-    public let socketPath: String
-    public let callTimeout: Duration
+    let socketPath: String
+    let callTimeout: Duration
     /// Commits kept while the control plane is away; older ones are dropped past this.
-    public static let maxPendingCommits = 100_000
+    static let maxPendingCommits = 100_000
     /// How long a graceful shutdown waits for pending commits to reach the control plane.
-    public static let shutdownFlushTimeout: Duration = .seconds(5)
+    static let shutdownFlushTimeout: Duration = .seconds(5)
 
     private let logger: Logger
     private let environment: [String: String]
@@ -43,7 +43,7 @@ public final class ControlLink: ServiceLifecycle.Service, Sendable {
 
     /// `group` should be the proxy's own: the connection then shares the event loops that requests run on.
     /// `environment` supplies the AWS settings each snapshot's Bedrock targets are resolved with.
-    public init(
+    init(
         socketPath: String, callTimeout: Duration = .seconds(2), group: any EventLoopGroup,
         environment: [String: String] = [:], logger: Logger
     ) {
@@ -59,19 +59,19 @@ public final class ControlLink: ServiceLifecycle.Service, Sendable {
     }
 
     /// The compiled config, once the first snapshot has arrived.
-    public var tables: ProxyTables? { tablesBox.withLock { $0 } }
+    var tables: ProxyTables? { tablesBox.withLock { $0 } }
 
     /// Whether a connection to the control plane is up.
-    public var isConnected: Bool { connection.current != nil }
+    var isConnected: Bool { connection.current != nil }
 
     /// Commits waiting for the control plane.
-    public var pendingCommits: Int { commits.count }
+    var pendingCommits: Int { commits.count }
 
     /// Returns true once the first snapshot has arrived; false if the calling task is cancelled first.
-    public func waitForFirstSnapshot() async -> Bool { await firstSnapshot.wait() }
+    func waitForFirstSnapshot() async -> Bool { await firstSnapshot.wait() }
 
     /// Keeps the connection and the senders running until graceful shutdown or cancellation.
-    public func run() async {
+    func run() async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.reserves.run() }
             group.addTask { await self.commits.run() }
@@ -145,7 +145,7 @@ public final class ControlLink: ServiceLifecycle.Service, Sendable {
     }
 
     /// Asks for a reservation, within `callTimeout`.
-    public func reserve(_ request: ReserveRequest) async -> Reservation {
+    func reserve(_ request: ReserveRequest) async -> Reservation {
         guard isConnected else { return .unavailable("the control plane is not connected") }
         do {
             return .outcome(try await reserves.submit(request))
@@ -155,12 +155,12 @@ public final class ControlLink: ServiceLifecycle.Service, Sendable {
     }
 
     /// Records real usage; delivered now or after a reconnect.
-    public func commit(_ commit: BudgetMessages.Commit) {
+    func commit(_ commit: BudgetMessages.Commit) {
         commits.add(commit)
     }
 
     /// Gives a reservation back without charging it (sent in the background; lost ones expire).
-    public func release(_ id: UInt64) {
+    func release(_ id: UInt64) {
         guard id != 0 else { return }
         releases.add([id])
     }

@@ -1,22 +1,22 @@
-public import AsyncHTTPClient
-public import Bedrock
-public import BudgetConfig
+import AsyncHTTPClient
+import Bedrock
+import BudgetConfig
 import Foundation
-public import NIOCore
+import NIOCore
 import NIOHTTP1
 
 /// Where and as whom one ai-proxy reaches Bedrock.
-public struct BedrockTarget: Sendable, Hashable {
+struct BedrockTarget: Sendable, Hashable {
     /// `scheme://host[:port]`, without a path.
-    public var endpoint: String
-    public var region: String
-    public var modelID: String
-    public var credentials: AWSCredentials
+    var endpoint: String
+    var region: String
+    var modelID: String
+    var credentials: AWSCredentials
 
     /// The target for an ai-proxy config: `upstream_url` (scheme, host and port), else
     /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, else the regional endpoint; credentials from the plugin, else the
     /// AWS environment; region from `bedrock.aws_region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`.
-    public static func resolve(_ config: AIProxyConfigView, environment: [String: String]) -> Result<
+    static func resolve(_ config: AIProxyConfigView, environment: [String: String]) -> Result<
         BedrockTarget, UpstreamSetupError
     > {
         guard let region = config.region ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"],
@@ -62,15 +62,15 @@ public struct BedrockTarget: Sendable, Hashable {
 }
 
 /// The parts of an ai-proxy config the upstream needs, as plain values.
-public struct AIProxyConfigView: Sendable, Hashable {
-    public var modelID: String
-    public var region: String?
-    public var accessKeyID: String?
-    public var secretAccessKey: String?
-    public var upstreamURL: String?
+struct AIProxyConfigView: Sendable, Hashable {
+    var modelID: String
+    var region: String?
+    var accessKeyID: String?
+    var secretAccessKey: String?
+    var upstreamURL: String?
 
     /// The view of an ai-proxy config; nil when it names no model.
-    public init?(_ config: AIProxyConfig) {
+    init?(_ config: AIProxyConfig) {
         guard let modelID = config.model.name else { return nil }
         self.modelID = modelID
         region = config.model.options.awsRegion
@@ -81,16 +81,16 @@ public struct AIProxyConfigView: Sendable, Hashable {
 }
 
 /// Why an ai-proxy cannot reach Bedrock (no region, no credentials): answered as a 500 to its requests.
-public struct UpstreamSetupError: Error, Sendable, Hashable, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
+struct UpstreamSetupError: Error, Sendable, Hashable, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }
 
 /// Bedrock Runtime over HTTPS (or HTTP to an emulator): pooled connections, SigV4 on every request.
-public final class BedrockUpstream: Sendable {
-    public let client: HTTPClient
+final class BedrockUpstream: Sendable {
+    let client: HTTPClient
 
-    public init(eventLoopGroup: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(10)) {
+    init(eventLoopGroup: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(10)) {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: connectTimeout, read: .seconds(60))
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
@@ -98,12 +98,12 @@ public final class BedrockUpstream: Sendable {
         client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
     }
 
-    public func shutdown() async {
+    func shutdown() async {
         try? await client.shutdown()
     }
 
     /// Sends a Converse (or ConverseStream) body, signed, and returns the response with its body unread.
-    public func send(_ body: [UInt8], to target: BedrockTarget, stream: Bool, timeout: TimeAmount) async throws
+    func send(_ body: [UInt8], to target: BedrockTarget, stream: Bool, timeout: TimeAmount) async throws
         -> HTTPClientResponse
     {
         let path =

@@ -5,7 +5,7 @@ import BudgetJSON
 import BudgetLedger
 import DaemonKit
 import Foundation
-public import Logging
+import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -24,13 +24,13 @@ public enum ControlPlaneLossPolicy: String, Sendable, CaseIterable {
 /// 3. `admit`: the budget's reservation, held as a `BudgetHold` (or a 429, or the loss policy);
 /// 4. `forward`: signed to Bedrock, the answer translated back (whole or streamed);
 /// 5. `charge`: the usage Bedrock reported replaces the hold.
-public final class ProxyService: Sendable {
+final class ProxyService: Sendable {
     /// The service's fixed settings (from flags).
-    public struct Settings: Sendable {
-        public var maxBodyBytes: Int
-        public var lossPolicy: ControlPlaneLossPolicy
+    struct Settings: Sendable {
+        var maxBodyBytes: Int
+        var lossPolicy: ControlPlaneLossPolicy
 
-        public init(maxBodyBytes: Int, lossPolicy: ControlPlaneLossPolicy) {
+        init(maxBodyBytes: Int, lossPolicy: ControlPlaneLossPolicy) {
             self.maxBodyBytes = maxBodyBytes
             self.lossPolicy = lossPolicy
         }
@@ -43,7 +43,7 @@ public final class ProxyService: Sendable {
     let logger: Logger
     let inFlight = Gauge()
 
-    public init(link: ControlLink, upstream: BedrockUpstream, settings: Settings, metrics: ProxyMetrics, logger: Logger)
+    init(link: ControlLink, upstream: BedrockUpstream, settings: Settings, metrics: ProxyMetrics, logger: Logger)
     {
         self.link = link
         self.upstream = upstream
@@ -53,7 +53,7 @@ public final class ProxyService: Sendable {
     }
 
     /// Requests being served now.
-    public var requestsInFlight: Int { inFlight.value }
+    var requestsInFlight: Int { inFlight.value }
 
     /// What the access log line records.
     struct Outcome {
@@ -67,7 +67,7 @@ public final class ProxyService: Sendable {
     }
 
     /// Serves one request, then records its metrics and its access log line.
-    public func handle(_ request: ProxyRequest, sink: any ResponseSink) async {
+    func handle(_ request: ProxyRequest, sink: any ResponseSink) async {
         let started = ContinuousClock.now
         inFlight.add(1)
         var outcome = Outcome()
