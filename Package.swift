@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // JSON values with ordered members, a strict bounded parser and a serializer.
@@ -47,13 +48,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The one JSON form of entities, shared by the socket protocol and the store (versioned).
+        .target(name: "EntityCodec", dependencies: ["BudgetConfig", "BudgetJSON"], swiftSettings: swiftSettings),
         // Budgets: windows, reservations, admission and usage accounting (no I/O).
         .target(name: "BudgetLedger", dependencies: ["BudgetConfig"], swiftSettings: swiftSettings),
         // The Unix-socket protocol between the daemons and budgetctl: frames, messages, a client.
         .target(
             name: "BudgetWire",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetJSON",
+                "BudgetConfig", "BudgetLedger", "BudgetJSON", "EntityCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -63,7 +66,7 @@ let package = Package(
         .target(
             name: "BudgetStore",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetWire", "CBudgetSystem",
+                "BudgetConfig", "BudgetLedger", "EntityCodec", "CBudgetSystem",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
@@ -88,6 +91,8 @@ let package = Package(
             name: "ControlPlane",
             dependencies: [
                 "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem", "Systemd",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -183,7 +188,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BudgetConfigTests",
-            dependencies: ["BudgetConfig"],
+            dependencies: ["BudgetConfig", "EntityCodec"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
@@ -199,9 +204,25 @@ let package = Package(
             name: "BudgetctlTests",
             dependencies: [
                 "budgetctl", "bedrock-emulator", "budget-controld", "budget-proxyd", "BudgetConfig", "BudgetWire",
-                "BudgetLedger", "DaemonKit", "BudgetStore",
+                "BudgetLedger", "DaemonKit",
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BudgetWireTests",
+            dependencies: [
+                "BudgetWire", "BudgetLedger", "BudgetConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BudgetStoreTests",
+            dependencies: [
+                "BudgetStore", "BudgetConfig", "BudgetLedger", .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -38,7 +38,7 @@ public enum FrameType: UInt8, Sendable, Hashable, CaseIterable {
 
 /// The protocol version this build speaks; the hello carries it and a mismatch is refused.
 public enum WireProtocol {
-    /// 2: entities in their decK fields (`Entity.wireFields`) rather than Foundation's synthesized Codable form.
+    /// 2: entities in `EntityCodec` format 2 (their decK fields) rather than Foundation's synthesized Codable form.
     public static let version = 2
     /// Largest frame a client may send to the control plane's data-plane socket.
     public static let maxDataPlaneRequestBytes = 1 << 20
