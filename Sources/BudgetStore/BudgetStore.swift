@@ -12,6 +12,7 @@ import GRDB
 /// What a method returned from has committed: a process killed right after keeps it (WAL). With
 /// `synchronous: .full` it also survives power loss, at the price of an fsync per transaction.
 public final class BudgetStore: Sendable {
+    /// How much a committed transaction survives (SQLite's `synchronous` pragma).
     public enum Synchronous: String, Sendable, CaseIterable {
         /// Survives the process being killed; the default.
         case normal
@@ -23,6 +24,7 @@ public final class BudgetStore: Sendable {
     public let path: String
     private let pool: DatabasePool
 
+    /// The database file's name inside the state directory.
     public static let fileName = "budget.sqlite3"
 
     private init(path: String, pool: DatabasePool) {
@@ -276,7 +278,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Random (version 4) UUIDs for the `id` column, as Kong gives every entity. Foundation's `UUID()` opened
-/// /dev/urandom for each one, which was a tenth of a 100,000-consumer sync; this reads the kernel's
+/// /dev/urandom for each one, a large share of a big sync (bench/README.md); this reads the kernel's
 /// generator (getrandom) 4 KiB at a time.
 struct EntityRowIDs {
     private var pool: [UInt8] = []

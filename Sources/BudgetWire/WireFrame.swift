@@ -42,7 +42,7 @@ public enum WireProtocol {
     public static let version = 2
     /// Largest frame a client may send to the control plane's data-plane socket.
     public static let maxDataPlaneRequestBytes = 1 << 20
-    /// Largest frame a client may send to the admin socket (a first sync of 100,000 consumers is ~50 MiB).
+    /// Largest frame a client may send to the admin socket (a first sync of a large config is tens of MiB).
     public static let maxAdminRequestBytes = 128 << 20
     /// Largest frame the control plane sends (a snapshot or a dump of a large config).
     public static let maxServerFrameBytes = 512 << 20

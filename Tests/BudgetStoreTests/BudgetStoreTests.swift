@@ -52,7 +52,7 @@ struct BudgetStoreTests {
                 _ = try store.apply([AppliedChange(action: .create, entity: bob)], baseVersion: 0, now: 2)
                 Issue.record("an apply against version 0 was accepted at version 1")
             } catch {
-                #expect(error.isConflict)
+                #expect((error as? StoreError)?.isConflict == true)
             }
             let loaded = try store.loadConfig()
             #expect(loaded.version == 1)

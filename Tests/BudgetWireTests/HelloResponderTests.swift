@@ -15,11 +15,11 @@ private final class HelloServerHandler: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        do {
-            _ = try responder.accept(frame)
+        switch Result(catching: { () throws(WireErrorBody) -> Hello in try responder.accept(frame) }) {
+        case .success:
             context.writeAndFlush(
                 wrapOutboundOut(responder.welcome(requestID: frame.requestID, configVersion: 17)), promise: nil)
-        } catch {
+        case .failure(let error):
             let body = WireJSON.encode(error)
             context.writeAndFlush(wrapOutboundOut(WireFrame(.error, requestID: frame.requestID, payload: body)))
                 .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -75,7 +75,7 @@ struct HelloResponderTests {
                 _ = try await WireClient.connect(path: path, role: .dataPlane, client: "test", timeout: .seconds(5))
                 Issue.record("the data-plane client was welcomed on the admin socket")
             } catch {
-                guard case .server(let body) = error else {
+                guard case .server(let body)? = error as? WireClientError else {
                     Issue.record("expected a server error, got \(error)")
                     return
                 }
