@@ -48,13 +48,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The one JSON form of entities, shared by the socket protocol and the store (versioned).
+        .target(name: "EntityCodec", dependencies: ["BudgetConfig", "BudgetJSON"], swiftSettings: swiftSettings),
         // Budgets: windows, reservations, admission and usage accounting (no I/O).
         .target(name: "BudgetLedger", dependencies: ["BudgetConfig"], swiftSettings: swiftSettings),
         // The Unix-socket protocol between the daemons and budgetctl: frames, messages, a client.
         .target(
             name: "BudgetWire",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetJSON",
+                "BudgetConfig", "BudgetLedger", "BudgetJSON", "EntityCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -64,7 +66,7 @@ let package = Package(
         .target(
             name: "BudgetStore",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetWire", "CBudgetSystem",
+                "BudgetConfig", "BudgetLedger", "EntityCodec", "CBudgetSystem",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
@@ -95,6 +97,8 @@ let package = Package(
             name: "ControlPlane",
             dependencies: [
                 "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem", "Systemd",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -199,7 +203,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BudgetConfigTests",
-            dependencies: ["BudgetConfig"],
+            dependencies: ["BudgetConfig", "EntityCodec"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
@@ -228,9 +232,25 @@ let package = Package(
             name: "BudgetctlTests",
             dependencies: [
                 "budgetctl", "bedrock-emulator", "budget-controld", "budget-proxyd", "BudgetConfig", "BudgetWire",
-                "BudgetLedger", "DaemonKit", "BudgetStore",
+                "BudgetLedger", "DaemonKit",
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BudgetWireTests",
+            dependencies: [
+                "BudgetWire", "BudgetLedger", "BudgetConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BudgetStoreTests",
+            dependencies: [
+                "BudgetStore", "BudgetConfig", "BudgetLedger", .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -142,10 +142,17 @@ public struct Ledger: Sendable {
 
     /// Replaces reservation `id` (if still held) with the real usage. The charges are applied even when
     /// the reservation is unknown (the control plane restarted, or it expired): usage is never dropped.
-    public mutating func commit(id: UInt64, charges: [Charge], now wallClock: Int64) {
+    /// Returns the buckets it added to, computed with the ledger's clock, for the store to persist as they are.
+    @discardableResult
+    public mutating func commit(id: UInt64, charges: [Charge], now wallClock: Int64) -> CommittedUsage {
         let now = monotonic(wallClock)
         release(id: id, now: now)
-        for charge in charges { apply(charge, now: now) }
+        var buckets: [BucketUsage] = []
+        buckets.reserveCapacity(charges.count)
+        for charge in charges {
+            if let bucket = apply(charge, now: now) { buckets.append(bucket) }
+        }
+        return CommittedUsage(time: now, buckets: buckets)
     }
 
     /// Frees reservation `id`; unknown ids are ignored.
@@ -158,12 +165,18 @@ public struct Ledger: Sendable {
         }
     }
 
-    /// Adds usage to a counter, creating it if needed.
-    public mutating func apply(_ charge: Charge, now wallClock: Int64) {
+    /// Adds usage to a counter, creating it if needed; returns the bucket it added to (nil for no units).
+    @discardableResult
+    public mutating func apply(_ charge: Charge, now wallClock: Int64) -> BucketUsage? {
         let now = monotonic(wallClock)
-        guard charge.units > 0 else { return }
-        counters[charge.key, default: WindowCounter(kind: charge.kind, windowSize: charge.key.windowSize)]
-            .add(charge.units, at: now)
+        guard charge.units > 0 else { return nil }
+        let fresh = WindowCounter(kind: charge.kind, windowSize: charge.key.windowSize)
+        counters[charge.key, default: fresh].add(charge.units, at: now)
+        let counter = counters[charge.key] ?? fresh
+        let bucket = counter.bucketIndex(at: now)
+        return BucketUsage(
+            key: charge.key, kind: counter.kind, bucket: bucket, units: charge.units,
+            expiresAt: counter.expiry(ofBucket: bucket))
     }
 
     /// Loads stored usage into bucket `bucket` of a counter.

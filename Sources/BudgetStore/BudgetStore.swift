@@ -1,7 +1,7 @@
 public import BudgetConfig
 public import BudgetLedger
-public import BudgetWire
 import CBudgetSystem
+import EntityCodec
 import Foundation
 import GRDB
 
@@ -12,6 +12,7 @@ import GRDB
 /// What a method returned from has committed: a process killed right after keeps it (WAL). With
 /// `synchronous: .full` it also survives power loss, at the price of an fsync per transaction.
 public final class BudgetStore: Sendable {
+    /// How much a committed transaction survives (SQLite's `synchronous` pragma).
     public enum Synchronous: String, Sendable, CaseIterable {
         /// Survives the process being killed; the default.
         case normal
@@ -23,6 +24,7 @@ public final class BudgetStore: Sendable {
     public let path: String
     private let pool: DatabasePool
 
+    /// The database file's name inside the state directory.
     public static let fileName = "budget.sqlite3"
 
     private init(path: String, pool: DatabasePool) {
@@ -87,8 +89,8 @@ public final class BudgetStore: Sendable {
                     CREATE INDEX usage_expiry ON usage (expires_at);
                     """)
         }
-        // v2: entity bodies in their decK fields (`Entity.wireBytes`), no longer Foundation's synthesized
-        // Codable form, which took seconds for a large config. Rewritten in the migration's transaction.
+        // v2: entity bodies in `EntityCodec` format 2 (`Entity.codecBytes`), no longer Foundation's synthesized
+        // Codable form (format 1), which was slow for a large config. Rewritten in the migration's transaction.
         migrator.registerMigration("v2-entity-fields") { db in
             let rows = try Row.fetchAll(db, sql: "SELECT kind, key, body FROM entities")
             let decoder = JSONDecoder()
@@ -97,7 +99,7 @@ public final class BudgetStore: Sendable {
                 let entity = try decoder.decode(Entity.self, from: body)
                 try db.execute(
                     sql: "UPDATE entities SET body = ? WHERE kind = ? AND key = ?",
-                    arguments: [Data(entity.wireBytes), row["kind"] as String, row["key"] as String])
+                    arguments: [Data(entity.codecBytes), row["kind"] as String, row["key"] as String])
             }
         }
         return migrator
@@ -115,7 +117,7 @@ public final class BudgetStore: Sendable {
                 let rows = try Row.fetchCursor(db, sql: "SELECT kind, key, body FROM entities")
                 while let row = try rows.next() {
                     let body: Data = row["body"]
-                    let entity = try Entity(wireBytes: Array(body))
+                    let entity = try Entity(codecBytes: Array(body))
                     guard entity.id.kind.rawValue == row["kind"] as String, entity.id.key == row["key"] as String else {
                         throw StoreError(
                             "the row of \(row["kind"] as String) \(row["key"] as String) holds \(entity.id)")
@@ -155,12 +157,12 @@ public final class BudgetStore: Sendable {
                     switch change.action {
                     case .create:
                         try insert.execute(arguments: [
-                            id.kind.rawValue, id.key, ids.next(), Data(change.entity.wireBytes),
+                            id.kind.rawValue, id.key, ids.next(), Data(change.entity.codecBytes),
                             change.entity.tags.joined(separator: ","), now, now,
                         ])
                     case .update:
                         try update.execute(arguments: [
-                            Data(change.entity.wireBytes), change.entity.tags.joined(separator: ","), now,
+                            Data(change.entity.codecBytes), change.entity.tags.joined(separator: ","), now,
                             id.kind.rawValue, id.key,
                         ])
                     case .delete:
@@ -182,22 +184,8 @@ public final class BudgetStore: Sendable {
 
     // MARK: - Usage
 
-    /// One stored bucket of a counter.
-    public struct UsageRecord: Sendable, Hashable {
-        public var key: LimitKey
-        public var kind: WindowKind
-        public var bucket: Int64
-        public var units: Double
-        public var expiresAt: Int64
-
-        public init(key: LimitKey, kind: WindowKind, bucket: Int64, units: Double, expiresAt: Int64) {
-            self.key = key
-            self.kind = kind
-            self.bucket = bucket
-            self.units = units
-            self.expiresAt = expiresAt
-        }
-    }
+    /// One stored bucket of a counter: what `Ledger.commit` returned, kept as it is.
+    public typealias UsageRecord = BucketUsage
 
     /// Buckets that still count at `now`.
     public func loadUsage(now: Int64) throws(StoreError) -> [UsageRecord] {
@@ -290,7 +278,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Random (version 4) UUIDs for the `id` column, as Kong gives every entity. Foundation's `UUID()` opened
-/// /dev/urandom for each one, which was a tenth of a 100,000-consumer sync; this reads the kernel's
+/// /dev/urandom for each one, a large share of a big sync (bench/README.md); this reads the kernel's
 /// generator (getrandom) 4 KiB at a time.
 struct EntityRowIDs {
     private var pool: [UInt8] = []

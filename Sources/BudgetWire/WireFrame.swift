@@ -38,11 +38,11 @@ public enum FrameType: UInt8, Sendable, Hashable, CaseIterable {
 
 /// The protocol version this build speaks; the hello carries it and a mismatch is refused.
 public enum WireProtocol {
-    /// 2: entities in their decK fields (`Entity.wireFields`) rather than Foundation's synthesized Codable form.
+    /// 2: entities in `EntityCodec` format 2 (their decK fields) rather than Foundation's synthesized Codable form.
     public static let version = 2
     /// Largest frame a client may send to the control plane's data-plane socket.
     public static let maxDataPlaneRequestBytes = 1 << 20
-    /// Largest frame a client may send to the admin socket (a first sync of 100,000 consumers is ~50 MiB).
+    /// Largest frame a client may send to the admin socket (a first sync of a large config is tens of MiB).
     public static let maxAdminRequestBytes = 128 << 20
     /// Largest frame the control plane sends (a snapshot or a dump of a large config).
     public static let maxServerFrameBytes = 512 << 20

@@ -1,3 +1,5 @@
+import BudgetConfig
+import BudgetLedger
 public import BudgetStore
 import BudgetWire
 import DaemonKit
@@ -5,11 +7,14 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
-import Systemd
+import ServiceLifecycle
+import UnixSignals
 
-/// budget-controld from start to stop: open the store, bind (or adopt) the two sockets, serve, and on
-/// SIGTERM stop accepting, write pending usage and return.
+/// budget-controld from start to stop: open the store, bind (or adopt) the two sockets, and run a service
+/// group (usage writer, control listener, admin listener, systemd notifier) until SIGTERM or SIGINT; then
+/// shut the services down in reverse order: stop accepting, finish the work received, write pending usage.
 public struct ControlPlaneDaemon: Sendable {
+    /// What `budget-controld`'s flags say.
     public struct Options: Sendable {
         public var stateDirectory: String
         public var controlSocket: String
@@ -22,6 +27,8 @@ public struct ControlPlaneDaemon: Sendable {
         public var inherited: [String: [Int32]]
         /// Seconds a peer may take to finish a frame it started or to read what it is sent (hello: at most 10).
         public var peerTimeoutSeconds = 30
+        /// How long a graceful shutdown may take before the remaining services are cancelled.
+        public var shutdownLimit: Duration = .seconds(30)
 
         public init(
             stateDirectory: String, controlSocket: String, adminSocket: String, adminGroup: UInt32?,
@@ -37,6 +44,11 @@ public struct ControlPlaneDaemon: Sendable {
         }
     }
 
+    /// The daemon started but did not stop cleanly (a service failed, or the drain ran over its limit).
+    public struct RunError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
     public var options: Options
     public let logger: Logger
 
@@ -45,25 +57,120 @@ public struct ControlPlaneDaemon: Sendable {
         self.logger = logger
     }
 
-    /// Runs until `stop` returns (normally a signal). Start-up problems are thrown with a clear message.
-    public func run(until stop: @Sendable () async -> String) async throws {
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully and returns.
+    /// - Throws: start-up problems with a clear message; `RunError` if it did not stop cleanly.
+    public func run() async throws {
+        try await run(signals: [.sigterm, .sigint], until: nil)
+    }
+
+    /// Runs until `stop` returns (for embedding, e.g. the benchmarks), then shuts down gracefully.
+    public func run(until stop: @escaping @Sendable () async -> String) async throws {
+        try await run(signals: [], until: stop)
+    }
+
+    private func run(signals: [UnixSignal], until stop: (@Sendable () async -> String)?) async throws {
+        // A peer that hangs up must not kill the daemon with SIGPIPE; the service group handles TERM and INT.
+        signal(SIGPIPE, SIG_IGN)
         let store = try BudgetStore.open(stateDirectory: options.stateDirectory, synchronous: options.synchronous)
-        let core = try ControlPlaneCore(store: store, reservationLifetime: options.reservationLifetime, logger: logger)
+        let loaded = try store.loadConfig()
+        let budgets = try BudgetDesk(store: store, reservationLifetime: options.reservationLifetime)
+        let board = SnapshotBoard(version: loaded.version, state: loaded.state)
+        let admin = AdminDesk(loaded: loaded, store: store, budgets: budgets, board: board, logger: logger)
+        logger.info(
+            "store loaded",
+            metadata: [
+                "path": "\(store.path)", "config_version": "\(loaded.version)", "entities": "\(loaded.state.count)",
+                "counters": "\(budgets.withLedger { $0.counters.count })",
+            ])
+        let (control, adminSocket) = try bindSockets()
+        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            try await serve(
+                control: control, admin: adminSocket, eventLoops: eventLoops, budgets: budgets, desk: admin,
+                board: board, loaded: loaded.version, signals: signals, until: stop)
+        } catch {
+            try? await eventLoops.shutdownGracefully()
+            throw error
+        }
+        try? await eventLoops.shutdownGracefully()
+        logger.notice("stopped")
+    }
+
+    /// Listens on both sockets and runs the service group until it has shut down.
+    private func serve(
+        control: UnixListener.Bound, admin adminSocket: UnixListener.Bound, eventLoops: MultiThreadedEventLoopGroup,
+        budgets: BudgetDesk, desk admin: AdminDesk, board: SnapshotBoard, loaded version: UInt64,
+        signals: [UnixSignal], until stop: (@Sendable () async -> String)?
+    ) async throws {
+        var context = ControlListener.Context(
+            role: .dataPlane, budgets: budgets, admin: admin, board: board, peerPolicy: nil, dataPlaneCount: { 0 },
+            peerTimeout: .seconds(Int64(options.peerTimeoutSeconds)), logger: logger)
+        let controlListener = try await ControlListener.listen(on: control, group: eventLoops, context: context)
+        context.role = .admin
+        context.peerPolicy = .init(allowedUser: UInt32(geteuid()), adminGroup: options.adminGroup)
+        context.dataPlaneCount = { controlListener.connections }
+        let adminListener = try await ControlListener.listen(on: adminSocket, group: eventLoops, context: context)
+        let notifier = SystemdNotifier(
+            eventLoop: eventLoops.next(), status: "serving config version \(version)",
+            readyMetadata: [
+                "control_socket": "\(options.controlSocket)", "admin_socket": "\(options.adminSocket)",
+                "state_dir": "\(options.stateDirectory)", "version": "\(ControlPlaneVersion.current)",
+            ],
+            logger: logger)
+        // Shut down in reverse: the notifier says "stopping", the listeners stop and finish their work, and
+        // the usage writer writes what is left.
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: UsageWriter(desk: budgets, logger: logger)),
+                .init(service: controlListener),
+                .init(service: adminListener),
+                .init(service: notifier),
+            ],
+            gracefulShutdownSignals: signals,
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = options.shutdownLimit
+        let group = ServiceGroup(configuration: configuration)
+        do {
+            try await withThrowingTaskGroup { tasks in
+                tasks.addTask {
+                    try await group.run()
+                    return true
+                }
+                if let stop {
+                    tasks.addTask {
+                        _ = await stop()
+                        await group.triggerGracefulShutdown()
+                        return false
+                    }
+                }
+                // Until the group has run to its end; `stop` returning only starts the shutdown.
+                while let groupFinished = try await tasks.next(), !groupFinished {}
+                tasks.cancelAll()
+            }
+        } catch {
+            throw RunError(description: "\(error)")
+        }
+    }
+
+    /// The control and admin sockets, inherited from systemd or bound here.
+    private func bindSockets() throws -> (control: UnixListener.Bound, admin: UnixListener.Bound) {
         let control: UnixListener.Bound
         if let descriptor = options.inherited["control"]?.first {
             control = UnixListener.Bound(descriptor: descriptor, path: options.controlSocket, isInherited: true)
         } else {
             control = try UnixListener.bind(path: options.controlSocket, mode: 0o600)
         }
-        let admin: UnixListener.Bound
         do {
             if let descriptor = options.inherited["admin"]?.first {
-                admin = UnixListener.Bound(descriptor: descriptor, path: options.adminSocket, isInherited: true)
-            } else {
-                admin = try UnixListener.bind(
+                let admin = UnixListener.Bound(descriptor: descriptor, path: options.adminSocket, isInherited: true)
+                return (control, admin)
+            }
+            return (
+                control,
+                try UnixListener.bind(
                     path: options.adminSocket, mode: options.adminGroup == nil ? 0o600 : 0o660,
                     group: options.adminGroup)
-            }
+            )
         } catch {
             if !control.isInherited {
                 close(control.descriptor)
@@ -71,32 +178,5 @@ public struct ControlPlaneDaemon: Sendable {
             }
             throw error
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let controlServer = try await ControlSocketServer.serve(
-            listener: control, role: .dataPlane, core: core, group: group, peerPolicy: nil, dataPlaneCount: { 0 },
-            peerTimeout: .seconds(Int64(options.peerTimeoutSeconds)), logger: logger)
-        let adminServer = try await ControlSocketServer.serve(
-            listener: admin, role: .admin, core: core, group: group,
-            peerPolicy: .init(allowedUser: UInt32(geteuid()), adminGroup: options.adminGroup),
-            dataPlaneCount: { controlServer.connections }, peerTimeout: .seconds(Int64(options.peerTimeoutSeconds)),
-            logger: logger)
-        let watchdog = Systemd.startWatchdog(on: group.next())
-        Systemd.ready(status: "serving config version \(await core.configVersion)")
-        logger.notice(
-            "ready",
-            metadata: [
-                "control_socket": "\(options.controlSocket)", "admin_socket": "\(options.adminSocket)",
-                "state_dir": "\(options.stateDirectory)", "version": "\(ControlPlaneVersion.current)",
-            ])
-        let reason = await stop()
-        logger.notice("stopping", metadata: ["signal": "\(reason)"])
-        Systemd.stopping()
-        watchdog?.cancel()
-        await adminServer.close()
-        await controlServer.close()
-        await core.drain()
-        for listener in [control, admin] where !listener.isInherited { unlink(listener.path) }
-        try? await group.shutdownGracefully()
-        logger.notice("stopped")
     }
 }

@@ -76,7 +76,6 @@ struct BudgetControld: AsyncParsableCommand {
             format: DaemonLogHandler.Format(rawValue: logFormat) ?? .text,
             level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "budget-controld")
-        let signals = SignalWaiter()
         var daemon = ControlPlaneDaemon(
             options: .init(
                 stateDirectory: stateDir, controlSocket: controlSocket, adminSocket: adminSocket,
@@ -86,7 +85,10 @@ struct BudgetControld: AsyncParsableCommand {
             logger: logger)
         daemon.options.peerTimeoutSeconds = peerTimeout
         do {
-            try await daemon.run { await signals.wait() }
+            try await daemon.run()
+        } catch let error as ControlPlaneDaemon.RunError {
+            logger.critical("stopped with an error: \(error)")
+            throw ExitCode.failure
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure

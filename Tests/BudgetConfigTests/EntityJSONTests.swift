@@ -1,11 +1,12 @@
 import BudgetConfig
 import BudgetJSON
+import EntityCodec
 import Testing
 
 @Suite("Entities as the wire and the store write them")
 struct EntityJSONTests {
     func roundTrip(_ entity: Entity) throws -> Entity {
-        try Entity(wireBytes: entity.wireBytes)
+        try Entity(codecBytes: entity.codecBytes)
     }
 
     @Test("every entity of the fixture reads back equal, secrets and key hints included")
@@ -19,7 +20,7 @@ struct EntityJSONTests {
                 #expect(read.keyHint == credential.keyHint)
             }
         }
-        let text = String(decoding: state.sortedEntities.flatMap(\.wireBytes), as: UTF8.self)
+        let text = String(decoding: state.sortedEntities.flatMap(\.codecBytes), as: UTF8.self)
         #expect(!text.contains("[masked]"), "the wire form carries secrets in the clear (the store is 0600)")
     }
 
@@ -27,8 +28,8 @@ struct EntityJSONTests {
     func generated(seed: UInt64) throws {
         var generator = StateGenerator(seed: seed)
         let state = generator.state()
-        let bytes = JSONWriter(secrets: .revealed, pretty: false).compactBytes(state.wireFields)
-        #expect(try ConfigState(wireJSON: JSONParser.parse(bytes)) == state, "seed \(seed)")
+        let bytes = EntityCodec.compactJSON(state.codecFields)
+        #expect(try ConfigState(codecJSON: JSONParser.parse(bytes)) == state, "seed \(seed)")
     }
 
     @Test("Redis settings, nodes and password survive")
@@ -75,7 +76,7 @@ struct EntityJSONTests {
         ])
     func refused(json: String, message: String) {
         do {
-            let entity = try Entity(wireBytes: Array(json.utf8))
+            let entity = try Entity(codecBytes: Array(json.utf8))
             Issue.record("accepted \(entity.id)")
         } catch {
             #expect(error.description.contains(message), "\(error.description)")

@@ -1,7 +1,8 @@
 import BudgetJSON
 
-/// Writes `FieldValue` trees as JSON with keys in their given order, so output is deterministic.
-/// Secrets are written as `[masked]` unless the caller reveals them.
+/// Writes `FieldValue` trees as JSON text for people (dumps, `--output json`), keys in their given order so
+/// output is deterministic. Secrets are written as `[masked]` unless the caller reveals them. The compact
+/// form that frames and the store carry is `EntityCodec.compactJSON`.
 public struct JSONWriter: Sendable {
     public var secrets: YAMLEmitter.SecretStyle
     public var pretty: Bool
@@ -15,43 +16,6 @@ public struct JSONWriter: Sendable {
         var out = ""
         write(value, indent: 0, into: &out)
         return out
-    }
-
-    /// Compact JSON as UTF-8 bytes, whatever `pretty` says: the form frames carry. Appends bytes rather than
-    /// concatenating strings, which is what makes a 40 MB snapshot take a fraction of a second.
-    public func compactBytes(_ value: FieldValue) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(4096)
-        writeCompact(value, into: &out)
-        return out
-    }
-
-    private func writeCompact(_ value: FieldValue, into out: inout [UInt8]) {
-        switch value {
-        case .null: out += "null".utf8
-        case .bool(let flag): out += (flag ? "true" : "false").utf8
-        case .int(let number): out += String(number).utf8
-        case .number(let number): out += numberText(number).utf8
-        case .string(let text): JSONValue.writeString(text, into: &out)
-        case .secret(let secret):
-            JSONValue.writeString(secrets == .revealed ? secret.revealed : Secret.maskedText, into: &out)
-        case .list(let items):
-            out.append(UInt8(ascii: "["))
-            for (index, item) in items.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                writeCompact(item, into: &out)
-            }
-            out.append(UInt8(ascii: "]"))
-        case .map(let fields):
-            out.append(UInt8(ascii: "{"))
-            for (index, field) in fields.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                JSONValue.writeString(field.name, into: &out)
-                out.append(UInt8(ascii: ":"))
-                writeCompact(field.value, into: &out)
-            }
-            out.append(UInt8(ascii: "}"))
-        }
     }
 
     private func write(_ value: FieldValue, indent: Int, into out: inout String) {

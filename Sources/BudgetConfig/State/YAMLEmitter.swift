@@ -113,7 +113,7 @@ extension FieldValue {
 }
 
 /// A number as YAML (and JSON) can read it back exactly: integers without a fraction.
-func numberText(_ number: Double) -> String {
+package func numberText(_ number: Double) -> String {
     if number.rounded() == number && abs(number) < 9.0e15 { return String(Int(number)) }
     return "\(number)"
 }

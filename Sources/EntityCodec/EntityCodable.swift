@@ -1,16 +1,17 @@
+public import BudgetConfig
 public import BudgetJSON
 
-/// The JSON form in which entities travel between budgetctl and the daemons and sit in the store: an
-/// entity's decK fields (`Entity.fields`, the form of dumps and diffs) with secrets in the clear, plus
-/// its `kind` and, for a credential, the `key_hint` output uses.
+/// Entities in the codec's JSON form (format `EntityCodec.formatVersion`): an entity's decK fields
+/// (`Entity.fields`, the form of dumps and diffs) with secrets in the clear, plus its `kind` and, for a
+/// credential, the `key_hint` output uses.
 ///
 /// Written by hand, in both directions, rather than with synthesized `Codable` and Foundation's coders:
-/// a sync of 100,000 consumers moves 300,000 entities through this four times (request, store, snapshot
-/// out, snapshot in), and Foundation took about 2 s each way on this machine. Reading is strict: a
+/// a sync moves every entity through this four times (request, store, snapshot out, snapshot in), and
+/// Foundation's coders were several times slower (figures in bench/README.md). Reading is strict: a
 /// missing, mistyped or unknown member is an error that names where it is.
 extension Entity {
-    /// The entity as the wire and the store write it.
-    public var wireFields: FieldValue {
+    /// The entity as the codec writes it.
+    public var codecFields: FieldValue {
         guard case .map(var fields) = self.fields else { return self.fields }
         fields.insert(.init("kind", .string(id.kind.rawValue)), at: 0)
         if case .keyAuth(let credential) = self, let hint = credential.keyHint {
@@ -19,23 +20,24 @@ extension Entity {
         return .map(fields)
     }
 
-    /// `wireFields` as compact JSON: the body the store keeps for each entity.
-    public var wireBytes: [UInt8] { JSONWriter(secrets: .revealed, pretty: false).compactBytes(wireFields) }
+    /// `codecFields` as compact JSON: the body the store keeps for each entity.
+    public var codecBytes: [UInt8] { EntityCodec.compactJSON(codecFields) }
 
-    /// Reads what `wireBytes` wrote; the error says what is wrong and where.
-    public init(wireBytes bytes: [UInt8]) throws(EntityJSONError) {
+    /// Reads what `codecBytes` wrote.
+    /// - Throws: `EntityCodecError` saying what is wrong and where.
+    public init(codecBytes bytes: [UInt8]) throws(EntityCodecError) {
         do {
             // As large as budgetctl lets a whole command's input be, so no stored entity can be refused on reading.
             let limits = JSONParser.Limits(maxDepth: 16, maxBytes: ConfigLimits().maxTotalBytes)
-            self = try Entity(wireJSON: try JSONParser.parse(bytes, limits: limits))
+            self = try Entity(codecJSON: try JSONParser.parse(bytes, limits: limits))
         } catch {
             // A JSONParseError (with its byte offset) or a JSONShapeError (with its path).
-            throw EntityJSONError(description: "\(error)")
+            throw EntityCodecError(description: "\(error)")
         }
     }
 
-    /// Reads what `wireFields` wrote.
-    public init(wireJSON value: JSONValue) throws(JSONShapeError) {
+    /// Reads what `codecFields` wrote.
+    public init(codecJSON value: JSONValue) throws(JSONShapeError) {
         var reader = try JSONObjectReader(value)
         self = try Self.read(&reader)
         try reader.finish()
@@ -266,12 +268,12 @@ extension PluginConfig {
 }
 
 extension ConfigState {
-    /// The state as the wire writes it: a list of entities in no particular order (readers do not depend on
-    /// one, and sorting 300,000 identities for nothing costs a third of a second).
-    public var wireFields: FieldValue { .list(entities.values.map(\.wireFields)) }
+    /// The state as the codec writes it: a list of entities in no particular order (readers do not depend on
+    /// one, and sorting every identity would cost time for nothing).
+    public var codecFields: FieldValue { .list(entities.values.map(\.codecFields)) }
 
-    /// Reads what `wireFields` wrote; two entities with one identity are an error.
-    public init(wireJSON value: JSONValue) throws(JSONShapeError) {
+    /// Reads what `codecFields` wrote; two entities with one identity are an error.
+    public init(codecJSON value: JSONValue) throws(JSONShapeError) {
         guard case .array(let items) = value else {
             throw JSONShapeError("expected a list of entities, found \(value.kindDescription)")
         }
@@ -280,7 +282,7 @@ extension ConfigState {
         for (index, item) in items.enumerated() {
             let entity: Entity
             do {
-                entity = try Entity(wireJSON: item)
+                entity = try Entity(codecJSON: item)
             } catch {
                 throw error.within("[\(index)]")
             }
@@ -289,7 +291,7 @@ extension ConfigState {
     }
 }
 
-/// An entity's JSON that does not read back: not JSON, or not the shape `Entity.wireFields` writes.
-public struct EntityJSONError: Error, Sendable, CustomStringConvertible {
+/// An entity's JSON that does not read back: not JSON, or not the shape `Entity.codecFields` writes.
+public struct EntityCodecError: Error, Sendable, CustomStringConvertible {
     public var description: String
 }

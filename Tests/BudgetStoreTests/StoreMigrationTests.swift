@@ -11,10 +11,7 @@ struct StoreMigrationTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let state = ConfigLoader.load(
-            [ConfigSource(name: "fixture", text: try String(contentsOfFile: try fixturePath(), encoding: .utf8))],
-            environment: fixtureEnvironment
-        ).state
+        let state = try fixtureState()
         #expect(state.count > 10)
 
         // The schema and rows as the v1 store wrote them, by GRDB directly.

@@ -1,0 +1,33 @@
+
+/// Who is connecting: a data plane (control.sock) or budgetctl (admin.sock).
+public enum ClientRole: String, Sendable, Codable {
+    case dataPlane = "data-plane"
+    case admin
+}
+
+/// The first frame of every connection.
+public struct Hello: Sendable, Codable, Hashable {
+    public var protocolVersion: Int
+    public var role: ClientRole
+    /// Name and version of the client, for logs and `status`.
+    public var client: String
+
+    public init(role: ClientRole, client: String, protocolVersion: Int = WireProtocol.version) {
+        self.protocolVersion = protocolVersion
+        self.role = role
+        self.client = client
+    }
+}
+
+/// The answer to a hello.
+public struct Welcome: Sendable, Codable, Hashable {
+    public var protocolVersion: Int
+    public var server: String
+    public var configVersion: UInt64
+
+    public init(server: String, configVersion: UInt64) {
+        protocolVersion = WireProtocol.version
+        self.server = server
+        self.configVersion = configVersion
+    }
+}

@@ -1,0 +1,153 @@
+import BudgetConfig
+package import BudgetLedger
+package import BudgetStore
+package import BudgetWire
+import Foundation
+import Synchronization
+
+/// The data planes' side of the control plane: reservations and releases against the ledger, and commits
+/// that are acknowledged once their usage is durable.
+///
+/// Reservations and releases are answered under the ledger's lock on whichever thread asks (the
+/// connection's event loop), with no hop to an actor: they are the data plane's critical path. Commits are
+/// applied to the ledger at once and queued for `UsageWriter`, which writes the buckets of all commits
+/// waiting at that moment in one transaction (group commit), so durability costs one write per batch.
+package final class BudgetDesk: Sendable {
+    private let ledger: Mutex<Ledger>
+    private let queue = Mutex(WriteQueue())
+    package let store: BudgetStore
+
+    /// Commits waiting for `UsageWriter`, and how it is woken.
+    private struct WriteQueue {
+        var buckets: [BucketUsage] = []
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+        /// The writer, when it waits for work.
+        var wakeup: CheckedContinuation<Void, Never>?
+        /// Shutdown asked the writer to finish once the queue is empty.
+        var stopping = false
+        /// The writer has finished: commits are refused.
+        var closed = false
+    }
+
+    /// A batch for the writer: the buckets to write and the commits to acknowledge after.
+    package struct Batch: Sendable {
+        package var buckets: [BucketUsage]
+        package var waiters: [CheckedContinuation<Void, any Error>]
+    }
+
+    /// Loads the usage still inside its windows from `store`.
+    /// - Throws: `StoreError` when the store cannot be read.
+    package init(store: BudgetStore, reservationLifetime: Int64) throws(StoreError) {
+        self.store = store
+        var ledger = Ledger()
+        ledger.reservationLifetime = reservationLifetime
+        for record in try store.loadUsage(now: Self.now()) {
+            ledger.load(key: record.key, kind: record.kind, bucket: record.bucket, units: record.units)
+        }
+        self.ledger = Mutex(ledger)
+    }
+
+    /// The wall clock in epoch seconds; the ledger keeps it from running backwards.
+    package static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    /// Runs `body` on the ledger under its lock (for status and usage rows).
+    package func withLedger<T>(_ body: (inout Ledger) -> T) -> T {
+        ledger.withLock { body(&$0) }
+    }
+
+    // MARK: - Hot path
+
+    /// Answers reservations at once, from any thread.
+    package func reserve(_ requests: [ReserveRequest]) -> [ReserveOutcome] {
+        let now = Self.now()
+        return ledger.withLock { ledger in requests.map { ledger.reserve($0, now: now) } }
+    }
+
+    /// Frees reservations at once, from any thread.
+    package func release(_ ids: [UInt64]) {
+        let now = Self.now()
+        ledger.withLock { ledger in
+            for id in ids { ledger.release(id: id, now: now) }
+        }
+    }
+
+    /// Applies the commits to the ledger and returns once the buckets it changed are in the store.
+    /// - Throws: `StoreError` when they could not be written, `Stopping` after shutdown.
+    package func commit(_ commits: [BudgetMessages.Commit]) async throws {
+        let now = Self.now()
+        let buckets = ledger.withLock { ledger in
+            var buckets: [BucketUsage] = []
+            for commit in commits {
+                buckets += ledger.commit(id: commit.reservation, charges: commit.charges, now: now).buckets
+            }
+            return buckets
+        }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let (accepted, wakeup) = queue.withLock { queue -> (Bool, CheckedContinuation<Void, Never>?) in
+                guard !queue.closed else { return (false, nil) }
+                queue.buckets += buckets
+                queue.waiters.append(continuation)
+                defer { queue.wakeup = nil }
+                return (true, queue.wakeup)
+            }
+            guard accepted else { return continuation.resume(throwing: Stopping()) }
+            wakeup?.resume()
+        }
+    }
+
+    /// The commit came after the usage writer finished (shutdown).
+    package struct Stopping: Error, CustomStringConvertible {
+        package var description: String { "the control plane is stopping" }
+    }
+
+    // MARK: - For the writer
+
+    /// The next batch of commits to write; waits while there is none. Nil once `finishWriting()` was called
+    /// and everything queued before it has been handed out: later commits are refused.
+    package func nextBatch() async -> Batch? {
+        while true {
+            enum Step {
+                case batch(Batch)
+                case finished
+                case wait
+            }
+            let step = queue.withLock { queue -> Step in
+                if !queue.waiters.isEmpty {
+                    defer {
+                        queue.buckets = []
+                        queue.waiters = []
+                    }
+                    return .batch(Batch(buckets: queue.buckets, waiters: queue.waiters))
+                }
+                if queue.stopping {
+                    queue.closed = true
+                    return .finished
+                }
+                return .wait
+            }
+            switch step {
+            case .batch(let batch): return batch
+            case .finished: return nil
+            case .wait:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let ready = queue.withLock { queue -> Bool in
+                        if !queue.waiters.isEmpty || queue.stopping { return true }
+                        queue.wakeup = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            }
+        }
+    }
+
+    /// Asks the writer to finish once the queue is empty (graceful shutdown or cancellation).
+    package func finishWriting() {
+        let wakeup = queue.withLock { queue -> CheckedContinuation<Void, Never>? in
+            queue.stopping = true
+            defer { queue.wakeup = nil }
+            return queue.wakeup
+        }
+        wakeup?.resume()
+    }
+}

@@ -1,0 +1,294 @@
+import BudgetLedger
+import BudgetWire
+import CBudgetSystem
+import DaemonKit
+import Foundation
+import Logging
+import NIOCore
+
+/// One connection's protocol: hello first (within 10 s), then requests, each answered under its id.
+/// Reservations and releases are answered here, on the event loop; commits and admin requests go to the
+/// connection's task group (`ControlConnection.serve()`).
+///
+/// Bounds: a frame larger than the socket's limit or of an unknown type gets an error reply and the
+/// connection is closed; a payload that does not decode gets an error reply and the connection stays; a
+/// peer that sends half a frame and stops, or stops reading replies, is cut off after the peer time-out.
+final class ControlConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = WireFrame
+    typealias OutboundOut = WireFrame
+
+    private let context: ControlListener.Context
+    private let hello: HelloResponder
+    private let counter: ConnectionCounter
+    private let work: AsyncStream<ControlConnection.Work>.Continuation
+    private var active = false
+    private var greeted = false
+    private var peerAllowed: Bool?
+    private var refusal = "permission denied"
+    private var held: [WireFrame] = []
+    private var watcher: UInt64?
+    private var helloDeadline: Scheduled<Void>?
+    private var stallDeadline: Scheduled<Void>?
+
+    init(
+        context: ControlListener.Context, counter: ConnectionCounter,
+        work: AsyncStream<ControlConnection.Work>.Continuation
+    ) {
+        self.context = context
+        self.hello = HelloResponder(role: context.role, server: AdminDesk.serverName)
+        self.counter = counter
+        self.work = work
+    }
+
+    // The handler is added by the child channel initializer, normally before the channel is active; should
+    // it be active already, channelActive will not come, so start here.
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard !active else { return }
+        active = true
+        counter.add(1)
+        let channel = context.channel
+        helloDeadline = context.eventLoop.scheduleTask(in: min(self.context.peerTimeout, .seconds(10))) {
+            channel.close(promise: nil)
+        }
+        if let peerPolicy = self.context.peerPolicy {
+            checkPeer(context: context, policy: peerPolicy)
+        } else {
+            peerAllowed = true
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if active { counter.add(-1) }
+        active = false
+        helloDeadline?.cancel()
+        stallDeadline?.cancel()
+        if let watcher { self.context.board.unwatch(watcher) }
+        watcher = nil
+        work.finish()
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stallDeadline?.cancel()
+            stallDeadline = nil
+        } else if stallDeadline == nil {
+            let channel = context.channel
+            stallDeadline = context.eventLoop.scheduleTask(in: self.context.peerTimeout) {
+                channel.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// SO_PEERCRED: the kernel's word on who is at the other end, not anything the client claims.
+    private func checkPeer(context: ChannelHandlerContext, policy: ControlListener.PeerPolicy) {
+        guard let provider = context.channel as? any SocketOptionProvider else {
+            peerAllowed = false
+            return
+        }
+        let logger = self.context.logger
+        let future: EventLoopFuture<cbudget_ucred> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(cbudget_sol_socket()), name: SocketOptionName(cbudget_so_peercred()))
+        future.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let credentials):
+                let uid = UInt32(credentials.uid)
+                let allowed =
+                    uid == 0 || uid == policy.allowedUser
+                    || (policy.adminGroup.map {
+                        Self.isMember(pid: credentials.pid, gid: UInt32(credentials.gid), of: $0)
+                    } ?? false)
+                self.peerAllowed = allowed
+                if !allowed {
+                    logger.warning(
+                        "admin connection refused", metadata: ["uid": "\(uid)", "pid": "\(credentials.pid)"])
+                    self.refusal =
+                        "permission denied: uid \(uid) may not use the admin socket (allowed: uid "
+                        + "\(policy.allowedUser)\(policy.adminGroup.map { " and members of group \($0)" } ?? ""))"
+                }
+            case .failure(let error):
+                self.peerAllowed = false
+                self.refusal = "cannot read peer credentials: \(error)"
+            }
+            guard self.peerAllowed == true else {
+                // Answer the first frame (the hello) with the refusal, so the client can say why.
+                if let first = self.held.first { self.refuse(context: context, requestID: first.requestID) }
+                return
+            }
+            let frames = self.held
+            self.held = []
+            for frame in frames { self.handle(frame, context: context) }
+        }
+    }
+
+    /// Whether a process's primary or supplementary groups include `group`.
+    static func isMember(pid: Int32, gid: UInt32, of group: UInt32) -> Bool {
+        if gid == group { return true }
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") })
+        else { return false }
+        return line.dropFirst("Groups:".count).split(separator: " ").contains {
+            UInt32($0.trimmingCharacters(in: .whitespaces)) == group
+        }
+    }
+
+    private func refuse(context: ChannelHandlerContext, requestID: UInt32) {
+        let body = WireJSON.encode(WireErrorBody(.forbidden, refusal))
+        context.writeAndFlush(wrapOutboundOut(WireFrame(.error, requestID: requestID, payload: body))).assumeIsolated()
+            .whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch peerAllowed {
+        case nil:
+            if held.count < 16 { held.append(frame) } else { context.close(promise: nil) }
+        case false?:
+            refuse(context: context, requestID: frame.requestID)
+        case true?:
+            handle(frame, context: context)
+        }
+    }
+
+    private func reply(_ context: ChannelHandlerContext, _ type: FrameType, _ id: UInt32, _ payload: [UInt8]) {
+        context.writeAndFlush(wrapOutboundOut(WireFrame(type, requestID: id, payload: payload)), promise: nil)
+    }
+
+    private func error(_ context: ChannelHandlerContext, _ id: UInt32, _ code: WireErrorCode, _ message: String) {
+        reply(context, .error, id, WireJSON.encode(WireErrorBody(code, message)))
+    }
+
+    /// Hands `item` to the connection's task group; refuses the request if the connection is shutting down.
+    private func enqueue(_ item: @escaping ControlConnection.Work, id: UInt32, context: ChannelHandlerContext) {
+        if case .terminated = work.yield(item) {
+            error(context, id, .unavailable, "the control plane is stopping")
+        }
+    }
+
+    private func handle(_ frame: WireFrame, context: ChannelHandlerContext) {
+        let id = frame.requestID
+        guard greeted else { return greet(frame, context: context) }
+        let channel = context.channel
+        let send: @Sendable (FrameType, [UInt8]) -> Void = { type, payload in
+            channel.writeAndFlush(WireFrame(type, requestID: id, payload: payload), promise: nil)
+        }
+        let fail: @Sendable (WireErrorBody) -> Void = { body in
+            channel.writeAndFlush(WireFrame(.error, requestID: id, payload: WireJSON.encode(body)), promise: nil)
+        }
+        let budgets = self.context.budgets
+        switch (frame.type, self.context.role) {
+        case (.reserve, .dataPlane):
+            do {
+                let requests = try BudgetMessages.decodeReserves(frame.payload)
+                // Inline: a reservation is microseconds under the ledger's lock, less than a hop to the task
+                // pool and back would cost.
+                send(.reserveResult, BudgetMessages.encode(outcomes: budgets.reserve(requests)))
+            } catch {
+                fail(WireErrorBody(.badRequest, "reserve: \(error)"))
+            }
+        case (.commit, .dataPlane):
+            do {
+                let commits = try BudgetMessages.decodeCommits(frame.payload)
+                enqueue(
+                    {
+                        do {
+                            try await budgets.commit(commits)
+                            send(.commitAck, BudgetMessages.encodeAck(count: commits.count))
+                        } catch {
+                            fail(WireErrorBody(.unavailable, "usage could not be stored: \(error)"))
+                        }
+                    }, id: id, context: context)
+            } catch {
+                fail(WireErrorBody(.badRequest, "commit: \(error)"))
+            }
+        case (.release, .dataPlane):
+            do {
+                let ids = try BudgetMessages.decodeReleases(frame.payload)
+                budgets.release(ids)
+                send(.releaseAck, BudgetMessages.encodeAck(count: ids.count))
+            } catch {
+                fail(WireErrorBody(.badRequest, "release: \(error)"))
+            }
+        case (.request, .admin):
+            // Decoded off the event loop: a first sync of a large config is tens of megabytes of JSON, and
+            // data planes' reservations share this loop.
+            let dataPlanes = self.context.dataPlaneCount()
+            let payload = frame.payload
+            let admin = self.context.admin
+            enqueue(
+                {
+                    var large = false
+                    do {
+                        let request = try WireJSON.decode(AdminRequest.self, from: payload)
+                        large = request.op == .apply || request.op == .dump
+                        send(.response, WireJSON.encode(try await admin.handle(request, dataPlanes: dataPlanes)))
+                    } catch let body as WireErrorBody {
+                        fail(body)
+                    } catch {
+                        fail(WireErrorBody(.internal, "\(error)"))
+                    }
+                    if large || payload.count > 1 << 20 { FreedMemory.release() }
+                }, id: id, context: context)
+        case (.hello, _):
+            error(context, id, .badRequest, "hello was already received")
+        default:
+            error(
+                context, id, .badRequest,
+                "frame type \(frame.type) is not accepted on the \(self.context.role.socketName) socket")
+        }
+    }
+
+    /// The hello, answered inline: the welcome, and for a data plane the current snapshot, taken from the
+    /// board in the same step that registers the connection for later pushes.
+    private func greet(_ frame: WireFrame, context: ChannelHandlerContext) {
+        let greeting: Hello
+        do {
+            greeting = try hello.accept(frame)
+        } catch {
+            self.error(context, frame.requestID, error.code, error.message)
+            context.close(promise: nil)
+            return
+        }
+        greeted = true
+        helloDeadline?.cancel()
+        let board = self.context.board
+        if greeting.role == .dataPlane {
+            let channel = context.channel
+            let registration = board.watch { snapshot in channel.writeAndFlush(snapshot, promise: nil) }
+            watcher = registration.id
+            context.write(
+                wrapOutboundOut(hello.welcome(requestID: frame.requestID, configVersion: registration.version)),
+                promise: nil)
+            context.writeAndFlush(wrapOutboundOut(registration.snapshot), promise: nil)
+        } else {
+            context.writeAndFlush(
+                wrapOutboundOut(hello.welcome(requestID: frame.requestID, configVersion: board.version)), promise: nil)
+        }
+        self.context.logger.debug(
+            "client connected", metadata: ["role": "\(greeting.role.rawValue)", "client": "\(greeting.client)"])
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let message: String
+        var id: UInt32 = 0
+        switch error {
+        case let frameError as WireFrameError:
+            message = frameError.description
+            if case .unknownType(_, let requestID) = frameError { id = requestID }
+        default:
+            message = "\(error)"
+        }
+        self.error(context, id, .badFrame, message)
+        context.close(promise: nil)
+    }
+}

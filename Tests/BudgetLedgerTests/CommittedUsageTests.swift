@@ -1,0 +1,35 @@
+import BudgetLedger
+import Testing
+
+@Suite("What a commit reports for the store")
+struct CommittedUsageTests {
+    let minute = LimitKey(plugin: "rl", provider: "bedrock", subject: "consumer:alice", windowSize: 60)
+
+    @Test("a commit returns one bucket per charge with units, at the bucket of the commit's time")
+    func bucketsOfCommit() {
+        var ledger = Ledger()
+        let committed = ledger.commit(
+            id: 1,
+            charges: [Charge(key: minute, kind: .sliding, units: 30), Charge(key: minute, kind: .sliding, units: 0)],
+            now: 1_000)
+        let counter = WindowCounter(kind: .sliding, windowSize: 60)
+        #expect(committed.time == 1_000)
+        #expect(
+            committed.buckets == [
+                BucketUsage(
+                    key: minute, kind: .sliding, bucket: counter.bucketIndex(at: 1_000), units: 30,
+                    expiresAt: counter.expiry(ofBucket: counter.bucketIndex(at: 1_000)))
+            ])
+    }
+
+    @Test("when the clock steps back, the buckets are those of the ledger's latest time, as the counters have it")
+    func clockSteppedBack() {
+        var ledger = Ledger()
+        ledger.apply(Charge(key: minute, kind: .sliding, units: 1), now: 5_000)
+        let committed = ledger.commit(id: 1, charges: [Charge(key: minute, kind: .sliding, units: 10)], now: 4_000)
+        let counter = WindowCounter(kind: .sliding, windowSize: 60)
+        #expect(committed.time == 5_000)
+        #expect(committed.buckets.map(\.bucket) == [counter.bucketIndex(at: 5_000)])
+        #expect(ledger.counters[minute]?.live.last?.index == counter.bucketIndex(at: 5_000))
+    }
+}

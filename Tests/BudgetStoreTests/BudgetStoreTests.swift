@@ -1,0 +1,94 @@
+import BudgetConfig
+import BudgetLedger
+import BudgetStore
+import Foundation
+import Testing
+
+@Suite("The store: config and usage on disk")
+struct BudgetStoreTests {
+    let key = LimitKey(plugin: "rl", provider: "bedrock", subject: "consumer:alice", windowSize: 60)
+
+    @Test("a new store in an empty directory opens at version 0 with no entities, its file mode 0600")
+    func opensEmpty() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try BudgetStore.open(stateDirectory: directory)
+            let loaded = try store.loadConfig()
+            #expect(loaded.version == 0)
+            #expect(loaded.state.isEmpty)
+            let mode = try FileManager.default.attributesOfItem(atPath: store.path)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+        }
+    }
+
+    @Test("a directory that does not exist is an error that says so")
+    func missingDirectory() {
+        #expect(throws: StoreError.self) {
+            try BudgetStore.open(stateDirectory: "/nonexistent/\(UUID().uuidString)")
+        }
+    }
+
+    @Test("applied changes read back, in a new store on the same directory too")
+    func applyRoundTrip() async throws {
+        try await withTemporaryDirectory { directory in
+            let state = try fixtureState()
+            let store = try BudgetStore.open(stateDirectory: directory)
+            let changes = state.sortedEntities.map { AppliedChange(action: .create, entity: $0) }
+            #expect(try store.apply(changes, baseVersion: 0, now: 1000) == 1)
+            #expect(try store.loadConfig().state == state)
+            let reopened = try BudgetStore.open(stateDirectory: directory).loadConfig()
+            #expect(reopened.version == 1)
+            #expect(reopened.state == state)
+        }
+    }
+
+    @Test("an apply against an old base version is a conflict and changes nothing")
+    func conflict() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try BudgetStore.open(stateDirectory: directory)
+            let alice = Entity.consumer(Consumer(username: "alice", customID: nil))
+            let bob = Entity.consumer(Consumer(username: "bob", customID: nil))
+            _ = try store.apply([AppliedChange(action: .create, entity: alice)], baseVersion: 0, now: 1)
+            do {
+                _ = try store.apply([AppliedChange(action: .create, entity: bob)], baseVersion: 0, now: 2)
+                Issue.record("an apply against version 0 was accepted at version 1")
+            } catch {
+                #expect((error as? StoreError)?.isConflict == true)
+            }
+            let loaded = try store.loadConfig()
+            #expect(loaded.version == 1)
+            #expect(loaded.state.count == 1)
+        }
+    }
+
+    @Test("recorded usage adds up per bucket and loads back until it expires")
+    func usageRoundTrip() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try BudgetStore.open(stateDirectory: directory)
+            var ledger = Ledger()
+            let first = ledger.commit(id: 1, charges: [Charge(key: key, kind: .sliding, units: 100)], now: 1_000)
+            let second = ledger.commit(id: 2, charges: [Charge(key: key, kind: .sliding, units: 50)], now: 1_000)
+            try await store.record(first.buckets)
+            try await store.record(second.buckets)
+            let loaded = try store.loadUsage(now: 1_000)
+            #expect(loaded.count == 1)
+            #expect(loaded.first?.units == 150)
+            #expect(loaded.first?.bucket == first.buckets.first?.bucket)
+            let expiry = try #require(first.buckets.first?.expiresAt)
+            #expect(try store.loadUsage(now: expiry).isEmpty)
+        }
+    }
+
+    @Test("deleting a subject's usage leaves other subjects alone")
+    func deleteUsage() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try BudgetStore.open(stateDirectory: directory)
+            let other = LimitKey(plugin: "rl", provider: "bedrock", subject: "consumer:bob", windowSize: 60)
+            try await store.record([
+                BucketUsage(key: key, kind: .sliding, bucket: 1, units: 1, expiresAt: 10_000),
+                BucketUsage(key: other, kind: .sliding, bucket: 1, units: 2, expiresAt: 10_000),
+            ])
+            #expect(try store.deleteUsage(subject: "consumer:alice") == 1)
+            #expect(try store.loadUsage(now: 0).map(\.key) == [other])
+        }
+    }
+}
