@@ -28,21 +28,18 @@ struct Usage: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() async throws {
-            let session = try await connection.connect()
-            defer { Task { await session.close() } }
-            try await withControlPlane {
-                let rows =
-                    try await session.admin(AdminRequest(op: .usage, consumer: consumer, group: group)).usage ?? []
-                if json {
-                    Console.out(String(decoding: WireJSON.encode(rows), as: UTF8.self))
-                    return
-                }
-                if rows.isEmpty {
-                    Console.out(consumer.map { "No budgets apply to consumer \($0)." } ?? "No budgets are configured.")
-                    return
-                }
-                Console.out(UsageTable.render(rows, now: Int64(Date().timeIntervalSince1970)))
+            let rows = try await connection.withSession { session in
+                try await session.usage(consumer: consumer, group: group)
             }
+            if json {
+                Console.out(String(decoding: WireJSON.encode(rows), as: UTF8.self))
+                return
+            }
+            if rows.isEmpty {
+                Console.out(consumer.map { "No budgets apply to consumer \($0)." } ?? "No budgets are configured.")
+                return
+            }
+            Console.out(UsageTable.render(rows, now: Int64(Date().timeIntervalSince1970)))
         }
     }
 
@@ -69,12 +66,10 @@ struct Usage: AsyncParsableCommand {
                     throw ExitCode.failure
                 }
             }
-            let session = try await connection.connect()
-            defer { Task { await session.close() } }
-            try await withControlPlane {
-                let removed = try await session.admin(AdminRequest(op: .usageReset, consumer: consumer)).removed ?? 0
-                Console.out("Reset the usage of consumer \(consumer) (\(removed) counter\(removed == 1 ? "" : "s")).")
+            let removed = try await connection.withSession { session in
+                try await session.resetUsage(consumer: consumer)
             }
+            Console.out("Reset the usage of consumer \(consumer) (\(removed) counter\(removed == 1 ? "" : "s")).")
         }
     }
 }
