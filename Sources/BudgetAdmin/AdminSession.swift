@@ -25,7 +25,7 @@ package struct AdminSession: Sendable {
         return try await session.executeThenClose(body)
     }
 
-    /// Connects and fetches the stored config while `prepare` runs (both take seconds with 100,000 consumers),
+    /// Connects and fetches the stored config while `prepare` runs (both are slow with a large config),
     /// then runs `body` with all three and closes the connection (awaited) whether `body` returns or throws.
     ///
     /// An error of `prepare` comes first: the connection's fate is reported only when `prepare` succeeded.
@@ -53,8 +53,8 @@ package struct AdminSession: Sendable {
         return StoredConfig(version: response.configVersion ?? 0, state: response.state ?? ConfigState())
     }
 
-    /// How long an apply may take: a first sync of 100,000 consumers takes seconds, and a slow disk or
-    /// machine must not turn a sync that will succeed into an error.
+    /// How long an apply may take: a first sync of a large config is slow, and a slow disk or machine must not
+    /// turn a sync that will succeed into an error.
     package static let applyTimeout = TimeAmount.minutes(10)
 
     /// Applies a plan made against `baseVersion`; returns the new version. The control plane refuses it

@@ -90,6 +90,7 @@ struct Dump: AsyncParsableCommand {
 struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List entities of one kind.")
 
+    /// The kinds `get` lists, spelled as decK's plural nouns.
     enum Kind: String, ExpressibleByArgument, CaseIterable {
         case consumers, services, routes, plugins
         case consumerGroups = "consumer-groups"

@@ -11,6 +11,7 @@ struct Usage: AsyncParsableCommand {
         subcommands: [Show.self, ResetUsage.self],
         defaultSubcommand: Show.self)
 
+    /// `budgetctl usage [show] [CONSUMER]`: the usage table.
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "show",
@@ -43,6 +44,7 @@ struct Usage: AsyncParsableCommand {
         }
     }
 
+    /// `budgetctl usage reset CONSUMER`: forget one consumer's counters.
     struct ResetUsage: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "reset", abstract: "Forget a consumer's usage, giving back its whole budget.")
@@ -76,6 +78,7 @@ struct Usage: AsyncParsableCommand {
 
 /// The usage table, with a bar of how much of each budget is spent.
 enum UsageTable {
+    /// The table's lines, columns padded to their widest cell; `now` (Unix seconds) dates the resets.
     static func render(_ rows: [UsageRow], now: Int64) -> String {
         let header = ["CONSUMER", "GROUP", "PROVIDER", "WINDOW", "USED", "LIMIT", "REMAINING", "RESETS", "SPENT"]
         var table = [header]
@@ -99,6 +102,7 @@ enum UsageTable {
         }.joined(separator: "\n")
     }
 
+    /// Tokens with thousands separators, or dollars to four places for the cost strategy.
     static func number(_ value: Double, _ strategy: String) -> String {
         if strategy == "cost" { return String(format: "$%.4f", value) }
         let rounded = Int(value.rounded())
@@ -111,8 +115,10 @@ enum UsageTable {
         return String(out.reversed())
     }
 
+    /// A window's name (`day`, `hour`, …) when it has one, else its seconds.
     static func window(_ seconds: Int) -> String { WindowName.named(seconds) ?? "\(seconds)s" }
 
+    /// A short duration: `3h05m`, `4m09s`, `12s`.
     static func duration(_ seconds: Int64) -> String {
         let seconds = max(0, seconds)
         if seconds >= 3600 { return "\(seconds / 3600)h\(String(format: "%02d", seconds % 3600 / 60))m" }
