@@ -23,11 +23,11 @@ missing_apt=()
 need_pip=no  # yes: the requirements are not all met, or cannot be checked before python3 or pip is installed
 if command -v dpkg-query >/dev/null; then
     for package in "${apt_packages[@]}"; do installed "$package" || missing_apt+=("$package"); done
-    if [ "$python" = yes ]; then
-        if ! command -v python3 >/dev/null; then
-            missing_apt+=(python3 python3-pip)
-            need_pip=yes
-        elif ! python3 -m pip --version >/dev/null 2>&1; then
+    if ! command -v python3 >/dev/null; then  # the demo reads replies with it too
+        missing_apt+=(python3)
+        [ "$python" = no ] || { missing_apt+=(python3-pip); need_pip=yes; }
+    elif [ "$python" = yes ]; then
+        if ! python3 -m pip --version >/dev/null 2>&1; then
             missing_apt+=(python3-pip)
             need_pip=yes
         fi
