@@ -1,11 +1,14 @@
 # budget-gateway: build, test, install, demo and benchmarks.
 #
-#   make demo      the main job: the seed scenario end to end (installs missing packages as root)
+#   make demo      the main job: the seed scenario end to end
 #   make test      the test suite (what CI runs)
-#   make deps      install the Debian and Python packages the tests need (as root), else print the command
+#   make deps      only the set-up of make test: the Debian and Python packages the tests need
 #   make build     release binaries in .build/release
 #   make install   binaries, systemd units, sysusers file and man pages under $(DESTDIR)$(PREFIX)
 #   make bench     the benchmarks (see bench/)
+#
+# demo, test and bench set themselves up first (scripts/deps.sh): run as root they install what is missing;
+# otherwise they print the commands that would and stop.
 
 SWIFT   ?= swift
 CONFIG  ?= release
@@ -17,33 +20,22 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 MANDIR      ?= $(PREFIX)/share/man
 
 PROGRAMS := budgetctl budget-controld budget-proxyd bedrock-emulator
-# Debian packages the build, the tests and the demo use.
-APT_PACKAGES := curl mandoc libsqlite3-dev libsystemd-dev systemd wrk nginx
-# Python packages the interop tests use.
-PIP_REQUIREMENTS := Tests/interop/requirements.txt
 
-.PHONY: all build test deps install demo bench clean
+.PHONY: all build test deps deps-demo install demo bench clean
 
 all: build
 
 build:
 	for program in $(PROGRAMS); do $(SWIFT) build -c $(CONFIG) --product $$program || exit 1; done
 
-test:
+test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	BUDGET_BIN_DIR="$$($(SWIFT) build --show-bin-path)" python3 -m pytest -q Tests/interop
 
+# The Debian packages in scripts/deps.sh and the Python packages in Tests/interop/requirements.txt.
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || printf '%s ' $$p; done); \
-	if [ -z "$$missing" ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get -o DPkg::Lock::Timeout=300 update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $$missing; \
-	else \
-		echo "missing Debian packages; run: sudo apt-get install -y $$missing"; exit 1; \
-	fi
-	@if [ -s $(PIP_REQUIREMENTS) ]; then python3 -m pip install -q -r $(PIP_REQUIREMENTS); fi
+	@scripts/deps.sh test
 
 install: build
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(SYSUSERSDIR)"
@@ -59,23 +51,14 @@ install: build
 		install -m 0644 "$$page" "$(DESTDIR)$(MANDIR)/man$$section/"; \
 	done
 
-demo:
-	@$(MAKE) --no-print-directory deps-demo
+demo: deps-demo
 	CONFIG=$(CONFIG) scripts/demo.sh
 
 # The demo needs only curl (and a C toolchain's usual libraries to build).
 deps-demo:
-	@missing=$$(for p in curl libsqlite3-dev libsystemd-dev; do dpkg -s $$p >/dev/null 2>&1 || printf '%s ' $$p; done); \
-	if [ -z "$$missing" ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get -o DPkg::Lock::Timeout=300 update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $$missing; \
-	else \
-		echo "missing Debian packages; run: sudo apt-get install -y $$missing"; exit 1; \
-	fi
+	@scripts/deps.sh demo
 
-bench:
-	@$(MAKE) --no-print-directory deps
+bench: deps
 	bench/macro.sh
 	bench/emulator-throughput.sh
 	bench/control-throughput.sh

@@ -40,11 +40,35 @@ wait_for_line() {  # file prefix -> prints the rest of the first line starting w
     say "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; return 1
 }
 
+build() {  # product -> builds it, saying every 15 s how far swift build has come; its output only on failure
+    local product=$1 start=$SECONDS said=$SECONDS step="" line status
+    local log="$run_dir/build-$product.log"
+    set +e
+    swift build -c "$CONFIG" --product "$product" 2>&1 | tee "$log" | while :; do
+        IFS= read -r -t 15 line
+        status=$?
+        if [ "$status" = 0 ]; then
+            case $line in "["*/*"]"*) step=${line%%]*} step=${step#[} ;; esac
+        elif [ "$status" -le 128 ]; then
+            break  # the end of swift build's output
+        fi
+        if ((SECONDS - said >= 15)); then
+            said=$SECONDS
+            say "  $product: ${step:+step ${step%/*} of ${step#*/}, }$((SECONDS - start)) s"
+        fi
+    done
+    status=${PIPESTATUS[0]}
+    set -e
+    if [ "$status" != 0 ]; then
+        say "swift build --product $product failed:" >&2
+        tail -n 40 "$log" >&2
+        exit "$status"
+    fi
+    say "  $product: built in $((SECONDS - start)) s"
+}
+
 bold "Building ($CONFIG)"
-swift build -c "$CONFIG" --product budgetctl >/dev/null
-swift build -c "$CONFIG" --product budget-controld >/dev/null
-swift build -c "$CONFIG" --product budget-proxyd >/dev/null
-swift build -c "$CONFIG" --product bedrock-emulator >/dev/null
+for product in budgetctl budget-controld budget-proxyd bedrock-emulator; do build "$product"; done
 say "binaries in $bin"
 
 mkdir -p "$run_dir/state"

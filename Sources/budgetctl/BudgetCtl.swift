@@ -19,6 +19,7 @@ struct BudgetCtl: AsyncParsableCommand {
         ]
     )
 
+    /// Keeps freed heap memory for reuse while a sync builds and drops large structures, then parses and runs.
     static func main() async {
         FreedMemory.keepForBatchWork()
         await main(nil)
@@ -32,6 +33,7 @@ struct Gateway: AsyncParsableCommand {
         subcommands: [Sync.self, Diff.self, Dump.self, Validate.self, Reset.self, Ping.self])
 }
 
+/// budgetctl's version, for `--version` and the client name the control plane logs.
 enum BudgetCtlVersion {
     static let current = "0.1.0"
 }

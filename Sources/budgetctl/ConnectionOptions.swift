@@ -1,10 +1,9 @@
 import ArgumentParser
 import BudgetAdmin
-import BudgetConfig
 import BudgetWire
 import Foundation
 
-/// `--socket`, shared by every verb that talks to budget-controld.
+/// `--socket` and `--timeout`, shared by every verb that talks to budget-controld.
 struct ConnectionOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
@@ -18,63 +17,20 @@ struct ConnectionOptions: ParsableArguments {
                 + "applies changes).", valueName: "seconds"))
     var timeout: Int?
 
-    var path: String { AdminSession.socketPath(flag: socket, environment: ProcessInfo.processInfo.environment) }
-
     func validate() throws {
         if let timeout, !(1...3600).contains(timeout) { throw ValidationError("--timeout: 1 to 3600 seconds") }
     }
 
-    /// The stored config and its version, as `AdminSession.current()` returns them.
-    typealias Current = (version: UInt64, state: ConfigState)
-
-    /// Connects and fetches the stored config in a task of its own, to overlap with other work.
-    func fetchCurrent() -> Task<Result<(AdminSession, Current), WireClientError>, Never> {
-        let path = self.path
-        let timeout = self.timeout
-        return Task {
-            do throws(WireClientError) {
-                let session = try await AdminSession.connect(
-                    socket: path, client: "budgetctl/\(BudgetCtlVersion.current)", timeoutSeconds: timeout)
-                do throws(WireClientError) {
-                    return .success((session, try await session.current()))
-                } catch {
-                    await session.close()
-                    return .failure(error)
-                }
-            } catch {
-                return .failure(error)
-            }
-        }
+    /// The control plane these flags name, and this budgetctl's name for it.
+    var endpoint: AdminEndpoint {
+        AdminEndpoint(
+            socket: AdminEndpoint.socketPath(flag: socket, environment: ProcessInfo.processInfo.environment),
+            client: "budgetctl/\(BudgetCtlVersion.current)", timeoutSeconds: timeout)
     }
 
-    /// What `fetchCurrent` got, or prints why it failed and exits 1.
-    static func fetched(_ fetch: Task<Result<(AdminSession, Current), WireClientError>, Never>) async throws
-        -> (AdminSession, Current)
-    {
-        switch await fetch.value {
-        case .success(let value): return value
-        case .failure(let error):
-            Console.error("Error: \(error)")
-            throw ExitCode.failure
-        }
-    }
-
-    /// Closes what `fetchCurrent` opened, when it is not needed after all.
-    static func discard(_ fetch: Task<Result<(AdminSession, Current), WireClientError>, Never>) async {
-        fetch.cancel()
-        if case .success(let (session, _)) = await fetch.value { await session.close() }
-    }
-
-    /// Connects, or prints why not and exits 1.
-    func connect() async throws -> AdminSession {
-        do {
-            return try await AdminSession.connect(
-                socket: path, client: "budgetctl/\(BudgetCtlVersion.current)",
-                timeoutSeconds: timeout)
-        } catch {
-            Console.error("Error: \(error)")
-            throw ExitCode.failure
-        }
+    /// Runs `body` with a session that is closed when it ends; a failure is printed and exits 1.
+    func withSession<Result>(_ body: (AdminSession) async throws -> Result) async throws -> Result {
+        try await reportingFailure { try await AdminSession.withSession(endpoint, body) }
     }
 }
 
@@ -86,29 +42,13 @@ struct SelectTagOptions: ParsableArguments {
     var selectTags: [String] = []
 }
 
-/// Applies `plan`, or says what happened and exits 1: a refusal changed nothing, but when the answer never
-/// came (time-out, lost connection) the control plane may have applied the plan, and saying "nothing was
-/// changed" could be false.
-func applyPlan(_ plan: Plan, baseVersion: UInt64, session: AdminSession) async throws {
-    do {
-        _ = try await session.apply(plan, baseVersion: baseVersion)
-    } catch {
-        Console.error("Error: \(error)")
-        if case .server = error {
-            Console.error("Error: nothing was changed")
-        } else {
-            Console.error(
-                "Error: the control plane may or may not have applied the changes; run budgetctl diff with the same "
-                    + "files to see where the config stands")
-        }
-        throw ExitCode.failure
-    }
-}
-
-/// Runs `body` and turns control-plane errors into a message and exit status 1.
-func withControlPlane<T>(_ body: () async throws -> T) async throws -> T {
+/// Runs `body`; a failure of the library or of the control plane is printed on standard error and exits 1.
+func reportingFailure<Result>(_ body: () async throws -> Result) async throws -> Result {
     do {
         return try await body()
+    } catch let error as AdminError {
+        error.lines.forEach(Console.error)
+        throw ExitCode.failure
     } catch let error as WireClientError {
         Console.error("Error: \(error)")
         throw ExitCode.failure

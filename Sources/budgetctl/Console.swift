@@ -1,8 +1,10 @@
+import BudgetAdmin
 import BudgetConfig
 import Foundation
 
 /// Where budgetctl writes: results to standard output, problems to standard error.
 enum Console {
+    /// Writes one line of results.
     static func out(_ line: String) {
         print(line)
     }
@@ -17,9 +19,13 @@ enum Console {
         FileHandle.standardError.write(Data(text.utf8))
     }
 
+    /// Writes one line of problems or warnings.
     static func error(_ line: String) {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
+
+    /// Where library runs write: these two streams.
+    static let output = AdminOutput(out: { out($0) }, error: { error($0) })
 
     /// Prints every diagnostic to standard error, then a count line when there are errors.
     static func report(_ diagnostics: DiagnosticBag) {

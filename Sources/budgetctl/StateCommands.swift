@@ -12,14 +12,10 @@ struct Ping: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let session = try await connection.connect()
-        defer { Task { await session.close() } }
-        try await withControlPlane {
-            let response = try await session.admin(AdminRequest(op: .ping))
-            Console.out("Successfully connected to budget-controld!")
-            Console.out("budget-controld version: \(response.server ?? session.client.welcome.server)")
-            Console.out("Config version: \(response.configVersion ?? 0)")
-        }
+        let pong = try await connection.withSession { session in try await session.ping() }
+        Console.out("Successfully connected to budget-controld!")
+        Console.out("budget-controld version: \(pong.server)")
+        Console.out("Config version: \(pong.configVersion)")
     }
 }
 
@@ -34,23 +30,19 @@ struct Status: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let session = try await connection.connect()
-        defer { Task { await session.close() } }
-        try await withControlPlane {
-            guard let status = try await session.admin(AdminRequest(op: .status)).status else { return }
-            if json {
-                Console.out(String(decoding: WireJSON.encode(status), as: UTF8.self))
-                return
-            }
-            Console.out("server:         \(status.server)")
-            Console.out("config version: \(status.configVersion)")
-            Console.out("data planes:    \(status.dataPlanes) connected")
-            Console.out("store:          \(status.storePath)")
-            Console.out("entities:       \(status.entities)")
-            Console.out("counters:       \(status.counters)")
-            Console.out("reservations:   \(status.reservations) in flight")
-            Console.out("uptime:         \(status.uptimeSeconds) s")
+        guard let status = try await connection.withSession({ session in try await session.status() }) else { return }
+        if json {
+            Console.out(String(decoding: WireJSON.encode(status), as: UTF8.self))
+            return
         }
+        Console.out("server:         \(status.server)")
+        Console.out("config version: \(status.configVersion)")
+        Console.out("data planes:    \(status.dataPlanes) connected")
+        Console.out("store:          \(status.storePath)")
+        Console.out("entities:       \(status.entities)")
+        Console.out("counters:       \(status.counters)")
+        Console.out("reservations:   \(status.reservations) in flight")
+        Console.out("uptime:         \(status.uptimeSeconds) s")
     }
 }
 
@@ -73,28 +65,23 @@ struct Dump: AsyncParsableCommand {
     var output: String?
 
     func run() async throws {
-        let session = try await connection.connect()
-        defer { Task { await session.close() } }
-        try await withControlPlane {
-            let current = try await session.current()
-            let state = current.state.scoped(to: tags.selectTags)
-            let header =
-                "# budgetctl dump, config version \(current.version). Keys are hashes; secrets come from DECK_ variables.\n"
-            let text =
-                header
-                + DeckRenderer(secrets: .environmentPlaceholders).render(
-                    state, selectTags: normalizeTags(tags.selectTags))
-            if let output {
-                guard
-                    FileManager.default.createFile(
-                        atPath: output, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-                else {
-                    Console.error("Error: cannot write \(output)")
-                    throw ExitCode.failure
-                }
-            } else {
-                Console.write(text)
+        let stored = try await connection.withSession { session in try await session.current() }
+        let header =
+            "# budgetctl dump, config version \(stored.version). Keys are hashes; secrets come from DECK_ variables.\n"
+        let text =
+            header
+            + DeckRenderer(secrets: .environmentPlaceholders).render(
+                stored.state.scoped(to: tags.selectTags), selectTags: normalizeTags(tags.selectTags))
+        if let output {
+            guard
+                FileManager.default.createFile(
+                    atPath: output, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+            else {
+                Console.error("Error: cannot write \(output)")
+                throw ExitCode.failure
             }
+        } else {
+            Console.write(text)
         }
     }
 }
@@ -103,6 +90,7 @@ struct Dump: AsyncParsableCommand {
 struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List entities of one kind.")
 
+    /// The kinds `get` lists, spelled as decK's plural nouns.
     enum Kind: String, ExpressibleByArgument, CaseIterable {
         case consumers, services, routes, plugins
         case consumerGroups = "consumer-groups"
@@ -118,27 +106,22 @@ struct Get: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let session = try await connection.connect()
-        defer { Task { await session.close() } }
-        try await withControlPlane {
-            let state = try await session.current().state.scoped(to: tags.selectTags)
-            let wanted: EntityKind =
-                switch kind {
-                case .consumers: .consumer
-                case .consumerGroups: .consumerGroup
-                case .services: .service
-                case .routes: .route
-                case .plugins: .plugin
-                }
-            let entities = state.sortedEntities.filter { $0.id.kind == wanted }
-            if json {
-                Console.out(JSONWriter(secrets: .masked).text(.list(entities.map(\.fields))))
-                return
+        let state = try await connection.withSession { session in try await session.current() }.state
+        let wanted: EntityKind =
+            switch kind {
+            case .consumers: .consumer
+            case .consumerGroups: .consumerGroup
+            case .services: .service
+            case .routes: .route
+            case .plugins: .plugin
             }
-            for entity in entities {
-                Console.out(
-                    entity.displayName + (entity.tags.isEmpty ? "" : "  tags: " + entity.tags.joined(separator: ",")))
-            }
+        let entities = state.scoped(to: tags.selectTags).sortedEntities.filter { $0.id.kind == wanted }
+        if json {
+            Console.out(JSONWriter(secrets: .masked).text(.list(entities.map(\.fields))))
+            return
+        }
+        for entity in entities {
+            Console.out(entity.displayName + (entity.tags.isEmpty ? "" : "  tags: " + entity.tags.joined(separator: ",")))
         }
     }
 }
@@ -149,9 +132,7 @@ struct Tag: AsyncParsableCommand {
         abstract: "Add or remove tags on one entity.",
         discussion: "KIND is consumer, consumer-group, service, route or key-auth; NAME as get prints it.")
 
-    enum Action: String, ExpressibleByArgument, CaseIterable { case add, remove }
-
-    @Argument(help: "add or remove.") var action: Action
+    @Argument(help: "add or remove.") var action: TagRun.Action
     @Argument(help: ArgumentHelp("The entity's kind.", valueName: "kind")) var kind: String
     @Argument(help: ArgumentHelp("The entity's name.", valueName: "name")) var name: String
     @Argument(help: ArgumentHelp("Tags.", valueName: "tag")) var tags: [String]
@@ -164,30 +145,9 @@ struct Tag: AsyncParsableCommand {
             )
             throw ExitCode.failure
         }
-        let session = try await connection.connect()
-        defer { Task { await session.close() } }
-        try await withControlPlane {
-            let current = try await session.current()
-            guard
-                let entity = current.state.sortedEntities.first(where: {
-                    $0.id.kind == entityKind && ($0.displayName == name || $0.id.key == name)
-                })
-            else {
-                Console.error("Error: \(kind) \"\(name)\" is not defined")
-                throw ExitCode.failure
-            }
-            let newTags = action == .add ? entity.tags + tags : entity.tags.filter { !tags.contains($0) }
-            var desired = current.state
-            desired.upsert(entity.withTags(newTags))
-            let plan: Plan
-            do {
-                plan = try Planner.plan(current: current.state, desired: desired, selectTags: [])
-            } catch {
-                Console.error("Error: \(error)")
-                throw ExitCode.failure
-            }
-            if !plan.isEmpty { try await applyPlan(plan, baseVersion: current.version, session: session) }
-            PlanRenderer.text(plan).forEach(Console.out)
-        }
+        let run = TagRun(action: action, kind: entityKind, name: name, tags: tags)
+        try await reportingFailure { try await run.run(connection.endpoint, output: Console.output) }
     }
 }
+
+extension TagRun.Action: ExpressibleByArgument {}

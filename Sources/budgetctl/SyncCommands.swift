@@ -1,6 +1,5 @@
 import ArgumentParser
 import BudgetAdmin
-import BudgetConfig
 import Foundation
 
 /// `budgetctl sync`: make the control plane match the files within the select-tag scope.
@@ -23,8 +22,10 @@ struct Sync: AsyncParsableCommand {
     var jsonOutput = false
 
     func run() async throws {
-        _ = try await SyncRun(files: files, flagTags: tags.selectTags, connection: connection, json: jsonOutput).run(
-            apply: true)
+        let run = SyncRun(
+            files: files, flagTags: tags.selectTags, environment: ProcessInfo.processInfo.environment,
+            json: jsonOutput, mode: .apply)
+        _ = try await reportingFailure { try await run.run(connection.endpoint, output: Console.output) }
     }
 }
 
@@ -49,67 +50,11 @@ struct Diff: AsyncParsableCommand {
     var nonZeroExitCode = false
 
     func run() async throws {
-        let changed = try await SyncRun(
-            files: files, flagTags: tags.selectTags, connection: connection, json: jsonOutput
-        )
-        .run(apply: false)
+        let run = SyncRun(
+            files: files, flagTags: tags.selectTags, environment: ProcessInfo.processInfo.environment,
+            json: jsonOutput, mode: .preview)
+        let changed = try await reportingFailure { try await run.run(connection.endpoint, output: Console.output) }
         if changed && nonZeroExitCode { throw ExitCode(2) }
-    }
-}
-
-/// The shared body of sync and diff.
-struct SyncRun {
-    var files: [String]
-    var flagTags: [String]
-    var connection: ConnectionOptions
-    var json: Bool
-
-    /// Returns whether there were changes.
-    func run(apply: Bool) async throws -> Bool {
-        // The stored config is fetched while the files are read: with 100,000 consumers each takes a second or
-        // more. Problems in the files are still reported first, and a failed connection only after them.
-        let fetch = connection.fetchCurrent()
-        let desired: SyncInput.Desired
-        do {
-            let loaded = ConfigLoader.load(try InputFiles.read(files), environment: InputFiles.environment)
-            for warning in loaded.diagnostics.warnings { Console.error(warning.description) }
-            switch SyncInput.desired(from: loaded, flagTags: flagTags) {
-            case .success(let value): desired = value
-            case .failure(let problems):
-                for line in problems.lines { Console.error(line) }
-                Console.error("Error: nothing was changed")
-                throw ExitCode.failure
-            }
-        } catch {
-            await ConnectionOptions.discard(fetch)
-            throw error
-        }
-        let (session, current) = try await ConnectionOptions.fetched(fetch)
-        defer { Task { await session.close() } }
-        return try await withControlPlane {
-            let plan: Plan
-            do {
-                plan = try Planner.plan(current: current.state, desired: desired.state, selectTags: desired.selectTags)
-            } catch {
-                Console.error("Error: \(error)")
-                Console.error("Error: nothing was changed")
-                throw ExitCode.failure
-            }
-            if json {
-                Console.out(PlanRenderer.json(plan))
-            } else {
-                for line in PlanRenderer.text(plan).dropLast(4) { Console.out(line) }
-            }
-            if apply && !plan.isEmpty {
-                try await applyPlan(plan, baseVersion: current.version, session: session)
-            }
-            if !json {
-                for line in PlanRenderer.summary(created: plan.created, updated: plan.updated, deleted: plan.deleted) {
-                    Console.out(line)
-                }
-            }
-            return !plan.isEmpty
-        }
     }
 }
 
@@ -144,26 +89,7 @@ struct Reset: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
-        let session = try await connection.connect()
-        defer { Task { await session.close() } }
-        try await withControlPlane {
-            let current = try await session.current()
-            let plan: Plan
-            do {
-                plan = try Planner.reset(current: current.state, selectTags: tags.selectTags)
-            } catch {
-                Console.error("Error: \(error)")
-                throw ExitCode.failure
-            }
-            if jsonOutput {
-                Console.out(PlanRenderer.json(plan))
-            } else {
-                PlanRenderer.text(plan).dropLast(4).forEach(Console.out)
-            }
-            if !plan.isEmpty { try await applyPlan(plan, baseVersion: current.version, session: session) }
-            if !jsonOutput {
-                PlanRenderer.summary(created: 0, updated: 0, deleted: plan.deleted).forEach(Console.out)
-            }
-        }
+        let run = ResetRun(selectTags: tags.selectTags, json: jsonOutput)
+        try await reportingFailure { try await run.run(connection.endpoint, output: Console.output) }
     }
 }

@@ -11,6 +11,7 @@ struct Usage: AsyncParsableCommand {
         subcommands: [Show.self, ResetUsage.self],
         defaultSubcommand: Show.self)
 
+    /// `budgetctl usage [show] [CONSUMER]`: the usage table.
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "show",
@@ -28,24 +29,22 @@ struct Usage: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() async throws {
-            let session = try await connection.connect()
-            defer { Task { await session.close() } }
-            try await withControlPlane {
-                let rows =
-                    try await session.admin(AdminRequest(op: .usage, consumer: consumer, group: group)).usage ?? []
-                if json {
-                    Console.out(String(decoding: WireJSON.encode(rows), as: UTF8.self))
-                    return
-                }
-                if rows.isEmpty {
-                    Console.out(consumer.map { "No budgets apply to consumer \($0)." } ?? "No budgets are configured.")
-                    return
-                }
-                Console.out(UsageTable.render(rows, now: Int64(Date().timeIntervalSince1970)))
+            let rows = try await connection.withSession { session in
+                try await session.usage(consumer: consumer, group: group)
             }
+            if json {
+                Console.out(String(decoding: WireJSON.encode(rows), as: UTF8.self))
+                return
+            }
+            if rows.isEmpty {
+                Console.out(consumer.map { "No budgets apply to consumer \($0)." } ?? "No budgets are configured.")
+                return
+            }
+            Console.out(UsageTable.render(rows, now: Int64(Date().timeIntervalSince1970)))
         }
     }
 
+    /// `budgetctl usage reset CONSUMER`: forget one consumer's counters.
     struct ResetUsage: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "reset", abstract: "Forget a consumer's usage, giving back its whole budget.")
@@ -69,18 +68,17 @@ struct Usage: AsyncParsableCommand {
                     throw ExitCode.failure
                 }
             }
-            let session = try await connection.connect()
-            defer { Task { await session.close() } }
-            try await withControlPlane {
-                let removed = try await session.admin(AdminRequest(op: .usageReset, consumer: consumer)).removed ?? 0
-                Console.out("Reset the usage of consumer \(consumer) (\(removed) counter\(removed == 1 ? "" : "s")).")
+            let removed = try await connection.withSession { session in
+                try await session.resetUsage(consumer: consumer)
             }
+            Console.out("Reset the usage of consumer \(consumer) (\(removed) counter\(removed == 1 ? "" : "s")).")
         }
     }
 }
 
 /// The usage table, with a bar of how much of each budget is spent.
 enum UsageTable {
+    /// The table's lines, columns padded to their widest cell; `now` (Unix seconds) dates the resets.
     static func render(_ rows: [UsageRow], now: Int64) -> String {
         let header = ["CONSUMER", "GROUP", "PROVIDER", "WINDOW", "USED", "LIMIT", "REMAINING", "RESETS", "SPENT"]
         var table = [header]
@@ -104,6 +102,7 @@ enum UsageTable {
         }.joined(separator: "\n")
     }
 
+    /// Tokens with thousands separators, or dollars to four places for the cost strategy.
     static func number(_ value: Double, _ strategy: String) -> String {
         if strategy == "cost" { return String(format: "$%.4f", value) }
         let rounded = Int(value.rounded())
@@ -116,8 +115,10 @@ enum UsageTable {
         return String(out.reversed())
     }
 
+    /// A window's name (`day`, `hour`, …) when it has one, else its seconds.
     static func window(_ seconds: Int) -> String { WindowName.named(seconds) ?? "\(seconds)s" }
 
+    /// A short duration: `3h05m`, `4m09s`, `12s`.
     static func duration(_ seconds: Int64) -> String {
         let seconds = max(0, seconds)
         if seconds >= 3600 { return "\(seconds / 3600)h\(String(format: "%02d", seconds % 3600 / 60))m" }

@@ -1,5 +1,7 @@
 import ArgumentParser
+import BudgetAdmin
 import BudgetConfig
+import Foundation
 
 /// `budgetctl validate FILE...`: the offline check, silent when the files are valid.
 struct Validate: AsyncParsableCommand {
@@ -13,7 +15,7 @@ struct Validate: AsyncParsableCommand {
             ${{ env "DECK_NAME" }} is replaced from the environment; only DECK_ names are read and \
             an unset one is an error.
 
-            Limits: \(InputFiles.limitsSummary)
+            Limits: \(ConfigInputs.limitsSummary)
 
             Exit status: 0 valid, 1 invalid or unreadable.
             """
@@ -23,8 +25,8 @@ struct Validate: AsyncParsableCommand {
     var files: [String]
 
     func run() async throws {
-        let sources = try InputFiles.read(files)
-        let loaded = ConfigLoader.load(sources, environment: InputFiles.environment)
+        let sources = try await reportingFailure { try ConfigInputs.read(files) }
+        let loaded = ConfigLoader.load(sources, environment: ProcessInfo.processInfo.environment)
         Console.report(loaded.diagnostics)
         if !loaded.isValid { throw ExitCode.failure }
     }

@@ -1,21 +1,21 @@
-import ArgumentParser
-import BudgetConfig
+package import BudgetConfig
 import Foundation
 
 /// Reading config inputs for any verb: files by path, `-` for standard input, each bounded.
-enum InputFiles {
-    static let limits = ConfigLimits.standard
+package enum ConfigInputs {
+    /// The bounds every verb reads files with.
+    package static let limits = ConfigLimits.standard
 
-    static var limitsSummary: String {
+    /// The limits in a sentence, for `--help`.
+    package static var limitsSummary: String {
         "\(limits.maxFileBytes >> 20) MiB per file, \(limits.maxTotalBytes >> 20) MiB in all; "
             + "\(limits.maxNodes) YAML nodes once aliases are expanded; nesting \(limits.maxDepth) levels deep; "
             + "\(limits.maxDiagnostics) messages."
     }
 
-    static var environment: [String: String] { ProcessInfo.processInfo.environment }
-
     /// The bytes of each input, read no further than the size limit (so a huge file is refused, not loaded).
-    static func read(_ paths: [String]) throws -> [ConfigSource] {
+    /// - Throws: `AdminError.unreadableInput`, a line for each input that could not be read.
+    package static func read(_ paths: [String]) throws(AdminError) -> [ConfigSource] {
         var sources: [ConfigSource] = []
         var problems: [String] = []
         var stdinUsed = false
@@ -45,10 +45,7 @@ enum InputFiles {
             defer { try? handle.close() }
             sources.append(ConfigSource(name: path, bytes: readBounded(handle)))
         }
-        if !problems.isEmpty {
-            for problem in problems { Console.error(problem) }
-            throw ExitCode.failure
-        }
+        if !problems.isEmpty { throw .unreadableInput(problems) }
         return sources
     }
 
