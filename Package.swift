@@ -77,7 +77,7 @@ let package = Package(
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(
             name: "Systemd",
-            dependencies: ["CSystemd", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["CSystemd"],
             swiftSettings: swiftSettings
         ),
         // What every daemon needs: logging and its flags, listen addresses, Unix listeners, the watchdog.

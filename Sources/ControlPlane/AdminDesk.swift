@@ -2,6 +2,7 @@ package import BudgetConfig
 import BudgetLedger
 package import BudgetStore
 package import BudgetWire
+import DaemonKit
 import Foundation
 package import Logging
 import NIOCore
@@ -10,7 +11,7 @@ import NIOCore
 /// (ping, status, dump, apply, usage, usage reset). An actor, so that config changes are serialized.
 package actor AdminDesk {
     /// Name and version, as the welcome, ping and status report them.
-    package static let serverName = "budget-controld/\(ControlPlaneVersion.current)"
+    package static let serverName = "budget-controld/\(GatewayVersion.current)"
 
     private let store: BudgetStore
     private let budgets: BudgetDesk

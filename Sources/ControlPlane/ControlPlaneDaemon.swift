@@ -7,13 +7,13 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
-import UnixSignals
+public import ServiceLifecycle
+public import UnixSignals
 
 /// budget-controld from start to stop: open the store, bind (or adopt) the two sockets, and run a service
 /// group (usage writer, control listener, admin listener, systemd notifier) until SIGTERM or SIGINT; then
 /// shut the services down in reverse order: stop accepting, finish the work received, write pending usage.
-public struct ControlPlaneDaemon: Sendable {
+public struct ControlPlaneDaemon: ServiceLifecycle.Service {
     /// What `budget-controld`'s flags say.
     public struct Options: Sendable {
         public var stateDirectory: String
@@ -51,26 +51,21 @@ public struct ControlPlaneDaemon: Sendable {
 
     public var options: Options
     public let logger: Logger
+    /// Signals that start a graceful shutdown; empty when the daemon runs inside a caller's `ServiceGroup`
+    /// (tests, benchmarks), whose graceful shutdown it follows.
+    public let signals: [UnixSignal]
 
-    public init(options: Options, logger: Logger) {
+    public init(options: Options, logger: Logger, signals: [UnixSignal] = [.sigterm, .sigint]) {
         self.options = options
         self.logger = logger
+        self.signals = signals
     }
 
-    /// Runs until SIGTERM or SIGINT, then shuts down gracefully and returns.
+    /// Runs until a signal (or the enclosing group's graceful shutdown), then shuts down gracefully.
     /// - Throws: start-up problems with a clear message; `RunError` if it did not stop cleanly.
     public func run() async throws {
-        try await run(signals: [.sigterm, .sigint], until: nil)
-    }
-
-    /// Runs until `stop` returns (for embedding, e.g. the benchmarks), then shuts down gracefully.
-    public func run(until stop: @escaping @Sendable () async -> String) async throws {
-        try await run(signals: [], until: stop)
-    }
-
-    private func run(signals: [UnixSignal], until stop: (@Sendable () async -> String)?) async throws {
         // A peer that hangs up must not kill the daemon with SIGPIPE; the service group handles TERM and INT.
-        signal(SIGPIPE, SIG_IGN)
+        IgnoredSignals.sigpipe()
         let store = try BudgetStore.open(stateDirectory: options.stateDirectory, synchronous: options.synchronous)
         let loaded = try store.loadConfig()
         let budgets = try BudgetDesk(store: store, reservationLifetime: options.reservationLifetime)
@@ -87,7 +82,7 @@ public struct ControlPlaneDaemon: Sendable {
         do {
             try await serve(
                 control: control, admin: adminSocket, eventLoops: eventLoops, budgets: budgets, desk: admin,
-                board: board, loaded: loaded.version, signals: signals, until: stop)
+                board: board, loaded: loaded.version)
         } catch {
             try? await eventLoops.shutdownGracefully()
             throw error
@@ -99,8 +94,7 @@ public struct ControlPlaneDaemon: Sendable {
     /// Listens on both sockets and runs the service group until it has shut down.
     private func serve(
         control: UnixListener.Bound, admin adminSocket: UnixListener.Bound, eventLoops: MultiThreadedEventLoopGroup,
-        budgets: BudgetDesk, desk admin: AdminDesk, board: SnapshotBoard, loaded version: UInt64,
-        signals: [UnixSignal], until stop: (@Sendable () async -> String)?
+        budgets: BudgetDesk, desk admin: AdminDesk, board: SnapshotBoard, loaded version: UInt64
     ) async throws {
         var context = ControlListener.Context(
             role: .dataPlane, budgets: budgets, admin: admin, board: board, peerPolicy: nil, dataPlaneCount: { 0 },
@@ -111,10 +105,10 @@ public struct ControlPlaneDaemon: Sendable {
         context.dataPlaneCount = { controlListener.connections }
         let adminListener = try await ControlListener.listen(on: adminSocket, group: eventLoops, context: context)
         let notifier = SystemdNotifier(
-            eventLoop: eventLoops.next(), status: "serving config version \(version)",
+            status: "serving config version \(version)",
             readyMetadata: [
                 "control_socket": "\(options.controlSocket)", "admin_socket": "\(options.adminSocket)",
-                "state_dir": "\(options.stateDirectory)", "version": "\(ControlPlaneVersion.current)",
+                "state_dir": "\(options.stateDirectory)", "version": "\(GatewayVersion.current)",
             ],
             logger: logger)
         // Shut down in reverse: the notifier says "stopping", the listeners stop and finish their work, and
@@ -124,6 +118,7 @@ public struct ControlPlaneDaemon: Sendable {
                 .init(service: UsageWriter(desk: budgets, logger: logger)),
                 .init(service: controlListener),
                 .init(service: adminListener),
+                .init(service: WatchdogService(eventLoop: eventLoops.next()), successTerminationBehavior: .ignore),
                 .init(service: notifier),
             ],
             gracefulShutdownSignals: signals,
@@ -131,22 +126,7 @@ public struct ControlPlaneDaemon: Sendable {
         configuration.maximumGracefulShutdownDuration = options.shutdownLimit
         let group = ServiceGroup(configuration: configuration)
         do {
-            try await withThrowingTaskGroup { tasks in
-                tasks.addTask {
-                    try await group.run()
-                    return true
-                }
-                if let stop {
-                    tasks.addTask {
-                        _ = await stop()
-                        await group.triggerGracefulShutdown()
-                        return false
-                    }
-                }
-                // Until the group has run to its end; `stop` returning only starts the shutdown.
-                while let groupFinished = try await tasks.next(), !groupFinished {}
-                tasks.cancelAll()
-            }
+            try await group.run()
         } catch {
             throw RunError(description: "\(error)")
         }

@@ -1,24 +1,20 @@
 import Logging
-import NIOCore
 import ServiceLifecycle
 import Systemd
 
-/// Tells systemd and the log that the daemon is ready, feeds the watchdog while it runs, and says
-/// "stopping" when graceful shutdown begins. Last in the service group, so the first to hear of shutdown.
+/// Tells systemd and the log that the daemon is ready, and says "stopping" when graceful shutdown begins.
+/// Last in the service group, so the first to hear of shutdown.
 struct SystemdNotifier: Service {
-    let eventLoop: any EventLoop
     let status: String
     let readyMetadata: Logger.Metadata
     let logger: Logger
 
     func run() async {
-        let watchdog = Systemd.startWatchdog(on: eventLoop)
         Systemd.ready(status: status)
         logger.notice("ready", metadata: readyMetadata)
         // Throws only when the group is cancelled, which is a stop too.
         try? await gracefulShutdown()
         logger.notice("stopping")
         Systemd.stopping()
-        watchdog?.cancel()
     }
 }

@@ -1,6 +1,6 @@
 import CSystemd
 import Foundation
-public import NIOCore
+
 
 /// What a daemon needs from systemd, through libsystemd: sockets handed over by a socket unit (by their
 /// `FileDescriptorName=`), readiness and status notifications, and the watchdog. Outside systemd every
@@ -38,20 +38,5 @@ public enum Systemd {
         var microseconds: UInt64 = 0
         guard sd_watchdog_enabled(0, &microseconds) > 0, microseconds > 0 else { return nil }
         return .microseconds(Int64(microseconds))
-    }
-
-    /// Pings the watchdog from `eventLoop` at half the interval, so that a wedged loop stops the pings and
-    /// systemd restarts the daemon. Returns nil when no watchdog is set.
-    public static func startWatchdog(on eventLoop: any EventLoop) -> RepeatedTask? {
-        guard let interval = watchdogInterval else { return nil }
-        let half = TimeAmount.nanoseconds(
-            max(
-                1_000_000,
-                Int64(interval.components.seconds) * 500_000_000
-                    + interval.components.attoseconds / 2_000_000_000))
-        notify("WATCHDOG=1")
-        return eventLoop.scheduleRepeatedTask(initialDelay: half, delay: half) { _ in
-            notify("WATCHDOG=1")
-        }
     }
 }

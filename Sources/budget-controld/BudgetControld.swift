@@ -1,5 +1,5 @@
-import ArgumentParser
-import BudgetStore
+public import ArgumentParser
+public import BudgetStore
 import ControlPlane
 import DaemonKit
 import Logging
@@ -18,7 +18,7 @@ struct BudgetControld: AsyncParsableCommand {
 
             SIGTERM or SIGINT: stop accepting, write pending usage, exit 0. See budget-controld(8).
             """,
-        version: ControlPlaneVersion.current
+        version: GatewayVersion.current
     )
 
     @Option(help: ArgumentHelp("Directory of the store (must exist).", valueName: "dir"))
@@ -33,20 +33,11 @@ struct BudgetControld: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Group (name or id) also allowed on the admin socket.", valueName: "group"))
     var adminGroup: String?
 
-    @Option(help: ArgumentHelp("Log format: text or json.", valueName: "format"))
-    var logFormat = "text"
-
-    @Option(
-        help: ArgumentHelp(
-            "Lowest level logged: trace, debug, info, notice, warning, error, critical.",
-            valueName: "level"))
-    var logLevel = "info"
-
     @Option(
         help: ArgumentHelp(
             "SQLite synchronous mode: normal (survives kill -9) or full (survives power loss).",
             valueName: "mode"))
-    var synchronous = "normal"
+    var synchronous: BudgetStore.Synchronous = .normal
 
     @Option(help: ArgumentHelp("Seconds a reservation lives without a commit or release.", valueName: "seconds"))
     var reservationTtl = 600
@@ -54,16 +45,9 @@ struct BudgetControld: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds a client may take to finish a frame or to read a reply.", valueName: "seconds"))
     var peerTimeout = 30
 
+    @OptionGroup var logging: LoggingOptions
+
     func validate() throws {
-        guard DaemonLogHandler.Format(rawValue: logFormat) != nil else {
-            throw ValidationError("--log-format: expected text or json, got '\(logFormat)'")
-        }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level: expected trace, debug, info, notice, warning, error or critical")
-        }
-        guard BudgetStore.Synchronous(rawValue: synchronous) != nil else {
-            throw ValidationError("--synchronous: expected normal or full")
-        }
         guard (1...3600).contains(peerTimeout) else { throw ValidationError("--peer-timeout: 1 to 3600") }
         guard (10...86_400).contains(reservationTtl) else { throw ValidationError("--reservation-ttl: 10 to 86400") }
         if let adminGroup, UnixListener.groupID(adminGroup) == nil {
@@ -72,15 +56,12 @@ struct BudgetControld: AsyncParsableCommand {
     }
 
     func run() async throws {
-        DaemonLogHandler.bootstrap(
-            format: DaemonLogHandler.Format(rawValue: logFormat) ?? .text,
-            level: Logger.Level(rawValue: logLevel) ?? .info)
-        let logger = Logger(label: "budget-controld")
+        let logger = logging.bootstrap(label: "budget-controld")
         var daemon = ControlPlaneDaemon(
             options: .init(
                 stateDirectory: stateDir, controlSocket: controlSocket, adminSocket: adminSocket,
                 adminGroup: adminGroup.flatMap(UnixListener.groupID),
-                synchronous: BudgetStore.Synchronous(rawValue: synchronous) ?? .normal,
+                synchronous: synchronous,
                 reservationLifetime: Int64(reservationTtl), inherited: Systemd.listeners()),
             logger: logger)
         daemon.options.peerTimeoutSeconds = peerTimeout
@@ -95,3 +76,5 @@ struct BudgetControld: AsyncParsableCommand {
         }
     }
 }
+
+extension BudgetStore.Synchronous: ExpressibleByArgument {}

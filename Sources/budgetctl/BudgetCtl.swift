@@ -12,7 +12,7 @@ struct BudgetCtl: AsyncParsableCommand {
             for key-auth, ai-proxy and ai-rate-limiting-advanced is read unchanged. See budget.yaml(5). \
             Every decK verb is also accepted after "gateway" (budgetctl gateway sync …).
             """,
-        version: BudgetCtlVersion.current,
+        version: GatewayVersion.current,
         subcommands: [
             Validate.self, Sync.self, Diff.self, Dump.self, Reset.self, Ping.self, Status.self, Get.self, Tag.self,
             Usage.self, Gateway.self,
@@ -33,7 +33,3 @@ struct Gateway: AsyncParsableCommand {
         subcommands: [Sync.self, Diff.self, Dump.self, Validate.self, Reset.self, Ping.self])
 }
 
-/// budgetctl's version, for `--version` and the client name the control plane logs.
-enum BudgetCtlVersion {
-    static let current = "0.1.0"
-}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BudgetAdmin
 import BudgetWire
+import DaemonKit
 import Foundation
 
 /// `--socket` and `--timeout`, shared by every verb that talks to budget-controld.
@@ -25,7 +26,7 @@ struct ConnectionOptions: ParsableArguments {
     var endpoint: AdminEndpoint {
         AdminEndpoint(
             socket: AdminEndpoint.socketPath(flag: socket, environment: ProcessInfo.processInfo.environment),
-            client: "budgetctl/\(BudgetCtlVersion.current)", timeoutSeconds: timeout)
+            client: "budgetctl/\(GatewayVersion.current)", timeoutSeconds: timeout)
     }
 
     /// Runs `body` with a session that is closed when it ends; a failure is printed and exits 1.

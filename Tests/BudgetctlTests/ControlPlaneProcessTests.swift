@@ -153,8 +153,8 @@ struct ControlPlaneProcessTests {
             plugin: "ai-rate-limiting-advanced for consumer-group signify-basic", provider: "bedrock",
             subject: "consumer:signify-dev-team", windowSize: 86400)
         let charge = BudgetMessages.Commit(reservation: 0, charges: [Charge(key: key, kind: .sliding, units: 1)])
-        let acknowledged = LockedCounter()
-        let sent = LockedCounter()
+        let acknowledged = Gauge()
+        let sent = Gauge()
         // Eight concurrent streams of commits; the daemon is killed while they run.
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<8 {

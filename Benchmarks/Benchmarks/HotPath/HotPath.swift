@@ -8,6 +8,7 @@ import ControlPlane
 import DataPlane
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// The per-request pieces of the hot path, each measured with its allocations.
 let benchmarks: @Sendable () -> Void = {
@@ -101,14 +102,12 @@ final class ControlServerFixture: @unchecked Sendable {
     // @unchecked: set in setup and read by the benchmark afterwards, never at the same time.
     private(set) var client: WireClient?
     private var directory = ""
-    private var stopper: AsyncStream<Void>.Continuation?
+    private var services: ServiceGroup?
     private var task: Task<Void, any Error>?
 
     func start() async throws {
         directory = NSTemporaryDirectory() + "budget-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
-        let (stop, stopper) = AsyncStream.makeStream(of: Void.self)
-        self.stopper = stopper
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
         let daemon = ControlPlaneDaemon(
@@ -116,13 +115,10 @@ final class ControlServerFixture: @unchecked Sendable {
                 stateDirectory: directory, controlSocket: directory + "/control.sock",
                 adminSocket: directory + "/admin.sock", adminGroup: nil, synchronous: .normal,
                 reservationLifetime: 600),
-            logger: logger)
-        task = Task {
-            try await daemon.run(until: {
-                for await _ in stop { break }
-                return "done"
-            })
-        }
+            logger: logger, signals: [])
+        let services = ServiceGroup(services: [daemon], logger: logger)
+        self.services = services
+        task = Task { try await services.run() }
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: directory + "/control.sock") {
             try await Task.sleep(for: .milliseconds(10))
         }
@@ -131,7 +127,7 @@ final class ControlServerFixture: @unchecked Sendable {
 
     func stop() async {
         await client?.close()
-        stopper?.yield()
+        await services?.triggerGracefulShutdown()
         _ = try? await task?.value
         try? FileManager.default.removeItem(atPath: directory)
     }
