@@ -27,46 +27,22 @@ struct Waiters: ~Copyable {
 
 /// Something that happens once (the first config snapshot, say); tasks wait for it without polling.
 public final class OnceEvent: Sendable {
-    private struct State: ~Copyable {
-        var happened = false
-        var waiters = Waiters()
-    }
-
-    private let state = Mutex(State())
+    private let happened = Atomic(false)
+    /// One until the event happens, then zero.
+    private let pending = Gauge(1)
 
     public init() {}
 
     /// True once `signal()` has been called.
-    public var hasHappened: Bool { state.withLock { $0.happened } }
+    public var hasHappened: Bool { happened.load(ordering: .acquiring) }
 
     /// Marks the event as happened and wakes every waiter; later calls do nothing.
     public func signal() {
-        let woken = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
-            guard !state.happened else { return [] }
-            state.happened = true
-            return state.waiters.takeAll()
-        }
-        for continuation in woken { continuation.resume(returning: true) }
+        if !happened.exchange(true, ordering: .acquiringAndReleasing) { pending.add(-1) }
     }
 
     /// Returns true when the event has happened, false if the calling task is cancelled first.
-    public func wait() async -> Bool {
-        let id = Mutex<UInt64?>(nil)
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let resumeNow = state.withLock { state -> Bool? in
-                    if state.happened { return true }
-                    if Task.isCancelled { return false }
-                    id.withLock { $0 = state.waiters.add(continuation) }
-                    return nil
-                }
-                if let resumeNow { continuation.resume(returning: resumeNow) }
-            }
-        } onCancel: {
-            let cancelled = state.withLock { state in id.withLock { $0 }.flatMap { state.waiters.remove($0) } }
-            cancelled?.resume(returning: false)
-        }
-    }
+    public func wait() async -> Bool { await pending.waitUntilZero() }
 }
 
 /// A count many threads change (open connections, requests in flight), which a task can wait to see
@@ -77,9 +53,10 @@ public final class Gauge: Sendable {
         var waiters = Waiters()
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    public init() {}
+    /// A gauge at `initial`.
+    public init(_ initial: Int = 0) { state = Mutex(State(value: initial)) }
 
     /// The current count.
     public var value: Int { state.withLock { $0.value } }
