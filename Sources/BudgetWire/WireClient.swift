@@ -46,10 +46,18 @@ public final class WireClient: Sendable {
         let hello = WireJSON.encode(Hello(role: role, client: client))
         let reply: WireFrame
         do {
-            reply = try await send(channel: channel, WireFrame(.hello, requestID: 0, payload: hello), timeout: timeout)
-        } catch {
+            // A caller that gives up (a daemon stopping) closes the connection, which ends the wait at once.
+            reply = try await withTaskCancellationHandler {
+                try await send(channel: channel, WireFrame(.hello, requestID: 0, payload: hello), timeout: timeout)
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+        } catch let error as WireClientError {
             try? await channel.close()
             throw error
+        } catch {
+            try? await channel.close()
+            throw WireClientError.closed(describe(error))
         }
         do {
             let welcome = try WireJSON.decode(Welcome.self, from: reply.payload)

@@ -117,7 +117,10 @@ struct ProxyListeners: ServiceLifecycle.Service {
             logger.notice("stopping")
             Systemd.stopping()
         }
-        logger.notice("waiting for the first config snapshot", metadata: ["control_socket": "\(options.controlSocket)"])
+        if link.tables == nil {
+            logger.notice(
+                "waiting for the first config snapshot", metadata: ["control_socket": "\(options.controlSocket)"])
+        }
         let snapshot = await withGracefulShutdownHandler {
             await cancelWhenGracefulShutdown { [link] in await link.waitForFirstSnapshot() }
         } onGracefulShutdown: {

@@ -18,8 +18,8 @@ struct BudgetProxyd: AsyncParsableCommand {
             and AWS_SESSION_TOKEN; AWS_ENDPOINT_URL_BEDROCK_RUNTIME overrides the endpoint. Prints \
             "listening on ADDRESS" for each listener.
 
-            SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most 30 s), deliver pending \
-            usage (at most 5 s), exit 0. See budget-proxyd(8).
+            SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most --drain-timeout, then \
+            they are cancelled), deliver pending usage (at most 5 s), exit 0. See budget-proxyd(8).
             """,
         version: GatewayVersion.current
     )
@@ -55,6 +55,12 @@ struct BudgetProxyd: AsyncParsableCommand {
     var readTimeout = 30
 
     @Option(
+        help: ArgumentHelp(
+            "Seconds a stop (SIGTERM, SIGINT) waits for requests in flight before it cancels them.",
+            valueName: "seconds"))
+    var drainTimeout = 30
+
+    @Option(
         help: ArgumentHelp("Milliseconds to wait for a reservation before the loss policy applies.", valueName: "ms"))
     var controlTimeoutMs = 2000
 
@@ -74,6 +80,7 @@ struct BudgetProxyd: AsyncParsableCommand {
         guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout: 1 to 3600") }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads: 1 to 256") }
         guard (1...600).contains(readTimeout) else { throw ValidationError("--read-timeout: 1 to 600") }
+        guard (1...3600).contains(drainTimeout) else { throw ValidationError("--drain-timeout: 1 to 3600") }
         guard (10...60_000).contains(controlTimeoutMs) else {
             throw ValidationError("--control-timeout-ms: 10 to 60000")
         }
@@ -86,6 +93,7 @@ struct BudgetProxyd: AsyncParsableCommand {
         limits.maxConnections = maxConnections
         limits.idleTimeoutSeconds = idleTimeout
         limits.readTimeoutSeconds = readTimeout
+        limits.drainTimeout = .seconds(drainTimeout)
         let daemon = ProxyDaemon(
             options: .init(
                 listen: listen.isEmpty ? [.tcp(host: "0.0.0.0", port: 8000)] : listen, statusListen: statusListen,

@@ -153,7 +153,13 @@ struct ProxyConnection: Sendable {
                         channel.eventLoop.execute { handler.value.requestFinished() }
                     }
                 }
-                try? await channel.closeFuture.get()
+                // Cancelled (the drain ran out of time): close the connection, which fails the writes a request
+                // may be stuck in (a client that stopped reading) and so ends it.
+                await withTaskCancellationHandler {
+                    try? await channel.closeFuture.get()
+                } onCancel: {
+                    channel.close(promise: nil)
+                }
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -174,6 +180,8 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var refused = false
+    /// Completes when the refusal's last part has been written.
+    private var refusalWritten: EventLoopFuture<Void>?
     /// Requests handed over and not yet answered (more than one when the client pipelines).
     private var unanswered = 0
     private var closingWhenIdle = false
@@ -214,29 +222,42 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
         if unanswered == 0 && head == nil { context?.close(promise: nil) }
     }
 
+    /// Refuses the request in progress with a short JSON answer and `Connection: close`.
+    ///
+    /// The answer is written on the next turn of the event loop, not from inside `channelRead`: NIO hands over a
+    /// request pipelined behind an answered one from within the write of that answer's end, and a response
+    /// written there, before the earlier one is flushed, would be lost. `refused` is set at once, so the rest of
+    /// this request (and anything pipelined after it) is read and dropped, bounded by the read time-out; the
+    /// connection closes once the answer is out: closing while the client still sends would reset it before it
+    /// reads the answer.
     private func simple(_ context: ChannelHandlerContext, status: HTTPResponseStatus, message: String) {
+        refused = true
         let payload = Array("{\"message\":\"\(message)\"}".utf8)
         var headers = HTTPHeaders([
             ("Content-Type", "application/json"), ("Content-Length", String(payload.count)),
             ("Connection", "close"),
         ])
         headers.add(name: "Date", value: httpDate())
-        context.write(
-            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(
-            wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: payload)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        // The rest of the request is read and dropped (bounded by the read time-out), then the connection
-        // closes: closing while the client still sends would reset it before it reads the answer.
-        refused = true
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        refusalWritten = written.futureResult
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let context = bound.value
+            context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+            context.write(
+                NIOAny(HTTPServerResponsePart.body(.byteBuffer(context.channel.allocator.buffer(bytes: payload)))),
+                promise: nil)
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: written)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let requestHead):
+            guard !refused else { return }  // a request pipelined behind a refused one: the connection is closing
             head = requestHead
             body = []
-            refused = false
             let channel = context.channel
             readDeadline = context.eventLoop.scheduleTask(in: .seconds(Int64(limits.readTimeoutSeconds))) {
                 channel.close(promise: nil)
@@ -272,7 +293,14 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
             readDeadline?.cancel()
             readDeadline = nil
             if refused {
-                context.close(promise: nil)
+                // Once the refusal is on the wire: closing now could drop answers still being flushed (an earlier
+                // pipelined request's, or the refusal itself).
+                let channel = context.channel
+                if let refusalWritten {
+                    refusalWritten.whenComplete { _ in channel.close(promise: nil) }
+                } else {
+                    context.close(promise: nil)
+                }
                 return
             }
             guard let head else { return }

@@ -304,6 +304,8 @@ final class ProxyService: Sendable {
                 body, to: target, stream: call.chat.stream, timeout: call.timeout)
         } catch {
             outcome.upstream = ContinuousClock.now - upstreamStarted
+            // Cancelled: the client hung up (or the drain ran out of time); there is no one to answer.
+            if Task.isCancelled { throw .clientGone }
             let timedOut = Self.isTimeout(error)
             let status = timedOut ? 504 : 502
             throw .upstream(
@@ -339,6 +341,7 @@ final class ProxyService: Sendable {
             bytes = Array(try await response.body.collect(upTo: 32 << 20).readableBytesView)
         } catch {
             outcome.upstream = ContinuousClock.now - upstreamStarted
+            if Task.isCancelled { throw .clientGone }
             throw .upstream(502, errorType: "UpstreamError", message: "Bedrock's reply was cut off: \(error)")
         }
         outcome.upstream = ContinuousClock.now - upstreamStarted

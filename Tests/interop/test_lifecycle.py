@@ -1,0 +1,127 @@
+"""budget-proxyd's lifecycle from outside: refusals on pipelined connections, and stops (SIGTERM) that end
+within their bounds whatever clients and the control plane do."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from conftest import Gateway
+
+HELLO = b'{"messages":[{"role":"user","content":"Hello"}]}'
+
+
+def request(path: bytes, body: bytes = b"", key: bytes = b"", extra: bytes = b"") -> bytes:
+    headers = b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    if key:
+        headers += b"apikey: " + key + b"\r\n"
+    return headers + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def exchange(url: str, payload: bytes, timeout: float = 5) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(payload)
+        chunks = []
+        try:
+            while data := sock.recv(65536):
+                chunks.append(data)
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return b"".join(chunks)
+
+
+def statuses(reply: bytes) -> list[bytes]:
+    """The status of each response in `reply` (a body is followed directly by the next status line)."""
+    return re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)
+
+
+def test_a_refusal_pipelined_behind_an_answer_comes_in_order_and_the_proxy_survives(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path, proxy_args=("--max-body-bytes", "2048"))
+    try:
+        answered = request(b"/nowhere")
+        too_many_headers = request(b"/ai/budget", extra=b"".join(b"X-H%d: v\r\n" % i for i in range(120)))
+        too_large = request(b"/ai/budget", body=b"x" * 4096, key=b"dev-team-key")
+        assert statuses(exchange(stack.url, answered + too_many_headers)) == [b"404", b"431"]
+        assert statuses(exchange(stack.url, answered + too_large)) == [b"404", b"413"]
+        # Nothing pipelined behind a refusal is served: the connection closes after the refusal.
+        assert statuses(exchange(stack.url, answered + too_large + answered)) == [b"404", b"413"]
+        assert stack.proxy.process.poll() is None, stack.proxy.process.stderr.read()
+        assert statuses(exchange(stack.url, request(b"/ai/budget", HELLO, b"dev-team-key")
+                                 + request(b"/ai/budget", HELLO, b"dev-team-key"))) == [b"200", b"200"]
+    finally:
+        stack.stop()
+
+
+def test_sigterm_finishes_a_request_in_flight_then_exits_0(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path)
+    try:
+        slow = b'{"messages":[{"role":"user","content":"[[emulator-fault:latency-1500]] Hello"}]}'
+        host, port = stack.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(request(b"/ai/budget", slow, b"production-key"))
+            time.sleep(0.3)
+            started = time.monotonic()
+            os.kill(stack.proxy.process.pid, signal.SIGTERM)
+            reply = b""
+            while data := sock.recv(65536):
+                reply += data
+                if b"\r\n\r\n" in reply and b'"usage"' in reply:
+                    break
+        assert statuses(reply) == [b"200"]
+        assert stack.proxy.process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+        # The usage of the drained request reached the control plane before the proxy exited.
+        assert stack.usage("signify-production") > 0
+    finally:
+        stack.stop()
+
+
+def test_sigterm_with_a_client_that_stopped_reading_ends_at_the_drain_bound(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path, proxy_args=("--drain-timeout", "2"))
+    try:
+        essay = b'{"stream":true,"messages":[{"role":"user","content":"Write a 5000 word essay"}]}'
+        host, port = stack.url.removeprefix("http://").split(":")
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        reader.connect((host, int(port)))
+        try:
+            # Enough pipelined streams that their answers fill both sockets' buffers; then never read.
+            reader.sendall(b"".join(request(b"/ai/budget", essay, b"production-key") for _ in range(40)))
+            time.sleep(2)
+            started = time.monotonic()
+            os.kill(stack.proxy.process.pid, signal.SIGTERM)
+            assert stack.proxy.process.wait(timeout=20) == 0
+            assert time.monotonic() - started < 10
+        finally:
+            reader.close()
+    finally:
+        stack.stop()
+
+
+def test_sigterm_while_the_control_plane_hangs_exits_at_once(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path)
+    try:
+        stack.proxy.stop()
+        os.kill(stack.controld.process.pid, signal.SIGSTOP)
+        try:
+            env = dict(os.environ, AWS_ENDPOINT_URL_BEDROCK_RUNTIME=f"http://{stack.emulator_address}")
+            proxy = subprocess.Popen(
+                [str(binaries / "budget-proxyd"), "--listen", "127.0.0.1:0", "--control-socket", stack.control,
+                 "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+            try:
+                time.sleep(1.5)  # connected, waiting for the hello's answer
+                started = time.monotonic()
+                proxy.send_signal(signal.SIGTERM)
+                assert proxy.wait(timeout=20) == 0
+                assert time.monotonic() - started < 3
+            finally:
+                if proxy.poll() is None:
+                    proxy.kill()
+                    proxy.wait()
+        finally:
+            os.kill(stack.controld.process.pid, signal.SIGCONT)
+    finally:
+        stack.stop()
