@@ -68,7 +68,7 @@ public struct SigV4Signer: Sendable {
     }
 
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request"), derived once
-    /// per key, day, region and service (the derivation was a third of a signature's cost).
+    /// per key, day, region and service (the derivation is a large share of a signature's cost; bench/README.md).
     func signingKey(dateStamp: String) -> SymmetricKey {
         let cacheKey = SigningKeyCache.Key(
             accessKeyID: credentials.accessKeyID, secret: credentials.secretAccessKey, dateStamp: dateStamp,

@@ -6,7 +6,7 @@ public struct SourceMap: Sendable {
         public var path: YAMLPath
     }
 
-    /// One field of one entity; a flat key, so a file of 100,000 consumers does not build 100,000 small maps.
+    /// One field of one entity; a flat key, so a large file does not build a small map per entity.
     private struct FieldKey: Hashable {
         var entity: EntityID
         var field: String

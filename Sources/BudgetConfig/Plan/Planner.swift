@@ -8,7 +8,7 @@ public enum Planner {
     {
         let selectTags = normalizeTags(selectTags)
         // Entities are visited in no order and the plan is sorted once at the end (by position, not by
-        // moving changes around), so a plan of 300,000 changes costs one sort of their identities.
+        // moving changes around), so a large plan costs one sort of their identities.
         var problems: [(id: EntityID, text: String)] = []
         var changes: [Plan.Change] = []
         var result = current

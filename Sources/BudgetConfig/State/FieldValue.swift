@@ -2,7 +2,7 @@
 /// YAML dump, the JSON output and the field-level diff of a plan are all rendered.
 ///
 /// Not `indirect`: lists and maps hold arrays, which are references already, so scalars need no box of their
-/// own (boxing every scalar doubled the time to write a 300,000-entity snapshot).
+/// own (boxing every scalar made large snapshots much slower to write; bench/README.md).
 public enum FieldValue: Sendable, Hashable {
     case null
     case bool(Bool)

@@ -17,8 +17,8 @@ public struct StateIssue: Sendable, Hashable, CustomStringConvertible {
 public enum StateValidator {
     /// The problems of `state`, sorted by entity (kind, then key), so the order never depends on hashing.
     ///
-    /// One pass over the entities in no order, then a sort of the (few) issues: a state of 300,000
-    /// entities is checked without sorting it.
+    /// One pass over the entities in no order, then a sort of the (few) issues: a large state
+    /// is checked without sorting it.
     public static func issues(in state: ConfigState) -> [StateIssue] {
         var issues: [StateIssue] = []
         func error(_ id: EntityID, _ field: String?, _ message: String) {
