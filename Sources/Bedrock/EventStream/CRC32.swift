@@ -3,13 +3,16 @@
 /// Written here because none of the packages this project may use exposes a CRC-32: swift-crypto has
 /// only cryptographic hashes, and NIO's zlib shim is internal to swift-nio-extras.
 public struct CRC32: Sendable {
+    /// The CRC of the bytes so far.
     public private(set) var value: UInt32 = 0
 
+    /// A CRC of no bytes.
     public init() {}
 
     /// Continues a CRC from an earlier one, as botocore continues the prelude's into the message's.
     public init(continuing value: UInt32) { self.value = value }
 
+    /// Adds `bytes` to the CRC.
     public mutating func update(_ bytes: some Sequence<UInt8>) {
         var crc = ~value
         for byte in bytes {
@@ -18,6 +21,7 @@ public struct CRC32: Sendable {
         value = ~crc
     }
 
+    /// The CRC-32 of `bytes`.
     public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
         var crc = CRC32()
         crc.update(bytes)

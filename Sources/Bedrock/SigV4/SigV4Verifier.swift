@@ -11,6 +11,7 @@ public struct SigV4Verifier: Sendable {
     /// How far the request's date may be from the verifier's clock, in seconds (AWS allows 5 minutes).
     public var maxClockSkew: Int64 = 300
 
+    /// A verifier that accepts `credentials`; of two with one access key id, the first wins.
     public init(credentials: [AWSCredentials], service: String) {
         self.credentials = Dictionary(credentials.map { ($0.accessKeyID, $0) }) { first, _ in first }
         self.service = service
@@ -26,10 +27,13 @@ public struct SigV4Verifier: Sendable {
     /// The parts of an `Authorization: AWS4-HMAC-SHA256 …` header.
     public struct Authorization: Sendable, Hashable {
         public var accessKeyID: String
+        /// `YYYYMMDD`, from the credential scope.
         public var dateStamp: String
         public var region: String
         public var service: String
+        /// The lowercase header names of `SignedHeaders`, in order.
         public var signedHeaders: [String]
+        /// The signature, in lowercase hex.
         public var signature: String
 
         /// Parses the header; the failure names every missing part, as AWS's message does.
