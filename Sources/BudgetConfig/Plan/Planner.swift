@@ -4,6 +4,7 @@
 /// Ordering follows decK: creates and updates by dependency level (consumers; groups, services and
 /// credentials; routes and memberships; plugins), then deletes in the reverse order.
 public enum Planner {
+    /// The plan from `current` to `desired` within `selectTags`; a plan error names every problem.
     public static func plan(current: ConfigState, desired: ConfigState, selectTags: [String]) throws(PlanError) -> Plan
     {
         let selectTags = normalizeTags(selectTags)

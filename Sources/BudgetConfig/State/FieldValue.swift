@@ -30,10 +30,12 @@ public enum FieldValue: Sendable, Hashable {
         .map(fields.filter { $0.value != .null })
     }
 
+    /// The value, or `.null` for nil; likewise for the other types below.
     public static func optional(_ value: String?) -> FieldValue { value.map { .string($0) } ?? .null }
     public static func optional(_ value: Int?) -> FieldValue { value.map { .int($0) } ?? .null }
     public static func optional(_ value: Double?) -> FieldValue { value.map { .number($0) } ?? .null }
     public static func optional(_ value: Secret?) -> FieldValue { value.map { .secret($0) } ?? .null }
+    /// A list of strings.
     public static func strings(_ values: [String]) -> FieldValue { .list(values.map { .string($0) }) }
 
     /// A number written as an integer when it is one (10000, not 10000.0).

@@ -1,6 +1,7 @@
 /// A problem with a whole state rather than one field: a dangling reference, a rule that ties two
 /// entities together. Located through the entity (and optionally a field path under it).
 public struct StateIssue: Sendable, Hashable, CustomStringConvertible {
+    /// An error makes the state unusable; a warning does not.
     public var severity: Diagnostic.Severity
     public var entity: EntityID
     /// A field path relative to the entity, such as `consumer_group` or `config.llm_providers[0].name`.

@@ -3,6 +3,7 @@
 /// The reader works on this tree, not on Yams' nodes, so that every value carries its location
 /// and the tree's size is known (aliases are expanded, and counted, when it is built).
 public struct ConfigNode: Sendable, Hashable {
+    /// A scalar, a mapping (its pairs in order) or a sequence.
     public enum Value: Sendable, Hashable {
         case scalar(ConfigScalar)
         case mapping([Pair])
@@ -33,6 +34,7 @@ public struct ConfigNode: Sendable, Hashable {
         }
     }
 
+    /// Whether the node is a YAML null.
     public var isNull: Bool {
         if case .scalar(let scalar) = value { return scalar.isNull }
         return false
@@ -51,10 +53,12 @@ public struct ConfigScalar: Sendable, Hashable {
         self.isPlain = isPlain
     }
 
+    /// Whether the scalar is a YAML 1.1 null (`~`, `null`, or nothing).
     public var isNull: Bool {
         isPlain && ["", "~", "null", "Null", "NULL"].contains(text)
     }
 
+    /// The value as a YAML 1.1 bool (`true`, `yes`, `on`, …) when the plain text is one.
     public var bool: Bool? {
         guard isPlain else { return nil }
         switch text {

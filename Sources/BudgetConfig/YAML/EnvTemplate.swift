@@ -13,6 +13,7 @@ public struct EnvTemplate: Sendable {
     /// The prefix a variable must have to be read, as decK enforces.
     public static let requiredPrefix = "DECK_"
 
+    /// The environment expressions read from; only its `DECK_` variables are readable.
     public let environment: [String: String]
 
     public init(environment: [String: String]) {
