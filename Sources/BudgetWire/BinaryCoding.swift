@@ -1,6 +1,7 @@
 /// The compact encoding of the per-request messages: big-endian integers, IEEE doubles, strings as
 /// u16 length + UTF-8, lists as u16 count + items.
 public struct WireWriter: Sendable {
+    /// What was written so far.
     public private(set) var bytes: [UInt8] = []
 
     public init() {}
@@ -12,6 +13,7 @@ public struct WireWriter: Sendable {
     public mutating func i64(_ value: Int64) { append(UInt64(bitPattern: value)) }
     public mutating func f64(_ value: Double) { append(value.bitPattern) }
 
+    /// Writes a string as u16 length + UTF-8, cut to 65,535 bytes.
     public mutating func string(_ value: String) {
         let utf8 = Array(value.utf8.prefix(Int(UInt16.max)))
         u16(UInt16(utf8.count))
@@ -28,8 +30,10 @@ public struct WireReader: Sendable {
     private let bytes: [UInt8]
     private var index = 0
 
+    /// A reader of `bytes` from the start.
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
+    /// Whether every byte was read.
     public var isAtEnd: Bool { index == bytes.count }
 
     public mutating func u8() throws(WireDecodingError) -> UInt8 { UInt8(try integer(1)) }
@@ -38,12 +42,14 @@ public struct WireReader: Sendable {
     public mutating func u64() throws(WireDecodingError) -> UInt64 { try integer(8) }
     public mutating func i64() throws(WireDecodingError) -> Int64 { Int64(bitPattern: try integer(8)) }
 
+    /// A double; an error unless it is finite.
     public mutating func f64() throws(WireDecodingError) -> Double {
         let value = Double(bitPattern: try integer(8))
         guard value.isFinite else { throw WireDecodingError(message: "a number is not finite") }
         return value
     }
 
+    /// A u16-length string; an error unless it is UTF-8.
     public mutating func string() throws(WireDecodingError) -> String {
         let count = Int(try u16())
         guard index + count <= bytes.count else { throw WireDecodingError(message: "a string runs past the end") }
