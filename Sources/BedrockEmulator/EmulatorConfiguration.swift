@@ -17,5 +17,6 @@ public struct EmulatorConfiguration: Sendable {
     /// Largest `maxTokens` the model accepts.
     public var modelMaxTokens = ClaudeHaiku.maxOutputTokens
 
+    /// The defaults: the documentation key pair, signatures checked, Claude 3 Haiku, no faults.
     public init() {}
 }

@@ -19,6 +19,7 @@ public enum EmulatorFault: Sendable, Hashable {
     /// A streaming reply whose connection closes after its first text delta.
     case dropMidStream
 
+    /// The request header that names faults for that request alone.
     public static let headerName = "x-emulator-fault"
     static let markerPrefix = "[[emulator-fault:"
 

@@ -6,7 +6,9 @@ import Foundation
 /// as received, and the body.
 public struct EmulatorRequest: Sendable {
     public var method: String
+    /// The path as received, still percent-encoded.
     public var path: String
+    /// The query string without its `?`.
     public var query: String
     public var headers: [(String, String)]
     public var body: [UInt8]
@@ -36,9 +38,11 @@ public enum EmulatorResponse: Sendable {
 
 /// The emulator's behaviour without I/O: routing, SigV4, validation, faults and deterministic replies.
 public struct EmulatorService: Sendable {
+    /// How this instance behaves.
     public let configuration: EmulatorConfiguration
     private let verifier: SigV4Verifier
 
+    /// A service that behaves as `configuration` says.
     public init(configuration: EmulatorConfiguration) {
         self.configuration = configuration
         verifier = SigV4Verifier(credentials: configuration.credentials, service: "bedrock")

@@ -29,8 +29,11 @@ public enum Systemd {
         sd_notify(0, state) > 0
     }
 
+    /// Tells systemd the service is ready, with a status line.
     public static func ready(status: String) { notify("READY=1\nSTATUS=\(status)") }
+    /// Updates the status line `systemctl status` shows.
     public static func status(_ text: String) { notify("STATUS=\(text)") }
+    /// Tells systemd the service is shutting down.
     public static func stopping() { notify("STOPPING=1") }
 
     /// The watchdog interval systemd asked for (`WatchdogSec=`), if any.
