@@ -87,6 +87,7 @@ public struct Ledger: Sendable {
     /// How long a reservation lives without a commit or release (default 10 minutes).
     public var reservationLifetime: Int64 = 600
 
+    /// An empty ledger: no usage, no reservations.
     public init() {}
 
     /// `now`, or the latest time seen if the clock stepped back.

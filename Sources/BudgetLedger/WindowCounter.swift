@@ -14,6 +14,7 @@ public struct WindowCounter: Sendable, Hashable {
     /// Units in the live buckets.
     public private(set) var total: Double = 0
 
+    /// An empty counter; its bucket length follows from the kind and window size.
     public init(kind: WindowKind, windowSize: Int) {
         self.kind = kind
         self.windowSize = windowSize

@@ -14,6 +14,7 @@ public struct WireFrameDecoder: ByteToMessageDecoder {
     public let assemblyTimeout: TimeAmount?
     private var assemblyDeadline: Scheduled<Void>?
 
+    /// A decoder for one connection, with its bounds.
     public init(maxFrameBytes: Int, assemblyTimeout: TimeAmount? = nil) {
         self.maxFrameBytes = maxFrameBytes
         self.assemblyTimeout = assemblyTimeout

@@ -19,6 +19,7 @@ public struct EventStreamDecoder: Sendable {
     /// Bytes consumed by whole messages so far; with `bufferedByteCount`, what was fed in total.
     public private(set) var decodedByteCount = 0
 
+    /// An empty decoder that refuses messages beyond `limits`.
     public init(limits: Limits = Limits()) { self.limits = limits }
 
     /// Bytes held that do not yet form a whole message.
