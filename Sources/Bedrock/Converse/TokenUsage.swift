@@ -13,12 +13,12 @@ public struct TokenUsage: Sendable, Hashable {
 
 /// The rough token count used where the provider's count is not known yet (a prompt before it is
 /// sent, text seen before a client hung up): one token per four UTF-8 bytes, at least one.
-public enum TokenEstimate {
+package enum TokenEstimate {
     /// The estimate for text of `utf8Count` UTF-8 bytes.
-    public static func tokens(utf8Count: Int) -> Int { max(1, (utf8Count + 3) / 4) }
+    package static func tokens(utf8Count: Int) -> Int { max(1, (utf8Count + 3) / 4) }
 
     /// The estimate for `text`.
-    public static func tokens(_ text: String) -> Int { tokens(utf8Count: text.utf8.count) }
+    package static func tokens(_ text: String) -> Int { tokens(utf8Count: text.utf8.count) }
 }
 
 /// Claude 3 Haiku on Bedrock: the model this gateway is built around.
