@@ -3,7 +3,7 @@
 /// Asked for per request with the `x-emulator-fault` header, with `[[emulator-fault:…]]` in the last user
 /// message (which passes through a gateway untouched), or for every request with `--fault`.
 /// Several may be combined with commas: `latency-200,throttle`.
-public enum EmulatorFault: Sendable, Hashable {
+package enum EmulatorFault: Sendable, Hashable {
     /// 429 `ThrottlingException`.
     case throttle
     /// 500 `InternalServerException`.
@@ -19,12 +19,13 @@ public enum EmulatorFault: Sendable, Hashable {
     /// A streaming reply whose connection closes after its first text delta.
     case dropMidStream
 
-    public static let headerName = "x-emulator-fault"
+    /// The request header that names faults for that request alone.
+    package static let headerName = "x-emulator-fault"
     static let markerPrefix = "[[emulator-fault:"
 
     /// The faults named in `text` (`throttle`, `error-500`, `error-503`, `latency-250`, `stream-throttle`,
     /// `drop`, `drop-mid-stream`); nil when a name is not one of these.
-    public static func parse(_ text: String) -> [EmulatorFault]? {
+    package static func parse(_ text: String) -> [EmulatorFault]? {
         var faults: [EmulatorFault] = []
         for name in text.split(separator: ",").map({ $0.trimmingCharacters() }) where !name.isEmpty {
             switch name {

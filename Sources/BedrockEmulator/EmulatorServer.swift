@@ -3,19 +3,19 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-public import ServiceLifecycle
+import ServiceLifecycle
 
 /// The emulator's HTTP/1.1 server on SwiftNIO: one handler per connection turns each request into an
 /// `EmulatorRequest`, asks `EmulatorService`, and writes the answer (streams frame by frame, chunked), all on
 /// the connection's event loop. As a `Service`, it serves until graceful shutdown, then closes the listener
 /// and lets its threads finish what they are writing.
-public final class EmulatorServer: Service, Sendable {
+package final class EmulatorServer: Service, Sendable {
     private let channel: any Channel
     private let group: MultiThreadedEventLoopGroup
     private let ownsGroup: Bool
 
     /// The port the server is listening on (useful when started on port 0).
-    public var port: Int? { channel.localAddress?.port }
+    package var port: Int? { channel.localAddress?.port }
 
     private init(channel: any Channel, group: MultiThreadedEventLoopGroup, ownsGroup: Bool) {
         self.channel = channel
@@ -24,7 +24,7 @@ public final class EmulatorServer: Service, Sendable {
     }
 
     /// Binds `host:port` and starts serving.
-    public static func start(
+    package static func start(
         host: String, port: Int, configuration: EmulatorConfiguration, threads: Int? = nil
     ) async throws -> EmulatorServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
@@ -53,18 +53,18 @@ public final class EmulatorServer: Service, Sendable {
     }
 
     /// Stops listening, closes the listener and shuts the threads down.
-    public func close() async throws {
+    package func close() async throws {
         try? await channel.close()
         if ownsGroup { try await group.shutdownGracefully() }
     }
 
     /// Waits until the listener closes.
-    public func waitUntilClosed() async throws {
+    package func waitUntilClosed() async throws {
         try await channel.closeFuture.get()
     }
 
     /// Serves until graceful shutdown or cancellation (or until the listener closes), then shuts down.
-    public func run() async throws {
+    package func run() async throws {
         let channel = self.channel
         await withTaskCancellationOrGracefulShutdownHandler {
             try? await channel.closeFuture.get()

@@ -1,17 +1,19 @@
-public import Bedrock
+package import Bedrock
 import BudgetJSON
 import Foundation
 
 /// One HTTP request as the emulator sees it: the raw path (still percent-encoded), the query, the headers
 /// as received, and the body.
-public struct EmulatorRequest: Sendable {
-    public var method: String
-    public var path: String
-    public var query: String
-    public var headers: [(String, String)]
-    public var body: [UInt8]
+package struct EmulatorRequest: Sendable {
+    package var method: String
+    /// The path as received, still percent-encoded.
+    package var path: String
+    /// The query string without its `?`.
+    package var query: String
+    package var headers: [(String, String)]
+    package var body: [UInt8]
 
-    public init(method: String, path: String, query: String, headers: [(String, String)], body: [UInt8]) {
+    package init(method: String, path: String, query: String, headers: [(String, String)], body: [UInt8]) {
         self.method = method
         self.path = path
         self.query = query
@@ -25,7 +27,7 @@ public struct EmulatorRequest: Sendable {
 }
 
 /// What to send back.
-public enum EmulatorResponse: Sendable {
+package enum EmulatorResponse: Sendable {
     /// A whole response.
     case complete(status: Int, headers: [(String, String)], body: [UInt8])
     /// A chunked response of event-stream frames; `dropAfter` closes the connection after that many frames.
@@ -35,11 +37,13 @@ public enum EmulatorResponse: Sendable {
 }
 
 /// The emulator's behaviour without I/O: routing, SigV4, validation, faults and deterministic replies.
-public struct EmulatorService: Sendable {
-    public let configuration: EmulatorConfiguration
+package struct EmulatorService: Sendable {
+    /// How this instance behaves.
+    package let configuration: EmulatorConfiguration
     private let verifier: SigV4Verifier
 
-    public init(configuration: EmulatorConfiguration) {
+    /// A service that behaves as `configuration` says.
+    package init(configuration: EmulatorConfiguration) {
         self.configuration = configuration
         verifier = SigV4Verifier(credentials: configuration.credentials, service: "bedrock")
     }
@@ -52,7 +56,7 @@ public struct EmulatorService: Sendable {
     }
 
     /// The response to `request` at `now`, and how long to wait before sending it.
-    public func respond(to request: EmulatorRequest, now: AMZDate) -> (
+    package func respond(to request: EmulatorRequest, now: AMZDate) -> (
         delayMilliseconds: Int, response: EmulatorResponse
     ) {
         let segments = request.path.split(separator: "/", omittingEmptySubsequences: false)

@@ -10,6 +10,7 @@ public struct JSONObjectReader {
     /// Which of the first 64 members were read, to name the unknown ones in `finish()`.
     private var readMask: UInt64 = 0
 
+    /// A reader of `value`'s members; an error unless `value` is an object.
     public init(_ value: JSONValue) throws(JSONShapeError) {
         guard case .object(let members) = value else {
             throw JSONShapeError("expected an object, found \(value.kindDescription)")
@@ -27,15 +28,18 @@ public struct JSONObjectReader {
         return nil
     }
 
+    /// The member's value; an error when it is absent or null.
     public mutating func required(_ name: String) throws(JSONShapeError) -> JSONValue {
         guard let value = value(name) else { throw JSONShapeError(at: name, "is missing") }
         return value
     }
 
+    /// A string member; an error when absent, null or not a string. Likewise `bool`, `int`, ….
     public mutating func string(_ name: String) throws(JSONShapeError) -> String {
         try Self.string(required(name), name)
     }
 
+    /// A string member, nil when absent or null. Likewise the other `optional…` reads.
     public mutating func optionalString(_ name: String) throws(JSONShapeError) -> String? {
         try value(name).map { value throws(JSONShapeError) in try Self.string(value, name) }
     }
@@ -164,11 +168,13 @@ public struct JSONShapeError: Error, Sendable, Hashable, CustomStringConvertible
     public var path: [String]
     public var message: String
 
+    /// A problem with the object itself.
     public init(_ message: String) {
         path = []
         self.message = message
     }
 
+    /// A problem with member `name`.
     public init(at name: String, _ message: String) {
         path = [name]
         self.message = message

@@ -4,8 +4,11 @@
 /// kept; nesting depth and document size are bounded; invalid UTF-8, lone surrogates and duplicate keys
 /// are errors with a byte offset; and a request body is read in one pass without an intermediate model.
 public struct JSONParser {
+    /// Bounds on a document, checked as it is read.
     public struct Limits: Sendable {
+        /// Deepest nesting of arrays and objects.
         public var maxDepth: Int
+        /// Largest document, in bytes.
         public var maxBytes: Int
 
         public init(maxDepth: Int = 128, maxBytes: Int = 32 << 20) {
@@ -33,6 +36,7 @@ public struct JSONParser {
         }
     }
 
+    /// Parses the UTF-8 of `text`.
     public static func parse(_ text: String, limits: Limits = Limits()) throws(JSONParseError) -> JSONValue {
         try parse(Array(text.utf8), limits: limits)
     }

@@ -61,6 +61,7 @@ extension JSONValue {
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
+    /// Appends the value's compact JSON to `out`.
     public func write(into out: inout String) {
         switch self {
         case .null: out += "null"

@@ -42,6 +42,7 @@ public enum JSONValue: Sendable, Hashable {
 
     public var isNull: Bool { self == .null }
 
+    /// The string, when this is one; likewise `boolValue`, `arrayValue` and `members`.
     public var stringValue: String? {
         if case .string(let text) = self { return text }
         return nil
@@ -52,6 +53,7 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The number as a double, when this is one.
     public var double: Double? {
         if case .number(let text) = self { return Double(text) }
         return nil

@@ -4,6 +4,7 @@ public struct BucketUsage: Sendable, Hashable {
     public var kind: WindowKind
     /// The bucket's index (`WindowCounter.bucketIndex(at:)`).
     public var bucket: Int64
+    /// Units added (or, from the store, held) in the bucket.
     public var units: Double
     /// Epoch second from which the bucket no longer counts.
     public var expiresAt: Int64

@@ -24,6 +24,7 @@ public struct BudgetPolicy: Sendable {
             }
         }
 
+        /// The plugin's enforcement, as the ledger takes it.
         public var enforcement: Enforcement { config.enforcement == .hard ? .hard : .soft }
 
         /// Units of `promptTokens` and of one completion token under `tokens_count_strategy`.
@@ -49,6 +50,7 @@ public struct BudgetPolicy: Sendable {
 
     private let rateLimitPlugins: [Plugin]
 
+    /// The policy of `state`'s enabled ai-rate-limiting-advanced plugins.
     public init(state: ConfigState) {
         rateLimitPlugins = state.plugins.filter { plugin in
             if case .aiRateLimitingAdvanced = plugin.config { return plugin.enabled }

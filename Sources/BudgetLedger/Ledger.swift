@@ -3,7 +3,9 @@
 /// Units are tokens, or dollars with the cost strategy: the caller converts its prompt estimate and
 /// per-completion-token price into units (`tokens_count_strategy` decides which tokens count).
 public struct ReserveRequest: Sendable, Hashable, Codable {
+    /// The windows to check; the request is admitted only if it fits them all.
     public var rules: [WindowRule]
+    /// Soft admits while any budget remains; hard also clamps `maxTokens` to fit.
     public var enforcement: Enforcement
     /// Units of the prompt estimate.
     public var promptUnits: Double
@@ -41,6 +43,7 @@ public struct WindowStatus: Sendable, Hashable, Codable {
     }
 }
 
+/// The answer to a reserve: admitted with a reservation, or refused.
 public enum ReserveOutcome: Sendable, Hashable {
     /// Admitted: the reservation to commit or release, and the `max_tokens` the request may use
     /// (clamped in hard mode).
@@ -67,13 +70,16 @@ public struct Charge: Sendable, Hashable, Codable {
 /// Pure logic with the time passed in. Time never runs backwards inside a ledger: a clock that steps
 /// back is treated as standing still, so it cannot free budget.
 public struct Ledger: Sendable {
+    /// A request in flight: what it holds on each counter until commit, release or expiry.
     public struct Reservation: Sendable, Hashable {
         public var id: UInt64
         public var holds: [LimitKey: Double]
         public var expiresAt: Int64
     }
 
+    /// Usage per counter.
     public private(set) var counters: [LimitKey: WindowCounter] = [:]
+    /// Requests in flight, by reservation id.
     public private(set) var reservations: [UInt64: Reservation] = [:]
     private var held: [LimitKey: Double] = [:]
     private var nextID: UInt64 = 1
@@ -81,6 +87,7 @@ public struct Ledger: Sendable {
     /// How long a reservation lives without a commit or release (default 10 minutes).
     public var reservationLifetime: Int64 = 600
 
+    /// An empty ledger: no usage, no reservations.
     public init() {}
 
     /// `now`, or the latest time seen if the clock stepped back.
@@ -89,6 +96,7 @@ public struct Ledger: Sendable {
         return latest
     }
 
+    /// Checks `request` against its windows at `now`; admitted requests hold their worst-case units.
     public mutating func reserve(_ request: ReserveRequest, now wallClock: Int64) -> ReserveOutcome {
         let now = monotonic(wallClock)
         expireReservations(now: now)

@@ -3,6 +3,7 @@
 public struct LimitKey: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     /// The plugin's identity (its `EntityID` key), so two plugins never share counters, as in Kong.
     public var plugin: String
+    /// The `llm_providers[]` name, e.g. `bedrock`.
     public var provider: String
     /// `consumer:<name>`, `consumer-group:<name>` or `credential:<key hash>`.
     public var subject: String

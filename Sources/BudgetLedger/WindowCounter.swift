@@ -11,8 +11,10 @@ public struct WindowCounter: Sendable, Hashable {
     /// (bucket index, units), oldest first.
     public private(set) var buckets: [(index: Int64, amount: Double)] = []
     private var head = 0
+    /// Units in the live buckets.
     public private(set) var total: Double = 0
 
+    /// An empty counter; its bucket length follows from the kind and window size.
     public init(kind: WindowKind, windowSize: Int) {
         self.kind = kind
         self.windowSize = windowSize
@@ -35,6 +37,7 @@ public struct WindowCounter: Sendable, Hashable {
     /// The buckets still held.
     public var live: ArraySlice<(index: Int64, amount: Double)> { buckets[head...] }
 
+    /// The bucket that `time` (epoch seconds) falls in.
     public func bucketIndex(at time: Int64) -> Int64 { floorDivide(time, Int64(resolution)) }
 
     /// The epoch second at which a bucket's units stop counting.

@@ -269,6 +269,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     /// The state moved since a plan was made.
     public var isConflict: Bool
 
+    /// An error with `message`; `isConflict` for a stale base version.
     public init(_ message: String, isConflict: Bool = false) {
         self.message = message
         self.isConflict = isConflict

@@ -1,18 +1,20 @@
 /// The compact encoding of the per-request messages: big-endian integers, IEEE doubles, strings as
 /// u16 length + UTF-8, lists as u16 count + items.
-public struct WireWriter: Sendable {
-    public private(set) var bytes: [UInt8] = []
+package struct WireWriter: Sendable {
+    /// What was written so far.
+    package private(set) var bytes: [UInt8] = []
 
-    public init() {}
+    package init() {}
 
-    public mutating func u8(_ value: UInt8) { bytes.append(value) }
-    public mutating func u16(_ value: UInt16) { append(value) }
-    public mutating func u32(_ value: UInt32) { append(value) }
-    public mutating func u64(_ value: UInt64) { append(value) }
-    public mutating func i64(_ value: Int64) { append(UInt64(bitPattern: value)) }
-    public mutating func f64(_ value: Double) { append(value.bitPattern) }
+    package mutating func u8(_ value: UInt8) { bytes.append(value) }
+    package mutating func u16(_ value: UInt16) { append(value) }
+    package mutating func u32(_ value: UInt32) { append(value) }
+    package mutating func u64(_ value: UInt64) { append(value) }
+    package mutating func i64(_ value: Int64) { append(UInt64(bitPattern: value)) }
+    package mutating func f64(_ value: Double) { append(value.bitPattern) }
 
-    public mutating func string(_ value: String) {
+    /// Writes a string as u16 length + UTF-8, cut to 65,535 bytes.
+    package mutating func string(_ value: String) {
         let utf8 = Array(value.utf8.prefix(Int(UInt16.max)))
         u16(UInt16(utf8.count))
         bytes += utf8
@@ -24,27 +26,31 @@ public struct WireWriter: Sendable {
 }
 
 /// Reads what `WireWriter` wrote; every read is bounds-checked and throws on short or bad input.
-public struct WireReader: Sendable {
+package struct WireReader: Sendable {
     private let bytes: [UInt8]
     private var index = 0
 
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// A reader of `bytes` from the start.
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    public var isAtEnd: Bool { index == bytes.count }
+    /// Whether every byte was read.
+    package var isAtEnd: Bool { index == bytes.count }
 
-    public mutating func u8() throws(WireDecodingError) -> UInt8 { UInt8(try integer(1)) }
-    public mutating func u16() throws(WireDecodingError) -> UInt16 { UInt16(try integer(2)) }
-    public mutating func u32() throws(WireDecodingError) -> UInt32 { UInt32(try integer(4)) }
-    public mutating func u64() throws(WireDecodingError) -> UInt64 { try integer(8) }
-    public mutating func i64() throws(WireDecodingError) -> Int64 { Int64(bitPattern: try integer(8)) }
+    package mutating func u8() throws(WireDecodingError) -> UInt8 { UInt8(try integer(1)) }
+    package mutating func u16() throws(WireDecodingError) -> UInt16 { UInt16(try integer(2)) }
+    package mutating func u32() throws(WireDecodingError) -> UInt32 { UInt32(try integer(4)) }
+    package mutating func u64() throws(WireDecodingError) -> UInt64 { try integer(8) }
+    package mutating func i64() throws(WireDecodingError) -> Int64 { Int64(bitPattern: try integer(8)) }
 
-    public mutating func f64() throws(WireDecodingError) -> Double {
+    /// A double; an error unless it is finite.
+    package mutating func f64() throws(WireDecodingError) -> Double {
         let value = Double(bitPattern: try integer(8))
         guard value.isFinite else { throw WireDecodingError(message: "a number is not finite") }
         return value
     }
 
-    public mutating func string() throws(WireDecodingError) -> String {
+    /// A u16-length string; an error unless it is UTF-8.
+    package mutating func string() throws(WireDecodingError) -> String {
         let count = Int(try u16())
         guard index + count <= bytes.count else { throw WireDecodingError(message: "a string runs past the end") }
         defer { index += count }
@@ -55,7 +61,7 @@ public struct WireReader: Sendable {
     }
 
     /// Fails unless every byte was read.
-    public func finish() throws(WireDecodingError) {
+    package func finish() throws(WireDecodingError) {
         guard isAtEnd else { throw WireDecodingError(message: "\(bytes.count - index) bytes left over") }
     }
 

@@ -9,6 +9,7 @@ public enum BudgetMessages {
 
     // MARK: reserve
 
+    /// A batch of reserve requests.
     public static func encode(reserves: [ReserveRequest]) -> [UInt8] {
         var writer = WireWriter()
         writer.u16(UInt16(reserves.count))
@@ -27,6 +28,7 @@ public enum BudgetMessages {
         return writer.bytes
     }
 
+    /// Reads a batch of reserve requests, refusing more than `maxBatch` requests or `maxRules` windows.
     public static func decodeReserves(_ bytes: [UInt8]) throws(WireDecodingError) -> [ReserveRequest] {
         var reader = WireReader(bytes)
         let count = Int(try reader.u16())
@@ -59,6 +61,7 @@ public enum BudgetMessages {
         return requests
     }
 
+    /// The outcomes of a reserve batch, in its order.
     public static func encode(outcomes: [ReserveOutcome]) -> [UInt8] {
         var writer = WireWriter()
         writer.u16(UInt16(outcomes.count))
@@ -80,6 +83,7 @@ public enum BudgetMessages {
         return writer.bytes
     }
 
+    /// Reads the outcomes of a reserve batch.
     public static func decodeOutcomes(_ bytes: [UInt8]) throws(WireDecodingError) -> [ReserveOutcome] {
         var reader = WireReader(bytes)
         let count = Int(try reader.u16())
@@ -114,6 +118,7 @@ public enum BudgetMessages {
         }
     }
 
+    /// A batch of commits.
     public static func encode(commits: [Commit]) -> [UInt8] {
         var writer = WireWriter()
         writer.u16(UInt16(commits.count))
@@ -129,6 +134,7 @@ public enum BudgetMessages {
         return writer.bytes
     }
 
+    /// Reads a batch of commits; a negative charge is an error.
     public static func decodeCommits(_ bytes: [UInt8]) throws(WireDecodingError) -> [Commit] {
         var reader = WireReader(bytes)
         let count = Int(try reader.u16())
@@ -154,6 +160,7 @@ public enum BudgetMessages {
         return commits
     }
 
+    /// A batch of reservation ids to release.
     public static func encode(releases: [UInt64]) -> [UInt8] {
         var writer = WireWriter()
         writer.u16(UInt16(releases.count))
@@ -161,6 +168,7 @@ public enum BudgetMessages {
         return writer.bytes
     }
 
+    /// Reads a batch of reservation ids to release.
     public static func decodeReleases(_ bytes: [UInt8]) throws(WireDecodingError) -> [UInt64] {
         var reader = WireReader(bytes)
         let count = Int(try reader.u16())
@@ -178,6 +186,7 @@ public enum BudgetMessages {
         return writer.bytes
     }
 
+    /// Reads an acknowledgement: how many commits or releases it covers.
     public static func decodeAck(_ bytes: [UInt8]) throws(WireDecodingError) -> Int {
         var reader = WireReader(bytes)
         let count = Int(try reader.u16())

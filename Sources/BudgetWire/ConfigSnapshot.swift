@@ -4,6 +4,7 @@ import EntityCodec
 
 /// A complete config pushed to data planes on connect and on every change.
 public struct ConfigSnapshot: Sendable, Hashable {
+    /// The store's config version; it only grows.
     public var version: UInt64
     public var state: ConfigState
 

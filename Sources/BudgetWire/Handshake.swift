@@ -7,6 +7,7 @@ public enum ClientRole: String, Sendable, Codable {
 
 /// The first frame of every connection.
 public struct Hello: Sendable, Codable, Hashable {
+    /// The protocol version the client speaks; it must be the server's.
     public var protocolVersion: Int
     public var role: ClientRole
     /// Name and version of the client, for logs and `status`.
@@ -21,8 +22,11 @@ public struct Hello: Sendable, Codable, Hashable {
 
 /// The answer to a hello.
 public struct Welcome: Sendable, Codable, Hashable {
+    /// The protocol version the server speaks.
     public var protocolVersion: Int
+    /// Name and version of the server.
     public var server: String
+    /// The config version at the time of the welcome.
     public var configVersion: UInt64
 
     public init(server: String, configVersion: UInt64) {

@@ -5,10 +5,15 @@ import BudgetJSON
 public struct ServerStatus: Sendable, Codable, Hashable {
     public var server: String
     public var configVersion: UInt64
+    /// Data planes connected now.
     public var dataPlanes: Int
+    /// The SQLite store's file.
     public var storePath: String
+    /// Entities in the current config.
     public var entities: Int
+    /// Counters in the ledger.
     public var counters: Int
+    /// Reservations of requests in flight.
     public var reservations: Int
     public var uptimeSeconds: Int
 

@@ -4,15 +4,20 @@ import BudgetJSON
 /// One row of `budgetctl usage`.
 public struct UsageRow: Sendable, Codable, Hashable {
     public var consumer: String
+    /// The governing plugin's consumer group, else the consumer's first group.
     public var group: String?
     public var provider: String
+    /// Seconds.
     public var windowSize: Int
+    /// Committed units in the window.
     public var used: Double
+    /// Units held by requests in flight.
     public var inFlight: Double
     public var limit: Double
     public var remaining: Double
     /// Epoch second at which tokens next come back.
     public var reset: Int64
+    /// The `tokens_count_strategy` the units are in.
     public var strategy: String
 
     public init(

@@ -7,9 +7,11 @@ public import NIOPosix
 /// Frames with id 0 (snapshot pushes) arrive on `pushes`. Every call is bounded by `timeout`.
 public final class WireClient: Sendable {
     private let channel: any Channel
+    /// The server's answer to the hello.
     public let welcome: Welcome
     /// Frames the server sent unasked: config snapshots.
     public let pushes: AsyncStream<WireFrame>
+    /// How long a call waits for its reply.
     public let timeout: TimeAmount
 
     private init(channel: any Channel, welcome: Welcome, pushes: AsyncStream<WireFrame>, timeout: TimeAmount) {
@@ -93,6 +95,7 @@ public final class WireClient: Sendable {
         }
     }
 
+    /// Closes the connection; calls still waiting fail.
     public func close() async {
         try? await channel.close()
     }

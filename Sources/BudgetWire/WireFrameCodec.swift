@@ -8,10 +8,13 @@ public import NIOCore
 public struct WireFrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = WireFrame
 
+    /// Longest frame accepted, counted from the length field.
     public let maxFrameBytes: Int
+    /// How long a partly received frame may wait for the rest; nil waits for ever.
     public let assemblyTimeout: TimeAmount?
     private var assemblyDeadline: Scheduled<Void>?
 
+    /// A decoder for one connection, with its bounds.
     public init(maxFrameBytes: Int, assemblyTimeout: TimeAmount? = nil) {
         self.maxFrameBytes = maxFrameBytes
         self.assemblyTimeout = assemblyTimeout

@@ -10,10 +10,12 @@ public enum WireJSON {
     /// The most a JSON frame may nest: entities go about eight levels deep inside a message.
     public static let maxDepth = 32
 
+    /// The compact JSON of a hand-written message.
     public static func encode(_ message: some WireMessage) -> [UInt8] {
         EntityCodec.compactJSON(message.wireFields)
     }
 
+    /// Reads a hand-written message strictly; any problem is a `badRequest` error body.
     public static func decode<T: WireMessage>(_ type: T.Type, from bytes: [UInt8]) throws(WireErrorBody) -> T {
         do {
             let value = try JSONParser.parse(
@@ -25,6 +27,7 @@ public enum WireJSON {
         }
     }
 
+    /// The JSON of a small Codable message, keys sorted.
     public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -32,6 +35,7 @@ public enum WireJSON {
         return (try? Array(encoder.encode(value))) ?? Array("{}".utf8)
     }
 
+    /// Reads a small Codable message; any problem is a `badRequest` error body.
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(WireErrorBody) -> T {
         do {
             return try JSONDecoder().decode(type, from: Data(bytes))
@@ -58,6 +62,8 @@ public enum WireJSON {
 /// A JSON frame's payload written and read by hand: `wireFields` out, `init(wireJSON:)` in (strict: a
 /// missing, mistyped or unknown member is refused with its path).
 public protocol WireMessage: Sendable {
+    /// The message as a field tree, written as compact JSON.
     var wireFields: FieldValue { get }
+    /// Reads a message; a missing, mistyped or unknown member is an error with its path.
     init(wireJSON value: JSONValue) throws(JSONShapeError)
 }

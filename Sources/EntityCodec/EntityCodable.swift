@@ -1,5 +1,5 @@
-public import BudgetConfig
-public import BudgetJSON
+package import BudgetConfig
+package import BudgetJSON
 
 /// Entities in the codec's JSON form (format `EntityCodec.formatVersion`): an entity's decK fields
 /// (`Entity.fields`, the form of dumps and diffs) with secrets in the clear, plus its `kind` and, for a
@@ -11,7 +11,7 @@ public import BudgetJSON
 /// missing, mistyped or unknown member is an error that names where it is.
 extension Entity {
     /// The entity as the codec writes it.
-    public var codecFields: FieldValue {
+    package var codecFields: FieldValue {
         guard case .map(var fields) = self.fields else { return self.fields }
         fields.insert(.init("kind", .string(id.kind.rawValue)), at: 0)
         if case .keyAuth(let credential) = self, let hint = credential.keyHint {
@@ -21,11 +21,11 @@ extension Entity {
     }
 
     /// `codecFields` as compact JSON: the body the store keeps for each entity.
-    public var codecBytes: [UInt8] { EntityCodec.compactJSON(codecFields) }
+    package var codecBytes: [UInt8] { EntityCodec.compactJSON(codecFields) }
 
     /// Reads what `codecBytes` wrote.
     /// - Throws: `EntityCodecError` saying what is wrong and where.
-    public init(codecBytes bytes: [UInt8]) throws(EntityCodecError) {
+    package init(codecBytes bytes: [UInt8]) throws(EntityCodecError) {
         do {
             // As large as budgetctl lets a whole command's input be, so no stored entity can be refused on reading.
             let limits = JSONParser.Limits(maxDepth: 16, maxBytes: ConfigLimits().maxTotalBytes)
@@ -37,7 +37,7 @@ extension Entity {
     }
 
     /// Reads what `codecFields` wrote.
-    public init(codecJSON value: JSONValue) throws(JSONShapeError) {
+    package init(codecJSON value: JSONValue) throws(JSONShapeError) {
         var reader = try JSONObjectReader(value)
         self = try Self.read(&reader)
         try reader.finish()
@@ -270,10 +270,10 @@ extension PluginConfig {
 extension ConfigState {
     /// The state as the codec writes it: a list of entities in no particular order (readers do not depend on
     /// one, and sorting every identity would cost time for nothing).
-    public var codecFields: FieldValue { .list(entities.values.map(\.codecFields)) }
+    package var codecFields: FieldValue { .list(entities.values.map(\.codecFields)) }
 
     /// Reads what `codecFields` wrote; two entities with one identity are an error.
-    public init(codecJSON value: JSONValue) throws(JSONShapeError) {
+    package init(codecJSON value: JSONValue) throws(JSONShapeError) {
         guard case .array(let items) = value else {
             throw JSONShapeError("expected a list of entities, found \(value.kindDescription)")
         }
@@ -292,6 +292,6 @@ extension ConfigState {
 }
 
 /// An entity's JSON that does not read back: not JSON, or not the shape `Entity.codecFields` writes.
-public struct EntityCodecError: Error, Sendable, CustomStringConvertible {
-    public var description: String
+package struct EntityCodecError: Error, Sendable, CustomStringConvertible {
+    package var description: String
 }

@@ -1,18 +1,18 @@
-public import BudgetConfig
+package import BudgetConfig
 import BudgetJSON
 
 /// The one JSON form of entities that both the socket protocol (`BudgetWire`) and the store (`BudgetStore`)
 /// use; neither names the other. A change to what `Entity.codecFields` writes is a new `formatVersion`,
 /// which the wire protocol's version and a store migration must follow.
-public enum EntityCodec {
+package enum EntityCodec {
     /// The format `Entity.codecFields` writes. 1 was Foundation's synthesized `Codable` form; 2 is the
     /// entity's decK fields, with `kind` first and secrets in the clear.
-    public static let formatVersion = 2
+    package static let formatVersion = 2
 
     /// `value` as compact UTF-8 JSON with members in their given order and secrets revealed: the bytes
     /// frames carry and the store keeps. Appends bytes rather than concatenating strings, so large
     /// snapshots stay cheap.
-    public static func compactJSON(_ value: FieldValue) -> [UInt8] {
+    package static func compactJSON(_ value: FieldValue) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(4096)
         write(value, into: &out)

@@ -2,6 +2,7 @@ import BudgetJSON
 
 /// An error as Bedrock Runtime answers it: a status, the `x-amzn-ErrorType` name and a message body.
 public struct AWSErrorResponse: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The HTTP status.
     public var status: Int
     /// The error name, e.g. `ThrottlingException`.
     public var type: String
@@ -37,15 +38,19 @@ public struct AWSErrorResponse: Error, Sendable, Hashable, CustomStringConvertib
         AWSErrorResponse(status: 403, type: "InvalidSignatureException", message: message)
     }
 
+    /// 400 `ValidationException`: the request does not fit the API model.
     public static func validation(_ message: String) -> AWSErrorResponse {
         AWSErrorResponse(status: 400, type: "ValidationException", message: message)
     }
 
+    /// 429 `ThrottlingException`, with Bedrock's own message.
     public static let throttling = AWSErrorResponse(
         status: 429, type: "ThrottlingException", message: "Too many requests, please wait before trying again.")
+    /// 500 `InternalServerException`, with Bedrock's own message.
     public static let internalServer = AWSErrorResponse(
         status: 500, type: "InternalServerException",
         message: "The server encountered an internal error while processing the request.")
+    /// 503 `ServiceUnavailableException`, with Bedrock's own message.
     public static let serviceUnavailable = AWSErrorResponse(
         status: 503, type: "ServiceUnavailableException",
         message: "The service is temporarily unavailable. Please try again later.")

@@ -2,6 +2,7 @@ public import BudgetJSON
 
 /// The parts of a Converse response (or of a ConverseStream's events) that a chat completion needs.
 public struct ConverseResponse: Sendable, Hashable {
+    /// A `toolUse` content block: the model asks for a tool to be called with `input`.
     public struct ToolUse: Sendable, Hashable {
         public var id: String
         public var name: String
@@ -10,6 +11,7 @@ public struct ConverseResponse: Sendable, Hashable {
 
     public var text: String
     public var toolUses: [ToolUse]
+    /// Converse's stop reason, e.g. `end_turn` or `max_tokens`.
     public var stopReason: String
     public var usage: TokenUsage
 

@@ -2,15 +2,18 @@
 ///
 /// Written here because none of the packages this project may use exposes a CRC-32: swift-crypto has
 /// only cryptographic hashes, and NIO's zlib shim is internal to swift-nio-extras.
-public struct CRC32: Sendable {
-    public private(set) var value: UInt32 = 0
+package struct CRC32: Sendable {
+    /// The CRC of the bytes so far.
+    package private(set) var value: UInt32 = 0
 
-    public init() {}
+    /// A CRC of no bytes.
+    package init() {}
 
     /// Continues a CRC from an earlier one, as botocore continues the prelude's into the message's.
-    public init(continuing value: UInt32) { self.value = value }
+    package init(continuing value: UInt32) { self.value = value }
 
-    public mutating func update(_ bytes: some Sequence<UInt8>) {
+    /// Adds `bytes` to the CRC.
+    package mutating func update(_ bytes: some Sequence<UInt8>) {
         var crc = ~value
         for byte in bytes {
             crc = CRC32.table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8)
@@ -18,7 +21,8 @@ public struct CRC32: Sendable {
         value = ~crc
     }
 
-    public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
+    /// The CRC-32 of `bytes`.
+    package static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
         var crc = CRC32()
         crc.update(bytes)
         return crc.value

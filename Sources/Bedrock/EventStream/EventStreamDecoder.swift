@@ -2,12 +2,14 @@
 /// messages. Both CRCs are checked; lengths are checked against the bounds from the prelude alone,
 /// before any of the message is buffered, so a 4 GiB length costs nothing.
 public struct EventStreamDecoder: Sendable {
+    /// The largest headers and payload a message may declare.
     public struct Limits: Sendable {
         /// botocore's bound on the headers of one message.
         public var maxHeadersBytes = 128 * 1024
         /// botocore's bound on the payload of one message.
         public var maxPayloadBytes = 24 * 1024 * 1024
 
+        /// botocore's bounds.
         public init() {}
     }
 
@@ -17,11 +19,13 @@ public struct EventStreamDecoder: Sendable {
     /// Bytes consumed by whole messages so far; with `bufferedByteCount`, what was fed in total.
     public private(set) var decodedByteCount = 0
 
+    /// An empty decoder that refuses messages beyond `limits`.
     public init(limits: Limits = Limits()) { self.limits = limits }
 
     /// Bytes held that do not yet form a whole message.
     public var bufferedByteCount: Int { buffer.count - start }
 
+    /// Feeds bytes as they arrive; they need not end at a message boundary.
     public mutating func append(_ bytes: some Sequence<UInt8>) {
         if start > 0 && start >= buffer.count / 2 {
             buffer.removeFirst(start)

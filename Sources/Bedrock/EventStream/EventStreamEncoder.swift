@@ -1,6 +1,7 @@
 /// Writes event-stream messages: prelude (total length, headers length, prelude CRC), headers,
 /// payload, message CRC, all integers big-endian.
 public enum EventStreamEncoder {
+    /// The wire bytes of `message`; over-long header names and values are cut to their bounds.
     public static func encode(_ message: EventStreamMessage) -> [UInt8] {
         var headers: [UInt8] = []
         for header in message.headers {

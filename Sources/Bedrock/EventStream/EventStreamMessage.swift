@@ -8,6 +8,7 @@ public struct EventStreamMessage: Sendable, Hashable {
         self.payload = payload
     }
 
+    /// A named, typed header; names are unique within a message.
     public struct Header: Sendable, Hashable {
         public var name: String
         public var value: HeaderValue

@@ -6,8 +6,10 @@ public import BudgetJSON
 /// is silently dropped. `user` and `metadata` are the exceptions: they describe the caller and change
 /// nothing about the reply, so they are accepted and not forwarded.
 public struct ChatCompletionRequest: Sendable, Hashable {
+    /// A message's author, by OpenAI's `role` names.
     public enum Role: String, Sendable, Hashable { case system, developer, user, assistant, tool }
 
+    /// A function call an assistant message made.
     public struct ToolCall: Sendable, Hashable {
         public var id: String
         public var name: String
@@ -15,6 +17,7 @@ public struct ChatCompletionRequest: Sendable, Hashable {
         public var arguments: JSONValue
     }
 
+    /// One entry of `messages`.
     public struct Message: Sendable, Hashable {
         public var role: Role
         /// Text parts, in order; empty for an assistant message that only calls tools.
@@ -24,23 +27,29 @@ public struct ChatCompletionRequest: Sendable, Hashable {
         public var toolCallID: String?
     }
 
+    /// A function the model may call: its name, description and JSON Schema parameters.
     public struct Tool: Sendable, Hashable {
         public var name: String
         public var description: String?
         public var parameters: JSONValue
     }
 
+    /// `tool_choice`: whether the model may, must or must not call a tool, or which one.
     public enum ToolChoice: Sendable, Hashable {
         case auto, none, required
         case function(String)
     }
 
+    /// The `model` field as sent; the route decides the model actually called.
     public var model: String?
     public var messages: [Message]
+    /// `max_completion_tokens` or `max_tokens`.
     public var maxTokens: Int?
     public var temperature: Double?
     public var topP: Double?
+    /// Stop sequences.
     public var stop: [String] = []
+    /// Whether the reply is streamed as server-sent events.
     public var stream = false
     /// `stream_options.include_usage`: whether a streamed reply ends with a usage chunk.
     public var includeUsage = false
@@ -94,6 +103,7 @@ public struct ChatCompletionRequest: Sendable, Hashable {
         "web_search_options": "web search is not supported",
     ]
 
+    /// Validates an already parsed request body.
     public static func parse(_ json: JSONValue) throws(ChatRequestError) -> ChatCompletionRequest {
         guard let members = json.members else {
             throw ChatRequestError(
@@ -354,6 +364,7 @@ public struct ChatCompletionRequest: Sendable, Hashable {
 public struct ChatRequestError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The offending field's path, such as `messages[1].content`.
     public var param: String?
+    /// What is wrong, for the client.
     public var message: String
 
     public init(param: String?, message: String) {

@@ -8,9 +8,13 @@ import BudgetJSON
 /// `stream_options.include_usage`) and ends the stream with `data: [DONE]`. An exception frame becomes
 /// an error event and ends the stream. `usage` is what the caller charges.
 public struct ChatStreamTranslator: Sendable {
+    /// The completion id every chunk carries.
     public let id: String
+    /// The `created` time every chunk carries, in epoch seconds.
     public let created: Int
+    /// The model name every chunk carries.
     public let model: String
+    /// Whether the client asked for a usage chunk (`stream_options.include_usage`).
     public let includeUsage: Bool
 
     /// The usage of the final `metadata` event, once it has arrived.

@@ -5,6 +5,7 @@ public struct ModelOverrides: Sendable, Hashable {
     public var maxTokens: Int?
     public var temperature: Double?
     public var topP: Double?
+    /// Converse's `additionalModelRequestFields.top_k`; OpenAI has no such field.
     public var topK: Int?
 
     public init(maxTokens: Int? = nil, temperature: Double? = nil, topP: Double? = nil, topK: Int? = nil) {

@@ -55,6 +55,7 @@ public struct SigV4Signer: Sendable {
     /// `date/region/service/aws4_request`.
     public func scope(_ date: AMZDate) -> String { "\(date.dateStamp)/\(region)/\(service)/aws4_request" }
 
+    /// SigV4's string to sign: algorithm, date, scope and the hash of the canonical request.
     public func stringToSign(canonicalRequest: String, date: AMZDate) -> String {
         "AWS4-HMAC-SHA256\n\(date.description)\n\(scope(date))\n\(SigV4.hexSHA256(canonicalRequest.utf8))"
     }
@@ -68,7 +69,7 @@ public struct SigV4Signer: Sendable {
     }
 
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request"), derived once
-    /// per key, day, region and service (the derivation was a third of a signature's cost).
+    /// per key, day, region and service (the derivation is a large share of a signature's cost; bench/README.md).
     func signingKey(dateStamp: String) -> SymmetricKey {
         let cacheKey = SigningKeyCache.Key(
             accessKeyID: credentials.accessKeyID, secret: credentials.secretAccessKey, dateStamp: dateStamp,
@@ -114,11 +115,13 @@ final class SigningKeyCache: Sendable {
 
 /// The canonical forms SigV4 is computed over.
 public enum SigV4 {
+    /// A canonical request and the `SignedHeaders` list it was built with.
     public struct CanonicalRequest: Sendable, Hashable {
         public var text: String
         public var signedHeaders: String
     }
 
+    /// The canonical request: method, canonical path and query, sorted headers, payload hash.
     public static func canonicalRequest(
         method: String, path: String, query: String, headers: [(String, String)], payloadSHA256: String
     ) -> CanonicalRequest {
@@ -183,6 +186,7 @@ public enum SigV4 {
         return out
     }
 
+    /// The SHA-256 of `bytes`, in lowercase hex.
     public static func hexSHA256(_ bytes: some Sequence<UInt8>) -> String {
         var hasher = SHA256()
         hasher.update(data: Array(bytes))

@@ -3,37 +3,41 @@
 /// The signature is recomputed over the request exactly as received (the raw path, the headers named
 /// in `SignedHeaders`) and compared in constant time. Failures carry AWS's error name, status and
 /// message, so SDKs raise the exception they would raise against AWS.
-public struct SigV4Verifier: Sendable {
+package struct SigV4Verifier: Sendable {
     /// Secret keys (and optional required session tokens) by access key id.
-    public var credentials: [String: AWSCredentials]
+    package var credentials: [String: AWSCredentials]
     /// The service every scope must name (`bedrock` for Bedrock Runtime).
-    public var service: String
+    package var service: String
     /// How far the request's date may be from the verifier's clock, in seconds (AWS allows 5 minutes).
-    public var maxClockSkew: Int64 = 300
+    package var maxClockSkew: Int64 = 300
 
-    public init(credentials: [AWSCredentials], service: String) {
+    /// A verifier that accepts `credentials`; of two with one access key id, the first wins.
+    package init(credentials: [AWSCredentials], service: String) {
         self.credentials = Dictionary(credentials.map { ($0.accessKeyID, $0) }) { first, _ in first }
         self.service = service
     }
 
     /// What a verified request was signed for.
-    public struct Verified: Sendable, Hashable {
-        public var accessKeyID: String
-        public var region: String
-        public var date: AMZDate
+    package struct Verified: Sendable, Hashable {
+        package var accessKeyID: String
+        package var region: String
+        package var date: AMZDate
     }
 
     /// The parts of an `Authorization: AWS4-HMAC-SHA256 …` header.
-    public struct Authorization: Sendable, Hashable {
-        public var accessKeyID: String
-        public var dateStamp: String
-        public var region: String
-        public var service: String
-        public var signedHeaders: [String]
-        public var signature: String
+    package struct Authorization: Sendable, Hashable {
+        package var accessKeyID: String
+        /// `YYYYMMDD`, from the credential scope.
+        package var dateStamp: String
+        package var region: String
+        package var service: String
+        /// The lowercase header names of `SignedHeaders`, in order.
+        package var signedHeaders: [String]
+        /// The signature, in lowercase hex.
+        package var signature: String
 
         /// Parses the header; the failure names every missing part, as AWS's message does.
-        public static func parse(_ header: String) -> Result<Authorization, AWSErrorResponse> {
+        package static func parse(_ header: String) -> Result<Authorization, AWSErrorResponse> {
             let prefix = "AWS4-HMAC-SHA256 "
             guard header.hasPrefix(prefix) else {
                 return .failure(
@@ -77,7 +81,7 @@ public struct SigV4Verifier: Sendable {
 
     /// Verifies a request. `headers` are as received (any case); `path` is the raw request path
     /// without its query; `now` is the verifier's clock.
-    public func verify(
+    package func verify(
         method: String, path: String, query: String, headers: [(String, String)], body: some Sequence<UInt8>,
         now: AMZDate
     ) -> Result<Verified, AWSErrorResponse> {
@@ -166,7 +170,7 @@ public struct SigV4Verifier: Sendable {
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-public func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+package func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
     guard lhs.count == rhs.count else { return false }
     var difference: UInt8 = 0
     for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }

@@ -8,6 +8,7 @@ public struct ConfigSource: Sendable {
         self.bytes = bytes
     }
 
+    /// A source from text, as its UTF-8 bytes.
     public init(name: String, text: String) {
         self.init(name: name, bytes: Array(text.utf8))
     }
@@ -15,10 +16,12 @@ public struct ConfigSource: Sendable {
 
 /// What reading a set of decK files gives: the merged state, the select tags, and every problem.
 public struct LoadedConfig: Sendable {
+    /// Every entity of every file, with defaults filled in.
     public var state: ConfigState
     /// The files' `_info.select_tags`, already added to every entity they declare.
     public var selectTags: [String]
     public var diagnostics: DiagnosticBag
+    /// Where each entity was written, for problems found later.
     public var sourceMap: SourceMap
     /// Values inserted by `${{ env "DECK_…" }}`, for callers that mask them in output.
     public var substitutedValues: [String]
@@ -31,8 +34,10 @@ public struct LoadedConfig: Sendable {
 ///
 /// Nothing here does I/O: callers pass the bytes and the environment.
 public enum ConfigLoader {
+    /// The `_format_version` files must declare.
     public static let formatVersion = "3.0"
 
+    /// Reads, merges and checks `sources`; the result carries every problem rather than throwing.
     public static func load(
         _ sources: [ConfigSource], environment: [String: String], limits: ConfigLimits = .standard
     ) -> LoadedConfig {

@@ -67,7 +67,7 @@ struct DeckFileDecoder {
         for (node, path) in file.list("consumer_groups") { decodeConsumerGroup(node, path: path) }
         let consumers = file.list("consumers")
         // A consumer usually brings a credential and a membership: room for them up front, instead of growing
-        // (and rehashing) the tables a dozen times for a file of 100,000 consumers.
+        // (and rehashing) the tables over and over for a large file.
         builder.reserveCapacity(3 * consumers.count)
         for (node, path) in consumers { decodeConsumer(node, path: path) }
         for (node, path) in file.list("plugins") { decodePlugin(node, path: path, parent: PluginScope()) }

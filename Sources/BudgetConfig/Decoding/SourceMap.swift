@@ -1,12 +1,13 @@
 /// Where each entity (and some of its fields) came from, so that problems found after reading, such
 /// as a dangling reference, are reported at the line a user wrote.
 public struct SourceMap: Sendable {
+    /// The file position and YAML path of a definition.
     public struct Origin: Sendable, Hashable {
         public var location: SourceLocation
         public var path: YAMLPath
     }
 
-    /// One field of one entity; a flat key, so a file of 100,000 consumers does not build 100,000 small maps.
+    /// One field of one entity; a flat key, so a large file does not build a small map per entity.
     private struct FieldKey: Hashable {
         var entity: EntityID
         var field: String
@@ -15,6 +16,7 @@ public struct SourceMap: Sendable {
     private var origins: [EntityID: Origin] = [:]
     private var fieldOrigins: [FieldKey: Origin] = [:]
 
+    /// An empty map.
     public init() {}
 
     mutating func record(_ id: EntityID, at origin: Origin) {
@@ -25,6 +27,7 @@ public struct SourceMap: Sendable {
         fieldOrigins[FieldKey(entity: id, field: field)] = origin
     }
 
+    /// Where the entity `id` was defined, if it came from a file.
     public func origin(of id: EntityID) -> Origin? { origins[id] }
 
     mutating func reserveCapacity(_ count: Int) {

@@ -3,6 +3,7 @@
 /// Rendered as `file:line:column: path: message`, the form compilers and decK users know,
 /// with `warning: ` before the path for warnings.
 public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
+    /// An error makes the input unusable; a warning does not.
     public enum Severity: String, Sendable, Hashable {
         case error
         case warning
@@ -37,15 +38,19 @@ public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
 /// so a pathological file cannot flood the terminal or memory.
 public struct DiagnosticBag: Sendable {
     public private(set) var diagnostics: [Diagnostic] = []
+    /// How many diagnostics were left out past the limit.
     public private(set) var suppressed = 0
     public let limit: Int
 
+    /// An empty bag that records at most `limit` diagnostics.
     public init(limit: Int = 500) { self.limit = limit }
 
+    /// Whether any error was found, recorded or left out.
     public var hasErrors: Bool { diagnostics.contains { $0.severity == .error } || suppressed > 0 }
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
     public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
 
+    /// Records `diagnostic` once, or counts it as left out past the limit.
     public mutating func append(_ diagnostic: Diagnostic) {
         if diagnostics.count >= limit {
             suppressed += 1
@@ -55,14 +60,17 @@ public struct DiagnosticBag: Sendable {
         diagnostics.append(diagnostic)
     }
 
+    /// Records an error.
     public mutating func error(_ message: String, at location: SourceLocation?, path: YAMLPath) {
         append(Diagnostic(.error, at: location, path: path, message))
     }
 
+    /// Records a warning.
     public mutating func warning(_ message: String, at location: SourceLocation?, path: YAMLPath) {
         append(Diagnostic(.warning, at: location, path: path, message))
     }
 
+    /// Records another bag's diagnostics and its count of those left out.
     public mutating func append(contentsOf other: DiagnosticBag) {
         for diagnostic in other.diagnostics { append(diagnostic) }
         suppressed += other.suppressed

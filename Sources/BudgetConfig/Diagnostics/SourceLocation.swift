@@ -27,6 +27,7 @@ public struct YAMLPath: Sendable, Hashable, CustomStringConvertible {
 
     var components: [Component]
 
+    /// The root path: the whole document.
     public init() { components = [] }
 
     init(_ components: [Component]) { self.components = components }
@@ -37,6 +38,7 @@ public struct YAMLPath: Sendable, Hashable, CustomStringConvertible {
     /// The path of the element at `index` of a sequence.
     public func appending(index: Int) -> YAMLPath { YAMLPath(components + [.index(index)]) }
 
+    /// Whether this is the path of the whole document.
     public var isRoot: Bool { components.isEmpty }
 
     public var description: String {

@@ -21,13 +21,16 @@ public struct Service: Sendable, Hashable, Codable {
 /// set) go to its service and through its plugins.
 public struct Route: Sendable, Hashable, Codable {
     public var name: String
+    /// The service's name; nil for a route without one.
     public var service: String?
     /// Prefix matches; each starts with `/`.
     public var paths: [String] = []
     /// Upper-case methods; empty means any method.
     public var methods: [String] = []
     public var protocols: [String] = ["http", "https"]
+    /// Whether the matched prefix is removed from the path sent upstream.
     public var stripPath: Bool = true
+    /// Whether the client's `Host` is sent upstream.
     public var preserveHost: Bool = false
     public var tags: [String] = []
 
@@ -52,10 +55,13 @@ public struct Consumer: Sendable, Hashable, Codable {
 /// A key-auth credential. Only the key's hash is kept; `keyHint` (its last five characters, when the
 /// key was given in plaintext) serves output only and takes no part in equality.
 public struct KeyAuthCredential: Sendable, Hashable, Codable {
+    /// The owning consumer's name.
     public var consumer: String
     public var keyHash: KeyHash
+    /// Seconds the credential lives, as Kong's `ttl`; nil for ever.
     public var ttl: Int?
     public var tags: [String] = []
+    /// The key's last five characters, when it was given in plaintext.
     public var keyHint: String?
 
     public init(consumer: String, keyHash: KeyHash, keyHint: String? = nil) {
@@ -112,6 +118,7 @@ public struct PluginScope: Sendable, Hashable, Codable {
         self.consumerGroup = consumerGroup
     }
 
+    /// Whether the plugin applies everywhere.
     public var isGlobal: Bool { service == nil && route == nil && consumer == nil && consumerGroup == nil }
 
     /// decK's wording: `for route X and consumer-group Y`, or `(global)`.
@@ -128,6 +135,7 @@ public struct PluginScope: Sendable, Hashable, Codable {
 /// A plugin instance: its name, where it applies, whether it is on, and its typed config.
 public struct Plugin: Sendable, Hashable, Codable {
     public var scope: PluginScope
+    /// Kong's `instance_name`, an optional label.
     public var instanceName: String?
     public var enabled: Bool = true
     public var protocols: [String] = ["grpc", "grpcs", "http", "https"]
@@ -139,5 +147,6 @@ public struct Plugin: Sendable, Hashable, Codable {
         self.scope = scope
     }
 
+    /// The plugin's name, from its config.
     public var name: String { config.pluginName }
 }

@@ -5,6 +5,7 @@ import Crypto
 /// The store and the data plane keep only this: a dump writes it as `key_hash`, and sync accepts it
 /// back, so plaintext keys never have to leave the file a user wrote.
 public struct KeyHash: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// The algorithm prefix of the written form.
     public static let prefix = "sha256:"
 
     /// The 64 lowercase hex digits.
@@ -41,6 +42,7 @@ public struct KeyHash: Sendable, Hashable, Comparable, CustomStringConvertible {
 }
 
 extension KeyHash: Codable {
+    /// Decodes the `sha256:<hex>` form; any other is a data-corruption error.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         let text = try container.decode(String.self)

@@ -8,6 +8,7 @@ public enum PluginConfig: Sendable, Hashable, Codable {
     /// The plugin names this gateway understands, as Kong spells them.
     public static let supportedNames = ["key-auth", "ai-proxy", "ai-rate-limiting-advanced"]
 
+    /// The plugin's name as Kong spells it.
     public var pluginName: String {
         switch self {
         case .keyAuth: return "key-auth"
@@ -19,13 +20,16 @@ public enum PluginConfig: Sendable, Hashable, Codable {
 
 /// key-auth: which request fields carry the API key, and whether to strip it before forwarding.
 public struct KeyAuthConfig: Sendable, Hashable, Codable {
+    /// The header, query and body field names that may carry the key.
     public var keyNames: [String] = ["apikey"]
     public var keyInHeader: Bool = true
     public var keyInQuery: Bool = true
     public var keyInBody: Bool = false
+    /// Whether the key is removed from the request before it is forwarded.
     public var hideCredentials: Bool = false
     /// A consumer (username or id) to treat unauthenticated requests as; nil refuses them with 401.
     public var anonymous: String?
+    /// Whether `OPTIONS` preflight requests need a key too.
     public var runOnPreflight: Bool = true
     /// The realm of the `WWW-Authenticate` header on 401s.
     public var realm: String?
@@ -35,10 +39,12 @@ public struct KeyAuthConfig: Sendable, Hashable, Codable {
 
 /// ai-proxy: OpenAI chat in, Bedrock Converse out.
 public struct AIProxyConfig: Sendable, Hashable, Codable {
+    /// Whether clients may ask for a streamed reply (`allow`), may not (`deny`), or always get one.
     public enum ResponseStreaming: String, Sendable, Hashable, CaseIterable, Codable {
         case allow, deny, always
     }
 
+    /// Always `llm/v1/chat`, the only route type this gateway serves.
     public var routeType: String = "llm/v1/chat"
     public var auth = Auth()
     public var model = Model()
@@ -47,18 +53,22 @@ public struct AIProxyConfig: Sendable, Hashable, Codable {
     public var maxRequestBodySize: Int?
     /// Whether responses carry `X-Kong-LLM-Model`.
     public var modelNameHeader: Bool = true
+    /// Kong's `logging.log_statistics`, kept so that a file round-trips.
     public var logStatistics: Bool = false
 
     public init() {}
 
+    /// The AWS keys to sign with, instead of the data plane's own credentials.
     public struct Auth: Sendable, Hashable, Codable {
         public var awsAccessKeyID: Secret?
         public var awsSecretAccessKey: Secret?
+        /// Whether a client's own credentials may replace these.
         public var allowOverride: Bool = false
 
         public init() {}
     }
 
+    /// The provider (only `bedrock`), the model name and its options.
     public struct Model: Sendable, Hashable, Codable {
         public var provider: String = "bedrock"
         public var name: String?
@@ -67,6 +77,7 @@ public struct AIProxyConfig: Sendable, Hashable, Codable {
         public init() {}
     }
 
+    /// `model.options`: inference settings, prices and where Bedrock is.
     public struct Options: Sendable, Hashable, Codable {
         /// Overrides the client's `max_tokens` when set, as Kong does.
         public var maxTokens: Int?
@@ -77,9 +88,11 @@ public struct AIProxyConfig: Sendable, Hashable, Codable {
         public var temperature: Double?
         public var topP: Double?
         public var topK: Int?
+        /// Kong's `anthropic_version`, kept so that a file round-trips.
         public var anthropicVersion: String?
         /// Replaces `https://bedrock-runtime.<region>.amazonaws.com`.
         public var upstreamURL: String?
+        /// The Bedrock region; nil leaves the data plane's own.
         public var awsRegion: String?
 
         public init() {}
@@ -88,14 +101,18 @@ public struct AIProxyConfig: Sendable, Hashable, Codable {
 
 /// ai-rate-limiting-advanced: token budgets per provider and window.
 public struct AIRateLimitingAdvancedConfig: Sendable, Hashable, Codable {
+    /// Where Kong keeps the counters: `local`, `cluster` or `redis`.
     public enum Strategy: String, Sendable, Hashable, CaseIterable, Codable { case local, cluster, redis }
+    /// Whether a window slides or resets at fixed boundaries.
     public enum WindowType: String, Sendable, Hashable, CaseIterable, Codable { case sliding, fixed }
+    /// What a request is charged: which tokens, or their cost in dollars.
     public enum TokensCountStrategy: String, Sendable, Hashable, CaseIterable, Codable {
         case totalTokens = "total_tokens"
         case promptTokens = "prompt_tokens"
         case completionTokens = "completion_tokens"
         case cost
     }
+    /// Whose budget a request is charged to.
     public enum Identifier: String, Sendable, Hashable, CaseIterable, Codable {
         case consumer
         case consumerGroup = "consumer-group"
@@ -110,17 +127,21 @@ public struct AIRateLimitingAdvancedConfig: Sendable, Hashable, Codable {
 
     public var llmProviders: [ProviderLimits] = []
     public var strategy: Strategy = .local
+    /// Kong's counter sync interval in seconds, validated against `strategy`.
     public var syncRate: Double?
     public var windowType: WindowType = .sliding
     public var tokensCountStrategy: TokensCountStrategy = .totalTokens
     public var identifier: Identifier = .consumer
+    /// The HTTP status of a refusal.
     public var errorCode: Int = 429
     public var errorMessage: String = Self.defaultErrorMessage
+    /// Whether replies leave out the rate-limit headers.
     public var hideClientHeaders: Bool = false
     /// Seconds of random jitter added to Retry-After.
     public var retryAfterJitterMax: Int = 0
     public var enforcement: Enforcement = .soft
     public var redis: RedisSettings?
+    /// Kong's counter namespace, kept so that a file round-trips.
     public var namespace: String?
 
     public init() {}
@@ -165,6 +186,7 @@ public struct AIRateLimitingAdvancedConfig: Sendable, Hashable, Codable {
 
         public init() {}
 
+        /// Whether a host, sentinel or cluster node is named.
         public var hasEndpoint: Bool { host != nil || !sentinelNodes.isEmpty || !clusterNodes.isEmpty }
     }
 }

@@ -3,10 +3,12 @@
 /// `description` and `debugDescription` are `[masked]`, so interpolating a `Secret` into a log line,
 /// an error or a diff cannot leak it; code that must use the value reads `revealed` on purpose.
 public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// The value itself; read it only where it must be used or stored.
     public let revealed: String
 
     public init(_ value: String) { self.revealed = value }
 
+    /// What a secret prints as.
     public static let maskedText = "[masked]"
 
     public var description: String { Self.maskedText }

@@ -1,5 +1,6 @@
 /// What a sync would do: the ordered changes from a current state to a desired one.
 public struct Plan: Sendable, Hashable {
+    /// What a change does to its entity; raw values are decK's verbs.
     public enum Action: String, Sendable, Hashable, Codable {
         case create = "creating"
         case update = "updating"
@@ -13,6 +14,7 @@ public struct Plan: Sendable, Hashable {
         public var new: FieldValue?
     }
 
+    /// One entity created, updated or deleted.
     public struct Change: Sendable, Hashable {
         public var action: Action
         /// The entity as it is now (updates, deletes).
@@ -22,6 +24,7 @@ public struct Plan: Sendable, Hashable {
         /// For updates: what differs, field by field.
         public var fieldChanges: [FieldChange]
 
+        /// The entity the change is about: the new one, or the old one for a delete.
         public var entity: Entity {
             // Every change has at least one side; `new` for creates and updates, `old` for deletes.
             new ?? old ?? .consumerGroup(ConsumerGroup(name: ""))
@@ -30,15 +33,20 @@ public struct Plan: Sendable, Hashable {
         public var id: EntityID { entity.id }
     }
 
+    /// In the order they are applied.
     public var changes: [Change]
     /// The state the plan starts from, whole (not only the scoped part): applying checks it is unchanged.
     public var base: ConfigState
     /// The state after the plan, whole.
     public var result: ConfigState
+    /// The select tags that scoped the plan.
     public var selectTags: [String]
 
+    /// How many entities the plan creates.
     public var created: Int { changes.count { $0.action == .create } }
+    /// How many entities the plan updates.
     public var updated: Int { changes.count { $0.action == .update } }
+    /// How many entities the plan deletes.
     public var deleted: Int { changes.count { $0.action == .delete } }
     public var isEmpty: Bool { changes.isEmpty }
 }

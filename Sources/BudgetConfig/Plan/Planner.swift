@@ -4,11 +4,12 @@
 /// Ordering follows decK: creates and updates by dependency level (consumers; groups, services and
 /// credentials; routes and memberships; plugins), then deletes in the reverse order.
 public enum Planner {
+    /// The plan from `current` to `desired` within `selectTags`; a plan error names every problem.
     public static func plan(current: ConfigState, desired: ConfigState, selectTags: [String]) throws(PlanError) -> Plan
     {
         let selectTags = normalizeTags(selectTags)
         // Entities are visited in no order and the plan is sorted once at the end (by position, not by
-        // moving changes around), so a plan of 300,000 changes costs one sort of their identities.
+        // moving changes around), so a large plan costs one sort of their identities.
         var problems: [(id: EntityID, text: String)] = []
         var changes: [Plan.Change] = []
         var result = current

@@ -3,10 +3,12 @@
 /// This is what a file reads into, what the control plane stores, and what plans compare.
 /// It has no order of its own; every rendering sorts by `EntityID`, so output is deterministic.
 public struct ConfigState: Sendable, Hashable {
+    /// Every entity, by identity.
     public private(set) var entities: [EntityID: Entity] = [:]
 
     public init() {}
 
+    /// A state of `entities`; of two with one identity, the last wins.
     public init(_ entities: some Sequence<Entity>) {
         for entity in entities { self.entities[entity.id] = entity }
     }
@@ -30,6 +32,7 @@ public struct ConfigState: Sendable, Hashable {
     /// Adds or replaces the entity with `entity`'s identity.
     public mutating func upsert(_ entity: Entity) { entities[entity.id] = entity }
 
+    /// Removes and returns the entity `id`, if there is one.
     @discardableResult
     public mutating func remove(_ id: EntityID) -> Entity? { entities.removeValue(forKey: id) }
 
@@ -48,6 +51,7 @@ public struct ConfigState: Sendable, Hashable {
         return keys.indices.sorted { keys[$0] < keys[$1] }.map { values[$0] }
     }
 
+    /// The services, sorted by name; likewise the other kinds below.
     public var services: [Service] {
         entities(of: .service).compactMap { if case .service(let value) = $0 { value } else { nil } }
     }

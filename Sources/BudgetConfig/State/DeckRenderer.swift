@@ -2,10 +2,12 @@
 /// routes under their service, credentials and group memberships under their consumer, plugins at
 /// the top level with their scope by name. Reading the output back gives the same state.
 public struct DeckRenderer: Sendable {
+    /// Whether secrets are written or masked.
     public var secrets: YAMLEmitter.SecretStyle
 
     public init(secrets: YAMLEmitter.SecretStyle) { self.secrets = secrets }
 
+    /// The file for `state`, with `_info.select_tags` when `selectTags` is not empty.
     public func render(_ state: ConfigState, selectTags: [String] = []) -> String {
         var document: [FieldValue.Field] = [.init("_format_version", .string(ConfigLoader.formatVersion))]
         if !selectTags.isEmpty {

@@ -11,6 +11,7 @@ public enum Entity: Sendable, Hashable, Codable {
     case consumerGroupConsumer(ConsumerGroupMembership)
     indirect case plugin(Plugin)
 
+    /// The entity's identity: its kind and key.
     public var id: EntityID {
         switch self {
         case .service(let entity): return entity.id

@@ -1,5 +1,6 @@
 /// Each entity's fields in decK's names, as the dump, the JSON output and plan diffs show them.
 extension Entity {
+    /// The entity's fields, in decK's names and order.
     public var fields: FieldValue {
         switch self {
         case .service(let service): return service.fields
@@ -79,6 +80,7 @@ extension Plugin {
 }
 
 extension PluginConfig {
+    /// The plugin's `config` fields, in decK's names.
     public var fields: FieldValue {
         switch self {
         case .keyAuth(let config):

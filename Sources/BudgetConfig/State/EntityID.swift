@@ -39,6 +39,7 @@ public enum EntityKind: String, Sendable, Hashable, CaseIterable, Comparable, Co
 /// Two states are compared entity by entity through it.
 public struct EntityID: Sendable, Hashable, Comparable, CustomStringConvertible, Codable {
     public var kind: EntityKind
+    /// The natural key, unique within the kind.
     public var key: String
 
     public init(_ kind: EntityKind, _ key: String) {
@@ -52,30 +53,37 @@ public struct EntityID: Sendable, Hashable, Comparable, CustomStringConvertible,
 }
 
 extension Service {
+    /// Identified by name.
     public var id: EntityID { EntityID(.service, name) }
 }
 
 extension Route {
+    /// Identified by name.
     public var id: EntityID { EntityID(.route, name) }
 }
 
 extension Consumer {
+    /// Identified by username, else custom_id.
     public var id: EntityID { EntityID(.consumer, name) }
 }
 
 extension ConsumerGroup {
+    /// Identified by name.
     public var id: EntityID { EntityID(.consumerGroup, name) }
 }
 
 extension KeyAuthCredential {
+    /// Identified by the key's hash.
     public var id: EntityID { EntityID(.keyAuth, keyHash.hex) }
 }
 
 extension ConsumerGroupMembership {
+    /// Identified as `<consumer> in <group>`.
     public var id: EntityID { EntityID(.consumerGroupConsumer, "\(consumer) in \(group)") }
 }
 
 extension Plugin {
+    /// Identified by name, instance name and scope.
     public var id: EntityID {
         var key = name
         if let instanceName { key += " (\(instanceName))" }

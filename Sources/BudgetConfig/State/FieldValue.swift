@@ -2,7 +2,7 @@
 /// YAML dump, the JSON output and the field-level diff of a plan are all rendered.
 ///
 /// Not `indirect`: lists and maps hold arrays, which are references already, so scalars need no box of their
-/// own (boxing every scalar doubled the time to write a 300,000-entity snapshot).
+/// own (boxing every scalar made large snapshots much slower to write; bench/README.md).
 public enum FieldValue: Sendable, Hashable {
     case null
     case bool(Bool)
@@ -30,10 +30,12 @@ public enum FieldValue: Sendable, Hashable {
         .map(fields.filter { $0.value != .null })
     }
 
+    /// The value, or `.null` for nil; likewise for the other types below.
     public static func optional(_ value: String?) -> FieldValue { value.map { .string($0) } ?? .null }
     public static func optional(_ value: Int?) -> FieldValue { value.map { .int($0) } ?? .null }
     public static func optional(_ value: Double?) -> FieldValue { value.map { .number($0) } ?? .null }
     public static func optional(_ value: Secret?) -> FieldValue { value.map { .secret($0) } ?? .null }
+    /// A list of strings.
     public static func strings(_ values: [String]) -> FieldValue { .list(values.map { .string($0) }) }
 
     /// A number written as an integer when it is one (10000, not 10000.0).

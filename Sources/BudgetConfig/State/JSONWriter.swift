@@ -4,7 +4,9 @@ import BudgetJSON
 /// output is deterministic. Secrets are written as `[masked]` unless the caller reveals them. The compact
 /// form that frames and the store carry is `EntityCodec.compactJSON`.
 public struct JSONWriter: Sendable {
+    /// Whether secrets are written or masked.
     public var secrets: YAMLEmitter.SecretStyle
+    /// Indented over several lines, or on one line.
     public var pretty: Bool
 
     public init(secrets: YAMLEmitter.SecretStyle = .masked, pretty: Bool = true) {
@@ -12,6 +14,7 @@ public struct JSONWriter: Sendable {
         self.pretty = pretty
     }
 
+    /// The JSON text of `value`.
     public func text(_ value: FieldValue) -> String {
         var out = ""
         write(value, indent: 0, into: &out)

@@ -1,6 +1,7 @@
 /// A problem with a whole state rather than one field: a dangling reference, a rule that ties two
 /// entities together. Located through the entity (and optionally a field path under it).
 public struct StateIssue: Sendable, Hashable, CustomStringConvertible {
+    /// An error makes the state unusable; a warning does not.
     public var severity: Diagnostic.Severity
     public var entity: EntityID
     /// A field path relative to the entity, such as `consumer_group` or `config.llm_providers[0].name`.
@@ -17,8 +18,8 @@ public struct StateIssue: Sendable, Hashable, CustomStringConvertible {
 public enum StateValidator {
     /// The problems of `state`, sorted by entity (kind, then key), so the order never depends on hashing.
     ///
-    /// One pass over the entities in no order, then a sort of the (few) issues: a state of 300,000
-    /// entities is checked without sorting it.
+    /// One pass over the entities in no order, then a sort of the (few) issues: a large state
+    /// is checked without sorting it.
     public static func issues(in state: ConfigState) -> [StateIssue] {
         var issues: [StateIssue] = []
         func error(_ id: EntityID, _ field: String?, _ message: String) {

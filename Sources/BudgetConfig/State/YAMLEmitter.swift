@@ -4,6 +4,7 @@
 /// this code alone: strings are quoted (JSON-style, valid YAML) whenever a plain scalar could be read
 /// back as something else, and lists of scalars are written inline.
 public struct YAMLEmitter: Sendable {
+    /// How secret values are written.
     public enum SecretStyle: Sendable {
         /// Secrets written as `[masked]`: for anything a person reads.
         case masked
@@ -22,6 +23,7 @@ public struct YAMLEmitter: Sendable {
         }
     }
 
+    /// How secret values are written.
     public var secrets: SecretStyle
 
     public init(secrets: SecretStyle) { self.secrets = secrets }

@@ -15,5 +15,6 @@ public struct ConfigLimits: Sendable, Hashable {
 
     public init() {}
 
+    /// The limits every command uses unless told otherwise.
     public static let standard = ConfigLimits()
 }

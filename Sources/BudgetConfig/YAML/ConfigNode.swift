@@ -2,30 +2,31 @@
 ///
 /// The reader works on this tree, not on Yams' nodes, so that every value carries its location
 /// and the tree's size is known (aliases are expanded, and counted, when it is built).
-public struct ConfigNode: Sendable, Hashable {
-    public enum Value: Sendable, Hashable {
+package struct ConfigNode: Sendable, Hashable {
+    /// A scalar, a mapping (its pairs in order) or a sequence.
+    package enum Value: Sendable, Hashable {
         case scalar(ConfigScalar)
         case mapping([Pair])
         case sequence([ConfigNode])
     }
 
     /// One `key: value` entry of a mapping, the key kept as written with its own location.
-    public struct Pair: Sendable, Hashable {
-        public var key: String
-        public var keyLocation: SourceLocation
-        public var value: ConfigNode
+    package struct Pair: Sendable, Hashable {
+        package var key: String
+        package var keyLocation: SourceLocation
+        package var value: ConfigNode
     }
 
-    public var value: Value
-    public var location: SourceLocation
+    package var value: Value
+    package var location: SourceLocation
 
-    public init(_ value: Value, at location: SourceLocation) {
+    package init(_ value: Value, at location: SourceLocation) {
         self.value = value
         self.location = location
     }
 
     /// What the node is, in words for error messages: "a mapping", "a list", "the number 5".
-    public var kindDescription: String {
+    package var kindDescription: String {
         switch value {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
@@ -33,7 +34,8 @@ public struct ConfigNode: Sendable, Hashable {
         }
     }
 
-    public var isNull: Bool {
+    /// Whether the node is a YAML null.
+    package var isNull: Bool {
         if case .scalar(let scalar) = value { return scalar.isNull }
         return false
     }
@@ -41,21 +43,23 @@ public struct ConfigNode: Sendable, Hashable {
 
 /// A scalar with the facts needed to type it as YAML 1.1 (which decK's YAML library speaks) does:
 /// a plain scalar may be a number, bool or null; a quoted or tagged-`!!str` one is always a string.
-public struct ConfigScalar: Sendable, Hashable {
-    public var text: String
+package struct ConfigScalar: Sendable, Hashable {
+    package var text: String
     /// True for plain (unquoted, untagged) scalars, the only ones whose type is resolved from text.
-    public var isPlain: Bool
+    package var isPlain: Bool
 
-    public init(_ text: String, isPlain: Bool) {
+    package init(_ text: String, isPlain: Bool) {
         self.text = text
         self.isPlain = isPlain
     }
 
-    public var isNull: Bool {
+    /// Whether the scalar is a YAML 1.1 null (`~`, `null`, or nothing).
+    package var isNull: Bool {
         isPlain && ["", "~", "null", "Null", "NULL"].contains(text)
     }
 
-    public var bool: Bool? {
+    /// The value as a YAML 1.1 bool (`true`, `yes`, `on`, …) when the plain text is one.
+    package var bool: Bool? {
         guard isPlain else { return nil }
         switch text {
         case "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON": return true
@@ -65,13 +69,13 @@ public struct ConfigScalar: Sendable, Hashable {
     }
 
     /// The value as an integer when the plain text is a decimal integer that fits in 64 bits.
-    public var integer: Int? {
+    package var integer: Int? {
         guard isPlain, isDecimalInteger(text) else { return nil }
         return Int(text.hasPrefix("+") ? String(text.dropFirst()) : text)
     }
 
     /// The value as a finite number (integers included); `.inf` and `.nan` are not numbers here.
-    public var number: Double? {
+    package var number: Double? {
         guard isPlain, isDecimalNumber(text) else { return nil }
         let value = Double(text)
         return value.flatMap { $0.isFinite ? $0 : nil }

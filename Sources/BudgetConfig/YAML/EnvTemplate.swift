@@ -9,13 +9,14 @@
 /// The pipe functions `toBool`, `toInt` and `toFloat` are understood and check the value's form;
 /// anything else inside `${{ }}` is an error naming what is supported. decK's `indent` is not
 /// supported: multi-line values would move every later line and so every reported location.
-public struct EnvTemplate: Sendable {
+package struct EnvTemplate: Sendable {
     /// The prefix a variable must have to be read, as decK enforces.
-    public static let requiredPrefix = "DECK_"
+    package static let requiredPrefix = "DECK_"
 
-    public let environment: [String: String]
+    /// The environment expressions read from; only its `DECK_` variables are readable.
+    package let environment: [String: String]
 
-    public init(environment: [String: String]) {
+    package init(environment: [String: String]) {
         self.environment = environment
     }
 
@@ -37,7 +38,7 @@ public struct EnvTemplate: Sendable {
     /// The text with every expression replaced, or the located errors when any expression fails.
     ///
     /// `substitutedValues` lists what was inserted, so callers can mask it in anything they print.
-    public func render(_ text: String, file: String) -> (
+    package func render(_ text: String, file: String) -> (
         text: String, substitutedValues: [String], diagnostics: DiagnosticBag
     ) {
         var diagnostics = DiagnosticBag()
