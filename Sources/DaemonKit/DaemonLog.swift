@@ -4,6 +4,7 @@ public import Logging
 /// The daemons' log lines on standard error: `text` for people, `json` (one object a line) for
 /// collectors. Secrets never reach here: callers log names, counts and masked values only.
 public struct DaemonLogHandler: LogHandler {
+    /// `text`: a line for people; `json`: one object a line, for collectors.
     public enum Format: String, Sendable, CaseIterable {
         case text, json
     }

@@ -108,6 +108,7 @@ public enum UnixListener {
     }
 }
 
+/// Why a Unix socket could not be bound: the path and what the system said.
 public struct ListenerError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public init(_ message: String) { self.message = message }
