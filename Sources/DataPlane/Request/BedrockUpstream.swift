@@ -5,13 +5,31 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// Where and as whom one ai-proxy reaches Bedrock.
+/// Where and as whom one ai-proxy reaches Bedrock, with what every request to it repeats worked out once
+/// (per config snapshot): the `Host` header that is signed and the model's two paths.
 struct BedrockTarget: Sendable, Hashable {
     /// `scheme://host[:port]`, without a path.
-    var endpoint: String
-    var region: String
-    var modelID: String
-    var credentials: AWSCredentials
+    let endpoint: String
+    let region: String
+    let modelID: String
+    let credentials: AWSCredentials
+    /// The `Host` header AsyncHTTPClient sends for the endpoint (no default port), which is what is signed.
+    let hostHeader: String
+    /// `/model/{id}/converse`, the id percent-encoded as Bedrock's paths need.
+    let conversePath: String
+    /// `/model/{id}/converse-stream`.
+    let converseStreamPath: String
+
+    init(endpoint: String, region: String, modelID: String, credentials: AWSCredentials) {
+        self.endpoint = endpoint
+        self.region = region
+        self.modelID = modelID
+        self.credentials = credentials
+        hostHeader = Self.host(of: endpoint)
+        let model = "/model/" + SigV4.percentEncode(modelID, keepingSlash: false)
+        conversePath = model + "/converse"
+        converseStreamPath = model + "/converse-stream"
+    }
 
     /// The target for an ai-proxy config: `upstream_url` (scheme, host and port), else
     /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, else the regional endpoint; credentials from the plugin, else the
@@ -51,8 +69,8 @@ struct BedrockTarget: Sendable, Hashable {
         return String(url[..<authorityEnd])
     }
 
-    /// The `Host` header AsyncHTTPClient sends for the endpoint (no default port), which is what is signed.
-    var hostHeader: String {
+    /// The `Host` header AsyncHTTPClient sends for `endpoint`: its authority without a default port.
+    static func host(of endpoint: String) -> String {
         var authority = endpoint
         if let schemeEnd = authority.firstRange(of: "://") { authority = String(authority[schemeEnd.upperBound...]) }
         if endpoint.hasPrefix("https://") && authority.hasSuffix(":443") { authority.removeLast(4) }
@@ -106,9 +124,7 @@ final class BedrockUpstream: Sendable {
     func send(_ body: [UInt8], to target: BedrockTarget, stream: Bool, timeout: TimeAmount) async throws
         -> HTTPClientResponse
     {
-        let path =
-            "/model/" + SigV4.percentEncode(target.modelID, keepingSlash: false)
-            + (stream ? "/converse-stream" : "/converse")
+        let path = stream ? target.converseStreamPath : target.conversePath
         var request = HTTPClientRequest(url: target.endpoint + path)
         request.method = .POST
         let signer = SigV4Signer(credentials: target.credentials, region: target.region, service: "bedrock")
