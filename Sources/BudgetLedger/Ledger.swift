@@ -153,14 +153,23 @@ public struct Ledger: Sendable {
     /// Returns the buckets it added to, computed with the ledger's clock, for the store to persist as they are.
     @discardableResult
     public mutating func commit(id: UInt64, charges: [Charge], now wallClock: Int64) -> CommittedUsage {
-        let now = monotonic(wallClock)
-        release(id: id, now: now)
         var buckets: [BucketUsage] = []
         buckets.reserveCapacity(charges.count)
+        let time = commit(id: id, charges: charges, now: wallClock, appendingTo: &buckets)
+        return CommittedUsage(time: time, buckets: buckets)
+    }
+
+    /// `commit(id:charges:now:)` for many commits in a row: appends the buckets to `buckets` (one array for a
+    /// whole batch) and returns the time the ledger used.
+    public mutating func commit(
+        id: UInt64, charges: [Charge], now wallClock: Int64, appendingTo buckets: inout [BucketUsage]
+    ) -> Int64 {
+        let now = monotonic(wallClock)
+        release(id: id, now: now)
         for charge in charges {
             if let bucket = apply(charge, now: now) { buckets.append(bucket) }
         }
-        return CommittedUsage(time: now, buckets: buckets)
+        return now
     }
 
     /// Frees reservation `id`; unknown ids are ignored.

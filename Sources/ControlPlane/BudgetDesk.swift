@@ -77,8 +77,9 @@ package final class BudgetDesk: Sendable {
         let now = Self.now()
         let buckets = ledger.withLock { ledger in
             var buckets: [BucketUsage] = []
+            buckets.reserveCapacity(commits.reduce(0) { $0 + $1.charges.count })
             for commit in commits {
-                buckets += ledger.commit(id: commit.reservation, charges: commit.charges, now: now).buckets
+                _ = ledger.commit(id: commit.reservation, charges: commit.charges, now: now, appendingTo: &buckets)
             }
             return buckets
         }
