@@ -82,13 +82,24 @@ public struct Ledger: Sendable {
     /// Requests in flight, by reservation id.
     public private(set) var reservations: [UInt64: Reservation] = [:]
     private var held: [LimitKey: Double] = [:]
-    private var nextID: UInt64 = 1
+    private var nextID: UInt64
     private var latest: Int64 = 0
     /// How long a reservation lives without a commit or release (default 10 minutes).
     public var reservationLifetime: Int64 = 600
 
-    /// An empty ledger: no usage, no reservations.
-    public init() {}
+    /// Bits of a reservation id that count reservations within one boot (17.6 trillion); the bits above them
+    /// hold the boot number.
+    public static let reservationCounterBits = 44
+    /// Boot numbers go round after this many (about a million restarts).
+    public static let bootNumbers: UInt64 = 1 << (64 - UInt64(reservationCounterBits))
+
+    /// An empty ledger: no usage, no reservations. `boot` numbers this run of the control plane (the store
+    /// counts them): reservation ids carry it in their high bits, so an id handed out before a restart never
+    /// matches a hold of this run, and a late commit of it charges its usage without releasing anyone else's
+    /// hold. Ids are never 0 (0 means "no reservation" on the wire).
+    public init(boot: UInt64 = 0) {
+        nextID = (boot % Self.bootNumbers) << UInt64(Self.reservationCounterBits) | 1
+    }
 
     /// `now`, or the latest time seen if the clock stepped back.
     mutating func monotonic(_ now: Int64) -> Int64 {

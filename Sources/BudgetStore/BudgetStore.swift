@@ -184,6 +184,23 @@ public final class BudgetStore: Sendable {
 
     // MARK: - Usage
 
+    /// Counts a start of the control plane and returns its number (1 for the first), durably, so that every
+    /// run numbers its reservations apart from the runs before it (`Ledger(boot:)`).
+    public func nextBoot() throws(StoreError) -> UInt64 {
+        do {
+            return try pool.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO meta (name, value) VALUES ('boots', 1)
+                        ON CONFLICT (name) DO UPDATE SET value = value + 1
+                        """)
+                return UInt64(try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'boots'") ?? 1)
+            }
+        } catch {
+            throw StoreError("cannot count this start in \(path): \(error)")
+        }
+    }
+
     /// One stored bucket of a counter: what `Ledger.commit` returned, kept as it is.
     public typealias UsageRecord = BucketUsage
 

@@ -39,7 +39,7 @@ package final class BudgetDesk: Sendable {
     /// - Throws: `StoreError` when the store cannot be read.
     package init(store: BudgetStore, reservationLifetime: Int64) throws(StoreError) {
         self.store = store
-        var ledger = Ledger()
+        var ledger = Ledger(boot: try store.nextBoot())
         ledger.reservationLifetime = reservationLifetime
         for record in try store.loadUsage(now: Self.now()) {
             ledger.load(key: record.key, kind: record.kind, bucket: record.bucket, units: record.units)

@@ -20,6 +20,22 @@ struct LedgerTests {
         return nil
     }
 
+    @Test("ids of two boots never meet: an earlier boot's commit charges its usage and releases no hold")
+    func idsAcrossBoots() throws {
+        let rule = WindowRule(key: day, kind: .sliding, limit: 10_000)
+        var before = Ledger(boot: 1)
+        var after = Ledger(boot: 2)
+        let old = try #require(admittedID(before.reserve(request([rule]), now: t0)))
+        let new = try #require(admittedID(after.reserve(request([rule]), now: t0)))
+        #expect(old != new && old != 0 && new != 0)
+        #expect(after.inFlight(day) == 110)
+        // The request admitted before the restart finishes and commits to the restarted control plane.
+        after.commit(id: old, charges: [Charge(key: day, kind: .sliding, units: 42)], now: t0 + 5)
+        #expect(after.inFlight(day) == 110)  // the new request's hold stays
+        #expect(after.used(day, now: t0 + 5) == 42)  // and the usage counts, once
+        #expect(after.reservations.keys.contains(new))
+    }
+
     @Test("a sliding day gives tokens back 24 hours after they were spent, not at midnight")
     func slidingDay() {
         var ledger = Ledger()

@@ -20,6 +20,17 @@ struct BudgetStoreTests {
         }
     }
 
+    @Test("each start is counted durably, so every run numbers its reservations apart")
+    func bootsAreCounted() async throws {
+        try await withTemporaryDirectory { directory in
+            #expect(try BudgetStore.open(stateDirectory: directory).nextBoot() == 1)
+            #expect(try BudgetStore.open(stateDirectory: directory).nextBoot() == 2)
+            let store = try BudgetStore.open(stateDirectory: directory)
+            #expect(try store.nextBoot() == 3)
+            #expect(try store.loadConfig().version == 0)  // the count lives beside the config version, apart
+        }
+    }
+
     @Test("a directory that does not exist is an error that says so")
     func missingDirectory() {
         #expect(throws: StoreError.self) {

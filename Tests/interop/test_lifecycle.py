@@ -125,3 +125,41 @@ def test_sigterm_while_the_control_plane_hangs_exits_at_once(binaries, tmp_path)
             os.kill(stack.controld.process.pid, signal.SIGCONT)
     finally:
         stack.stop()
+
+
+def in_flight(stack, consumer):
+    import json
+    out = stack.budgetctl("usage", consumer, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)[0]["inFlight"]
+
+
+def test_after_a_control_plane_kill_late_commits_release_no_new_hold(binaries, tmp_path):
+    """Requests admitted before a kill -9 of budget-controld finish after its restart: their commits charge
+    their usage, and the holds of requests admitted by the restarted control plane stay."""
+    import concurrent.futures
+    stack = Gateway(binaries, tmp_path)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+    try:
+        def chat(text):
+            body = b'{"messages":[{"role":"user","content":"%s"}]}' % text.encode()
+            closing = request(b"/ai/budget", body, b"dev-team-key", extra=b"Connection: close\r\n")
+            return statuses(exchange(stack.url, closing, timeout=30))
+
+        before = [pool.submit(chat, f"Hi A{i} [[emulator-fault:latency-4000]]") for i in (1, 2)]
+        time.sleep(0.5)
+        stack.controld.crash()
+        stack.start_control_plane()
+        time.sleep(1.5)  # the proxy reconnects (backoff from 100 ms)
+        after = [pool.submit(chat, f"Hi B{i} [[emulator-fault:latency-6000]]") for i in (1, 2)]
+        time.sleep(0.5)
+        held = in_flight(stack, "signify-dev-team")
+        assert held > 8000, held  # the two B requests, each about 4,100 tokens
+        assert [f.result(timeout=20) for f in before] == [[b"200"], [b"200"]]
+        time.sleep(0.5)  # their commits reach the restarted control plane
+        assert in_flight(stack, "signify-dev-team") == held
+        assert stack.usage("signify-dev-team") > 0
+        assert [f.result(timeout=20) for f in after] == [[b"200"], [b"200"]]
+    finally:
+        pool.shutdown(wait=True)
+        stack.stop()
