@@ -196,6 +196,38 @@ public enum BudgetMessages {
 
     // MARK: pieces
 
+    // MARK: batch sizes
+
+    /// The most payload bytes a data plane's frame may carry.
+    public static let maxPayloadBytes = WireProtocol.maxDataPlaneRequestBytes - WireFrame.headerBytes
+
+    /// How many of `items`, from the first, fit in one batch: at most `maxBatch`, and encoded (with the batch's
+    /// 2-byte count) within `maxPayloadBytes`. 0 when the first item alone is too large to send.
+    public static func batchCount<Item>(_ items: some Collection<Item>, size: (Item) -> Int) -> Int {
+        var bytes = 2
+        var count = 0
+        for item in items.prefix(maxBatch) {
+            bytes += size(item)
+            guard bytes <= maxPayloadBytes else { break }
+            count += 1
+        }
+        return count
+    }
+
+    /// The bytes `encode(commits:)` writes for one commit.
+    public static func encodedSize(_ commit: Commit) -> Int {
+        commit.charges.reduce(8 + 2) { $0 + encodedSize($1.key) + 1 + 8 }
+    }
+
+    /// The bytes `encode(reserves:)` writes for one request.
+    public static func encodedSize(_ request: ReserveRequest) -> Int {
+        request.rules.reduce(2) { $0 + encodedSize($1.key) + 1 + 8 } + 1 + 8 + 8 + 4
+    }
+
+    static func encodedSize(_ key: LimitKey) -> Int {
+        [key.plugin, key.provider, key.subject].reduce(4) { $0 + 2 + min($1.utf8.count, Int(UInt16.max)) }
+    }
+
     static func write(_ key: LimitKey, into writer: inout WireWriter) {
         writer.string(key.plugin)
         writer.string(key.provider)

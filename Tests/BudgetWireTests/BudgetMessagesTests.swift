@@ -55,4 +55,40 @@ struct BudgetMessagesTests {
             #expect(throws: WireDecodingError.self) { try BudgetMessages.decodeReserves(Array(bytes.prefix(length))) }
         }
     }
+
+    @Test("a batch of three-window commits is cut by its encoded size, not only by count, and fits a frame")
+    func commitBatchesFitAFrame() throws {
+        // As budget-proxyd queues them while the control plane is away: a tier with three windows, long names.
+        let keys = [60, 3600, 86_400].map {
+            LimitKey(
+                plugin: "ai-rate-limiting-advanced for consumer-group signify-enterprise", provider: "bedrock",
+                subject: "consumer:signify-production", windowSize: $0)
+        }
+        let commit = BudgetMessages.Commit(
+            reservation: 1 << 44 | 7, charges: keys.map { Charge(key: $0, kind: .sliding, units: 18) })
+        #expect(BudgetMessages.encodedSize(commit) + 2 == BudgetMessages.encode(commits: [commit]).count)
+        let queue = Array(repeating: commit, count: 10_000)
+        let count = BudgetMessages.batchCount(queue, size: BudgetMessages.encodedSize)
+        #expect(count > 0 && count < BudgetMessages.maxBatch)  // the count cap alone would overflow the frame
+        let payload = BudgetMessages.encode(commits: Array(queue.prefix(count)))
+        #expect(payload.count <= BudgetMessages.maxPayloadBytes)
+        #expect(BudgetMessages.encode(commits: Array(queue.prefix(count + 1))).count > BudgetMessages.maxPayloadBytes)
+        #expect(try BudgetMessages.decodeCommits(payload).count == count)
+    }
+
+    @Test("a reservation's encoded size is what the batch encoder writes; one too large for a frame gets 0")
+    func reserveSizes() {
+        let request = ReserveRequest(
+            rules: [WindowRule(key: key, kind: .sliding, limit: 1)], enforcement: .soft, promptUnits: 1,
+            unitsPerCompletionToken: 1, maxTokens: 1)
+        #expect(BudgetMessages.encodedSize(request) + 2 == BudgetMessages.encode(reserves: [request]).count)
+        let huge = LimitKey(
+            plugin: String(repeating: "p", count: 60_000), provider: "bedrock",
+            subject: String(repeating: "s", count: 60_000), windowSize: 60)
+        let tooLarge = ReserveRequest(
+            rules: Array(repeating: WindowRule(key: huge, kind: .sliding, limit: 1), count: 10), enforcement: .soft,
+            promptUnits: 1, unitsPerCompletionToken: 1, maxTokens: 1)
+        #expect(BudgetMessages.batchCount([tooLarge, request], size: BudgetMessages.encodedSize) == 0)
+        #expect(BudgetMessages.batchCount([request, tooLarge], size: BudgetMessages.encodedSize) == 1)
+    }
 }

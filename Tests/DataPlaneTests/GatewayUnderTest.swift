@@ -15,7 +15,8 @@ import Synchronization
 final class GatewayUnderTest: Sendable {
     let directory: URL
     let emulator: EmulatorServer
-    let controld: Process
+    private let controlPlane: Mutex<Process>
+    var controld: Process { controlPlane.withLock { $0 } }
     let proxyURL: String
     let client: HTTPClient
     let services: ServiceGroup
@@ -29,7 +30,7 @@ final class GatewayUnderTest: Sendable {
     ) {
         self.directory = directory
         self.emulator = emulator
-        self.controld = controld
+        self.controlPlane = Mutex(controld)
         self.proxyURL = proxyURL
         self.client = client
         self.services = services
@@ -38,7 +39,8 @@ final class GatewayUnderTest: Sendable {
 
     /// Starts everything with `config` (decK YAML) synced, runs `body`, and stops everything.
     static func withGateway<T>(
-        config: String = fixtureText(), _ body: (GatewayUnderTest) async throws -> T
+        config: String = fixtureText(), lossPolicy: ControlPlaneLossPolicy = .failClosed,
+        _ body: (GatewayUnderTest) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "dataplane-\(UUID().uuidString.prefix(8))")
@@ -61,7 +63,8 @@ final class GatewayUnderTest: Sendable {
             try config.write(to: configFile, atomically: true, encoding: .utf8)
             let sync = try runBinary("budgetctl", ["sync", configFile.path], admin: directory)
             guard sync.status == 0 else { throw TestFailure("budgetctl sync failed: \(sync.stderr)") }
-            gateway = try await startProxy(directory: directory, emulator: emulator, controld: controld)
+            gateway = try await startProxy(
+                directory: directory, emulator: emulator, controld: controld, lossPolicy: lossPolicy)
         } catch {
             stop(controld)
             try? await emulator.close()
@@ -77,9 +80,9 @@ final class GatewayUnderTest: Sendable {
         }
     }
 
-    private static func startProxy(directory: URL, emulator: EmulatorServer, controld: Process) async throws
-        -> GatewayUnderTest
-    {
+    private static func startProxy(
+        directory: URL, emulator: EmulatorServer, controld: Process, lossPolicy: ControlPlaneLossPolicy
+    ) async throws -> GatewayUnderTest {
         let (announcements, announce) = AsyncStream.makeStream(of: String.self)
         var environment = ProcessInfo.processInfo.environment
         environment["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = "http://127.0.0.1:\(emulator.port ?? 0)"
@@ -88,7 +91,7 @@ final class GatewayUnderTest: Sendable {
         let daemon = ProxyDaemon(
             options: .init(
                 listen: [.tcp(host: "127.0.0.1", port: 0)], statusListen: nil,
-                controlSocket: directory.appendingPathComponent("control.sock").path, lossPolicy: .failClosed,
+                controlSocket: directory.appendingPathComponent("control.sock").path, lossPolicy: lossPolicy,
                 limits: HTTPLimits(), controlTimeout: .seconds(2), environment: environment),
             logger: logger, signals: []
         ) { line in announce.yield(line) }
@@ -119,6 +122,20 @@ final class GatewayUnderTest: Sendable {
         try? await client.shutdown()
         Self.stop(controld)
         try? await emulator.close()
+    }
+
+    /// kill -9 of budget-controld.
+    func killControlPlane() {
+        let process = controld
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Starts budget-controld again on the same state directory and sockets.
+    func restartControlPlane() throws {
+        unlink(adminSocket)
+        let process = try Self.startControlPlane(in: directory)
+        controlPlane.withLock { $0 = process }
     }
 
     /// POSTs a chat body with `apikey` to `/ai/budget` and returns the status, headers and body.

@@ -133,3 +133,48 @@ struct ProxyPathTests {
         }
     }
 }
+
+/// What the proxy keeps for the control plane while it is away.
+@Suite("budget-proxyd's pending usage", .serialized)
+struct PendingUsageTests {
+    @Test("usage queued through a control-plane outage, more than one frame holds, is all charged after it")
+    func outageBacklogIsDelivered() async throws {
+        // Every tier with three windows, as in the outage that wedged: 4,096 three-window commits overflow a frame.
+        let config = fixtureText()
+            .replacingOccurrences(of: #"limit: \[\d+\]"#, with: "limit: [1000000000, 1000000000, 1000000000]",
+                options: .regularExpression)
+            .replacingOccurrences(of: "window_size: [86400]", with: "window_size: [60, 3600, 86400]")
+        try await GatewayUnderTest.withGateway(config: config, lossPolicy: .failOpen) { gateway in
+            gateway.killControlPlane()
+            let requests = 4_500
+            let tokens = try await withThrowingTaskGroup(of: Int.self) { group in
+                var sent = 0
+                var total = 0
+                for _ in 0..<32 {
+                    sent += 1
+                    group.addTask { try await Self.proxiedTokens(gateway) }
+                }
+                while let tokens = try await group.next() {
+                    total += tokens
+                    if sent < requests {
+                        sent += 1
+                        group.addTask { try await Self.proxiedTokens(gateway) }
+                    }
+                }
+                return total
+            }
+            try gateway.restartControlPlane()
+            let usage = try await gateway.usage(of: "signify-production") { $0.used == Double(tokens) }
+            #expect(usage.used == Double(tokens), "charged \(usage.used) of \(tokens) tokens Bedrock reported")
+        }
+    }
+
+    /// One request with production-key answered 200 (fail-open while the control plane is away): its tokens.
+    static func proxiedTokens(_ gateway: GatewayUnderTest) async throws -> Int {
+        let reply = try await gateway.chat(ProxyPathTests.hello, key: "production-key")
+        guard reply.status == 200, let tokens = reply.totalTokens else {
+            throw TestFailure("expected a proxied 200, got \(reply.status): \(reply.body)")
+        }
+        return tokens
+    }
+}

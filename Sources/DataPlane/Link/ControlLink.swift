@@ -216,12 +216,21 @@ final class ReserveBatcher: Sendable {
         }
     }
 
+    /// The next batch: as many waiting requests as fit in one frame (`BudgetMessages.batchCount`). A request
+    /// too large for any frame fails at once, rather than being sent and refused.
     private func take() -> [Waiter]? {
-        waiting.withLock { queue in
-            guard !queue.isEmpty else { return nil }
-            let batch = Array(queue.prefix(BudgetMessages.maxBatch))
-            queue.removeFirst(batch.count)
-            return batch
+        while true {
+            let (batch, unsendable) = waiting.withLock { queue -> ([Waiter]?, Waiter?) in
+                guard !queue.isEmpty else { return (nil, nil) }
+                let count = BudgetMessages.batchCount(queue) { BudgetMessages.encodedSize($0.request) }
+                guard count > 0 else { return (nil, queue.removeFirst()) }
+                let batch = Array(queue.prefix(count))
+                queue.removeFirst(count)
+                return (batch, nil)
+            }
+            guard let unsendable else { return batch }
+            unsendable.continuation.resume(
+                throwing: WireClientError.protocolViolation("a reservation too large for a frame"))
         }
     }
 
@@ -259,6 +268,9 @@ final class ReserveBatcher: Sendable {
 final class CommitQueue: Sendable {
     private struct State: ~Copyable {
         var queue: [BudgetMessages.Commit] = []
+        /// The number of `queue[0]` among all commits ever queued: an acknowledgement removes by number, so a
+        /// commit dropped (at the cap) while a batch was in flight cannot make it remove a newer, unsent one.
+        var first: UInt64 = 0
         var dropped = 0
     }
 
@@ -284,6 +296,7 @@ final class CommitQueue: Sendable {
             var dropped: Int?
             if state.queue.count >= ControlLink.maxPendingCommits {
                 state.queue.removeFirst()
+                state.first += 1
                 state.dropped += 1
                 dropped = state.dropped
             } else {
@@ -311,18 +324,38 @@ final class CommitQueue: Sendable {
         }
     }
 
+    /// Sends batches while there are commits and a connection. A batch holds as many commits as fit in one
+    /// frame (`BudgetMessages.batchCount`), so the control plane never refuses it for its size; a commit too
+    /// large for any frame is dropped and logged rather than resent forever.
     private func flush() async {
         while let client = connection.current {
-            let batch = state.withLock { Array($0.queue.prefix(BudgetMessages.maxBatch)) }
+            let (batch, first, unsendable) = state.withLock { state -> ([BudgetMessages.Commit], UInt64, Bool) in
+                let count = BudgetMessages.batchCount(state.queue, size: BudgetMessages.encodedSize)
+                if count == 0 && !state.queue.isEmpty {
+                    state.queue.removeFirst()
+                    state.first += 1
+                    return ([], state.first, true)
+                }
+                return (Array(state.queue.prefix(count)), state.first, false)
+            }
+            if unsendable {
+                empty.add(-1)
+                logger.error("usage dropped: a commit too large for a frame (too many windows or too long names)")
+                continue
+            }
             guard !batch.isEmpty else { return }
             do {
                 _ = try await client.call(.commit, payload: BudgetMessages.encode(commits: batch))
             } catch {
                 return  // kept; the next connection flushes them
             }
-            let removed = state.withLock { state in
-                let removed = min(batch.count, state.queue.count)
+            let removed = state.withLock { state -> Int in
+                // Remove the commits of this batch still queued: numbers first ..< first + batch.count.
+                let acknowledgedEnd = first + UInt64(batch.count)
+                let stillQueued = acknowledgedEnd > state.first ? acknowledgedEnd - state.first : 0
+                let removed = Int(min(UInt64(state.queue.count), stillQueued))
                 state.queue.removeFirst(removed)
+                state.first += UInt64(removed)
                 return removed
             }
             empty.add(-removed)
