@@ -137,7 +137,9 @@ public struct Ledger: Sendable {
             }
             if request.enforcement == .hard && request.unitsPerCompletionToken > 0 {
                 let room = rule.limit - committed - inFlight - request.promptUnits
-                allowedTokens = min(allowedTokens, Int((room / request.unitsPerCompletionToken).rounded(.down)))
+                // Compared as a Double first: with a tiny price and a large limit the quotient is beyond Int.
+                let fits = (room / request.unitsPerCompletionToken).rounded(.down)
+                if fits < Double(allowedTokens) { allowedTokens = fits > 0 ? Int(fits) : 0 }
             }
         }
         if request.enforcement == .hard && allowedTokens < 1 && exceeded.isEmpty {

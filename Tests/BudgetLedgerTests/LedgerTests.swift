@@ -20,6 +20,22 @@ struct LedgerTests {
         return nil
     }
 
+    @Test("hard mode with a tiny price and a large budget admits the request's own max_tokens, no overflow")
+    func hardModeTinyPrice() throws {
+        var ledger = Ledger()
+        let rule = WindowRule(key: day, kind: .sliding, limit: 1e12)
+        let outcome = ledger.reserve(
+            ReserveRequest(
+                rules: [rule], enforcement: .hard, promptUnits: 1e-12, unitsPerCompletionToken: 1.5e-14,
+                maxTokens: 4096),
+            now: t0)
+        guard case .admitted(_, let allowed, _) = outcome else {
+            Issue.record("should be admitted: \(outcome)")
+            return
+        }
+        #expect(allowed == 4096)
+    }
+
     @Test("ids of two boots never meet: an earlier boot's commit charges its usage and releases no hold")
     func idsAcrossBoots() throws {
         let rule = WindowRule(key: day, kind: .sliding, limit: 10_000)
