@@ -53,6 +53,21 @@ struct ProxyPathTests {
         }
     }
 
+    @Test("with key_in_body the key is read from the body, and the chat request is served without it")
+    func keyInBody() async throws {
+        let config = fixtureText().replacingOccurrences(of: "key_in_body: false", with: "key_in_body: true")
+        try await GatewayUnderTest.withGateway(config: config) { gateway in
+            let reply = try await gateway.chat(
+                #"{"apikey":"dev-team-key","messages":[{"role":"user","content":"Hello"}]}"#, key: nil)
+            #expect(reply.status == 200, "\(reply.body)")
+            let tokens = try #require(reply.totalTokens)
+            #expect(try await gateway.usage(of: "signify-dev-team") { $0.used == Double(tokens) }.used == Double(tokens))
+            let wrong = try await gateway.chat(
+                #"{"apikey":"nobody","messages":[{"role":"user","content":"Hello"}]}"#, key: nil)
+            #expect(wrong.status == 401)
+        }
+    }
+
     @Test("a spent budget is refused with 429, Retry-After and the configured message")
     func spentBudgetIsRefused() async throws {
         let config = fixtureText().replacingOccurrences(of: "limit: [10000]", with: "limit: [30]")

@@ -190,7 +190,12 @@ final class ProxyService: Sendable {
         }
         var chat: ChatCompletionRequest
         do {
-            chat = try ChatCompletionRequest.parse(body.json.get())
+            var json = try body.json.get()
+            // A key sent in the body (`key_in_body`) is key-auth's, not part of the chat request.
+            if let keyAuth = caller.route.keyAuth, keyAuth.keyInBody, case .object(let members) = json {
+                json = .object(members.filter { !keyAuth.keyNames.contains($0.name) })
+            }
+            chat = try ChatCompletionRequest.parse(json)
         } catch {
             throw .badRequest(error)
         }
