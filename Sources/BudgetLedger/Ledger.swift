@@ -124,7 +124,8 @@ public struct Ledger: Sendable {
             statuses.append(
                 WindowStatus(
                     key: rule.key, limit: rule.limit, remaining: max(0, rule.limit - committed - inFlight),
-                    reset: counter.nextReset ?? now))
+                    // Nothing spent yet: the first tokens to come back are the ones this request spends now.
+                    reset: counter.nextReset ?? counter.expiry(ofBucket: counter.bucketIndex(at: now))))
             let needed = request.enforcement == .hard ? request.promptUnits : 0
             if committed + inFlight + needed >= rule.limit {
                 exceeded.append(rule.key)

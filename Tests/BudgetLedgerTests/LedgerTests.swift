@@ -36,6 +36,19 @@ struct LedgerTests {
         #expect(allowed == 4096)
     }
 
+    @Test("the first request on an unused window is told when its own tokens come back, not 'now'")
+    func firstResetIsInTheFuture() throws {
+        var ledger = Ledger()
+        let rule = WindowRule(key: day, kind: .sliding, limit: 10_000)
+        let now = t0 + 3600 * 5 + 17
+        guard case .admitted(_, _, let windows) = ledger.reserve(request([rule]), now: now) else {
+            Issue.record("should be admitted")
+            return
+        }
+        // A sliding day in minute buckets: the charge made now counts until the end of its minute plus a day.
+        #expect(windows.first?.reset == t0 + 3600 * 5 + 60 + 86400)
+    }
+
     @Test("ids of two boots never meet: an earlier boot's commit charges its usage and releases no hold")
     func idsAcrossBoots() throws {
         let rule = WindowRule(key: day, kind: .sliding, limit: 10_000)

@@ -23,6 +23,9 @@ struct ProxyPathTests {
                 #expect(tokens > 0)
                 #expect(reply.headers.first(name: "X-AI-RateLimit-Limit-day-bedrock") == String(limit))
                 #expect(reply.headers.first(name: "X-AI-RateLimit-Remaining-day-bedrock") == String(limit - tokens))
+                // The first charge of the day comes back a day later, not now.
+                let reset = try #require(Int(reply.headers.first(name: "X-AI-RateLimit-Reset-day-bedrock") ?? ""))
+                #expect(reset > Int(Date().timeIntervalSince1970) + 86_000)
                 let usage = try await gateway.usage(of: consumer) { $0.used == Double(tokens) && $0.inFlight == 0 }
                 #expect(usage.used == Double(tokens))
                 #expect(usage.inFlight == 0)
