@@ -102,7 +102,64 @@ public final class BudgetStore: Sendable {
                     arguments: [Data(entity.codecBytes), row["kind"] as String, row["key"] as String])
             }
         }
+        // v3: a counter's key in columns (plugin, provider, subject, window size), no longer one `|`-joined
+        // string, which a name containing `|` made unreadable (its usage was dropped at every start) and which a
+        // reset could only match with LIKE (case-insensitive, and wider than one subject).
+        migrator.registerMigration("v3-usage-columns") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE usage_v3 (
+                        plugin TEXT NOT NULL, provider TEXT NOT NULL, subject TEXT NOT NULL,
+                        window_size INTEGER NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL,
+                        units REAL NOT NULL, expires_at INTEGER NOT NULL,
+                        PRIMARY KEY (plugin, provider, subject, window_size, bucket));
+                    """)
+            let insert = try db.makeStatement(
+                sql: """
+                    INSERT INTO usage_v3 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (plugin, provider, subject, window_size, bucket)
+                    DO UPDATE SET units = units + excluded.units
+                    """)
+            for row in try Row.fetchAll(db, sql: "SELECT counter, kind, bucket, units, expires_at FROM usage") {
+                // A row whose key cannot be read even with the subject prefixes is kept out, as v2 did on load.
+                guard let key = Self.legacyKey(row["counter"]) else { continue }
+                try insert.execute(arguments: [
+                    key.plugin, key.provider, key.subject, key.windowSize, row["kind"] as String,
+                    row["bucket"] as Int64, row["units"] as Double, row["expires_at"] as Int64,
+                ])
+            }
+            try db.execute(
+                sql: """
+                    DROP TABLE usage;
+                    ALTER TABLE usage_v3 RENAME TO usage;
+                    CREATE INDEX usage_expiry ON usage (expires_at);
+                    CREATE INDEX usage_subject ON usage (subject);
+                    """)
+        }
         return migrator
+    }
+
+    /// A v2 counter string, `plugin|provider|subject|window`, read even when a name contains `|`: the window
+    /// is after the last `|`, the provider (one of Kong's, never with `|`) is the part before a subject that
+    /// starts as subjects do (`consumer:`, `consumer-group:`, `credential:`). Nil when no single reading fits.
+    static func legacyKey(_ text: String) -> LimitKey? {
+        if let key = LimitKey(parsing: text) { return key }
+        guard let last = text.lastIndex(of: "|"), let size = Int(text[text.index(after: last)...]), size > 0
+        else { return nil }
+        let rest = String(text[..<last])
+        let parts = rest.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        var readings: [LimitKey] = []
+        for providerIndex in parts.indices.dropFirst().dropLast() {
+            let subject = parts[(providerIndex + 1)...].joined(separator: "|")
+            guard ["consumer:", "consumer-group:", "credential:"].contains(where: { subject.hasPrefix($0) }) else {
+                continue
+            }
+            readings.append(
+                LimitKey(
+                    plugin: parts[..<providerIndex].joined(separator: "|"), provider: parts[providerIndex],
+                    subject: subject, windowSize: size))
+        }
+        return readings.count == 1 ? readings[0] : nil
     }
 
     // MARK: - Config
@@ -209,13 +266,17 @@ public final class BudgetStore: Sendable {
         do {
             return try pool.read { db in
                 try Row.fetchAll(
-                    db, sql: "SELECT counter, kind, bucket, units, expires_at FROM usage WHERE expires_at > ?",
+                    db,
+                    sql: """
+                        SELECT plugin, provider, subject, window_size, kind, bucket, units, expires_at FROM usage
+                        WHERE expires_at > ?
+                        """,
                     arguments: [now]
                 ).compactMap { row in
-                    guard let key = LimitKey(parsing: row["counter"]), let kind = WindowKind(rawValue: row["kind"])
-                    else {
-                        return nil
-                    }
+                    guard let kind = WindowKind(rawValue: row["kind"]) else { return nil }
+                    let key = LimitKey(
+                        plugin: row["plugin"], provider: row["provider"], subject: row["subject"],
+                        windowSize: row["window_size"])
                     return UsageRecord(
                         key: key, kind: kind, bucket: row["bucket"], units: row["units"], expiresAt: row["expires_at"])
                 }
@@ -232,13 +293,15 @@ public final class BudgetStore: Sendable {
             try await pool.write { db in
                 let statement = try db.cachedStatement(
                     sql: """
-                        INSERT INTO usage (counter, kind, bucket, units, expires_at) VALUES (?, ?, ?, ?, ?)
-                        ON CONFLICT (counter, bucket) DO UPDATE SET units = units + excluded.units
+                        INSERT INTO usage (plugin, provider, subject, window_size, kind, bucket, units, expires_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (plugin, provider, subject, window_size, bucket)
+                        DO UPDATE SET units = units + excluded.units
                         """)
                 for record in records {
                     try statement.execute(arguments: [
-                        record.key.description, record.kind.rawValue, record.bucket, record.units,
-                        record.expiresAt,
+                        record.key.plugin, record.key.provider, record.key.subject, record.key.windowSize,
+                        record.kind.rawValue, record.bucket, record.units, record.expiresAt,
                     ])
                 }
             }
@@ -251,13 +314,7 @@ public final class BudgetStore: Sendable {
     public func deleteUsage(subject: String) throws(StoreError) -> Int {
         do {
             return try pool.write { db in
-                try db.execute(
-                    sql: "DELETE FROM usage WHERE counter LIKE ? ESCAPE '\\'",
-                    arguments: [
-                        "%|%|"
-                            + subject.replacingOccurrences(of: "%", with: "\\%")
-                            .replacingOccurrences(of: "_", with: "\\_") + "|%"
-                    ])
+                try db.execute(sql: "DELETE FROM usage WHERE subject = ?", arguments: [subject])
                 return db.changesCount
             }
         } catch {

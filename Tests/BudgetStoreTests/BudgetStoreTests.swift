@@ -31,6 +31,25 @@ struct BudgetStoreTests {
         }
     }
 
+    @Test("usage of a name with '|' reads back; a reset removes one subject, not one that differs in case")
+    func subjectsAreExact() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try BudgetStore.open(stateDirectory: directory)
+            func record(_ subject: String, _ units: Double) -> BudgetStore.UsageRecord {
+                BudgetStore.UsageRecord(
+                    key: LimitKey(plugin: "rl|x", provider: "bedrock", subject: subject, windowSize: 60),
+                    kind: .sliding, bucket: 10, units: units, expiresAt: 4_000_000_000)
+            }
+            try await store.record([record("consumer:acme|prod", 5), record("consumer:bob", 1)])
+            try await store.record([record("consumer:BOB", 2), record("consumer:bob_", 3)])
+            #expect(try store.deleteUsage(subject: "consumer:bob") == 1)
+            let reopened = try BudgetStore.open(stateDirectory: directory)
+            let left = Dictionary(
+                uniqueKeysWithValues: try reopened.loadUsage(now: 0).map { ($0.key.subject, $0.units) })
+            #expect(left == ["consumer:acme|prod": 5, "consumer:BOB": 2, "consumer:bob_": 3])
+        }
+    }
+
     @Test("a directory that does not exist is an error that says so")
     func missingDirectory() {
         #expect(throws: StoreError.self) {

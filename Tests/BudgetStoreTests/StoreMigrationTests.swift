@@ -1,4 +1,5 @@
 import BudgetConfig
+import BudgetLedger
 import BudgetStore
 import Foundation
 import GRDB
@@ -51,5 +52,50 @@ struct StoreMigrationTests {
         let bodies = try DatabaseQueue(path: path).read { db in try Data.fetchAll(db, sql: "SELECT body FROM entities")
         }
         #expect(bodies.allSatisfy { String(decoding: $0, as: UTF8.self).hasPrefix("{\"kind\":") })
+    }
+
+    @Test("a v2 store's usage opens in columns, a name with '|' included (v2 dropped it at every start)")
+    func v2UsageToColumns() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/" + BudgetStore.fileName
+            let queue = try DatabaseQueue(path: path)
+            // The schema and rows as the v2 store (the release before this one) wrote them.
+            try queue.write { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                        INSERT INTO grdb_migrations VALUES ('v1'), ('v2-entity-fields');
+                        CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                        INSERT INTO meta (name, value) VALUES ('config_version', 3);
+                        CREATE TABLE entities (
+                            kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL,
+                            tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                            PRIMARY KEY (kind, key));
+                        CREATE TABLE usage (
+                            counter TEXT NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL, units REAL NOT NULL,
+                            expires_at INTEGER NOT NULL, PRIMARY KEY (counter, bucket));
+                        CREATE INDEX usage_expiry ON usage (expires_at);
+                        """)
+                for (counter, units) in [
+                    ("ai-rate-limiting-advanced for consumer-group basic|bedrock|consumer:bob|86400", 10.0),
+                    ("ai-rate-limiting-advanced for consumer-group basic|bedrock|consumer:acme|prod|86400", 20.0),
+                    ("ai-rate-limiting-advanced for consumer-group a|b|bedrock|consumer:x|y|60", 30.0),
+                ] {
+                    try db.execute(
+                        sql: "INSERT INTO usage VALUES (?, 'sliding', 100, ?, 4000000000)", arguments: [counter, units])
+                }
+            }
+            try queue.close()
+
+            let store = try BudgetStore.open(stateDirectory: directory)
+            #expect(try store.loadConfig().version == 3)
+            let usage = Dictionary(
+                uniqueKeysWithValues: try store.loadUsage(now: 1_000).map { ($0.key.subject, $0) })
+            #expect(usage["consumer:bob"]?.units == 10)
+            #expect(usage["consumer:acme|prod"]?.units == 20)
+            #expect(usage["consumer:acme|prod"]?.key.plugin == "ai-rate-limiting-advanced for consumer-group basic")
+            #expect(usage["consumer:x|y"]?.key.plugin == "ai-rate-limiting-advanced for consumer-group a|b")
+            #expect(usage["consumer:x|y"]?.key.windowSize == 60)
+        }
     }
 }
