@@ -111,6 +111,22 @@ struct ProxyPathTests {
         }
     }
 
+    @Test("an unreachable Bedrock is a 502 with a plain message; the detail stays in the log; nothing is held")
+    func unreachableUpstream() async throws {
+        // A port nothing listens on (discard's, unused on loopback here).
+        let config = fixtureText().replacingOccurrences(
+            of: "                  bedrock:\n",
+            with: "                  upstream_url: http://127.0.0.1:9\n                  bedrock:\n")
+        try await GatewayUnderTest.withGateway(config: config) { gateway in
+            let reply = try await gateway.chat(Self.hello, key: "dev-team-key")
+            #expect(reply.status == 502, "\(reply.body)")
+            let message = try #require((reply.json?["error"] as? [String: Any])?["message"] as? String)
+            #expect(message == "cannot reach Bedrock at http://127.0.0.1:9; the gateway's log has the reason")
+            let usage = try await gateway.usage(of: "signify-dev-team") { $0.inFlight == 0 }
+            #expect(usage.used == 0 && usage.inFlight == 0)
+        }
+    }
+
     @Test("a streamed answer arrives as server-sent events and its reported usage is charged")
     func streamingChargesReportedUsage() async throws {
         try await GatewayUnderTest.withGateway { gateway in

@@ -313,11 +313,15 @@ final class ProxyService: Sendable {
             if Task.isCancelled { throw .clientGone }
             let timedOut = Self.isTimeout(error)
             let status = timedOut ? 504 : 502
+            // The detail (a TLS library's error, say) is for the operator's log, not for the client.
+            logger.warning(
+                "upstream request failed",
+                metadata: ["endpoint": "\(target.endpoint)", "error": "\(error)", "route": "\(outcome.route)"])
             throw .upstream(
                 status, errorType: timedOut ? "UpstreamTimeout" : "UpstreamUnreachable",
                 message: timedOut
                     ? "Bedrock did not answer within \(call.timeout.nanoseconds / 1_000_000) ms"
-                    : "cannot reach Bedrock: \(error)",
+                    : "cannot reach Bedrock at \(target.endpoint); the gateway's log has the reason",
                 headers: common)
         }
 
