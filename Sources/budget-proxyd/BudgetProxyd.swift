@@ -56,6 +56,12 @@ struct BudgetProxyd: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "Seconds a client may leave a streamed answer unread before it is disconnected.",
+            valueName: "seconds"))
+    var writeTimeout = 30
+
+    @Option(
+        help: ArgumentHelp(
             "Seconds a stop (SIGTERM, SIGINT) waits for requests in flight before it cancels them.",
             valueName: "seconds"))
     var drainTimeout = 30
@@ -80,6 +86,7 @@ struct BudgetProxyd: AsyncParsableCommand {
         guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout: 1 to 3600") }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads: 1 to 256") }
         guard (1...600).contains(readTimeout) else { throw ValidationError("--read-timeout: 1 to 600") }
+        guard (1...3600).contains(writeTimeout) else { throw ValidationError("--write-timeout: 1 to 3600") }
         guard (1...3600).contains(drainTimeout) else { throw ValidationError("--drain-timeout: 1 to 3600") }
         guard (10...60_000).contains(controlTimeoutMs) else {
             throw ValidationError("--control-timeout-ms: 10 to 60000")
@@ -94,6 +101,7 @@ struct BudgetProxyd: AsyncParsableCommand {
         limits.idleTimeoutSeconds = idleTimeout
         limits.readTimeoutSeconds = readTimeout
         limits.drainTimeout = .seconds(drainTimeout)
+        limits.writeTimeoutSeconds = writeTimeout
         let daemon = ProxyDaemon(
             options: .init(
                 listen: listen.isEmpty ? [.tcp(host: "0.0.0.0", port: 8000)] : listen, statusListen: statusListen,

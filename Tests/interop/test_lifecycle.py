@@ -163,3 +163,29 @@ def test_after_a_control_plane_kill_late_commits_release_no_new_hold(binaries, t
     finally:
         pool.shutdown(wait=True)
         stack.stop()
+
+
+def test_a_client_that_stops_reading_is_disconnected_and_its_holds_given_back(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path, proxy_args=("--write-timeout", "2"))
+    try:
+        essay = b'{"stream":true,"messages":[{"role":"user","content":"Write a 5000 word essay"}]}'
+        host, port = stack.url.removeprefix("http://").split(":")
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        reader.connect((host, int(port)))
+        try:
+            reader.sendall(b"".join(request(b"/ai/budget", essay, b"production-key") for _ in range(40)))
+            time.sleep(1)
+            assert in_flight(stack, "signify-production") > 0  # the stuck stream holds its budget
+            deadline = time.monotonic() + 15
+            while in_flight(stack, "signify-production") > 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert in_flight(stack, "signify-production") == 0
+            assert stack.usage("signify-production") > 0  # charged for what was generated
+            # Everyone else is still served.
+            assert statuses(exchange(stack.url, request(b"/ai/budget", HELLO, b"analytics-key",
+                                                        extra=b"Connection: close\r\n"))) == [b"200"]
+        finally:
+            reader.close()
+    finally:
+        stack.stop()

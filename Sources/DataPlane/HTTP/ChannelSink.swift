@@ -3,11 +3,25 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// Writes a response to the connection a request came from.
+/// Writes a response to the connection a request came from. A write that the client leaves unread for
+/// `writeTimeout` closes the connection (then the write fails, and the request ends as if the client hung up).
 struct ChannelSink: ResponseSink {
     let channel: any Channel
     let keepAlive: Bool
     let version: HTTPVersion
+    let writeTimeout: TimeAmount
+
+    /// Writes and flushes `part`, closing the connection if the write has not completed within `writeTimeout`.
+    private func writeWithDeadline(_ part: HTTPServerResponsePart) async throws {
+        let channel = self.channel
+        let timeout = writeTimeout
+        try await channel.eventLoop.flatSubmit {
+            let written = channel.writeAndFlush(part)
+            let deadline = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+            written.whenComplete { _ in deadline.cancel() }
+            return written
+        }.get()
+    }
 
     func start(status: Int, headers: [(String, String)], contentLength: Int?) async throws {
         var httpHeaders = HTTPHeaders(headers)
@@ -20,17 +34,16 @@ struct ChannelSink: ResponseSink {
         if !keepAlive { httpHeaders.replaceOrAdd(name: "Connection", value: "close") }
         let head = HTTPResponseHead(
             version: version, status: HTTPResponseStatus(statusCode: status), headers: httpHeaders)
-        try await channel.writeAndFlush(HTTPServerResponsePart.head(head))
+        try await writeWithDeadline(.head(head))
     }
 
     func write(_ bytes: [UInt8]) async throws {
         guard !bytes.isEmpty else { return }
-        try await channel.writeAndFlush(
-            HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: bytes))))
+        try await writeWithDeadline(.body(.byteBuffer(channel.allocator.buffer(bytes: bytes))))
     }
 
     func finish() async throws {
-        try await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+        try await writeWithDeadline(.end(nil))
         if !keepAlive { try? await channel.close() }
     }
 
@@ -44,7 +57,12 @@ struct ChannelSink: ResponseSink {
             version: version, status: HTTPResponseStatus(statusCode: status), headers: httpHeaders)
         channel.write(HTTPServerResponsePart.head(head), promise: nil)
         channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: body))), promise: nil)
-        try? await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+        // A small answer fits the socket's buffers whether or not the client reads; only a large one can stall.
+        if body.count > 64 << 10 {
+            try? await writeWithDeadline(.end(nil))
+        } else {
+            try? await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+        }
         if !keepAlive { try? await channel.close() }
     }
 }

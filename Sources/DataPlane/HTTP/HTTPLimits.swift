@@ -10,6 +10,9 @@ public struct HTTPLimits: Sendable {
     public var idleTimeoutSeconds = 60
     /// Seconds within which a request must arrive whole, head and body, from its first byte (slow-loris).
     public var readTimeoutSeconds = 30
+    /// Seconds a write of a streamed answer (or of a whole answer over 64 KiB) may wait for the client to read
+    /// before the connection is closed, which ends its request and gives back what it held.
+    public var writeTimeoutSeconds = 30
     /// How long a graceful shutdown waits for requests in progress before it cancels them.
     public var drainTimeout: Duration = .seconds(30)
 

@@ -313,7 +313,9 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
                 headers: head.headers.map { ($0.name, $0.value) }, body: body)
             body = []
             unanswered += 1
-            let sink = ChannelSink(channel: context.channel, keepAlive: head.isKeepAlive, version: head.version)
+            let sink = ChannelSink(
+                channel: context.channel, keepAlive: head.isKeepAlive, version: head.version,
+                writeTimeout: .seconds(Int64(limits.writeTimeoutSeconds)))
             if case .terminated = requests.yield(ProxyConnection.Job(request: request, sink: sink)) {
                 context.close(promise: nil)
             }
