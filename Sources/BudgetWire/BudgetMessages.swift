@@ -1,11 +1,12 @@
 public import BudgetLedger
+import BudgetConfig
 
 /// The hot-path messages, each a batch so that concurrent requests share one frame.
 public enum BudgetMessages {
     /// Most items in one batch.
     public static let maxBatch = 4096
-    /// Most windows in one reservation.
-    public static let maxRules = 64
+    /// Most windows in one reservation: as many as one provider entry of the config may have.
+    public static let maxRules = ConfigLimits.maxWindowsPerProvider
 
     // MARK: reserve
 

@@ -8,6 +8,22 @@ struct ValidationTests {
         load(minimalFile(rateLimitConfig: config)).errorLines
     }
 
+    @Test("more windows than a reservation carries is a located error, not a budget that cannot be charged")
+    func tooManyWindows() {
+        let count = ConfigLimits.maxWindowsPerProvider + 1
+        let limits = Array(repeating: "10", count: count).joined(separator: ", ")
+        let sizes = (1...count).map { String($0 * 60) }.joined(separator: ", ")
+        let errors = rateLimitErrors("llm_providers: [{name: bedrock, limit: [\(limits)], window_size: [\(sizes)]}]")
+        #expect(errors.count == 1)
+        #expect(
+            errors.first?.hasSuffix(
+                "plugins[0].config.llm_providers[0].limit: at most 64 windows per provider, found 65") == true)
+        let fine = ConfigLimits.maxWindowsPerProvider
+        #expect(rateLimitErrors(
+            "llm_providers: [{name: bedrock, limit: [\(Array(repeating: "10", count: fine).joined(separator: ", "))], "
+                + "window_size: [\((1...fine).map { String($0 * 60) }.joined(separator: ", "))]}]").isEmpty)
+    }
+
     @Test(
         "limit must be a positive, finite number",
         arguments: [

@@ -281,6 +281,12 @@ struct PluginConfigDecoder {
                 path: entry.pathOf("window_size"))
             return nil
         }
+        if limits.count > ConfigLimits.maxWindowsPerProvider {
+            context.error(
+                "at most \(ConfigLimits.maxWindowsPerProvider) windows per provider, found \(limits.count)",
+                at: entry.value("limit")?.location ?? entry.location, path: entry.pathOf("limit"))
+            return nil
+        }
         var windows: [AIRateLimitingAdvancedConfig.WindowLimit] = []
         var sizesSeen: Set<Int> = []
         var failed = false

@@ -15,6 +15,10 @@ public struct ConfigLimits: Sendable, Hashable {
 
     public init() {}
 
+    /// Most windows (`limit`/`window_size` pairs) of one provider entry: a request is checked against each, and
+    /// the data plane's reservation and commit messages carry at most this many.
+    public static let maxWindowsPerProvider = 64
+
     /// The limits every command uses unless told otherwise.
     public static let standard = ConfigLimits()
 }
