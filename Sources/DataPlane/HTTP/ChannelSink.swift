@@ -17,6 +17,11 @@ struct ChannelSink: ResponseSink {
         let timeout = writeTimeout
         try await channel.eventLoop.flatSubmit {
             let written = channel.writeAndFlush(part)
+            // Usually the socket takes the bytes at once and the write is done by now (a completed future runs
+            // its callback at once): no timer then.
+            let done = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            written.whenComplete { _ in done.value = true }
+            guard !done.value else { return written }
             let deadline = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
             written.whenComplete { _ in deadline.cancel() }
             return written
