@@ -65,10 +65,17 @@ public struct ProxyDaemon: ServiceLifecycle.Service {
     /// Runs until a signal (or the enclosing group's graceful shutdown); start-up problems are thrown.
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+        let upstream: BedrockUpstream
+        do {
+            upstream = try BedrockUpstream(
+                eventLoopGroup: group, caBundle: options.environment["AWS_CA_BUNDLE"].flatMap { $0.isEmpty ? nil : $0 })
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
         let link = ControlLink(
             socketPath: options.controlSocket, callTimeout: options.controlTimeout, group: group,
             environment: options.environment, logger: logger)
-        let upstream = BedrockUpstream(eventLoopGroup: group)
         let metrics = ProxyMetrics()
         let service = ProxyService(
             link: link, upstream: upstream,

@@ -15,7 +15,8 @@ struct BudgetProxyd: AsyncParsableCommand {
             Takes its config from budget-controld over the control socket and starts listening once the first \
             snapshot has arrived; it keeps serving with the last snapshot if the control plane goes away. \
             Credentials for Bedrock come from the ai-proxy plugin, else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY \
-            and AWS_SESSION_TOKEN; AWS_ENDPOINT_URL_BEDROCK_RUNTIME overrides the endpoint. Prints \
+            and AWS_SESSION_TOKEN; AWS_ENDPOINT_URL_BEDROCK_RUNTIME overrides the endpoint, AWS_CA_BUNDLE the \
+            certificate authorities trusted for it. Prints \
             "listening on ADDRESS" for each listener.
 
             SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most --drain-timeout, then \

@@ -4,6 +4,7 @@ import BudgetConfig
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Where and as whom one ai-proxy reaches Bedrock, with what every request to it repeats worked out once
 /// (per config snapshot): the `Host` header that is signed and the model's two paths.
@@ -108,8 +109,27 @@ struct UpstreamSetupError: Error, Sendable, Hashable, CustomStringConvertible {
 final class BedrockUpstream: Sendable {
     let client: HTTPClient
 
-    init(eventLoopGroup: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(10)) {
+    /// `caBundle` (a PEM file, as the AWS SDKs' `AWS_CA_BUNDLE`) replaces the system's trust roots for HTTPS
+    /// to Bedrock, for an endpoint behind a private CA.
+    /// - Throws: `UpstreamSetupError` when the bundle cannot be read as PEM certificates.
+    init(eventLoopGroup: any EventLoopGroup, caBundle: String? = nil, connectTimeout: TimeAmount = .seconds(10))
+        throws(UpstreamSetupError)
+    {
         var configuration = HTTPClient.Configuration()
+        if let caBundle {
+            let certificates: [NIOSSLCertificate]
+            do {
+                certificates = try NIOSSLCertificate.fromPEMFile(caBundle)
+            } catch {
+                throw UpstreamSetupError(message: "AWS_CA_BUNDLE \(caBundle): cannot read PEM certificates: \(error)")
+            }
+            guard !certificates.isEmpty else {
+                throw UpstreamSetupError(message: "AWS_CA_BUNDLE \(caBundle): no certificate in the file")
+            }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(certificates)
+            configuration.tlsConfiguration = tls
+        }
         configuration.timeout = .init(connect: connectTimeout, read: .seconds(60))
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         configuration.decompression = .disabled
