@@ -42,6 +42,21 @@ final class ProxyMetrics: Sendable {
         ).increment(by: Int64(tokens))
     }
 
+    /// A charge estimated by the proxy (a stream that ended without Bedrock's usage: the client hung up, or the
+    /// stream broke): the tokens charged are the prompt estimate and what was streamed.
+    func estimatedCharge(consumer: String, group: String, tokens: Int) {
+        registry.makeCounter(
+            descriptor: Self.name(
+                "estimated_charges", unit: "total",
+                "Charges estimated by the proxy because Bedrock's usage never arrived (hang-ups, broken streams)."),
+            labels: [("consumer", consumer), ("group", group)]
+        ).increment()
+        registry.makeCounter(
+            descriptor: Self.name("estimated_tokens", unit: "total", "Tokens charged from the proxy's estimates."),
+            labels: [("consumer", consumer), ("group", group)]
+        ).increment(by: Int64(max(0, tokens)))
+    }
+
     func refusal(consumer: String, group: String) {
         registry.makeCounter(
             descriptor: Self.name("refusals", unit: "total", "Requests refused because a budget was spent."),

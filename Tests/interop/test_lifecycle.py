@@ -189,3 +189,25 @@ def test_a_client_that_stops_reading_is_disconnected_and_its_holds_given_back(bi
             reader.close()
     finally:
         stack.stop()
+
+
+def test_a_client_that_hangs_up_is_charged_what_bedrock_reported(binaries, tmp_path):
+    """The request reached Bedrock, which bills it: the hang-up does not cancel it, and its usage is charged."""
+    stack = Gateway(binaries, tmp_path)
+    try:
+        slow = b'{"messages":[{"role":"user","content":"[[emulator-fault:latency-1500]] Hello"}]}'
+        host, port = stack.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(request(b"/ai/budget", slow, b"dev-team-key"))
+            time.sleep(0.4)  # admitted, the Bedrock call under way
+        assert in_flight(stack, "signify-dev-team") > 0
+        deadline = time.monotonic() + 10
+        while in_flight(stack, "signify-dev-team") > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert in_flight(stack, "signify-dev-team") == 0
+        assert stack.usage("signify-dev-team") > 0
+        # The connection is gone; the proxy serves others.
+        assert statuses(exchange(stack.url, request(b"/ai/budget", HELLO, b"analytics-key",
+                                                    extra=b"Connection: close\r\n"))) == [b"200"]
+    finally:
+        stack.stop()

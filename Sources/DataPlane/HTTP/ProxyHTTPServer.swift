@@ -140,8 +140,8 @@ struct ProxyConnection: Sendable {
     let requests: AsyncStream<Job>
     let handler: NIOLoopBound<ProxyHTTPHandler>
 
-    /// Serves the connection's requests until it closes. A close (the client hung up) cancels the request
-    /// in progress, and with it the upstream call; a graceful shutdown closes the connection once idle.
+    /// Serves the connection's requests until it closes. A request in progress when the client hangs up runs to
+    /// its end and is charged; a graceful shutdown closes the connection once idle.
     func serve(_ serveRequest: @escaping HTTPRequestHandler) async {
         let handler = self.handler
         let channel = self.channel
@@ -160,7 +160,9 @@ struct ProxyConnection: Sendable {
                 } onCancel: {
                     channel.close(promise: nil)
                 }
-                group.cancelAll()
+                // The client hung up: the request in progress is not cancelled. Its Bedrock call runs to its end
+                // (bounded by the service's read time-out), since Bedrock bills it, and its usage is charged;
+                // its answer goes nowhere. The connection's request stream has ended, so nothing else starts.
             }
         } onGracefulShutdown: {
             channel.eventLoop.execute { handler.value.closeWhenIdle() }

@@ -435,9 +435,13 @@ final class ProxyService: Sendable {
         if translator.usage == nil && translator.generatedUTF8Count == 0 && translator.error != nil {
             return  // failed before generating anything: nothing to charge, the hold is released
         }
-        let usage =
-            translator.usage
-            ?? TokenUsage(inputTokens: call.promptTokens, outputTokens: translator.estimatedCompletionTokens)
+        let usage: TokenUsage
+        if let reported = translator.usage {
+            usage = reported
+        } else {
+            usage = TokenUsage(inputTokens: call.promptTokens, outputTokens: translator.estimatedCompletionTokens)
+            metrics.estimatedCharge(consumer: outcome.consumer, group: outcome.group, tokens: usage.totalTokens)
+        }
         _ = charge(usage, call: call, admission: admission, hold: hold, outcome: &outcome)
     }
 
