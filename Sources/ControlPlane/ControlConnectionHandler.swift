@@ -19,7 +19,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
 
     private let context: ControlListener.Context
     private let hello: HelloResponder
-    private let counter: ConnectionCounter
+    private let counter: Gauge
     private let work: AsyncStream<ControlConnection.Work>.Continuation
     private var active = false
     private var greeted = false
@@ -31,7 +31,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private var stallDeadline: Scheduled<Void>?
 
     init(
-        context: ControlListener.Context, counter: ConnectionCounter,
+        context: ControlListener.Context, counter: Gauge,
         work: AsyncStream<ControlConnection.Work>.Continuation
     ) {
         self.context = context

@@ -5,7 +5,6 @@ package import Logging
 package import NIOCore
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
 
 /// Serves one of the control plane's sockets (control.sock for data planes, admin.sock for budgetctl) on an
 /// already-listening descriptor, so binding (or inheriting from systemd) is separate from serving.
@@ -44,13 +43,13 @@ package struct ControlListener: Service {
 
     private let server: NIOAsyncChannel<ControlConnection, Never>
     private let listener: UnixListener.Bound
-    private let counter: ConnectionCounter
+    private let counter: Gauge
 
     /// Connections open on this socket now.
     package var connections: Int { counter.value }
 
     private init(
-        server: NIOAsyncChannel<ControlConnection, Never>, listener: UnixListener.Bound, counter: ConnectionCounter
+        server: NIOAsyncChannel<ControlConnection, Never>, listener: UnixListener.Bound, counter: Gauge
     ) {
         self.server = server
         self.listener = listener
@@ -61,7 +60,7 @@ package struct ControlListener: Service {
     package static func listen(
         on listener: UnixListener.Bound, group: any EventLoopGroup, context: Context
     ) async throws -> ControlListener {
-        let counter = ConnectionCounter()
+        let counter = Gauge()
         let maxFrame =
             context.role == .admin ? WireProtocol.maxAdminRequestBytes : WireProtocol.maxDataPlaneRequestBytes
         let server = try await ServerBootstrap(group: group)
@@ -125,13 +124,4 @@ package struct ControlConnection: Sendable {
         }
         channel.close(promise: nil)
     }
-}
-
-/// Connections open on one socket.
-final class ConnectionCounter: Sendable {
-    private let count = Atomic<Int>(0)
-
-    var value: Int { count.load(ordering: .relaxed) }
-
-    func add(_ delta: Int) { count.add(delta, ordering: .relaxed) }
 }

@@ -33,9 +33,6 @@ public final class OnceEvent: Sendable {
 
     public init() {}
 
-    /// True once `signal()` has been called.
-    public var hasHappened: Bool { happened.load(ordering: .acquiring) }
-
     /// Marks the event as happened and wakes every waiter; later calls do nothing.
     public func signal() {
         if !happened.exchange(true, ordering: .acquiringAndReleasing) { pending.add(-1) }

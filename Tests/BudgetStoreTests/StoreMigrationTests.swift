@@ -7,6 +7,25 @@ import Testing
 
 @Suite("The store's format across versions")
 struct StoreMigrationTests {
+    /// The tables as releases before v3 wrote them (written out here, apart from the store's own migrations, so
+    /// the test keeps what was on disk whatever the migrations become), marked with `migrations` as applied.
+    static func oldSchema(migrations: [String], configVersion: Int) -> String {
+        """
+        CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+        INSERT INTO grdb_migrations VALUES \(migrations.map { "('\($0)')" }.joined(separator: ", "));
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO meta (name, value) VALUES ('config_version', \(configVersion));
+        CREATE TABLE entities (
+            kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL,
+            tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+            PRIMARY KEY (kind, key));
+        CREATE TABLE usage (
+            counter TEXT NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL, units REAL NOT NULL,
+            expires_at INTEGER NOT NULL, PRIMARY KEY (counter, bucket));
+        CREATE INDEX usage_expiry ON usage (expires_at);
+        """
+    }
+
     @Test("a store written with v1 bodies (Foundation's Codable form) opens, migrated, with the same config")
     func v1Bodies() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
@@ -20,21 +39,7 @@ struct StoreMigrationTests {
         let queue = try DatabaseQueue(path: path)
         let encoder = JSONEncoder()
         try queue.write { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
-                    INSERT INTO grdb_migrations VALUES ('v1');
-                    CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-                    INSERT INTO meta (name, value) VALUES ('config_version', 7);
-                    CREATE TABLE entities (
-                        kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL,
-                        tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
-                        PRIMARY KEY (kind, key));
-                    CREATE TABLE usage (
-                        counter TEXT NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL, units REAL NOT NULL,
-                        expires_at INTEGER NOT NULL, PRIMARY KEY (counter, bucket));
-                    CREATE INDEX usage_expiry ON usage (expires_at);
-                    """)
+            try db.execute(sql: Self.oldSchema(migrations: ["v1"], configVersion: 7))
             for entity in state.sortedEntities {
                 try db.execute(
                     sql: "INSERT INTO entities VALUES (?, ?, ?, ?, '', 0, 0)",
@@ -59,23 +64,9 @@ struct StoreMigrationTests {
         try await withTemporaryDirectory { directory in
             let path = directory + "/" + BudgetStore.fileName
             let queue = try DatabaseQueue(path: path)
-            // The schema and rows as the v2 store (the release before this one) wrote them.
+            // The rows as the v2 store (the release before this one) wrote them.
             try queue.write { db in
-                try db.execute(
-                    sql: """
-                        CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
-                        INSERT INTO grdb_migrations VALUES ('v1'), ('v2-entity-fields');
-                        CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-                        INSERT INTO meta (name, value) VALUES ('config_version', 3);
-                        CREATE TABLE entities (
-                            kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL,
-                            tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
-                            PRIMARY KEY (kind, key));
-                        CREATE TABLE usage (
-                            counter TEXT NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL, units REAL NOT NULL,
-                            expires_at INTEGER NOT NULL, PRIMARY KEY (counter, bucket));
-                        CREATE INDEX usage_expiry ON usage (expires_at);
-                        """)
+                try db.execute(sql: Self.oldSchema(migrations: ["v1", "v2-entity-fields"], configVersion: 3))
                 for (counter, units) in [
                     ("ai-rate-limiting-advanced for consumer-group basic|bedrock|consumer:bob|86400", 10.0),
                     ("ai-rate-limiting-advanced for consumer-group basic|bedrock|consumer:acme|prod|86400", 20.0),

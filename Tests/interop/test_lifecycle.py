@@ -1,6 +1,7 @@
 """budget-proxyd's lifecycle from outside: refusals on pipelined connections, and stops (SIGTERM) that end
 within their bounds whatever clients and the control plane do."""
 
+import json
 import os
 import re
 import signal
@@ -20,9 +21,13 @@ def request(path: bytes, body: bytes = b"", key: bytes = b"", extra: bytes = b""
     return headers + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
-def exchange(url: str, payload: bytes, timeout: float = 5) -> bytes:
+def address(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+    return host, int(port)
+
+
+def exchange(url: str, payload: bytes, timeout: float = 5) -> bytes:
+    with socket.create_connection(address(url), timeout=timeout) as sock:
         sock.sendall(payload)
         chunks = []
         try:
@@ -36,6 +41,30 @@ def exchange(url: str, payload: bytes, timeout: float = 5) -> bytes:
 def statuses(reply: bytes) -> list[bytes]:
     """The status of each response in `reply` (a body is followed directly by the next status line)."""
     return re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)
+
+
+def stuck_reader(stack) -> socket.socket:
+    """A client with a tiny receive buffer that sends 40 pipelined streamed essays and never reads: enough that
+    their answers fill both sockets' buffers, so the proxy's writes stall."""
+    essay = b'{"stream":true,"messages":[{"role":"user","content":"Write a 5000 word essay"}]}'
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    reader.connect(address(stack.url))
+    reader.sendall(b"".join(request(b"/ai/budget", essay, b"production-key") for _ in range(40)))
+    return reader
+
+
+def in_flight(stack, consumer):
+    out = stack.budgetctl("usage", consumer, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)[0]["inFlight"]
+
+
+def wait_until_nothing_in_flight(stack, consumer, seconds=15):
+    deadline = time.monotonic() + seconds
+    while in_flight(stack, consumer) > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return in_flight(stack, consumer)
 
 
 def test_a_refusal_pipelined_behind_an_answer_comes_in_order_and_the_proxy_survives(binaries, tmp_path):
@@ -59,8 +88,7 @@ def test_sigterm_finishes_a_request_in_flight_then_exits_0(binaries, tmp_path):
     stack = Gateway(binaries, tmp_path)
     try:
         slow = b'{"messages":[{"role":"user","content":"[[emulator-fault:latency-1500]] Hello"}]}'
-        host, port = stack.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with socket.create_connection(address(stack.url), timeout=10) as sock:
             sock.sendall(request(b"/ai/budget", slow, b"production-key"))
             time.sleep(0.3)
             started = time.monotonic()
@@ -82,14 +110,8 @@ def test_sigterm_finishes_a_request_in_flight_then_exits_0(binaries, tmp_path):
 def test_sigterm_with_a_client_that_stopped_reading_ends_at_the_drain_bound(binaries, tmp_path):
     stack = Gateway(binaries, tmp_path, proxy_args=("--drain-timeout", "2"))
     try:
-        essay = b'{"stream":true,"messages":[{"role":"user","content":"Write a 5000 word essay"}]}'
-        host, port = stack.url.removeprefix("http://").split(":")
-        reader = socket.socket()
-        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-        reader.connect((host, int(port)))
+        reader = stuck_reader(stack)
         try:
-            # Enough pipelined streams that their answers fill both sockets' buffers; then never read.
-            reader.sendall(b"".join(request(b"/ai/budget", essay, b"production-key") for _ in range(40)))
             time.sleep(2)
             started = time.monotonic()
             os.kill(stack.proxy.process.pid, signal.SIGTERM)
@@ -127,13 +149,6 @@ def test_sigterm_while_the_control_plane_hangs_exits_at_once(binaries, tmp_path)
         stack.stop()
 
 
-def in_flight(stack, consumer):
-    import json
-    out = stack.budgetctl("usage", consumer, "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)[0]["inFlight"]
-
-
 def test_after_a_control_plane_kill_late_commits_release_no_new_hold(binaries, tmp_path):
     """Requests admitted before a kill -9 of budget-controld finish after its restart: their commits charge
     their usage, and the holds of requests admitted by the restarted control plane stay."""
@@ -168,19 +183,11 @@ def test_after_a_control_plane_kill_late_commits_release_no_new_hold(binaries, t
 def test_a_client_that_stops_reading_is_disconnected_and_its_holds_given_back(binaries, tmp_path):
     stack = Gateway(binaries, tmp_path, proxy_args=("--write-timeout", "2"))
     try:
-        essay = b'{"stream":true,"messages":[{"role":"user","content":"Write a 5000 word essay"}]}'
-        host, port = stack.url.removeprefix("http://").split(":")
-        reader = socket.socket()
-        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-        reader.connect((host, int(port)))
+        reader = stuck_reader(stack)
         try:
-            reader.sendall(b"".join(request(b"/ai/budget", essay, b"production-key") for _ in range(40)))
             time.sleep(1)
             assert in_flight(stack, "signify-production") > 0  # the stuck stream holds its budget
-            deadline = time.monotonic() + 15
-            while in_flight(stack, "signify-production") > 0 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert in_flight(stack, "signify-production") == 0
+            assert wait_until_nothing_in_flight(stack, "signify-production") == 0
             assert stack.usage("signify-production") > 0  # charged for what was generated
             # Everyone else is still served.
             assert statuses(exchange(stack.url, request(b"/ai/budget", HELLO, b"analytics-key",
@@ -196,15 +203,11 @@ def test_a_client_that_hangs_up_is_charged_what_bedrock_reported(binaries, tmp_p
     stack = Gateway(binaries, tmp_path)
     try:
         slow = b'{"messages":[{"role":"user","content":"[[emulator-fault:latency-1500]] Hello"}]}'
-        host, port = stack.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with socket.create_connection(address(stack.url), timeout=10) as sock:
             sock.sendall(request(b"/ai/budget", slow, b"dev-team-key"))
             time.sleep(0.4)  # admitted, the Bedrock call under way
         assert in_flight(stack, "signify-dev-team") > 0
-        deadline = time.monotonic() + 10
-        while in_flight(stack, "signify-dev-team") > 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert in_flight(stack, "signify-dev-team") == 0
+        assert wait_until_nothing_in_flight(stack, "signify-dev-team", seconds=10) == 0
         assert stack.usage("signify-dev-team") > 0
         # The connection is gone; the proxy serves others.
         assert statuses(exchange(stack.url, request(b"/ai/budget", HELLO, b"analytics-key",

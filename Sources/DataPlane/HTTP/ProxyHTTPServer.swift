@@ -42,9 +42,6 @@ final class ProxyHTTPServer: Sendable {
         }
     }
 
-    /// Open client connections.
-    var openConnections: Int { open.value }
-
     /// Adopts `inherited` sockets (from systemd) if any, else binds `addresses`; connections wait for `serve`.
     static func bind(
         addresses: [ListenAddress], inherited: [Int32] = [], group: any EventLoopGroup, limits: HTTPLimits
