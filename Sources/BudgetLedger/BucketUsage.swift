@@ -24,9 +24,12 @@ public struct CommittedUsage: Sendable, Hashable {
     /// The epoch second the buckets were computed at.
     public var time: Int64
     public var buckets: [BucketUsage]
+    /// False for a commit sent again: nothing was charged.
+    public var applied: Bool
 
-    public init(time: Int64, buckets: [BucketUsage]) {
+    public init(time: Int64, buckets: [BucketUsage], applied: Bool = true) {
         self.time = time
         self.buckets = buckets
+        self.applied = applied
     }
 }

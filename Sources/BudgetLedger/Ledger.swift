@@ -65,6 +65,51 @@ public struct Charge: Sendable, Hashable, Codable {
     }
 }
 
+/// Where a commit comes from: a data plane's commit stream (`source`, random per stream) and the commit's
+/// number in it. Numbers rise along a stream, so the control plane keeps one mark per stream to recognise a
+/// commit sent again (after a lost acknowledgement, or from the data plane's spool). `source` 0 is a commit
+/// without identity: it is always applied.
+public struct CommitOrigin: Sendable, Hashable {
+    public var source: UInt64
+    public var sequence: UInt64
+
+    public init(source: UInt64, sequence: UInt64) {
+        self.source = source
+        self.sequence = sequence
+    }
+
+    /// No identity: never deduplicated.
+    public static let none = CommitOrigin(source: 0, sequence: 0)
+}
+
+/// The last commit applied from one commit stream, and when.
+public struct CommitMark: Sendable, Hashable {
+    public var source: UInt64
+    public var sequence: UInt64
+    /// Epoch second it was applied (marks of streams silent for long are forgotten).
+    public var seenAt: Int64
+
+    public init(source: UInt64, sequence: UInt64, seenAt: Int64) {
+        self.source = source
+        self.sequence = sequence
+        self.seenAt = seenAt
+    }
+}
+
+/// A hold a data plane still has in flight, as it renews or re-establishes it: the reservation id, the
+/// counters it holds on, and the units it holds on each.
+public struct Lease: Sendable, Hashable {
+    public var id: UInt64
+    public var keys: [LimitKey]
+    public var units: Double
+
+    public init(id: UInt64, keys: [LimitKey], units: Double) {
+        self.id = id
+        self.keys = keys
+        self.units = units
+    }
+}
+
 /// Budgets in memory: usage per counter, and the reservations of requests in flight.
 ///
 /// Pure logic with the time passed in. Time never runs backwards inside a ledger: a clock that steps
@@ -81,8 +126,12 @@ public struct Ledger: Sendable {
     public private(set) var counters: [LimitKey: WindowCounter] = [:]
     /// Requests in flight, by reservation id.
     public private(set) var reservations: [UInt64: Reservation] = [:]
+    /// The last commit applied from each data plane (`CommitOrigin`), so a commit sent again is not charged again.
+    public private(set) var commitMarks: [UInt64: CommitMark] = [:]
     private var held: [LimitKey: Double] = [:]
     private var nextID: UInt64
+    /// This run's boot number, as it appears in the high bits of its reservation ids.
+    private let bootTag: UInt64
     private var latest: Int64 = 0
     /// How long a reservation lives without a commit or release (default 10 minutes).
     public var reservationLifetime: Int64 = 600
@@ -98,8 +147,12 @@ public struct Ledger: Sendable {
     /// matches a hold of this run, and a late commit of it charges its usage without releasing anyone else's
     /// hold. Ids are never 0 (0 means "no reservation" on the wire).
     public init(boot: UInt64 = 0) {
-        nextID = (boot % Self.bootNumbers) << UInt64(Self.reservationCounterBits) | 1
+        bootTag = boot % Self.bootNumbers
+        nextID = bootTag << UInt64(Self.reservationCounterBits) | 1
     }
+
+    /// Whether reservation `id` was handed out by this run of the control plane (rather than an earlier one).
+    public func isOwn(_ id: UInt64) -> Bool { id >> UInt64(Self.reservationCounterBits) == bootTag }
 
     /// `now`, or the latest time seen if the clock stepped back.
     mutating func monotonic(_ now: Int64) -> Int64 {
@@ -116,7 +169,7 @@ public struct Ledger: Sendable {
         var retryAfter: Int64 = 0
         var allowedTokens = request.maxTokens
         for rule in request.rules {
-            var counter = counters[rule.key] ?? WindowCounter(kind: rule.kind, windowSize: rule.key.windowSize)
+            var counter = counter(rule.key, kind: rule.kind, now: now)
             counter.advance(to: now)
             counters[rule.key] = counter
             let inFlight = held[rule.key, default: 0]
@@ -164,26 +217,77 @@ public struct Ledger: Sendable {
 
     /// Replaces reservation `id` (if still held) with the real usage. The charges are applied even when
     /// the reservation is unknown (the control plane restarted, or it expired): usage is never dropped.
+    /// A commit whose `origin` already had a commit of this sequence number or a later one applied is a
+    /// resend: nothing is charged or released again, and `applied` is false.
     /// Returns the buckets it added to, computed with the ledger's clock, for the store to persist as they are.
     @discardableResult
-    public mutating func commit(id: UInt64, charges: [Charge], now wallClock: Int64) -> CommittedUsage {
+    public mutating func commit(
+        id: UInt64, origin: CommitOrigin = .none, charges: [Charge], now wallClock: Int64
+    ) -> CommittedUsage {
         var buckets: [BucketUsage] = []
         buckets.reserveCapacity(charges.count)
-        let time = commit(id: id, charges: charges, now: wallClock, appendingTo: &buckets)
-        return CommittedUsage(time: time, buckets: buckets)
+        let (time, applied) = commit(
+            id: id, origin: origin, charges: charges, now: wallClock, appendingTo: &buckets)
+        return CommittedUsage(time: time, buckets: buckets, applied: applied)
     }
 
-    /// `commit(id:charges:now:)` for many commits in a row: appends the buckets to `buckets` (one array for a
-    /// whole batch) and returns the time the ledger used.
+    /// `commit(id:origin:charges:now:)` for many commits in a row: appends the buckets to `buckets` (one array
+    /// for a whole batch) and returns the time the ledger used and whether the commit was applied.
     public mutating func commit(
-        id: UInt64, charges: [Charge], now wallClock: Int64, appendingTo buckets: inout [BucketUsage]
-    ) -> Int64 {
+        id: UInt64, origin: CommitOrigin = .none, charges: [Charge], now wallClock: Int64,
+        appendingTo buckets: inout [BucketUsage]
+    ) -> (time: Int64, applied: Bool) {
         let now = monotonic(wallClock)
+        if origin.source != 0 {
+            if let mark = commitMarks[origin.source], origin.sequence <= mark.sequence {
+                return (now, false)
+            }
+            commitMarks[origin.source] = CommitMark(source: origin.source, sequence: origin.sequence, seenAt: now)
+        }
         release(id: id, now: now)
         for charge in charges {
             if let bucket = apply(charge, now: now) { buckets.append(bucket) }
         }
-        return now
+        return (now, true)
+    }
+
+    /// Loads a stored commit mark (at start).
+    public mutating func load(mark: CommitMark) {
+        if let known = commitMarks[mark.source], known.sequence >= mark.sequence { return }
+        commitMarks[mark.source] = mark
+    }
+
+    /// Forgets the marks of data planes not heard from since `before` (they stopped long ago).
+    public mutating func forgetMarks(seenBefore before: Int64) {
+        commitMarks = commitMarks.filter { $0.value.seenAt >= before }
+    }
+
+    // MARK: - Leases
+
+    /// Renews the holds of requests still in flight for another `reservationLifetime`. With `adopt`, holds
+    /// this ledger does not know that were handed out by an earlier run of the control plane are installed
+    /// again as they were (the data plane re-establishes them after reconnecting, before it admits new
+    /// work): a restart does not free the budget of requests in flight. Unknown holds of this run are not
+    /// adopted (they were committed, released or expired). Returns how many holds are now held.
+    @discardableResult
+    public mutating func renew(_ leases: [Lease], adopt: Bool, now wallClock: Int64) -> Int {
+        let now = monotonic(wallClock)
+        var count = 0
+        for lease in leases where lease.id != 0 {
+            if reservations[lease.id] != nil {
+                reservations[lease.id]?.expiresAt = now + reservationLifetime
+                count += 1
+            } else if adopt && !isOwn(lease.id) && lease.units >= 0 && lease.units.isFinite {
+                var holds: [LimitKey: Double] = [:]
+                for key in lease.keys {
+                    holds[key] = lease.units
+                    held[key, default: 0] += lease.units
+                }
+                reservations[lease.id] = Reservation(id: lease.id, holds: holds, expiresAt: now + reservationLifetime)
+                count += 1
+            }
+        }
+        return count
     }
 
     /// Frees reservation `id`; unknown ids are ignored.
@@ -201,18 +305,39 @@ public struct Ledger: Sendable {
     public mutating func apply(_ charge: Charge, now wallClock: Int64) -> BucketUsage? {
         let now = monotonic(wallClock)
         guard charge.units > 0 else { return nil }
-        let fresh = WindowCounter(kind: charge.kind, windowSize: charge.key.windowSize)
-        counters[charge.key, default: fresh].add(charge.units, at: now)
-        let counter = counters[charge.key] ?? fresh
+        var counter = counter(charge.key, kind: charge.kind, now: now)
+        counter.add(charge.units, at: now)
+        counters[charge.key] = counter
         let bucket = counter.bucketIndex(at: now)
         return BucketUsage(
             key: charge.key, kind: counter.kind, bucket: bucket, units: charge.units,
             expiresAt: counter.expiry(ofBucket: bucket))
     }
 
-    /// Loads stored usage into bucket `bucket` of a counter.
-    public mutating func load(key: LimitKey, kind: WindowKind, bucket: Int64, units: Double) {
-        counters[key, default: WindowCounter(kind: kind, windowSize: key.windowSize)].add(units, bucket: bucket)
+    /// Loads stored usage into bucket `bucket` of a counter. Usage stored under the other window kind (the
+    /// plugin's `window_type` changed) is counted as used at `now` in the counter's own buckets: bucket numbers
+    /// of one kind mean nothing in the other.
+    public mutating func load(key: LimitKey, kind: WindowKind, bucket: Int64, units: Double, now: Int64) {
+        guard var counter = counters[key], counter.kind != kind else {
+            counters[key, default: WindowCounter(kind: kind, windowSize: key.windowSize)].add(units, bucket: bucket)
+            return
+        }
+        let stored = WindowCounter(kind: kind, windowSize: key.windowSize)
+        guard stored.expiry(ofBucket: bucket) > now else { return }
+        counter.add(units, at: max(now, latest))
+        counters[key] = counter
+    }
+
+    /// The counter of `key` in window kind `kind`. A counter kept in the other kind (the plugin's
+    /// `window_type` changed) is started again in the new kind with all its usage counted as used at `now`:
+    /// never less than before, and released one new window later at most.
+    private func counter(_ key: LimitKey, kind: WindowKind, now: Int64) -> WindowCounter {
+        guard var existing = counters[key] else { return WindowCounter(kind: kind, windowSize: key.windowSize) }
+        guard existing.kind != kind else { return existing }
+        existing.advance(to: now)
+        var converted = WindowCounter(kind: kind, windowSize: key.windowSize)
+        if existing.total > 0 { converted.add(existing.total, at: now) }
+        return converted
     }
 
     /// Releases reservations whose lifetime has passed, so a dead data plane cannot pin a budget.

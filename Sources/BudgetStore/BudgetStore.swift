@@ -136,6 +136,27 @@ public final class BudgetStore: Sendable {
                     CREATE INDEX usage_subject ON usage (subject);
                     """)
         }
+        // v4: the window kind is part of a bucket's key (a `window_type` change must not add units to a bucket
+        // of the other kind), and each data plane's last applied commit is kept (`commit_marks`), so a commit
+        // sent again after a lost acknowledgement or from a spool is not charged twice, across restarts.
+        migrator.registerMigration("v4-kind-key-commit-marks") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE usage_v4 (
+                        plugin TEXT NOT NULL, provider TEXT NOT NULL, subject TEXT NOT NULL,
+                        window_size INTEGER NOT NULL, kind TEXT NOT NULL, bucket INTEGER NOT NULL,
+                        units REAL NOT NULL, expires_at INTEGER NOT NULL,
+                        PRIMARY KEY (plugin, provider, subject, window_size, kind, bucket));
+                    INSERT INTO usage_v4 SELECT plugin, provider, subject, window_size, kind, bucket, units, expires_at
+                        FROM usage;
+                    DROP TABLE usage;
+                    ALTER TABLE usage_v4 RENAME TO usage;
+                    CREATE INDEX usage_expiry ON usage (expires_at);
+                    CREATE INDEX usage_subject ON usage (subject);
+                    CREATE TABLE commit_marks (
+                        source INTEGER PRIMARY KEY, sequence INTEGER NOT NULL, seen_at INTEGER NOT NULL);
+                    """)
+        }
         return migrator
     }
 
@@ -286,22 +307,35 @@ public final class BudgetStore: Sendable {
         }
     }
 
-    /// Adds charges in one transaction (group commit); returns once they are committed.
-    public func record(_ records: [UsageRecord]) async throws(StoreError) {
-        guard !records.isEmpty else { return }
+    /// Adds charges, and the commit marks of the commits they came from, in one transaction (group commit);
+    /// returns once they are committed.
+    public func record(_ records: [UsageRecord], marks: [CommitMark] = []) async throws(StoreError) {
+        guard !records.isEmpty || !marks.isEmpty else { return }
         do {
             try await pool.write { db in
                 let statement = try db.cachedStatement(
                     sql: """
                         INSERT INTO usage (plugin, provider, subject, window_size, kind, bucket, units, expires_at)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT (plugin, provider, subject, window_size, bucket)
+                        ON CONFLICT (plugin, provider, subject, window_size, kind, bucket)
                         DO UPDATE SET units = units + excluded.units
                         """)
                 for record in records {
                     try statement.execute(arguments: [
                         record.key.plugin, record.key.provider, record.key.subject, record.key.windowSize,
                         record.kind.rawValue, record.bucket, record.units, record.expiresAt,
+                    ])
+                }
+                let marking = try db.cachedStatement(
+                    sql: """
+                        INSERT INTO commit_marks (source, sequence, seen_at) VALUES (?, ?, ?)
+                        ON CONFLICT (source) DO UPDATE SET sequence = max(sequence, excluded.sequence),
+                            seen_at = excluded.seen_at
+                        """)
+                for mark in marks {
+                    // SQLite integers are signed: the 64 bits are kept as they are.
+                    try marking.execute(arguments: [
+                        Int64(bitPattern: mark.source), Int64(bitPattern: mark.sequence), mark.seenAt,
                     ])
                 }
             }
@@ -322,10 +356,31 @@ public final class BudgetStore: Sendable {
         }
     }
 
-    /// Drops buckets that no longer count.
-    public func pruneUsage(now: Int64) throws(StoreError) {
+    /// The last commit applied from each data plane's commit stream.
+    public func loadCommitMarks() throws(StoreError) -> [CommitMark] {
         do {
-            try pool.write { db in try db.execute(sql: "DELETE FROM usage WHERE expires_at <= ?", arguments: [now]) }
+            return try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT source, sequence, seen_at FROM commit_marks").map { row in
+                    CommitMark(
+                        source: UInt64(bitPattern: row["source"]), sequence: UInt64(bitPattern: row["sequence"]),
+                        seenAt: row["seen_at"])
+                }
+            }
+        } catch {
+            throw StoreError("cannot read commit marks from \(path): \(error)")
+        }
+    }
+
+    /// Drops buckets that no longer count at `now`, and the commit marks of streams silent since
+    /// `marksSeenBefore`.
+    public func pruneUsage(now: Int64, marksSeenBefore: Int64? = nil) throws(StoreError) {
+        do {
+            try pool.write { db in
+                try db.execute(sql: "DELETE FROM usage WHERE expires_at <= ?", arguments: [now])
+                if let marksSeenBefore {
+                    try db.execute(sql: "DELETE FROM commit_marks WHERE seen_at < ?", arguments: [marksSeenBefore])
+                }
+            }
         } catch {
             throw StoreError("cannot prune usage in \(path): \(error)")
         }

@@ -108,14 +108,17 @@ public enum BudgetMessages {
 
     // MARK: commit and release
 
-    /// One commit: the reservation it replaces and the real usage per counter.
+    /// One commit: the reservation it replaces, the real usage per counter, and where it comes from (the
+    /// data plane's commit stream and its number there, so a resend is recognised; `.none` for no identity).
     public struct Commit: Sendable, Hashable {
         public var reservation: UInt64
         public var charges: [Charge]
+        public var origin: CommitOrigin
 
-        public init(reservation: UInt64, charges: [Charge]) {
+        public init(reservation: UInt64, charges: [Charge], origin: CommitOrigin = .none) {
             self.reservation = reservation
             self.charges = charges
+            self.origin = origin
         }
     }
 
@@ -124,6 +127,8 @@ public enum BudgetMessages {
         var writer = WireWriter()
         writer.u16(UInt16(commits.count))
         for commit in commits {
+            writer.u64(commit.origin.source)
+            writer.u64(commit.origin.sequence)
             writer.u64(commit.reservation)
             writer.u16(UInt16(commit.charges.count))
             for charge in commit.charges {
@@ -142,6 +147,7 @@ public enum BudgetMessages {
         guard count <= maxBatch else { throw WireDecodingError(message: "batch of \(count) exceeds \(maxBatch)") }
         var commits: [Commit] = []
         for _ in 0..<count {
+            let origin = CommitOrigin(source: try reader.u64(), sequence: try reader.u64())
             let id = try reader.u64()
             let chargeCount = Int(try reader.u16())
             guard chargeCount <= maxRules else {
@@ -155,7 +161,7 @@ public enum BudgetMessages {
                 guard units >= 0 else { throw WireDecodingError(message: "a charge must not be negative") }
                 charges.append(Charge(key: key, kind: kind, units: units))
             }
-            commits.append(Commit(reservation: id, charges: charges))
+            commits.append(Commit(reservation: id, charges: charges, origin: origin))
         }
         try reader.finish()
         return commits
@@ -178,6 +184,44 @@ public enum BudgetMessages {
         for _ in 0..<count { ids.append(try reader.u64()) }
         try reader.finish()
         return ids
+    }
+
+    // MARK: renew
+
+    /// A batch of leases to renew; with `adopt`, holds of an earlier control-plane run are installed again
+    /// (sent once after connecting, before any commit).
+    public static func encode(renewals leases: [Lease], adopt: Bool) -> [UInt8] {
+        var writer = WireWriter()
+        writer.u8(adopt ? 1 : 0)
+        writer.u16(UInt16(leases.count))
+        for lease in leases {
+            writer.u64(lease.id)
+            writer.f64(lease.units)
+            writer.u16(UInt16(lease.keys.count))
+            for key in lease.keys { write(key, into: &writer) }
+        }
+        return writer.bytes
+    }
+
+    /// Reads a batch of leases to renew, refusing more than `maxBatch` leases or `maxRules` counters each.
+    public static func decodeRenewals(_ bytes: [UInt8]) throws(WireDecodingError) -> (leases: [Lease], adopt: Bool) {
+        var reader = WireReader(bytes)
+        let adopt = try reader.u8() == 1
+        let count = Int(try reader.u16())
+        guard count <= maxBatch else { throw WireDecodingError(message: "batch of \(count) exceeds \(maxBatch)") }
+        var leases: [Lease] = []
+        for _ in 0..<count {
+            let id = try reader.u64()
+            let units = try reader.f64()
+            guard units >= 0, units.isFinite else { throw WireDecodingError(message: "held units must be finite, >= 0") }
+            let keyCount = Int(try reader.u16())
+            guard keyCount <= maxRules else { throw WireDecodingError(message: "\(keyCount) counters exceed \(maxRules)") }
+            var keys: [LimitKey] = []
+            for _ in 0..<keyCount { keys.append(try readKey(&reader)) }
+            leases.append(Lease(id: id, keys: keys, units: units))
+        }
+        try reader.finish()
+        return (leases, adopt)
     }
 
     /// An acknowledgement of a batch of `count` commits or releases.
@@ -217,7 +261,12 @@ public enum BudgetMessages {
 
     /// The bytes `encode(commits:)` writes for one commit.
     public static func encodedSize(_ commit: Commit) -> Int {
-        commit.charges.reduce(8 + 2) { $0 + encodedSize($1.key) + 1 + 8 }
+        commit.charges.reduce(8 + 8 + 8 + 2) { $0 + encodedSize($1.key) + 1 + 8 }
+    }
+
+    /// The bytes `encode(renewals:adopt:)` writes for one lease (the batch adds 3).
+    public static func encodedSize(_ lease: Lease) -> Int {
+        lease.keys.reduce(8 + 8 + 2) { $0 + encodedSize($1) }
     }
 
     /// The bytes `encode(reserves:)` writes for one request.

@@ -28,10 +28,14 @@ public struct Welcome: Sendable, Codable, Hashable {
     public var server: String
     /// The config version at the time of the welcome.
     public var configVersion: UInt64
+    /// Seconds a hold lives without being renewed (`--reservation-ttl`): a data plane renews the holds of its
+    /// requests in flight well within it. Nil from a server that does not say.
+    public var reservationLifetime: Int64?
 
-    public init(server: String, configVersion: UInt64) {
+    public init(server: String, configVersion: UInt64, reservationLifetime: Int64? = nil) {
         protocolVersion = WireProtocol.version
         self.server = server
         self.configVersion = configVersion
+        self.reservationLifetime = reservationLifetime
     }
 }

@@ -5,10 +5,13 @@ public struct HelloResponder: Sendable {
     public var role: ClientRole
     /// Name and version of the server, as the welcome carries it.
     public var server: String
+    /// Seconds a hold lives without renewal, told to data planes in the welcome.
+    public var reservationLifetime: Int64?
 
-    public init(role: ClientRole, server: String) {
+    public init(role: ClientRole, server: String, reservationLifetime: Int64? = nil) {
         self.role = role
         self.server = server
+        self.reservationLifetime = reservationLifetime
     }
 
     /// The hello in `frame`, if it may open a connection on this socket.
@@ -41,7 +44,8 @@ public struct HelloResponder: Sendable {
     public func welcome(requestID: UInt32, configVersion: UInt64) -> WireFrame {
         WireFrame(
             .welcome, requestID: requestID,
-            payload: WireJSON.encode(Welcome(server: server, configVersion: configVersion)))
+            payload: WireJSON.encode(
+                Welcome(server: server, configVersion: configVersion, reservationLifetime: reservationLifetime)))
     }
 }
 

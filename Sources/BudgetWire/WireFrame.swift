@@ -34,12 +34,15 @@ public enum FrameType: UInt8, Sendable, Hashable, CaseIterable {
     case commitAck = 0x23
     case release = 0x24
     case releaseAck = 0x25
+    case renew = 0x26
+    case renewAck = 0x27
 }
 
 /// The protocol version this build speaks; the hello carries it and a mismatch is refused.
 public enum WireProtocol {
     /// 2: entities in `EntityCodec` format 2 (their decK fields) rather than Foundation's synthesized Codable form.
-    public static let version = 2
+    /// 3: commits carry their origin (commit stream and number) and holds are leases (`renew` frames).
+    public static let version = 3
     /// Largest frame a client may send to the control plane's data-plane socket.
     public static let maxDataPlaneRequestBytes = 1 << 20
     /// Largest frame a client may send to the admin socket (a first sync of a large config is tens of MiB).

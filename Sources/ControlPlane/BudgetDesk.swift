@@ -16,10 +16,16 @@ package final class BudgetDesk: Sendable {
     private let ledger: Mutex<Ledger>
     private let queue = Mutex(WriteQueue())
     package let store: BudgetStore
+    /// Seconds a hold lives without renewal.
+    package let reservationLifetime: Int64
+    /// How long the commit mark of a silent data plane is kept (a spooled commit older than this could be
+    /// charged again): 30 days.
+    package static let commitMarkLifetime: Int64 = 30 * 86_400
 
     /// Commits waiting for `UsageWriter`, and how it is woken.
     private struct WriteQueue {
         var buckets: [BucketUsage] = []
+        var marks: [UInt64: CommitMark] = [:]
         var waiters: [CheckedContinuation<Void, any Error>] = []
         /// The writer, when it waits for work.
         var wakeup: CheckedContinuation<Void, Never>?
@@ -32,6 +38,8 @@ package final class BudgetDesk: Sendable {
     /// A batch for the writer: the buckets to write and the commits to acknowledge after.
     package struct Batch: Sendable {
         package var buckets: [BucketUsage]
+        /// The latest commit mark of each commit stream in the batch, written in the same transaction.
+        package var marks: [CommitMark]
         package var waiters: [CheckedContinuation<Void, any Error>]
     }
 
@@ -39,11 +47,14 @@ package final class BudgetDesk: Sendable {
     /// - Throws: `StoreError` when the store cannot be read.
     package init(store: BudgetStore, reservationLifetime: Int64) throws(StoreError) {
         self.store = store
+        self.reservationLifetime = reservationLifetime
         var ledger = Ledger(boot: try store.nextBoot())
         ledger.reservationLifetime = reservationLifetime
-        for record in try store.loadUsage(now: Self.now()) {
-            ledger.load(key: record.key, kind: record.kind, bucket: record.bucket, units: record.units)
+        let now = Self.now()
+        for record in try store.loadUsage(now: now) {
+            ledger.load(key: record.key, kind: record.kind, bucket: record.bucket, units: record.units, now: now)
         }
+        for mark in try store.loadCommitMarks() { ledger.load(mark: mark) }
         self.ledger = Mutex(ledger)
     }
 
@@ -63,6 +74,13 @@ package final class BudgetDesk: Sendable {
         return ledger.withLock { ledger in requests.map { ledger.reserve($0, now: now) } }
     }
 
+    /// Renews holds of requests in flight (with `adopt`, re-establishes those of an earlier run); returns how
+    /// many are held.
+    package func renew(_ leases: [Lease], adopt: Bool) -> Int {
+        let now = Self.now()
+        return ledger.withLock { $0.renew(leases, adopt: adopt, now: now) }
+    }
+
     /// Frees reservations at once, from any thread.
     package func release(_ ids: [UInt64]) {
         let now = Self.now()
@@ -75,18 +93,28 @@ package final class BudgetDesk: Sendable {
     /// - Throws: `StoreError` when they could not be written, `Stopping` after shutdown.
     package func commit(_ commits: [BudgetMessages.Commit]) async throws {
         let now = Self.now()
-        let buckets = ledger.withLock { ledger in
+        let (buckets, marks) = ledger.withLock { ledger in
             var buckets: [BucketUsage] = []
+            var marks: [CommitMark] = []
             buckets.reserveCapacity(commits.reduce(0) { $0 + $1.charges.count })
             for commit in commits {
-                _ = ledger.commit(id: commit.reservation, charges: commit.charges, now: now, appendingTo: &buckets)
+                let (time, applied) = ledger.commit(
+                    id: commit.reservation, origin: commit.origin, charges: commit.charges, now: now,
+                    appendingTo: &buckets)
+                if applied && commit.origin.source != 0 {
+                    marks.append(
+                        CommitMark(source: commit.origin.source, sequence: commit.origin.sequence, seenAt: time))
+                }
             }
-            return buckets
+            return (buckets, marks)
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let (accepted, wakeup) = queue.withLock { queue -> (Bool, CheckedContinuation<Void, Never>?) in
                 guard !queue.closed else { return (false, nil) }
                 queue.buckets += buckets
+                // A resend (nothing applied) still waits its turn: it is acknowledged only once the commit it
+                // repeats, queued before it, is in the store.
+                for mark in marks { queue.marks[mark.source] = mark }
                 queue.waiters.append(continuation)
                 defer { queue.wakeup = nil }
                 return (true, queue.wakeup)
@@ -116,9 +144,11 @@ package final class BudgetDesk: Sendable {
                 if !queue.waiters.isEmpty {
                     defer {
                         queue.buckets = []
+                        queue.marks = [:]
                         queue.waiters = []
                     }
-                    return .batch(Batch(buckets: queue.buckets, waiters: queue.waiters))
+                    return .batch(
+                        Batch(buckets: queue.buckets, marks: Array(queue.marks.values), waiters: queue.waiters))
                 }
                 if queue.stopping {
                     queue.closed = true
@@ -141,6 +171,9 @@ package final class BudgetDesk: Sendable {
             }
         }
     }
+
+    /// Whether shutdown asked the writer to finish.
+    package var isFinishing: Bool { queue.withLock { $0.stopping } }
 
     /// Asks the writer to finish once the queue is empty (graceful shutdown or cancellation).
     package func finishWriting() {

@@ -35,7 +35,9 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         work: AsyncStream<ControlConnection.Work>.Continuation
     ) {
         self.context = context
-        self.hello = HelloResponder(role: context.role, server: AdminDesk.serverName)
+        self.hello = HelloResponder(
+            role: context.role, server: AdminDesk.serverName,
+            reservationLifetime: context.budgets.reservationLifetime)
         self.counter = counter
         self.work = work
     }
@@ -210,6 +212,14 @@ final class ControlConnectionHandler: ChannelInboundHandler {
                     }, id: id, context: context)
             } catch {
                 fail(WireErrorBody(.badRequest, "commit: \(error)"))
+            }
+        case (.renew, .dataPlane):
+            do {
+                let (leases, adopt) = try BudgetMessages.decodeRenewals(frame.payload)
+                // Inline, like reserve: adopted holds must be in place before the reservations that follow.
+                send(.renewAck, BudgetMessages.encodeAck(count: budgets.renew(leases, adopt: adopt)))
+            } catch {
+                fail(WireErrorBody(.badRequest, "renew: \(error)"))
             }
         case (.release, .dataPlane):
             do {

@@ -30,21 +30,56 @@ package struct UsageWriter: Service {
     }
 
     private func writeUntilFinished() async {
-        var lastPrune: Int64 = 0
+        let started = ContinuousClock.now
+        func monotonic() -> Int64 { (ContinuousClock.now - started).components.seconds }
+        var pruning = PruneClock(interval: pruneInterval, wall: BudgetDesk.now(), monotonic: monotonic())
         while let batch = await desk.nextBatch() {
-            do {
-                try await desk.store.record(batch.buckets)
-                for waiter in batch.waiters { waiter.resume() }
-            } catch {
-                logger.error("cannot record usage", metadata: ["error": "\(error)"])
-                for waiter in batch.waiters { waiter.resume(throwing: error) }
-            }
+            await write(batch)
             let now = BudgetDesk.now()
-            if now - lastPrune > pruneInterval {
-                lastPrune = now
-                desk.withLedger { $0.compact(now: now) }
-                try? desk.store.pruneUsage(now: now)
+            switch pruning.tick(wall: now, monotonic: monotonic()) {
+            case .wait: break
+            case .prune:
+                desk.withLedger {
+                    $0.compact(now: now)
+                    $0.forgetMarks(seenBefore: now - BudgetDesk.commitMarkLifetime)
+                }
+                do {
+                    try desk.store.pruneUsage(now: now, marksSeenBefore: now - BudgetDesk.commitMarkLifetime)
+                } catch {
+                    logger.error("cannot prune usage", metadata: ["error": "\(error)"])
+                }
+            case .clockJumped(let seconds):
+                logger.warning(
+                    "the clock jumped; expired usage is kept until it has run steadily for an hour",
+                    metadata: ["jump_seconds": "\(seconds)"])
+            }
+        }
+    }
+
+    /// Writes a batch and acknowledges its commits. A failed write is tried again (100 ms, doubling to 5 s)
+    /// until it succeeds or the writer is stopped: a commit is acknowledged only once its usage is durable,
+    /// and the ledger has already applied it (a resend would be recognised and not charged again).
+    private func write(_ batch: BudgetDesk.Batch) async {
+        var backoff = Duration.milliseconds(100)
+        var failures = 0
+        while true {
+            do {
+                try await desk.store.record(batch.buckets, marks: batch.marks)
+                if failures > 0 { logger.notice("usage recorded again", metadata: ["attempts": "\(failures + 1)"]) }
+                for waiter in batch.waiters { waiter.resume() }
+                return
+            } catch {
+                failures += 1
+                logger.error(
+                    "cannot record usage; trying again", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
+                if Task.isCancelled || desk.isFinishing {
+                    for waiter in batch.waiters { waiter.resume(throwing: error) }
+                    return
+                }
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
             }
         }
     }
 }
+

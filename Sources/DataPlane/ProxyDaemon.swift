@@ -26,12 +26,17 @@ public struct ProxyDaemon: ServiceLifecycle.Service {
         public var inherited: [String: [Int32]]
         /// Event-loop threads: requests, the upstream client and the control connection share them.
         public var threads: Int
+        /// Where usage not yet acknowledged by the control plane is spooled (`pending-usage.spool`); nil keeps
+        /// it in memory only.
+        public var stateDirectory: String?
 
         public init(
             listen: [ListenAddress], statusListen: ListenAddress?, controlSocket: String,
             lossPolicy: ControlPlaneLossPolicy, limits: HTTPLimits, controlTimeout: Duration,
-            environment: [String: String], inherited: [String: [Int32]] = [:], threads: Int = 1
+            environment: [String: String], inherited: [String: [Int32]] = [:], threads: Int = 1,
+            stateDirectory: String? = nil
         ) {
+            self.stateDirectory = stateDirectory
             self.inherited = inherited
             self.threads = threads
             self.listen = listen
@@ -75,7 +80,7 @@ public struct ProxyDaemon: ServiceLifecycle.Service {
         }
         let link = ControlLink(
             socketPath: options.controlSocket, callTimeout: options.controlTimeout, group: group,
-            environment: options.environment, logger: logger)
+            environment: options.environment, spoolDirectory: options.stateDirectory, logger: logger)
         let metrics = ProxyMetrics()
         let service = ProxyService(
             link: link, upstream: upstream,

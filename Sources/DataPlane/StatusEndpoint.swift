@@ -15,6 +15,7 @@ struct StatusEndpoint: Sendable {
                 "control_plane": .string(link.isConnected ? "connected" : "disconnected"),
                 "requests_in_flight": .int(service.requestsInFlight),
                 "pending_commits": .int(link.pendingCommits),
+                "held_leases": .int(link.heldLeases),
                 "version": .string(GatewayVersion.current),
             ])
             await sink.respond(status: 200, headers: [("Content-Type", "application/json")], body: body.serializedBytes)

@@ -77,7 +77,22 @@ struct BudgetProxyd: AsyncParsableCommand {
             valueName: "n"))
     var threads: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "Directory for usage not yet acknowledged by the control plane (pending-usage.spool), kept across "
+                + "stops and crashes (default: $STATE_DIRECTORY, which systemd's StateDirectory= sets; without "
+                + "either, pending usage is kept in memory only).",
+            valueName: "path"))
+    var stateDirectory: String?
+
     @OptionGroup var logging: LoggingOptions
+
+    /// `--state-directory`, else systemd's `$STATE_DIRECTORY` (its first entry).
+    var spoolDirectory: String? {
+        if let stateDirectory { return stateDirectory }
+        let fromSystemd = ProcessInfo.processInfo.environment["STATE_DIRECTORY"]?.split(separator: ":").first
+        return fromSystemd.map(String.init)
+    }
 
     func validate() throws {
         guard (1024...20_000_000).contains(maxBodyBytes) else {
@@ -91,6 +106,14 @@ struct BudgetProxyd: AsyncParsableCommand {
         guard (1...3600).contains(drainTimeout) else { throw ValidationError("--drain-timeout: 1 to 3600") }
         guard (10...60_000).contains(controlTimeoutMs) else {
             throw ValidationError("--control-timeout-ms: 10 to 60000")
+        }
+        if let directory = spoolDirectory {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue,
+                access(directory, W_OK) == 0
+            else {
+                throw ValidationError("--state-directory: '\(directory)' is not a writable directory")
+            }
         }
     }
 
@@ -108,7 +131,7 @@ struct BudgetProxyd: AsyncParsableCommand {
                 listen: listen.isEmpty ? [.tcp(host: "0.0.0.0", port: 8000)] : listen, statusListen: statusListen,
                 controlSocket: controlSocket, lossPolicy: onControlPlaneLoss, limits: limits,
                 controlTimeout: .milliseconds(controlTimeoutMs), environment: ProcessInfo.processInfo.environment,
-                inherited: Systemd.listeners(), threads: threads ?? CPUs.available),
+                inherited: Systemd.listeners(), threads: threads ?? CPUs.available, stateDirectory: spoolDirectory),
             logger: logger
         ) { line in
             FileHandle.standardOutput.write(Data((line + "\n").utf8))

@@ -121,4 +121,36 @@ struct BudgetStoreTests {
             #expect(try store.loadUsage(now: 0).map(\.key) == [other])
         }
     }
+
+    @Test("commit marks are written with the usage, keep the highest number, survive a reopen and are pruned")
+    func commitMarks() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try BudgetStore.open(stateDirectory: directory)
+            let bucket = BucketUsage(key: key, kind: .sliding, bucket: 1, units: 1, expiresAt: 10_000)
+            try await store.record([bucket], marks: [CommitMark(source: UInt64.max, sequence: 7, seenAt: 100)])
+            try await store.record([], marks: [CommitMark(source: UInt64.max, sequence: 3, seenAt: 200)])
+            try await store.record([], marks: [CommitMark(source: 5, sequence: 1, seenAt: 50)])
+            let reopened = try BudgetStore.open(stateDirectory: directory)
+            let marks = Dictionary(uniqueKeysWithValues: try reopened.loadCommitMarks().map { ($0.source, $0) })
+            #expect(marks[UInt64.max]?.sequence == 7)
+            #expect(marks[5]?.sequence == 1)
+            try reopened.pruneUsage(now: 0, marksSeenBefore: 150)
+            #expect(try reopened.loadCommitMarks().map(\.source) == [UInt64.max])
+        }
+    }
+
+    @Test("buckets of the two window kinds are kept apart under one counter")
+    func kindsApart() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try BudgetStore.open(stateDirectory: directory)
+            // A one-second window has one-second buckets in both kinds: the same bucket number.
+            let second = LimitKey(plugin: "rl", provider: "bedrock", subject: "consumer:alice", windowSize: 1)
+            try await store.record([
+                BucketUsage(key: second, kind: .sliding, bucket: 500, units: 1, expiresAt: 10_000),
+                BucketUsage(key: second, kind: .fixed, bucket: 500, units: 2, expiresAt: 10_000),
+            ])
+            let loaded = try store.loadUsage(now: 0).map { "\($0.kind.rawValue):\($0.units)" }.sorted()
+            #expect(loaded == ["fixed:2.0", "sliding:1.0"])
+        }
+    }
 }

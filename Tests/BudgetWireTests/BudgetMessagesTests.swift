@@ -38,10 +38,32 @@ struct BudgetMessagesTests {
         let commits = [
             BudgetMessages.Commit(reservation: 3, charges: [Charge(key: key, kind: .sliding, units: 1234)]),
             BudgetMessages.Commit(reservation: UInt64.max, charges: []),
+            BudgetMessages.Commit(
+                reservation: 9, charges: [Charge(key: key, kind: .fixed, units: 1)],
+                origin: CommitOrigin(source: UInt64.max, sequence: 1 << 40)),
         ]
         #expect(try BudgetMessages.decodeCommits(BudgetMessages.encode(commits: commits)) == commits)
         #expect(try BudgetMessages.decodeReleases(BudgetMessages.encode(releases: [1, 2, 3])) == [1, 2, 3])
         #expect(try BudgetMessages.decodeAck(BudgetMessages.encodeAck(count: 5)) == 5)
+    }
+
+    @Test("leases to renew read back equal, with the adopt flag; their encoded size is what the encoder writes")
+    func renewals() throws {
+        let leases = [
+            Lease(id: 1 << 44 | 3, keys: [key, key], units: 4010),
+            Lease(id: 7, keys: [], units: 0),
+        ]
+        for adopt in [true, false] {
+            let bytes = BudgetMessages.encode(renewals: leases, adopt: adopt)
+            let decoded = try BudgetMessages.decodeRenewals(bytes)
+            #expect(decoded.leases == leases && decoded.adopt == adopt)
+            #expect(bytes.count == 3 + leases.reduce(0) { $0 + BudgetMessages.encodedSize($1) })
+            for length in 0..<bytes.count {
+                #expect(throws: WireDecodingError.self) { try BudgetMessages.decodeRenewals(Array(bytes.prefix(length))) }
+            }
+        }
+        let negative = BudgetMessages.encode(renewals: [Lease(id: 1, keys: [key], units: -1)], adopt: true)
+        #expect(throws: WireDecodingError.self) { try BudgetMessages.decodeRenewals(negative) }
     }
 
     @Test("a truncated reservation is an error, not a crash")

@@ -185,6 +185,75 @@ struct ControlPlaneProcessTests {
         #expect(used <= Double(sent.value))
     }
 
+    @Test("commits sent again after a kill -9 (acknowledged or not) are charged exactly once")
+    func exactlyOnceAcrossCrash() async throws {
+        let daemon = try ControlDaemon()
+        defer { daemon.removeDirectory() }
+        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let client = try await WireClient.connect(path: daemon.controlSocket, role: .dataPlane, client: "test")
+        let key = LimitKey(
+            plugin: "ai-rate-limiting-advanced for consumer-group signify-basic", provider: "bedrock",
+            subject: "consumer:signify-dev-team", windowSize: 86400)
+        let commit: @Sendable (_ stream: Int, _ sequence: UInt64) -> BudgetMessages.Commit = { stream, sequence in
+            BudgetMessages.Commit(
+                reservation: 0, charges: [Charge(key: key, kind: .sliding, units: 1)],
+                origin: CommitOrigin(source: UInt64(0xC0FFEE00 + stream), sequence: sequence))
+        }
+        // Eight commit streams, one commit per frame; the daemon is killed while they run. Each remembers the
+        // last number it sent, acknowledged or not.
+        let streams = 8
+        let lastSent = (0..<streams).map { _ in Gauge() }
+        await withTaskGroup(of: Void.self) { group in
+            for stream in 0..<streams {
+                group.addTask {
+                    for sequence in UInt64(1)...100_000 {
+                        lastSent[stream].add(1)
+                        do {
+                            _ = try await client.call(
+                                .commit, payload: BudgetMessages.encode(commits: [commit(stream, sequence)]))
+                        } catch {
+                            return
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(700))
+                daemon.crash()
+            }
+        }
+        let sent = lastSent.map { UInt64($0.value) }
+        #expect(sent.allSatisfy { $0 > 10 }, "too few commits before the crash to mean anything: \(sent)")
+        // After the restart every stream sends everything again, from its first commit, twice.
+        let restarted = try ControlDaemon(directory: daemon.directory)
+        defer { restarted.stop() }
+        let again = try await WireClient.connect(path: restarted.controlSocket, role: .dataPlane, client: "test")
+        for _ in 0..<2 {
+            for stream in 0..<streams {
+                let all = (UInt64(1)...sent[stream]).map { commit(stream, $0) }
+                for start in stride(from: 0, to: all.count, by: 1000) {
+                    let batch = Array(all[start..<min(start + 1000, all.count)])
+                    _ = try await again.call(.commit, payload: BudgetMessages.encode(commits: batch))
+                }
+            }
+        }
+        await again.close()
+        let usage = try restarted.budgetctl(["usage", "signify-dev-team", "--json"])
+        let rows = try JSONSerialization.jsonObject(with: Data(usage.stdout.utf8)) as? [[String: Any]]
+        let used = rows?.first?["used"] as? Double ?? -1
+        #expect(used == Double(sent.reduce(0, +)), "sent \(sent.reduce(0, +)) distinct commits, charged \(used)")
+        // And once more after another restart: the marks are durable.
+        restarted.stop()
+        let third = try ControlDaemon(directory: daemon.directory)
+        defer { third.stop() }
+        let late = try await WireClient.connect(path: third.controlSocket, role: .dataPlane, client: "test")
+        _ = try await late.call(.commit, payload: BudgetMessages.encode(commits: [commit(0, 1)]))
+        await late.close()
+        let final = try third.budgetctl(["usage", "signify-dev-team", "--json"])
+        let finalRows = try JSONSerialization.jsonObject(with: Data(final.stdout.utf8)) as? [[String: Any]]
+        #expect(finalRows?.first?["used"] as? Double == used)
+    }
+
     @Test("bad frames get error replies; the daemon and its other connections carry on")
     func protocolFuzz() async throws {
         let daemon = try ControlDaemon()

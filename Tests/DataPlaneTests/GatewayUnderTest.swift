@@ -16,6 +16,8 @@ final class GatewayUnderTest: Sendable {
     let directory: URL
     let emulator: EmulatorServer
     private let controlPlane: Mutex<Process>
+    /// Flags budget-controld starts (and restarts) with, beyond its sockets and state directory.
+    let controlPlaneArguments: [String]
     var controld: Process { controlPlane.withLock { $0 } }
     let proxyURL: String
     let client: HTTPClient
@@ -25,9 +27,10 @@ final class GatewayUnderTest: Sendable {
     var adminSocket: String { directory.appendingPathComponent("admin.sock").path }
 
     private init(
-        directory: URL, emulator: EmulatorServer, controld: Process, proxyURL: String, client: HTTPClient,
-        services: ServiceGroup, running: Task<Void, any Error>
+        directory: URL, emulator: EmulatorServer, controld: Process, controlPlaneArguments: [String],
+        proxyURL: String, client: HTTPClient, services: ServiceGroup, running: Task<Void, any Error>
     ) {
+        self.controlPlaneArguments = controlPlaneArguments
         self.directory = directory
         self.emulator = emulator
         self.controlPlane = Mutex(controld)
@@ -40,7 +43,7 @@ final class GatewayUnderTest: Sendable {
     /// Starts everything with `config` (decK YAML) synced, runs `body`, and stops everything.
     static func withGateway<T>(
         config: String = fixtureText(), lossPolicy: ControlPlaneLossPolicy = .failClosed,
-        _ body: (GatewayUnderTest) async throws -> T
+        controlPlaneArguments: [String] = [], _ body: (GatewayUnderTest) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "dataplane-\(UUID().uuidString.prefix(8))")
@@ -52,7 +55,7 @@ final class GatewayUnderTest: Sendable {
             host: "127.0.0.1", port: 0, configuration: EmulatorConfiguration(), threads: 1)
         let controld: Process
         do {
-            controld = try startControlPlane(in: directory)
+            controld = try startControlPlane(in: directory, arguments: controlPlaneArguments)
         } catch {
             try? await emulator.close()
             throw error
@@ -64,7 +67,8 @@ final class GatewayUnderTest: Sendable {
             let sync = try runBinary("budgetctl", ["sync", configFile.path], admin: directory)
             guard sync.status == 0 else { throw TestFailure("budgetctl sync failed: \(sync.stderr)") }
             gateway = try await startProxy(
-                directory: directory, emulator: emulator, controld: controld, lossPolicy: lossPolicy)
+                directory: directory, emulator: emulator, controld: controld,
+                controlPlaneArguments: controlPlaneArguments, lossPolicy: lossPolicy)
         } catch {
             stop(controld)
             try? await emulator.close()
@@ -81,7 +85,8 @@ final class GatewayUnderTest: Sendable {
     }
 
     private static func startProxy(
-        directory: URL, emulator: EmulatorServer, controld: Process, lossPolicy: ControlPlaneLossPolicy
+        directory: URL, emulator: EmulatorServer, controld: Process, controlPlaneArguments: [String],
+        lossPolicy: ControlPlaneLossPolicy
     ) async throws -> GatewayUnderTest {
         let (announcements, announce) = AsyncStream.makeStream(of: String.self)
         var environment = ProcessInfo.processInfo.environment
@@ -110,8 +115,8 @@ final class GatewayUnderTest: Sendable {
             throw TestFailure("budget-proxyd did not start listening within 20 s")
         }
         return GatewayUnderTest(
-            directory: directory, emulator: emulator, controld: controld, proxyURL: proxyURL,
-            client: HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup), services: services,
+            directory: directory, emulator: emulator, controld: controld,
+            controlPlaneArguments: controlPlaneArguments, proxyURL: proxyURL, client: HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup), services: services,
             running: running)
     }
 
@@ -134,7 +139,7 @@ final class GatewayUnderTest: Sendable {
     /// Starts budget-controld again on the same state directory and sockets.
     func restartControlPlane() throws {
         unlink(adminSocket)
-        let process = try Self.startControlPlane(in: directory)
+        let process = try Self.startControlPlane(in: directory, arguments: controlPlaneArguments)
         controlPlane.withLock { $0 = process }
     }
 
@@ -192,7 +197,7 @@ final class GatewayUnderTest: Sendable {
 
     // MARK: - Processes
 
-    private static func startControlPlane(in directory: URL) throws -> Process {
+    private static func startControlPlane(in directory: URL, arguments: [String]) throws -> Process {
         let process = Process()
         process.executableURL = binaryURL("budget-controld")
         process.arguments = [
@@ -200,7 +205,7 @@ final class GatewayUnderTest: Sendable {
             "--control-socket", directory.appendingPathComponent("control.sock").path,
             "--admin-socket", directory.appendingPathComponent("admin.sock").path,
             "--log-level", "warning",
-        ]
+        ] + arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

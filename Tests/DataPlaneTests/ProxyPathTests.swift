@@ -212,3 +212,70 @@ struct PendingUsageTests {
         return tokens
     }
 }
+
+/// A hard budget through a control-plane restart and through a request longer than a hold's lifetime: the
+/// holds of requests in flight are leases the proxy renews and re-establishes.
+@Suite("Hard budgets through faults", .serialized)
+struct HardBudgetFaultTests {
+    /// The fixture with the basic tier (dev-team-key) in hard mode at 8,000 tokens a day.
+    static let config = fixtureText()
+        .replacingOccurrences(of: "limit: [10000]", with: "limit: [8000]")
+        .replacingOccurrences(
+            of: "strategy: local              # no sync_rate with local",
+            with: "strategy: local\n      enforcement: hard")
+
+    /// A 4,000-token essay, delayed by the emulator.
+    static func essay(latencyMs: Int = 0) -> String {
+        let fault = latencyMs > 0 ? "[[emulator-fault:latency-\(latencyMs)]] " : ""
+        return #"{"max_tokens":4000,"messages":[{"role":"user","content":"\#(fault)Write a 4000 word essay"}]}"#
+    }
+
+    /// Sends `body` until the proxy stops answering 503 (it is reconnecting to the control plane), for 15 s.
+    static func sendWhenConnected(_ gateway: GatewayUnderTest, _ body: String) async throws
+        -> GatewayUnderTest.Reply
+    {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while true {
+            let reply = try await gateway.chat(body, key: "dev-team-key")
+            if reply.status != 503 || ContinuousClock.now > deadline { return reply }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    @Test("kill -9 of budget-controld with a request in flight: an 8,000-token hard budget stays at most 8,000")
+    func hardAcrossControlPlaneRestart() async throws {
+        try await GatewayUnderTest.withGateway(config: Self.config) { gateway in
+            async let first = gateway.chat(Self.essay(latencyMs: 3000), key: "dev-team-key")
+            try await Task.sleep(for: .milliseconds(700))
+            gateway.killControlPlane()
+            try gateway.restartControlPlane()
+            let second = try await Self.sendWhenConnected(gateway, Self.essay())
+            let third = try await gateway.chat(Self.essay(), key: "dev-team-key")
+            let answers = [try await first, second, third]
+            #expect(answers[0].status == 200, "\(answers[0].body)")
+            #expect(answers[1].status == 200, "\(answers[1].body)")
+            let usage = try await gateway.usage(of: "signify-dev-team") { $0.inFlight == 0 }
+            let reported = answers.compactMap(\.totalTokens).reduce(0, +)
+            #expect(usage.used <= 8000, "charged \(usage.used); statuses \(answers.map(\.status))")
+            #expect(usage.used == Double(reported), "charged \(usage.used), Bedrock reported \(reported)")
+        }
+    }
+
+    @Test("a request longer than --reservation-ttl keeps its hold: the budget stays at most 8,000")
+    func leaseOutlivesTTL() async throws {
+        try await GatewayUnderTest.withGateway(
+            config: Self.config, controlPlaneArguments: ["--reservation-ttl", "10"]
+        ) { gateway in
+            async let first = gateway.chat(Self.essay(latencyMs: 16_000), key: "dev-team-key")
+            try await Task.sleep(for: .seconds(12))
+            let second = try await gateway.chat(Self.essay(), key: "dev-team-key")
+            let third = try await gateway.chat(Self.essay(), key: "dev-team-key")
+            let answers = [try await first, second, third]
+            #expect(answers[0].status == 200, "\(answers[0].body)")
+            let usage = try await gateway.usage(of: "signify-dev-team") { $0.inFlight == 0 }
+            let reported = answers.compactMap(\.totalTokens).reduce(0, +)
+            #expect(usage.used <= 8000, "charged \(usage.used); statuses \(answers.map(\.status))")
+            #expect(usage.used == Double(reported), "charged \(usage.used), Bedrock reported \(reported)")
+        }
+    }
+}

@@ -149,31 +149,35 @@ def test_sigterm_while_the_control_plane_hangs_exits_at_once(binaries, tmp_path)
         stack.stop()
 
 
-def test_after_a_control_plane_kill_late_commits_release_no_new_hold(binaries, tmp_path):
-    """Requests admitted before a kill -9 of budget-controld finish after its restart: their commits charge
-    their usage, and the holds of requests admitted by the restarted control plane stay."""
+def test_after_a_control_plane_kill_holds_in_flight_are_reestablished_and_late_commits_release_only_theirs(
+        binaries, tmp_path):
+    """Requests admitted before a kill -9 of budget-controld keep their holds across its restart (the proxy
+    re-establishes them on reconnecting, before new work); when they finish, their commits charge their usage
+    and release their own holds, and the holds of requests admitted by the restarted control plane stay."""
     import concurrent.futures
     stack = Gateway(binaries, tmp_path)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
     try:
         def chat(text):
             body = b'{"messages":[{"role":"user","content":"%s"}]}' % text.encode()
-            closing = request(b"/ai/budget", body, b"dev-team-key", extra=b"Connection: close\r\n")
+            closing = request(b"/ai/budget", body, b"analytics-key", extra=b"Connection: close\r\n")
             return statuses(exchange(stack.url, closing, timeout=30))
 
         before = [pool.submit(chat, f"Hi A{i} [[emulator-fault:latency-4000]]") for i in (1, 2)]
         time.sleep(0.5)
+        held_before = in_flight(stack, "signify-analytics")
         stack.controld.crash()
         stack.start_control_plane()
-        time.sleep(1.5)  # the proxy reconnects (backoff from 100 ms)
+        time.sleep(1.5)  # the proxy reconnects (backoff from 100 ms) and re-establishes the two holds
+        assert in_flight(stack, "signify-analytics") == held_before
         after = [pool.submit(chat, f"Hi B{i} [[emulator-fault:latency-6000]]") for i in (1, 2)]
         time.sleep(0.5)
-        held = in_flight(stack, "signify-dev-team")
-        assert held > 8000, held  # the two B requests, each about 4,100 tokens
+        held = in_flight(stack, "signify-analytics")
+        assert held == 2 * held_before, (held, held_before)  # the same prompts: the same holds
         assert [f.result(timeout=20) for f in before] == [[b"200"], [b"200"]]
         time.sleep(0.5)  # their commits reach the restarted control plane
-        assert in_flight(stack, "signify-dev-team") == held
-        assert stack.usage("signify-dev-team") > 0
+        assert in_flight(stack, "signify-analytics") == held - held_before
+        assert stack.usage("signify-analytics") > 0
         assert [f.result(timeout=20) for f in after] == [[b"200"], [b"200"]]
     finally:
         pool.shutdown(wait=True)
@@ -212,5 +216,64 @@ def test_a_client_that_hangs_up_is_charged_what_bedrock_reported(binaries, tmp_p
         # The connection is gone; the proxy serves others.
         assert statuses(exchange(stack.url, request(b"/ai/budget", HELLO, b"analytics-key",
                                                     extra=b"Connection: close\r\n"))) == [b"200"]
+    finally:
+        stack.stop()
+
+
+def proxied_tokens(stack, key=b"production-key") -> int:
+    """One chat request answered 200; the total tokens Bedrock reported for it."""
+    reply = exchange(stack.url, request(b"/ai/budget", HELLO, key, extra=b"Connection: close\r\n"), timeout=10)
+    assert statuses(reply) == [b"200"], reply[:300]
+    return json.loads(reply.split(b"\r\n\r\n", 1)[1])["usage"]["total_tokens"]
+
+
+def wait_for_usage(stack, consumer, expected, seconds=15):
+    deadline = time.monotonic() + seconds
+    while stack.usage(consumer) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return stack.usage(consumer)
+
+
+def test_usage_queued_while_the_control_plane_is_away_survives_a_proxy_stop_and_a_proxy_crash(binaries, tmp_path):
+    """With --state-directory, usage the control plane has not acknowledged is spooled: a SIGTERM of the proxy
+    while the control plane is down writes it, a kill -9 loses at most the last checkpoint's 2 s, and the next
+    proxy delivers it first; commits keep their origin, so nothing is charged twice."""
+    spool_dir = tmp_path / "proxyd"
+    spool_dir.mkdir()
+    spool = spool_dir / "pending-usage.spool"
+    proxy_args = ("--state-directory", str(spool_dir), "--on-control-plane-loss", "fail-open")
+    stack = Gateway(binaries, tmp_path, proxy_args=proxy_args)
+    try:
+        charged_before = proxied_tokens(stack)
+        assert wait_for_usage(stack, "signify-production", charged_before) == charged_before
+        # 1. The control plane goes away; requests are served fail-open; the proxy stops gracefully.
+        stack.controld.crash()
+        first = sum(proxied_tokens(stack) for _ in range(20))
+        assert stack.proxy.stop() == 0
+        assert spool.exists() and spool.stat().st_size > 8
+        stack.start_control_plane()
+        stack.proxy = stack.start_proxy(*proxy_args)
+        assert wait_for_usage(stack, "signify-production", charged_before + first) == charged_before + first
+        # 2. Away again; this time the proxy is killed, after a checkpoint.
+        stack.controld.crash()
+        second = sum(proxied_tokens(stack) for _ in range(20))
+        time.sleep(3)  # a checkpoint every 2 s
+        os.kill(stack.proxy.process.pid, signal.SIGKILL)
+        stack.proxy.process.wait()
+        stack.start_control_plane()
+        stack.proxy = stack.start_proxy(*proxy_args)
+        expected = charged_before + first + second
+        assert wait_for_usage(stack, "signify-production", expected) == expected
+        # Delivered: the next checkpoint removes the spool.
+        deadline = time.monotonic() + 10
+        while spool.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not spool.exists()
+        # A spool that is not one is moved aside with a message, and the proxy starts.
+        assert stack.proxy.stop() == 0
+        spool.write_bytes(b"not a spool")
+        stack.proxy = stack.start_proxy(*proxy_args)
+        assert (spool_dir / "pending-usage.spool.unreadable").exists()
+        assert stack.usage("signify-production") == expected
     finally:
         stack.stop()

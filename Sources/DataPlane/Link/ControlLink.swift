@@ -12,10 +12,12 @@ import Synchronization
 /// budget calls, batching concurrent ones into one frame.
 ///
 /// A `Service`: `run()` keeps the connection (reconnecting with backoff, 100 ms doubling to 5 s) and runs the
-/// senders of reservations, commits and releases as child tasks. When the control plane goes away the proxy
-/// keeps serving with the last snapshot; commits that cannot be delivered are kept (at most
-/// `maxPendingCommits`) and sent after the reconnect. On graceful shutdown it delivers what is pending, for
-/// at most `shutdownFlushTimeout`, then stops.
+/// senders of reservations, commits, releases and lease renewals as child tasks. When the control plane goes
+/// away the proxy keeps serving with the last snapshot; commits that cannot be delivered are kept (at most
+/// `maxPendingCommits`, and in the spool file when a state directory is set) and sent after the reconnect.
+/// After each connect, the holds of requests in flight are re-established before any other call (a restarted
+/// control plane has lost them), and they are renewed while their requests run. On graceful shutdown it
+/// delivers what is pending, for at most `shutdownFlushTimeout`, spools the rest, then stops.
 final class ControlLink: ServiceLifecycle.Service, Sendable {
     /// The answer to a reservation request.
     public enum Reservation: Sendable {
@@ -39,15 +41,22 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
     private let reserves: ReserveBatcher
     private let commits: CommitQueue
     private let releases: ReleaseQueue
+    private let leases = LeaseBook()
+    private let spool: CommitSpool?
+    /// Seconds between two renewals of the holds in flight: a third of the control plane's reservation
+    /// lifetime, as its welcome says.
+    private let renewEvery = Mutex<Int64>(200)
     private let group: any EventLoopGroup
 
     /// `group` should be the proxy's own: the connection then shares the event loops that requests run on.
     /// `environment` supplies the AWS settings each snapshot's Bedrock targets are resolved with.
+    /// `spoolDirectory` keeps unacknowledged usage across stops (`CommitSpool`); nil keeps it in memory only.
     init(
         socketPath: String, callTimeout: Duration = .seconds(2), group: any EventLoopGroup,
-        environment: [String: String] = [:], logger: Logger
+        environment: [String: String] = [:], spoolDirectory: String? = nil, logger: Logger
     ) {
         self.socketPath = socketPath
+        spool = spoolDirectory.map(CommitSpool.init(directory:))
         self.callTimeout = callTimeout
         self.group = group
         self.environment = environment
@@ -67,22 +76,67 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
     /// Commits waiting for the control plane.
     var pendingCommits: Int { commits.count }
 
+    /// Holds of requests in flight (leases this data plane renews).
+    var heldLeases: Int { leases.count }
+
     /// Returns true once the first snapshot has arrived; false if the calling task is cancelled first.
     func waitForFirstSnapshot() async -> Bool { await firstSnapshot.wait() }
 
     /// Keeps the connection and the senders running until graceful shutdown or cancellation.
     func run() async {
+        if let spool {
+            do {
+                let spooled = try spool.load()
+                if !spooled.isEmpty {
+                    commits.preload(spooled)
+                    logger.notice(
+                        "usage from the spool is delivered first", metadata: ["commits": "\(spooled.count)"])
+                }
+            } catch {
+                // Kept aside for an operator to look at; the proxy starts (budgets apply as usual).
+                let aside = spool.path + ".unreadable"
+                _ = rename(spool.path, aside)
+                logger.error("\(error); moved to \(aside)")
+            }
+        }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.reserves.run() }
             group.addTask { await self.commits.run() }
             group.addTask { await self.releases.run() }
             group.addTask { await self.maintainConnection() }
+            group.addTask { await self.renewLeases() }
+            if let spool { group.addTask { await self.commits.checkpoint(into: spool, logger: self.logger) } }
             try? await gracefulShutdown()
             // Usage charged before the stop should reach the control plane if it is there.
             if isConnected {
                 _ = await withDeadline(Self.shutdownFlushTimeout) { [commits] in await commits.waitUntilEmpty() }
             }
             group.cancelAll()
+        }
+        if let spool { commits.spool(into: spool, logger: logger) }
+    }
+
+    /// Renews the holds of requests in flight every `renewEvery` seconds while connected, until cancelled.
+    private func renewLeases() async {
+        var last = ContinuousClock.now
+        while !Task.isCancelled {
+            // Checked every second: the interval comes with the first welcome, after this loop began.
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+            guard ContinuousClock.now - last >= .seconds(renewEvery.withLock { $0 }) else { continue }
+            last = ContinuousClock.now
+            guard let client = connection.current else { continue }
+            do {
+                try await renew(on: client, adopt: false)
+            } catch {
+                logger.warning("cannot renew the holds in flight", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Sends the holds in flight to the control plane; with `adopt`, it installs those it does not know.
+    private func renew(on client: WireClient, adopt: Bool) async throws {
+        for batch in leases.batches() {
+            _ = try await client.call(.renew, payload: BudgetMessages.encode(renewals: batch, adopt: adopt))
         }
     }
 
@@ -94,6 +148,17 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
                 let client = try await WireClient.connect(
                     path: socketPath, role: .dataPlane, client: "budget-proxyd/\(GatewayVersion.current)",
                     group: group)
+                // Before anything else goes over the connection: the holds of requests in flight, which a
+                // restarted control plane does not have, so that the budget they hold is not admitted twice.
+                do {
+                    try await renew(on: client, adopt: true)
+                } catch {
+                    await client.close()
+                    throw error
+                }
+                if let lifetime = client.welcome.reservationLifetime, lifetime > 0 {
+                    renewEvery.withLock { $0 = max(1, lifetime / 3) }
+                }
                 backoff = .milliseconds(100)
                 connection.current = client
                 logger.notice(
@@ -148,7 +213,14 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
     func reserve(_ request: ReserveRequest) async -> Reservation {
         guard isConnected else { return .unavailable("the control plane is not connected") }
         do {
-            return .outcome(try await reserves.submit(request))
+            let outcome = try await reserves.submit(request)
+            if case .admitted(let id, let maxTokens, _) = outcome {
+                leases.hold(
+                    Lease(
+                        id: id, keys: request.rules.map(\.key),
+                        units: request.promptUnits + request.unitsPerCompletionToken * Double(maxTokens)))
+            }
+            return .outcome(outcome)
         } catch {
             return .unavailable("the control plane did not answer: \(error)")
         }
@@ -156,12 +228,14 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
 
     /// Records real usage; delivered now or after a reconnect.
     func commit(_ commit: BudgetMessages.Commit) {
+        leases.settle(commit.reservation)
         commits.add(commit)
     }
 
     /// Gives a reservation back without charging it (sent in the background; lost ones expire).
     func release(_ id: UInt64) {
         guard id != 0 else { return }
+        leases.settle(id)
         releases.add([id])
     }
 }
@@ -272,7 +346,14 @@ final class CommitQueue: Sendable {
         /// commit dropped (at the cap) while a batch was in flight cannot make it remove a newer, unsent one.
         var first: UInt64 = 0
         var dropped = 0
+        /// The number the next commit gets in this queue's commit stream.
+        var nextSequence: UInt64 = 1
+        /// Counts changes to `queue`, so a checkpoint writes the spool only when something changed.
+        var changes: UInt64 = 0
     }
+
+    /// This queue's commit stream: random, so no two data planes (or two runs of one) share it.
+    let source = UInt64.random(in: 1...UInt64.max)
 
     private let connection: CurrentConnection
     private let logger: Logger
@@ -290,10 +371,15 @@ final class CommitQueue: Sendable {
     /// Commits not yet acknowledged.
     var count: Int { state.withLock { $0.queue.count } }
 
-    /// Queues a commit; past `ControlLink.maxPendingCommits` the oldest is dropped (and counted in the log).
+    /// Queues a commit, numbered in this queue's stream; past `ControlLink.maxPendingCommits` the oldest is
+    /// dropped (and counted in the log).
     func add(_ commit: BudgetMessages.Commit) {
+        var commit = commit
         let dropped = state.withLock { state -> Int? in
             var dropped: Int?
+            commit.origin = CommitOrigin(source: source, sequence: state.nextSequence)
+            state.nextSequence += 1
+            state.changes += 1
             if state.queue.count >= ControlLink.maxPendingCommits {
                 state.queue.removeFirst()
                 state.first += 1
@@ -309,6 +395,44 @@ final class CommitQueue: Sendable {
             logger.error("usage dropped: the control plane has been away too long", metadata: ["dropped": "\(dropped)"])
         }
         wakeup.yield()
+    }
+
+    /// Queues commits read from the spool; they keep their origins (other streams than this queue's, so
+    /// their place in the queue does not matter), up to the queue's cap.
+    func preload(_ spooled: [BudgetMessages.Commit]) {
+        let added = state.withLock { state -> Int in
+            let room = max(0, ControlLink.maxPendingCommits - state.queue.count)
+            let kept = spooled.suffix(room)
+            state.queue.append(contentsOf: kept)
+            state.changes += 1
+            return kept.count
+        }
+        empty.add(added)
+        wakeup.yield()
+    }
+
+    /// Writes the pending commits to `spool` whenever they changed, every `CommitSpool.checkpointInterval`,
+    /// until cancelled: what a crash loses is at most that interval's usage.
+    func checkpoint(into spool: CommitSpool, logger: Logger) async {
+        var written: UInt64 = 0
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: CommitSpool.checkpointInterval) } catch { return }
+            written = self.spool(into: spool, logger: logger, unlessAt: written)
+        }
+    }
+
+    /// Writes the pending commits to `spool` (removes it when there are none), unless nothing changed since
+    /// change count `unlessAt`; returns the change count written.
+    @discardableResult
+    func spool(into spool: CommitSpool, logger: Logger, unlessAt previous: UInt64? = nil) -> UInt64 {
+        let (pending, changes) = state.withLock { ($0.queue, $0.changes) }
+        guard changes != previous else { return changes }
+        do {
+            try spool.store(pending)
+        } catch {
+            logger.error("\(error)")
+        }
+        return changes
     }
 
     /// Asks `run()` to try again (a connection came up).
@@ -334,6 +458,7 @@ final class CommitQueue: Sendable {
                 if count == 0 && !state.queue.isEmpty {
                     state.queue.removeFirst()
                     state.first += 1
+                    state.changes += 1
                     return ([], state.first, true)
                 }
                 return (Array(state.queue.prefix(count)), state.first, false)
@@ -356,6 +481,7 @@ final class CommitQueue: Sendable {
                 let removed = Int(min(UInt64(state.queue.count), stillQueued))
                 state.queue.removeFirst(removed)
                 state.first += UInt64(removed)
+                state.changes += 1
                 return removed
             }
             empty.add(-removed)
