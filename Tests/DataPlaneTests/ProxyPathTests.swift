@@ -111,6 +111,19 @@ struct ProxyPathTests {
         }
     }
 
+    @Test("a Bedrock that drops the connection after the request: 502, and the prompt estimate is charged")
+    func droppedAfterSendChargesThePrompt() async throws {
+        try await GatewayUnderTest.withGateway { gateway in
+            let dropped = try await gateway.chat(
+                #"{"messages":[{"role":"user","content":"[[emulator-fault:drop]] Hello"}]}"#, key: "dev-team-key")
+            #expect(dropped.status == 502, "\(dropped.body)")
+            // Bedrock may have run it: the prompt (about 10 tokens by the proxy's estimate) is charged, no more.
+            let usage = try await gateway.usage(of: "signify-dev-team") { $0.used > 0 && $0.inFlight == 0 }
+            #expect(usage.used > 0 && usage.used < 30, "charged \(usage.used)")
+            #expect(usage.inFlight == 0)
+        }
+    }
+
     @Test("an unreachable Bedrock is a 502 with a plain message; the detail stays in the log; nothing is held")
     func unreachableUpstream() async throws {
         // A port nothing listens on (discard's, unused on loopback here).

@@ -313,6 +313,10 @@ final class ProxyService: Sendable {
             if Task.isCancelled { throw .clientGone }
             let timedOut = Self.isTimeout(error)
             let status = timedOut ? 504 : 502
+            if Self.mayHaveReachedBedrock(error) {
+                // Sent, but no answer: Bedrock may have run (and billed) it, so the prompt is charged.
+                chargePromptEstimate(call: call, admission: admission, hold: hold, outcome: &outcome)
+            }
             // The detail (a TLS library's error, say) is for the operator's log, not for the client.
             logger.warning(
                 "upstream request failed",
@@ -350,6 +354,7 @@ final class ProxyService: Sendable {
             bytes = Array(try await response.body.collect(upTo: 32 << 20).readableBytesView)
         } catch {
             outcome.upstream = ContinuousClock.now - upstreamStarted
+            chargePromptEstimate(call: call, admission: admission, hold: hold, outcome: &outcome)
             if Task.isCancelled { throw .clientGone }
             throw .upstream(502, errorType: "UpstreamError", message: "Bedrock's reply was cut off: \(error)")
         }
@@ -359,6 +364,7 @@ final class ProxyService: Sendable {
         do {
             converse = try ConverseResponse.parse(bytes)
         } catch {
+            chargePromptEstimate(call: call, admission: admission, hold: hold, outcome: &outcome)
             throw .upstream(502, errorType: "UpstreamFormatError", message: error.message)
         }
         let charged = charge(converse.usage, call: call, admission: admission, hold: hold, outcome: &outcome)
@@ -377,6 +383,13 @@ final class ProxyService: Sendable {
         var id: String
         var created: Int
         var modelID: String
+    }
+
+    /// Whether a failed upstream call may have reached Bedrock (it timed out or was cut off after the request
+    /// could have been sent), as opposed to failing to connect: then Bedrock may have billed it.
+    static func mayHaveReachedBedrock(_ error: any Error) -> Bool {
+        guard let error = error as? HTTPClientError else { return false }
+        return error == .readTimeout || error == .deadlineExceeded || error == .remoteConnectionClosed
     }
 
     /// Whether an upstream failure was a time-out (connect, read or the request's deadline).
@@ -446,6 +459,18 @@ final class ProxyService: Sendable {
     }
 
     // MARK: - 5. Charge
+
+    /// Charges the prompt estimate, counted as an estimate: the request reached Bedrock (or may have), but
+    /// its usage never came back.
+    private func chargePromptEstimate(
+        call: ChatCall, admission: Admission, hold: consuming BudgetHold, outcome: inout Outcome
+    ) {
+        let usage = TokenUsage(inputTokens: call.promptTokens, outputTokens: 0)
+        if admission.budget != nil {
+            metrics.estimatedCharge(consumer: outcome.consumer, group: outcome.group, tokens: usage.totalTokens)
+        }
+        _ = charge(usage, call: call, admission: admission, hold: hold, outcome: &outcome)
+    }
 
     /// Replaces the hold with the real usage (without a budget there is nothing to charge and the hold, empty,
     /// goes); returns the units charged to the first window, for the Remaining headers.
