@@ -71,7 +71,12 @@ taskset -c 0 "$bin/budget-controld" --state-dir "$work/state" --control-socket "
     --admin-socket "$work/admin.sock" --log-level warning &
 pids+=($!)
 for _ in $(seq 100); do [ -S "$work/admin.sock" ] && break; sleep 0.05; done
-sed -e 's/limit: \[10000\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/config.yaml"
+# Every tier's every limit raised far beyond what a run can spend: each answer must be a proxied 200, never a
+# cheap 429 (before, only the 10,000-token tier was raised and production-key's 200,000 ran out in a second).
+sed -E 's/limit: \[[0-9, ]+\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/config.yaml"
+if grep -E 'limit: \[' "$work/config.yaml" | grep -vq 'limit: \[1000000000000\]'; then
+    echo "bench/macro.sh: a limit in the example config was not raised" >&2; exit 1
+fi
 DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
     "$bin/budgetctl" sync "$work/config.yaml" --socket "$work/admin.sock" >/dev/null
 AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator_unsigned" taskset -c 0 "$bin/budget-proxyd" --listen 127.0.0.1:0 \
@@ -139,8 +144,16 @@ lines += ["", f"- proxy's added latency, (c) against (a): p50 {summary['proxy_ad
           f"- at about half of (c)'s rate ({half_proxy['rps']:.0f} req/s through the proxy, {half_emulator['rps']:.0f} to the "
           f"emulator alone): p99 {half_proxy['p99_ms']:.2f} ms against {half_emulator['p99_ms']:.2f} ms, the proxy adds "
           f"{summary['half_rate']['proxy_added_p99_ms']:+.2f} ms"]
+# A row that claims throughput counts only if every answer was a 200 with no socket errors.
+bad = [(name, row) for name, row in zip(names + ["(e) emulator, half rate", "(f) proxy, half rate"],
+                                         rows + [half_emulator, half_proxy])
+       if row["non200"] or row["non2xx"] or row["errors"]]
+if bad:
+    lines += ["", "**Not valid: answers other than 200 (or socket errors) in " + ", ".join(n for n, _ in bad) + ".**"]
+summary["valid"] = not bad
 text = "\n".join(lines) + "\n"
 open(f"{results}/macro-{stamp}.md", "w").write(text)
 open(f"{results}/macro-{stamp}.json", "w").write(json.dumps(summary, indent=2) + "\n")
 print(text)
+sys.exit(1 if bad else 0)
 PY

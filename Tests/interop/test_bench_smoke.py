@@ -19,7 +19,8 @@ def test_macro_benchmark_harness_runs_all_four_setups(tmp_path):
     summary = json.loads(summary_file.read_text())
     for setup in ["emulator", "nginx", "proxy", "proxy_streaming"]:
         row = summary["setups"][setup]
-        assert row["requests"] > 0 and row["non200"] == 0 and row["errors"] == 0, (setup, row)
+        assert row["requests"] > 0 and row["non200"] == 0 and row["non2xx"] == 0 and row["errors"] == 0, (setup, row)
+    assert summary["valid"] is True
     assert "| (c) budget-proxyd -> emulator |" in next(tmp_path.glob("macro-*.md")).read_text()
 
 
