@@ -72,7 +72,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // C declarations Glibc's overlay lacks (struct ucred for SO_PEERCRED).
+        // C helpers for what Glibc's overlay lacks (struct ucred for SO_PEERCRED; SO_PEERGROUPS, malloc_trim, ...).
         .target(name: "CBudgetSystem"),
         // libsystemd (Debian: libsystemd-dev), and the Swift face of it.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),

@@ -1,5 +1,8 @@
 #define _GNU_SOURCE
 #include <sys/socket.h>
+#include <sys/resource.h>
+#include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <sched.h>
 #include <sys/random.h>
@@ -9,6 +12,36 @@ _Static_assert(sizeof(struct cbudget_ucred) == sizeof(struct ucred), "struct cbu
 
 int cbudget_sol_socket(void) { return SOL_SOCKET; }
 int cbudget_so_peercred(void) { return SO_PEERCRED; }
+int cbudget_so_cookie(void) { return SO_COOKIE; }
+
+int cbudget_socket_with_cookie(uint64_t cookie) {
+    struct rlimit limit;
+    rlim_t end = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) end = limit.rlim_cur;
+    if (end > (1 << 20)) end = 1 << 20;
+    for (int fd = 0; fd < (int)end; fd++) {
+        uint64_t value = 0;
+        socklen_t length = sizeof(value);
+        if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &value, &length) == 0 && length == sizeof(value)
+            && value == cookie)
+            return fd;
+    }
+    errno = ENOENT;
+    return -1;
+}
+
+int cbudget_peer_groups(int fd, gid_t *groups, size_t capacity, size_t *needed) {
+    if (capacity > INT_MAX / sizeof(gid_t)) {
+        errno = EINVAL;
+        return -1;
+    }
+    socklen_t length = (socklen_t)(capacity * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &length) != 0) {
+        if (errno == ERANGE && needed != NULL) *needed = length / sizeof(gid_t);
+        return -1;
+    }
+    return (int)(length / sizeof(gid_t));
+}
 
 int cbudget_malloc_trim(void) { return malloc_trim(0); }
 

@@ -2,7 +2,6 @@ import BudgetLedger
 import BudgetWire
 import CBudgetSystem
 import DaemonKit
-import Foundation
 import Logging
 import NIOCore
 
@@ -92,56 +91,87 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    /// SO_PEERCRED: the kernel's word on who is at the other end, not anything the client claims.
+    /// SO_PEERCRED and SO_PEERGROUPS: the kernel's word on who is at the other end, not anything the client
+    /// claims. Root, the daemon's own user and (with --admin-group) a peer whose primary group is the admin group
+    /// are let in on SO_PEERCRED alone; anyone else only if the admin group is among the supplementary groups it
+    /// had when it connected.
     private func checkPeer(context: ChannelHandlerContext, policy: ControlListener.PeerPolicy) {
         guard let provider = context.channel as? any SocketOptionProvider else {
             peerAllowed = false
             return
         }
-        let logger = self.context.logger
         let future: EventLoopFuture<cbudget_ucred> = provider.unsafeGetSocketOption(
             level: SocketOptionLevel(cbudget_sol_socket()), name: SocketOptionName(cbudget_so_peercred()))
         future.assumeIsolated().whenComplete { result in
             switch result {
             case .success(let credentials):
                 let uid = UInt32(credentials.uid)
-                let allowed =
-                    uid == 0 || uid == policy.allowedUser
-                    || (policy.adminGroup.map {
-                        Self.isMember(pid: credentials.pid, gid: UInt32(credentials.gid), of: $0)
-                    } ?? false)
-                self.peerAllowed = allowed
-                if !allowed {
-                    logger.warning(
-                        "admin connection refused", metadata: ["uid": "\(uid)", "pid": "\(credentials.pid)"])
-                    self.refusal =
-                        "permission denied: uid \(uid) may not use the admin socket (allowed: uid "
-                        + "\(policy.allowedUser)\(policy.adminGroup.map { " and members of group \($0)" } ?? ""))"
+                if uid == 0 || uid == policy.allowedUser || policy.adminGroup == UInt32(credentials.gid) {
+                    self.decided(true, context: context)
+                } else if let group = policy.adminGroup {
+                    self.checkGroups(
+                        context: context, provider: provider, credentials: credentials, policy: policy, group: group)
+                } else {
+                    self.deny(credentials, policy: policy, context: context)
                 }
             case .failure(let error):
-                self.peerAllowed = false
                 self.refusal = "cannot read peer credentials: \(error)"
+                self.decided(false, context: context)
             }
-            guard self.peerAllowed == true else {
-                // Answer the first frame (the hello) with the refusal, so the client can say why.
-                if let first = self.held.first { self.refuse(context: context, requestID: first.requestID) }
-                return
-            }
-            let frames = self.held
-            self.held = []
-            for frame in frames { self.handle(frame, context: context) }
         }
     }
 
-    /// Whether a process's primary or supplementary groups include `group`.
-    static func isMember(pid: Int32, gid: UInt32, of group: UInt32) -> Bool {
-        if gid == group { return true }
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") })
-        else { return false }
-        return line.dropFirst("Groups:".count).split(separator: " ").contains {
-            UInt32($0.trimmingCharacters(in: .whitespaces)) == group
+    /// Whether the peer's supplementary groups include `group`. NIO gives no access to the channel's descriptor
+    /// and SO_PEERGROUPS needs a buffer of the size the kernel says, so the descriptor is found by the socket's
+    /// cookie (see `PeerGroups`).
+    private func checkGroups(
+        context: ChannelHandlerContext, provider: any SocketOptionProvider, credentials: cbudget_ucred,
+        policy: ControlListener.PeerPolicy, group: UInt32
+    ) {
+        let cookie: EventLoopFuture<UInt64> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(cbudget_sol_socket()), name: SocketOptionName(cbudget_so_cookie()))
+        cookie.assumeIsolated().whenComplete { result in
+            do {
+                let groups = try PeerGroups.ofSocket(cookie: try result.get())
+                if groups.contains(group) {
+                    self.decided(true, context: context)
+                } else {
+                    self.deny(credentials, policy: policy, context: context)
+                }
+            } catch {
+                self.context.logger.warning(
+                    "admin connection refused: cannot read the peer's groups",
+                    metadata: ["uid": "\(credentials.uid)", "pid": "\(credentials.pid)", "error": "\(error)"])
+                self.refusal = "cannot read the peer's groups: \(error)"
+                self.decided(false, context: context)
+            }
         }
+    }
+
+    /// Refuses a peer that is neither root, the daemon's user nor in the admin group.
+    private func deny(
+        _ credentials: cbudget_ucred, policy: ControlListener.PeerPolicy, context: ChannelHandlerContext
+    ) {
+        let uid = UInt32(credentials.uid)
+        self.context.logger.warning(
+            "admin connection refused", metadata: ["uid": "\(uid)", "pid": "\(credentials.pid)"])
+        refusal =
+            "permission denied: uid \(uid) may not use the admin socket (allowed: uid "
+            + "\(policy.allowedUser)\(policy.adminGroup.map { " and members of group \($0)" } ?? ""))"
+        decided(false, context: context)
+    }
+
+    /// The peer check is done: serve the frames held meanwhile, or answer the first with the refusal.
+    private func decided(_ allowed: Bool, context: ChannelHandlerContext) {
+        peerAllowed = allowed
+        guard allowed else {
+            // Answer the first frame (the hello) with the refusal, so the client can say why.
+            if let first = held.first { refuse(context: context, requestID: first.requestID) }
+            return
+        }
+        let frames = held
+        held = []
+        for frame in frames { handle(frame, context: context) }
     }
 
     private func refuse(context: ChannelHandlerContext, requestID: UInt32) {

@@ -14,7 +14,8 @@ struct BudgetControld: AsyncParsableCommand {
         discussion: """
             Keeps the declarative config and the usage counters in SQLite under --state-dir, serves data \
             planes (budget-proxyd) on the control socket and budgetctl on the admin socket. The admin socket \
-            is mode 0600 (0660 with --admin-group) and the peer's uid is checked with SO_PEERCRED.
+            is mode 0600 (0660 with --admin-group) and the peer is checked with the kernel's credentials for \
+            the connection (SO_PEERCRED, and SO_PEERGROUPS for --admin-group), not with /proc.
 
             SIGTERM or SIGINT: stop accepting, write pending usage, exit 0. See budget-controld(8).
             """,
@@ -30,7 +31,10 @@ struct BudgetControld: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Socket for budgetctl.", valueName: "path"))
     var adminSocket = "/run/budget/admin.sock"
 
-    @Option(help: ArgumentHelp("Group (name or id) also allowed on the admin socket.", valueName: "group"))
+    @Option(
+        help: ArgumentHelp(
+            "Group (name or id) also allowed on the admin socket, as primary or supplementary group.",
+            valueName: "group"))
     var adminGroup: String?
 
     @Option(

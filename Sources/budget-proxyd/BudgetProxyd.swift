@@ -49,10 +49,16 @@ struct BudgetProxyd: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Most open client connections.", valueName: "n"))
     var maxConnections = 4096
 
-    @Option(help: ArgumentHelp("Seconds an idle keep-alive connection stays open.", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds a keep-alive connection may stay idle between requests.", valueName: "seconds"))
     var idleTimeout = 60
 
-    @Option(help: ArgumentHelp("Seconds a request may take to arrive whole.", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds a request's head may take to arrive whole (from the connection's opening for its first request, "
+                + "else from its first byte; then 408), and then its body (from the head).",
+            valueName: "seconds"))
     var readTimeout = 30
 
     @Option(

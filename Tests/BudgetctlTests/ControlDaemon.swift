@@ -10,8 +10,9 @@ final class ControlDaemon: @unchecked Sendable {
     var stateDirectory: String { directory.appendingPathComponent("state").path }
     private let log: Pipe
 
-    /// Starts the daemon and waits until both sockets exist.
-    init(directory existing: URL? = nil, extraArguments: [String] = []) throws {
+    /// Starts the daemon and waits until both sockets exist. `launcher`, if given, is a command line that
+    /// ends by exec-ing the daemon's (as `setpriv ... --`), so the process is still the daemon.
+    init(directory existing: URL? = nil, extraArguments: [String] = [], launcher: [String] = []) throws {
         if let existing {
             directory = existing
         } else {
@@ -23,13 +24,20 @@ final class ControlDaemon: @unchecked Sendable {
         // Sockets left by an earlier (crashed) run are stale: readiness is their reappearance.
         for name in ["admin.sock", "control.sock"] { unlink(directory.appendingPathComponent(name).path) }
         process = Process()
-        process.executableURL = budgetctlURL.deletingLastPathComponent().appendingPathComponent("budget-controld")
-        process.arguments =
+        let controld = budgetctlURL.deletingLastPathComponent().appendingPathComponent("budget-controld")
+        let arguments =
             [
                 "--state-dir", directory.appendingPathComponent("state").path,
                 "--control-socket", directory.appendingPathComponent("control.sock").path,
                 "--admin-socket", directory.appendingPathComponent("admin.sock").path,
             ] + extraArguments
+        if launcher.isEmpty {
+            process.executableURL = controld
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = launcher + [controld.path] + arguments
+        }
         log = Pipe()
         process.standardError = log
         process.standardOutput = FileHandle.nullDevice

@@ -324,6 +324,60 @@ struct ControlPlaneProcessTests {
         #expect(try daemon.budgetctl(["ping"]).status == 0)
     }
 
+    @Test(
+        "--admin-group admits a member by supplementary group with /proc hidden (ProtectProc=invisible), refuses others",
+        .enabled(if: getuid() == 0, "needs root, to run the daemon and its clients as other users"),
+        .enabled(
+            if: HiddenProc.available,
+            "needs a mount namespace (unshare --mount) to hide /proc as the unit's ProtectProc=invisible does"))
+    func adminGroupBySupplementaryGroup() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "controld-group-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(
+            at: directory.appendingPathComponent("state"), withIntermediateDirectories: true)
+        for path in [directory.path, directory.appendingPathComponent("state").path] {
+            #expect(chown(path, HiddenProc.daemonUser, HiddenProc.daemonUser) == 0)
+            #expect(chmod(path, 0o755) == 0)
+        }
+        // The daemon runs as an ordinary user, like the unit's User=budget, so it cannot see other users'
+        // processes in /proc: the way it was run in production when supplementary members were refused. It is in
+        // the admin group itself, to give the socket that group.
+        let daemon = try ControlDaemon(
+            directory: directory, extraArguments: ["--admin-group", String(HiddenProc.adminGroup)],
+            launcher: HiddenProc.launcher(user: HiddenProc.daemonUser, groups: [HiddenProc.adminGroup]))
+        defer { daemon.removeDirectory() }
+        func ping(groups: [UInt32], primary: String = "nogroup") throws -> ProcessResult {
+            try runBinary(
+                "/usr/bin/env",
+                [
+                    "setpriv", "--reuid=nobody", "--regid=\(primary)",
+                    groups.isEmpty ? "--clear-groups" : "--groups=\(groups.map(String.init).joined(separator: ","))",
+                    budgetctlURL.path, "ping", "--socket", daemon.adminSocket,
+                ])
+        }
+        let group = HiddenProc.adminGroup
+        let member = try ping(groups: [group])
+        #expect(member.status == 0, "\(member.stderr) \(daemon.logText())")
+        // More groups than the first buffer holds (64): the kernel's ERANGE and its count, then the whole list.
+        let many = try ping(groups: (0..<100).map { UInt32(60_000 + $0) } + [group])
+        #expect(many.status == 0, "\(many.stderr) \(daemon.logText())")
+        let primary = try ping(groups: [], primary: String(group))
+        #expect(primary.status == 0, "\(primary.stderr)")
+
+        // The file mode opened up, so that the daemon's own check is what refuses.
+        chmod(daemon.adminSocket, 0o666)
+        let others: [[UInt32]] = [[], [group + 1], (0..<100).map { 60_000 + $0 }]
+        for groups in others {
+            let refused = try ping(groups: groups)
+            #expect(refused.status == 1)
+            #expect(
+                refused.stderr.contains(
+                    "permission denied: uid 65534 may not use the admin socket (allowed: uid \(HiddenProc.daemonUser) "
+                        + "and members of group \(group))"), "\(refused.stderr)")
+        }
+        #expect(try daemon.budgetctl(["ping"]).status == 0)
+    }
+
     @Test("a missing, unwritable or corrupt state directory is a clear message at start-up")
     func badStateDirectory() throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -413,4 +467,29 @@ struct SlowPeerTests {
         #expect(Date().timeIntervalSince(started) < 8)
         #expect(try daemon.budgetctl(["ping"]).status == 0)
     }
+}
+
+/// A /proc that hides other users' processes, as systemd's ProtectProc=invisible makes it: a mount namespace
+/// with its own /proc mounted hidepid=invisible.
+enum HiddenProc {
+    /// Ids nothing else uses: the daemon's user, and the admin group.
+    static let daemonUser: UInt32 = 64_124
+    static let adminGroup: UInt32 = 64_123
+
+    /// A command line that runs what follows it as `user`, with supplementary `groups`, in such a namespace.
+    static func launcher(user: UInt32, groups: [UInt32] = []) -> [String] {
+        [
+            "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            "mount -t proc -o hidepid=invisible proc /proc && exec \"$@\"", "sh",
+            "setpriv", "--reuid=\(user)", "--regid=\(user)",
+            groups.isEmpty ? "--clear-groups" : "--groups=\(groups.map(String.init).joined(separator: ","))", "--",
+        ]
+    }
+
+    /// Whether this machine can make one, and it hides process 1 from the daemon's user.
+    static let available: Bool = {
+        let probe = launcher(user: daemonUser) + ["test", "!", "-e", "/proc/1/status"]
+        guard getuid() == 0, let result = try? runBinary("/usr/bin/env", probe) else { return false }
+        return result.status == 0
+    }()
 }

@@ -1,9 +1,10 @@
-"""budget-proxyd's lifecycle from outside: refusals on pipelined connections, and stops (SIGTERM) that end
-within their bounds whatever clients and the control plane do."""
+"""budget-proxyd's lifecycle from outside: refusals on pipelined connections, slow senders' bounds, and stops
+(SIGTERM) that end within their bounds whatever clients and the control plane do."""
 
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -80,6 +81,98 @@ def test_a_refusal_pipelined_behind_an_answer_comes_in_order_and_the_proxy_survi
         assert stack.proxy.process.poll() is None, stack.proxy.process.stderr.read()
         assert statuses(exchange(stack.url, request(b"/ai/budget", HELLO, b"dev-team-key")
                                  + request(b"/ai/budget", HELLO, b"dev-team-key"))) == [b"200", b"200"]
+    finally:
+        stack.stop()
+
+
+def dribble(sock: socket.socket, data: bytes, seconds: float, step: int = 1) -> tuple[bytes, float | None]:
+    """Sends `data` `step` bytes a second on `sock` (nothing if empty) while reading what comes back, for at most
+    `seconds`: what the proxy answered, and after how long it closed the connection (None: still open)."""
+    started = time.monotonic()
+    reply = b""
+    sent = 0
+    while (now := time.monotonic()) < started + seconds:
+        if sent < len(data) and now >= started + sent // step:
+            try:
+                sock.sendall(data[sent:sent + step])
+            except (BrokenPipeError, ConnectionResetError):
+                return reply, now - started
+            sent += step
+        next_send = started + sent // step if sent < len(data) else started + seconds
+        readable, _, _ = select.select([sock], [], [], max(0.0, min(next_send, started + seconds) - time.monotonic()))
+        if readable:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return reply, time.monotonic() - started
+            reply += chunk
+    return reply, None
+
+
+SLOW_HEAD = b"GET /ai/budget HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 30
+
+
+def test_a_head_sent_a_byte_a_second_gets_408_and_a_close_at_the_read_timeout(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path, proxy_args=("--read-timeout", "2"))
+    try:
+        with socket.create_connection(address(stack.url), timeout=5) as sock:
+            reply, closed_after = dribble(sock, SLOW_HEAD, 10)
+        assert closed_after is not None, "the proxy kept a connection whose head never ends"
+        assert 1.9 <= closed_after < 4, closed_after
+        assert statuses(reply) == [b"408"], reply
+        assert b"\r\nConnection: close\r\n" in reply
+        assert reply.endswith(b'{"message":"the request head did not arrive within 2 seconds"}'), reply
+        assert stack.proxy.process.poll() is None
+    finally:
+        stack.stop()
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_read_timeout(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path, proxy_args=("--read-timeout", "2"))
+    try:
+        with socket.create_connection(address(stack.url), timeout=5) as sock:
+            reply, closed_after = dribble(sock, b"", 10)
+        assert closed_after is not None, "the proxy kept a connection that sent nothing"
+        assert 1.9 <= closed_after < 4, closed_after
+        assert reply == b""
+    finally:
+        stack.stop()
+
+
+def test_keep_alive_idle_is_bounded_by_the_idle_timeout_and_a_later_slow_head_by_the_read_timeout(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path, proxy_args=("--read-timeout", "2", "--idle-timeout", "5"))
+    try:
+        answered = request(b"/nowhere")
+        # Between requests, with nothing sent, the read time-out does not apply: the idle time-out does.
+        with socket.create_connection(address(stack.url), timeout=5) as idle:
+            idle.sendall(answered)
+            reply, closed_after = dribble(idle, b"", 10)
+        assert statuses(reply) == [b"404"], reply
+        assert closed_after is not None and 4.5 <= closed_after < 7.5, closed_after
+        # A next head that starts after a pause longer than the read time-out gets the whole bound from its first
+        # byte, and no more.
+        with socket.create_connection(address(stack.url), timeout=5) as sock:
+            sock.sendall(answered)
+            first, closed_after = dribble(sock, b"", 3)
+            assert statuses(first) == [b"404"] and closed_after is None
+            reply, closed_after = dribble(sock, SLOW_HEAD, 10)
+        assert closed_after is not None and 1.9 <= closed_after < 4, closed_after
+        assert statuses(reply) == [b"408"], reply
+    finally:
+        stack.stop()
+
+
+def test_a_slow_head_within_the_read_timeout_is_served_past_the_idle_timeout(binaries, tmp_path):
+    """Bytes of a head are traffic: the idle time-out does not cut a head the read time-out still allows."""
+    stack = Gateway(binaries, tmp_path, proxy_args=("--read-timeout", "8", "--idle-timeout", "2"))
+    try:
+        head = request(b"/nowhere", extra=b"Connection: close\r\n")
+        with socket.create_connection(address(stack.url), timeout=5) as sock:
+            reply, closed_after = dribble(sock, head, 10, step=len(head) // 5 + 1)
+        assert statuses(reply) == [b"404"], reply
+        assert closed_after is not None and 3.5 <= closed_after < 6, closed_after
     finally:
         stack.stop()
 

@@ -1,6 +1,8 @@
 #ifndef CBUDGET_SYSTEM_H
 #define CBUDGET_SYSTEM_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Layout-compatible with Linux's struct ucred (SO_PEERCRED), which Glibc's Swift overlay does not export. */
@@ -13,6 +15,18 @@ struct cbudget_ucred {
 /* SOL_SOCKET and SO_PEERCRED as plain ints, for Swift. */
 int cbudget_sol_socket(void);
 int cbudget_so_peercred(void);
+int cbudget_so_cookie(void);
+
+/* The descriptor of this process's socket whose SO_COOKIE is cookie, or -1 with errno ENOENT if none.
+   SwiftNIO does not expose a channel's descriptor, but its SO_COOKIE (a number the kernel gives each socket,
+   never reused until reboot) can be read through the channel; this finds the descriptor it belongs to.
+   The scan goes up from 0, and accept(2) hands out the lowest free descriptor, so it is short. */
+int cbudget_socket_with_cookie(uint64_t cookie);
+
+/* SO_PEERGROUPS (Linux 4.13): the supplementary groups the peer of the connected Unix socket fd had when it
+   connected. Writes up to capacity groups and returns how many there are; when capacity is too small, returns
+   -1 with errno ERANGE and *needed set to the number of groups the kernel has. Other failures: -1 and errno. */
+int cbudget_peer_groups(int fd, gid_t *groups, size_t capacity, size_t *needed);
 
 /* glibc's malloc_trim(0) (malloc.h is not in Glibc's Swift module); returns 1 if memory was released. */
 int cbudget_malloc_trim(void);

@@ -6,9 +6,12 @@ public struct HTTPLimits: Sendable {
     public var maxConnections = 4096
     /// Most header fields in one request; more get 431.
     public var maxHeaderCount = 100
-    /// Seconds after which a connection with no request in progress is closed.
+    /// Seconds without a byte either way after which a connection with no request in progress is closed (a
+    /// keep-alive connection between requests, or one whose next head has begun and stalled).
     public var idleTimeoutSeconds = 60
-    /// Seconds within which a request must arrive whole, head and body, from its first byte (slow-loris).
+    /// Seconds within which a request's head must arrive whole, from the connection's opening for its first
+    /// request and from its first bytes for a later one (else 408, or a close if nothing came), and then its body,
+    /// from the head (else a close): slow-loris.
     public var readTimeoutSeconds = 30
     /// Seconds a write of a streamed answer (or of a whole answer over 64 KiB) may wait for the client to read
     /// before the connection is closed, which ends its request and gives back what it held.

@@ -61,10 +61,15 @@ final class ProxyHTTPServer: Sendable {
                     }
                     channel.closeFuture.whenComplete { _ in open.add(-1) }
                     let (requests, requestSink) = AsyncStream.makeStream(of: ProxyConnection.Job.self)
-                    let handler = ProxyHTTPHandler(limits: limits, requests: requestSink)
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    let headDeadline = HeadDeadline(
+                        timeoutSeconds: limits.readTimeoutSeconds, writeTimeoutSeconds: limits.writeTimeoutSeconds)
+                    let handler = ProxyHTTPHandler(limits: limits, requests: requestSink, headDeadline: headDeadline)
+                    // Both time-outs in front of the decoder, which is silent while a head is incomplete: the
+                    // head's deadline sees a head begin, and bytes of one count as traffic for the idle one.
+                    try channel.pipeline.syncOperations.addHandler(headDeadline)
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(allTimeout: .seconds(Int64(limits.idleTimeoutSeconds))))
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let connection = ProxyConnection(
                         channel: channel, requests: requests,
@@ -175,6 +180,8 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
 
     private let limits: HTTPLimits
     private let requests: AsyncStream<ProxyConnection.Job>.Continuation
+    /// The head's deadline, in front of the decoder; this handler's `readDeadline` is the body's.
+    private let headDeadline: HeadDeadline
     private var context: ChannelHandlerContext?
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
@@ -186,9 +193,10 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     private var closingWhenIdle = false
     private var readDeadline: Scheduled<Void>?
 
-    init(limits: HTTPLimits, requests: AsyncStream<ProxyConnection.Job>.Continuation) {
+    init(limits: HTTPLimits, requests: AsyncStream<ProxyConnection.Job>.Continuation, headDeadline: HeadDeadline) {
         self.limits = limits
         self.requests = requests
+        self.headDeadline = headDeadline
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -212,6 +220,7 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     /// Called on the event loop when the connection's task has answered a request.
     func requestFinished() {
         unanswered -= 1
+        if unanswered == 0 { headDeadline.answersDone() }
         if closingWhenIdle && unanswered == 0 && head == nil { context?.close(promise: nil) }
     }
 
@@ -254,6 +263,7 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let requestHead):
+            headDeadline.headReceived()
             guard !refused else { return }  // a request pipelined behind a refused one: the connection is closing
             head = requestHead
             body = []
@@ -312,6 +322,7 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
                 headers: head.headers.map { ($0.name, $0.value) }, body: body)
             body = []
             unanswered += 1
+            headDeadline.requestReceived()
             let sink = ChannelSink(
                 channel: context.channel, keepAlive: head.isKeepAlive, version: head.version,
                 writeTimeout: .seconds(Int64(limits.writeTimeoutSeconds)))
