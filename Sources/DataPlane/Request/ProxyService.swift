@@ -24,6 +24,9 @@ public enum ControlPlaneLossPolicy: String, Sendable, CaseIterable {
 /// 3. `admit`: the budget's reservation, held as a `BudgetHold` (or a 429, or the loss policy);
 /// 4. `forward`: signed to Bedrock, the answer translated back (whole or streamed);
 /// 5. `charge`: the usage Bedrock reported replaces the hold.
+/// These are the stages of OpenAI chat routes; routes with `llm_format: anthropic` or `bedrock` go through the
+/// same authenticate, admit and charge with their own parse and forward (`AnthropicMessagesService.swift`,
+/// `BedrockPassthroughService.swift`), and early answers are rewritten in their error shape.
 final class ProxyService: Sendable {
     /// The service's fixed settings (from flags).
     struct Settings: Sendable {
