@@ -179,10 +179,22 @@ struct Conversation {
         return .success(conversation)
     }
 
+    /// The members Bedrock's Claude Messages body may have; any other is refused, as Bedrock does.
+    static let anthropicMembers: Set<String> = [
+        "anthropic_version", "anthropic_beta", "max_tokens", "system", "messages", "temperature", "top_p", "top_k",
+        "stop_sequences", "tools", "tool_choice", "thinking",
+    ]
+
     /// An InvokeModel body in Anthropic's Messages format for Claude.
     static func anthropic(_ json: JSONValue, modelMaxTokens: Int) -> Result<Conversation, AWSErrorResponse> {
-        guard json.members != nil else {
+        guard let members = json.members else {
             return .failure(.validation("Malformed input request: expected a JSON object."))
+        }
+        if let extra = members.first(where: { !anthropicMembers.contains($0.name) }) {
+            return .failure(
+                .validation(
+                    "Malformed input request: #: extraneous key [\(extra.name)] is not permitted, "
+                        + "please reformat your input and try again."))
         }
         guard json["anthropic_version"]?.stringValue == "bedrock-2023-05-31" else {
             return .failure(
@@ -201,7 +213,21 @@ struct Conversation {
                 .validation("max_tokens: \(maxTokens) is out of range; the model allows 1 to \(modelMaxTokens)."))
         }
         var conversation = Conversation(maxTokens: maxTokens)
-        if let system = json["system"]?.stringValue { conversation.promptUTF8Count += system.utf8.count }
+        if let system = json["system"]?.stringValue {
+            conversation.promptUTF8Count += system.utf8.count
+        } else if let blocks = json["system"]?.arrayValue {
+            for block in blocks { conversation.promptUTF8Count += block["text"]?.stringValue?.utf8.count ?? 0 }
+        }
+        if let tools = json["tools"]?.arrayValue {
+            conversation.tools = tools.compactMap { $0["name"]?.stringValue }
+            for tool in tools { conversation.promptUTF8Count += tool.serialized.utf8.count }
+            switch json["tool_choice"]?["type"]?.stringValue {
+            case "any": conversation.toolChoice = .any
+            case "tool": conversation.toolChoice = .tool(json["tool_choice"]?["name"]?.stringValue ?? "")
+            case "none": conversation.tools = []
+            default: break
+            }
+        }
         guard let messages = json["messages"]?.arrayValue, !messages.isEmpty else {
             return .failure(
                 .validation(
@@ -213,18 +239,47 @@ struct Conversation {
                 return .failure(.validation("messages.\(index).role: Input should be 'user' or 'assistant'"))
             }
             var text = ""
+            var toolResult = false
             if let content = message["content"]?.stringValue {
+                guard !content.trimmingWhitespace().isEmpty else {
+                    return .failure(.validation("messages: text content blocks must be non-empty"))
+                }
                 text = content
-            } else if let blocks = message["content"]?.arrayValue {
-                text = blocks.compactMap { $0["text"]?.stringValue }.joined()
+            } else if let blocks = message["content"]?.arrayValue, !blocks.isEmpty {
+                for (blockIndex, block) in blocks.enumerated() {
+                    switch block["type"]?.stringValue {
+                    case "text":
+                        guard let piece = block["text"]?.stringValue, !piece.trimmingWhitespace().isEmpty else {
+                            return .failure(.validation("messages: text content blocks must be non-empty"))
+                        }
+                        text += piece
+                    case "tool_use":
+                        conversation.promptUTF8Count +=
+                            (block["name"]?.stringValue ?? "").utf8.count + (block["input"]?.serialized.utf8.count ?? 0)
+                    case "tool_result":
+                        toolResult = true
+                        if let result = block["content"]?.stringValue {
+                            conversation.promptUTF8Count += result.utf8.count
+                        } else {
+                            for part in block["content"]?.arrayValue ?? [] {
+                                conversation.promptUTF8Count += part["text"]?.stringValue?.utf8.count ?? 0
+                            }
+                        }
+                    default:
+                        return .failure(
+                            .validation(
+                                "messages.\(index).content.\(blockIndex).type: the emulator supports text, "
+                                    + "tool_use and tool_result blocks"))
+                    }
+                }
             } else {
                 return .failure(.validation("messages.\(index).content: Field required"))
             }
-            guard !text.trimmingWhitespace().isEmpty else {
-                return .failure(.validation("messages: text content blocks must be non-empty"))
-            }
             conversation.promptUTF8Count += text.utf8.count
-            if role == "user" { conversation.lastUserText = text }
+            if role == "user" {
+                conversation.lastUserText = text
+                conversation.lastUserIsToolResult = toolResult && text.isEmpty
+            }
         }
         return .success(conversation)
     }

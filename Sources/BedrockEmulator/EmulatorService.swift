@@ -293,14 +293,17 @@ package struct EmulatorService: Sendable {
                     ]),
                 ]))
         ]
-        frames.append(
-            chunk(
-                .object([
-                    "type": .string("content_block_start"), "index": .int(0),
-                    "content_block": .object(["type": .string("text"), "text": .string("")]),
-                ])))
+        let deltas = ReplyGenerator.deltas(of: reply.text)
+        if !deltas.isEmpty {
+            frames.append(
+                chunk(
+                    .object([
+                        "type": .string("content_block_start"), "index": .int(0),
+                        "content_block": .object(["type": .string("text"), "text": .string("")]),
+                    ])))
+        }
         var dropAfter: Int?
-        for (index, delta) in ReplyGenerator.deltas(of: reply.text).enumerated() {
+        for (index, delta) in deltas.enumerated() {
             frames.append(
                 chunk(
                     .object([
@@ -320,7 +323,29 @@ package struct EmulatorService: Sendable {
                 }
             }
         }
-        frames.append(chunk(.object(["type": .string("content_block_stop"), "index": .int(0)])))
+        if !deltas.isEmpty { frames.append(chunk(.object(["type": .string("content_block_stop"), "index": .int(0)]))) }
+        if let tool = reply.toolUse {
+            // A tool call: its block, then its input as `input_json_delta` pieces, as Claude streams them.
+            let index = deltas.isEmpty ? 0 : 1
+            frames.append(
+                chunk(
+                    .object([
+                        "type": .string("content_block_start"), "index": .int(index),
+                        "content_block": .object([
+                            "type": .string("tool_use"), "id": .string(tool.id), "name": .string(tool.name),
+                            "input": .object([]),
+                        ]),
+                    ])))
+            frames.append(
+                chunk(
+                    .object([
+                        "type": .string("content_block_delta"), "index": .int(index),
+                        "delta": .object([
+                            "type": .string("input_json_delta"), "partial_json": .string(tool.input.serialized),
+                        ]),
+                    ])))
+            frames.append(chunk(.object(["type": .string("content_block_stop"), "index": .int(index)])))
+        }
         frames.append(
             chunk(
                 .object([

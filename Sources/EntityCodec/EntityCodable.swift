@@ -180,6 +180,13 @@ extension PluginConfig {
             throw JSONShapeError(at: "response_streaming", "\"\(streaming)\" is not allow, deny or always")
         }
         config.responseStreaming = responseStreaming
+        // Absent in entities stored before formats other than OpenAI chat were served.
+        if let format = try reader.optionalString("llm_format") {
+            guard let llmFormat = AIProxyConfig.LLMFormat(rawValue: format) else {
+                throw JSONShapeError(at: "llm_format", "\"\(format)\" is not openai, anthropic or bedrock")
+            }
+            config.llmFormat = llmFormat
+        }
         config.maxRequestBodySize = try reader.optionalInt("max_request_body_size")
         config.modelNameHeader = try reader.bool("model_name_header")
         config.logStatistics = try reader.object("logging") { logging throws(JSONShapeError) in

@@ -99,4 +99,63 @@ struct EmulatorServiceTests {
         }
         #expect(try JSONParser.parse(second)["stopReason"]?.stringValue == "end_turn")
     }
+
+    @Test("InvokeModel takes Claude's tools and tool results, streams tool calls, and refuses extraneous keys")
+    func invokeTools() throws {
+        let invokePath = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke"
+        let tools = #""tools":[{"name":"get_weather","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"}"#
+        let body =
+            #"{"anthropic_version":"bedrock-2023-05-31","max_tokens":100,"system":[{"type":"text","text":"Be brief"}],"#
+            + tools + #","messages":[{"role":"user","content":"Weather in Oslo?"}]}"#
+        guard case .complete(200, _, let reply) = service().respond(to: post(invokePath, body), now: now).response
+        else {
+            Issue.record("expected a 200")
+            return
+        }
+        let message = try JSONParser.parse(reply)
+        #expect(message["stop_reason"]?.stringValue == "tool_use")
+        #expect(message["content"]?.arrayValue?.first?["name"]?.stringValue == "get_weather")
+
+        let streamPath = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream"
+        guard case .stream(200, _, let frames, _) = service().respond(to: post(streamPath, body), now: now).response
+        else {
+            Issue.record("expected a stream")
+            return
+        }
+        var decoder = EventStreamDecoder()
+        decoder.append(frames.joined())
+        var types: [String] = []
+        while let frame = try decoder.next() {
+            if let (event, _) = ClaudeStreamUsage.chunkEvent(frame), let type = event["type"]?.stringValue {
+                types.append(type + (event["delta"]?["type"]?.stringValue.map { ":" + $0 } ?? ""))
+            }
+        }
+        #expect(
+            types == [
+                "message_start", "content_block_start", "content_block_delta:input_json_delta", "content_block_stop",
+                "message_delta", "message_stop",
+            ])
+
+        let toolResult =
+            #"{"anthropic_version":"bedrock-2023-05-31","max_tokens":100,"# + tools
+            + #","messages":[{"role":"user","content":"Weather?"},"#
+            + #"{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"get_weather","input":{}}]},"#
+            + #"{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"Sunny"}]}]}"#
+        guard
+            case .complete(200, _, let second) = service().respond(to: post(invokePath, toolResult), now: now).response
+        else {
+            Issue.record("expected a 200 for a tool result")
+            return
+        }
+        #expect(try JSONParser.parse(second)["stop_reason"]?.stringValue == "end_turn")
+
+        let extraneous = #"{"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"model":"m","messages":[]}"#
+        guard
+            case .complete(400, _, let refusal) = service().respond(to: post(invokePath, extraneous), now: now).response
+        else {
+            Issue.record("expected a 400")
+            return
+        }
+        #expect(String(decoding: refusal, as: UTF8.self).contains("extraneous key [model] is not permitted"))
+    }
 }

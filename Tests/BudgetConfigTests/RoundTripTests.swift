@@ -117,6 +117,7 @@ struct StateGenerator {
             proxy.auth.awsSecretAccessKey = Secret(name("secret/+"))
         }
         proxy.maxRequestBodySize = chance(50) ? Int(rng.next() % 1_000_000) : nil
+        proxy.llmFormat = pick(AIProxyConfig.LLMFormat.allCases)
         var proxyPlugin = Plugin(config: .aiProxy(proxy), scope: PluginScope(service: services[0]))
         proxyPlugin.tags = tags()
         state.insert(.plugin(proxyPlugin))

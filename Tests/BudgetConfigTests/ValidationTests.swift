@@ -61,6 +61,32 @@ struct ValidationTests {
                 == ["config.yaml:19:66: plugins[0].config.llm_providers[0].window_size[0]: \(message)"])
     }
 
+    @Test("llm_format openai, anthropic and bedrock are served; Kong's other formats and typos are located errors")
+    func llmFormats() {
+        func file(_ format: String) -> String {
+            minimalFile().replacing(
+                "route_type: llm/v1/chat", with: "route_type: llm/v1/chat\n              llm_format: \(format)")
+        }
+        for format in AIProxyConfig.LLMFormat.allCases {
+            let loaded = load(file(format.rawValue))
+            #expect(loaded.errorLines == [])
+            let formats = loaded.state.plugins.compactMap { plugin -> AIProxyConfig.LLMFormat? in
+                if case .aiProxy(let config) = plugin.config { config.llmFormat } else { nil }
+            }
+            #expect(formats == [format])
+        }
+        #expect(
+            load(file("gemini")).errorLines == [
+                "config.yaml:13:27: services[0].routes[0].plugins[1].config.llm_format: llm_format \"gemini\" is not "
+                    + "served by this gateway yet; it serves \"openai\", \"anthropic\", \"bedrock\""
+            ])
+        #expect(
+            load(file("antropic")).errorLines == [
+                "config.yaml:13:27: services[0].routes[0].plugins[1].config.llm_format: unknown llm_format "
+                    + "\"antropic\"; expected one of \"openai\", \"anthropic\", \"bedrock\""
+            ])
+    }
+
     @Test("86400.0 is accepted as whole seconds")
     func integralFloat() {
         #expect(rateLimitErrors("llm_providers: [{name: bedrock, limit: [10], window_size: [86400.0]}]") == [])

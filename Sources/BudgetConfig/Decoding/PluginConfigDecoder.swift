@@ -103,10 +103,17 @@ struct PluginConfigDecoder {
             config.logStatistics = logging.bool("log_statistics", default: false)
             logging.finish(ignoring: ["log_payloads": .bool(false)])
         }
-        if let format = reader.string("llm_format"), format != "openai" {
-            context.error(
-                "llm_format \"\(format)\" is not supported; clients send OpenAI chat (\"openai\")",
-                at: reader.value("llm_format")?.location ?? reader.location, path: reader.pathOf("llm_format"))
+        if let format = reader.string("llm_format") {
+            if let known = AIProxyConfig.LLMFormat(rawValue: format) {
+                config.llmFormat = known
+            } else {
+                let served = AIProxyConfig.LLMFormat.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+                context.error(
+                    AIProxyConfig.LLMFormat.kongOnly.contains(format)
+                        ? "llm_format \"\(format)\" is not served by this gateway yet; it serves \(served)"
+                        : "unknown llm_format \"\(format)\"; expected one of \(served)",
+                    at: reader.value("llm_format")?.location ?? reader.location, path: reader.pathOf("llm_format"))
+            }
         }
         reader.finish(ignoring: ["genai_category": .string("text/generation")])
         return config

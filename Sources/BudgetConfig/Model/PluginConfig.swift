@@ -37,11 +37,25 @@ public struct KeyAuthConfig: Sendable, Hashable, Codable {
     public init() {}
 }
 
-/// ai-proxy: OpenAI chat in, Bedrock Converse out.
+/// ai-proxy: what clients speak (`llm_format`) in, Bedrock out.
 public struct AIProxyConfig: Sendable, Hashable, Codable {
     /// Whether clients may ask for a streamed reply (`allow`), may not (`deny`), or always get one.
     public enum ResponseStreaming: String, Sendable, Hashable, CaseIterable, Codable {
         case allow, deny, always
+    }
+
+    /// The API clients of the route speak (Kong's `llm_format`); every format reaches Bedrock and meets the
+    /// same budgets.
+    public enum LLMFormat: String, Sendable, Hashable, CaseIterable, Codable {
+        /// OpenAI chat completions at the route's path, translated to Converse (the default).
+        case openai
+        /// The Anthropic Messages API at `<route>/v1/messages`, forwarded to InvokeModel.
+        case anthropic
+        /// Bedrock Runtime's own API at `<route>/model/{modelId}/…`, re-signed and passed through.
+        case bedrock
+
+        /// The values Kong's schema knows that this gateway does not serve.
+        public static let kongOnly = ["gemini", "cohere", "huggingface"]
     }
 
     /// Always `llm/v1/chat`, the only route type this gateway serves.
@@ -49,6 +63,8 @@ public struct AIProxyConfig: Sendable, Hashable, Codable {
     public var auth = Auth()
     public var model = Model()
     public var responseStreaming: ResponseStreaming = .allow
+    /// What clients of the route speak.
+    public var llmFormat: LLMFormat = .openai
     /// Largest request body in bytes; nil leaves the data plane's own limit, 0 means that limit too.
     public var maxRequestBodySize: Int?
     /// Whether responses carry `X-Kong-LLM-Model`.

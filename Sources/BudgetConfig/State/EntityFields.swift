@@ -127,6 +127,8 @@ extension PluginConfig {
                             ])),
                     ])),
                 .init("response_streaming", .string(config.responseStreaming.rawValue)),
+                // Written only when not the default, so files and dumps without it stay as they were.
+                .init("llm_format", .optional(config.llmFormat == .openai ? nil : config.llmFormat.rawValue)),
                 .init("max_request_body_size", .optional(config.maxRequestBodySize)),
                 .init("model_name_header", .bool(config.modelNameHeader)),
                 .init("logging", .map([.init("log_statistics", .bool(config.logStatistics))])),

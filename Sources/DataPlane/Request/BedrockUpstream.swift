@@ -20,6 +20,10 @@ struct BedrockTarget: Sendable, Hashable {
     let conversePath: String
     /// `/model/{id}/converse-stream`.
     let converseStreamPath: String
+    /// `/model/{id}/invoke`, for the Anthropic and Bedrock formats.
+    let invokePath: String
+    /// `/model/{id}/invoke-with-response-stream`.
+    let invokeStreamPath: String
 
     init(endpoint: String, region: String, modelID: String, credentials: AWSCredentials) {
         self.endpoint = endpoint
@@ -30,6 +34,18 @@ struct BedrockTarget: Sendable, Hashable {
         let model = "/model/" + SigV4.percentEncode(modelID, keepingSlash: false)
         conversePath = model + "/converse"
         converseStreamPath = model + "/converse-stream"
+        invokePath = model + "/invoke"
+        invokeStreamPath = model + "/invoke-with-response-stream"
+    }
+
+    /// The path of `operation` on this target's model.
+    func path(for operation: BedrockOperation) -> String {
+        switch operation {
+        case .converse: conversePath
+        case .converseStream: converseStreamPath
+        case .invoke: invokePath
+        case .invokeStream: invokeStreamPath
+        }
     }
 
     /// The target for an ai-proxy config: `upstream_url` (scheme, host and port), else
@@ -144,17 +160,30 @@ final class BedrockUpstream: Sendable {
     func send(_ body: [UInt8], to target: BedrockTarget, stream: Bool, timeout: TimeAmount) async throws
         -> HTTPClientResponse
     {
-        let path = stream ? target.converseStreamPath : target.conversePath
+        try await send(body, to: target, operation: stream ? .converseStream : .converse, timeout: timeout)
+    }
+
+    /// Sends a body for `operation` on the target's model, signed with the target's credentials, and returns
+    /// the response with its body unread. `bedrockHeaders` (a client's `X-Amzn-Bedrock-*` headers, lower-case
+    /// names) are signed and sent too; nothing else of a client's request is.
+    func send(
+        _ body: [UInt8], to target: BedrockTarget, operation: BedrockOperation,
+        bedrockHeaders: [(String, String)] = [], timeout: TimeAmount
+    ) async throws -> HTTPClientResponse {
+        let path = target.path(for: operation)
         var request = HTTPClientRequest(url: target.endpoint + path)
         request.method = .POST
         let signer = SigV4Signer(credentials: target.credentials, region: target.region, service: "bedrock")
         let date = AMZDate(epochSeconds: Int64(Date().timeIntervalSince1970))
+        var headers = [("content-type", "application/json")] + bedrockHeaders
+        if operation == .invokeStream && !bedrockHeaders.contains(where: { $0.0 == "x-amzn-bedrock-accept" }) {
+            headers.append(("x-amzn-bedrock-accept", "application/json"))
+        }
         let signed = signer.sign(
-            method: "POST", path: path,
-            headers: [("host", target.hostHeader), ("content-type", "application/json")],
-            body: body, date: date)
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Accept", value: stream ? "application/vnd.amazon.eventstream" : "application/json")
+            method: "POST", path: path, headers: [("host", target.hostHeader)] + headers, body: body, date: date)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.headers.add(
+            name: "Accept", value: operation.isStream ? "application/vnd.amazon.eventstream" : "application/json")
         for header in signed { request.headers.add(name: header.name, value: header.value) }
         request.body = .bytes(body)
         return try await client.execute(request, timeout: timeout)

@@ -24,6 +24,9 @@ public enum ControlPlaneLossPolicy: String, Sendable, CaseIterable {
 /// 3. `admit`: the budget's reservation, held as a `BudgetHold` (or a 429, or the loss policy);
 /// 4. `forward`: signed to Bedrock, the answer translated back (whole or streamed);
 /// 5. `charge`: the usage Bedrock reported replaces the hold.
+/// These are the stages of OpenAI chat routes; routes with `llm_format: anthropic` or `bedrock` go through the
+/// same authenticate, admit and charge with their own parse and forward (`AnthropicMessagesService.swift`,
+/// `BedrockPassthroughService.swift`), and early answers are rewritten in their error shape.
 final class ProxyService: Sendable {
     /// The service's fixed settings (from flags).
     struct Settings: Sendable {
@@ -64,6 +67,8 @@ final class ProxyService: Sendable {
         var promptTokens = 0
         var completionTokens = 0
         var upstream: Duration = .zero
+        /// What the client speaks, once its route is known: early answers are written in its error shape.
+        var format: AIProxyConfig.LLMFormat = .openai
     }
 
     /// Serves one request, then records its metrics and its access log line.
@@ -75,9 +80,12 @@ final class ProxyService: Sendable {
             try await serve(request, sink: sink, outcome: &outcome)
         } catch {
             outcome.status = error.status
-            if error.status != ProxyAnswer.clientGone.status { await sink.respond(
-                status: error.status, headers: [("Content-Type", "application/json")] + error.headers,
-                body: error.body.serializedBytes) }
+            if error.status != ProxyAnswer.clientGone.status {
+                let answer = outcome.format == .openai ? error : error.rendered(for: outcome.format)
+                await sink.respond(
+                    status: answer.status, headers: [("Content-Type", "application/json")] + answer.headers,
+                    body: answer.body.serializedBytes)
+            }
         }
         inFlight.add(-1)
         let total = ContinuousClock.now - started
@@ -99,8 +107,17 @@ final class ProxyService: Sendable {
     {
         var body = RequestBody(request.body)
         let caller = try authenticate(request, body: &body, outcome: &outcome)
+        switch outcome.format {
+        case .openai: break
+        case .anthropic:
+            try await serveAnthropic(request, body: &body, caller: caller, sink: sink, outcome: &outcome)
+            return
+        case .bedrock:
+            try await serveBedrock(request, body: &body, caller: caller, sink: sink, outcome: &outcome)
+            return
+        }
         let call = try parse(request, body: &body, caller: caller)
-        let admission = try await admit(call, caller: caller, outcome: &outcome)
+        let admission = try await admit(call.ask, caller: caller, outcome: &outcome)
         let hold = BudgetHold(reservation: admission.reservation, link: link)
         try await forward(call, admission: admission, hold: hold, sink: sink, outcome: &outcome)
     }
@@ -128,6 +145,7 @@ final class ProxyService: Sendable {
             throw .message(404, "no Route matched with those values")
         }
         outcome.route = route.route.name
+        outcome.format = route.aiProxy?.llmFormat ?? .openai
         var caller = Caller(tables: tables, route: route, consumer: nil, credential: nil, groups: [])
         if let keyAuth = route.keyAuth {
             let challenge = [("WWW-Authenticate", "Key realm=\"\(keyAuth.realm ?? "budget-gateway")\"")]
@@ -146,10 +164,15 @@ final class ProxyService: Sendable {
         return caller
     }
 
-    /// The API key from the places key-auth looks, in Kong's order.
+    /// The API key from the places key-auth looks, in Kong's order. A key name `authorization` reads the
+    /// token of `Authorization: Bearer <key>`, which is where the OpenAI SDKs, and the Anthropic SDKs from
+    /// version 2, put their `api_key`.
     static func apiKey(in request: ProxyRequest, body: inout RequestBody, config: KeyAuthConfig) -> String? {
         for name in config.keyNames {
-            if config.keyInHeader, let value = request.header(name), !value.isEmpty { return value }
+            if config.keyInHeader, let value = request.header(name), !value.isEmpty {
+                guard name.caseInsensitiveEquals("authorization") else { return value }
+                return bearerToken(value)
+            }
             if config.keyInQuery, let value = request.queryParameter(name), !value.isEmpty { return value }
         }
         if config.keyInBody, case .success(let json) = body.json {
@@ -158,6 +181,16 @@ final class ProxyService: Sendable {
             }
         }
         return nil
+    }
+
+    /// The token of an `Authorization: Bearer <token>` value; other schemes are returned whole.
+    static func bearerToken(_ value: String) -> String? {
+        let scheme = "bearer "
+        guard value.utf8.count > scheme.utf8.count, value.prefix(scheme.count).lowercased() == scheme else {
+            return value
+        }
+        let token = value.dropFirst(scheme.count).drop { $0 == " " }
+        return token.isEmpty ? nil : String(token)
     }
 
     // MARK: - 2. Parse
@@ -173,6 +206,17 @@ final class ProxyService: Sendable {
         /// The effective `max_tokens`: the config's, else the client's, else the model's maximum.
         var maxTokens: Int
         var timeout: TimeAmount
+
+        /// What the budget stages need to know.
+        var ask: BudgetAsk { BudgetAsk(proxy: proxy, promptTokens: promptTokens, maxTokens: maxTokens) }
+    }
+
+    /// What admission and charging need of a call, whatever format the client speaks.
+    struct BudgetAsk {
+        var proxy: AIProxyConfig
+        var promptTokens: Int
+        /// The effective `max_tokens`: the config's, else the client's, else the model's maximum.
+        var maxTokens: Int
     }
 
     /// The chat request, checked against the route's ai-proxy: body size, JSON, model, streaming, target.
@@ -216,7 +260,7 @@ final class ProxyService: Sendable {
             timeout: .milliseconds(Int64(caller.route.service?.readTimeout ?? 60_000)))
     }
 
-    private static func bedrockTarget(_ resolved: Result<BedrockTarget, UpstreamSetupError>) throws(ProxyAnswer)
+    static func bedrockTarget(_ resolved: Result<BedrockTarget, UpstreamSetupError>) throws(ProxyAnswer)
         -> BedrockTarget
     {
         switch resolved {
@@ -240,7 +284,7 @@ final class ProxyService: Sendable {
     }
 
     /// Asks the control plane for a reservation for the budget that applies, if any.
-    private func admit(_ call: ChatCall, caller: Caller, outcome: inout Outcome) async throws(ProxyAnswer)
+    func admit(_ call: BudgetAsk, caller: Caller, outcome: inout Outcome) async throws(ProxyAnswer)
         -> Admission
     {
         let budget = caller.tables.policy.budget(
@@ -315,7 +359,7 @@ final class ProxyService: Sendable {
             let status = timedOut ? 504 : 502
             if Self.mayHaveReachedBedrock(error) {
                 // Sent, but no answer: Bedrock may have run (and billed) it, so the prompt is charged.
-                chargePromptEstimate(call: call, admission: admission, hold: hold, outcome: &outcome)
+                chargePromptEstimate(call: call.ask, admission: admission, hold: hold, outcome: &outcome)
             }
             // The detail (a TLS library's error, say) is for the operator's log, not for the client.
             logger.warning(
@@ -354,7 +398,7 @@ final class ProxyService: Sendable {
             bytes = Array(try await response.body.collect(upTo: 32 << 20).readableBytesView)
         } catch {
             outcome.upstream = ContinuousClock.now - upstreamStarted
-            chargePromptEstimate(call: call, admission: admission, hold: hold, outcome: &outcome)
+            chargePromptEstimate(call: call.ask, admission: admission, hold: hold, outcome: &outcome)
             if Task.isCancelled { throw .clientGone }
             throw .upstream(502, errorType: "UpstreamError", message: "Bedrock's reply was cut off: \(error)")
         }
@@ -364,10 +408,10 @@ final class ProxyService: Sendable {
         do {
             converse = try ConverseResponse.parse(bytes)
         } catch {
-            chargePromptEstimate(call: call, admission: admission, hold: hold, outcome: &outcome)
+            chargePromptEstimate(call: call.ask, admission: admission, hold: hold, outcome: &outcome)
             throw .upstream(502, errorType: "UpstreamFormatError", message: error.message)
         }
-        let charged = charge(converse.usage, call: call, admission: admission, hold: hold, outcome: &outcome)
+        let charged = charge(converse.usage, call: call.ask, admission: admission, hold: hold, outcome: &outcome)
         let completion = ChatCompletionRenderer.completion(
             converse, id: reply.id, created: reply.created, model: reply.modelID)
         outcome.status = 200
@@ -455,15 +499,15 @@ final class ProxyService: Sendable {
             usage = TokenUsage(inputTokens: call.promptTokens, outputTokens: translator.estimatedCompletionTokens)
             metrics.estimatedCharge(consumer: outcome.consumer, group: outcome.group, tokens: usage.totalTokens)
         }
-        _ = charge(usage, call: call, admission: admission, hold: hold, outcome: &outcome)
+        _ = charge(usage, call: call.ask, admission: admission, hold: hold, outcome: &outcome)
     }
 
     // MARK: - 5. Charge
 
     /// Charges the prompt estimate, counted as an estimate: the request reached Bedrock (or may have), but
     /// its usage never came back.
-    private func chargePromptEstimate(
-        call: ChatCall, admission: Admission, hold: consuming BudgetHold, outcome: inout Outcome
+    func chargePromptEstimate(
+        call: BudgetAsk, admission: Admission, hold: consuming BudgetHold, outcome: inout Outcome
     ) {
         let usage = TokenUsage(inputTokens: call.promptTokens, outputTokens: 0)
         if admission.budget != nil {
@@ -474,8 +518,8 @@ final class ProxyService: Sendable {
 
     /// Replaces the hold with the real usage (without a budget there is nothing to charge and the hold, empty,
     /// goes); returns the units charged to the first window, for the Remaining headers.
-    private func charge(
-        _ usage: TokenUsage, call: ChatCall, admission: Admission, hold: consuming BudgetHold, outcome: inout Outcome
+    func charge(
+        _ usage: TokenUsage, call: BudgetAsk, admission: Admission, hold: consuming BudgetHold, outcome: inout Outcome
     ) -> Double {
         outcome.promptTokens = usage.inputTokens
         outcome.completionTokens = usage.outputTokens
