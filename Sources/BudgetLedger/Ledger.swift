@@ -135,6 +135,14 @@ public struct Ledger: Sendable {
     private var latest: Int64 = 0
     /// How long a reservation lives without a commit or release (default 10 minutes).
     public var reservationLifetime: Int64 = 600
+    /// Whether `heartbeat(now:)` is called every second: then a longer gap between two calls is time the
+    /// control plane did not run (stopped, starved, or the clock jumped), which does not count towards any
+    /// hold's lifetime.
+    public var expectsHeartbeats = false
+    /// The time of the last heartbeat (or operation, with `expectsHeartbeats`).
+    private var lastBeat: Int64 = 0
+    /// A gap between heartbeats longer than this is time the control plane did not run.
+    public static let heartbeatGap: Int64 = 3
 
     /// Bits of a reservation id that count reservations within one boot (17.6 trillion); the bits above them
     /// hold the boot number.
@@ -158,6 +166,18 @@ public struct Ledger: Sendable {
     mutating func monotonic(_ now: Int64) -> Int64 {
         latest = max(latest, now)
         return latest
+    }
+
+    /// Notes that the control plane is running at `now` (called every second with `expectsHeartbeats`). After a
+    /// gap longer than `heartbeatGap` (the process was stopped or starved, or the wall clock jumped), every hold
+    /// lives that much longer: the data planes' renewals could not be read meanwhile, and reservations queued
+    /// behind them must not find the holds of requests in flight expired.
+    public mutating func heartbeat(now wallClock: Int64) {
+        let now = monotonic(wallClock)
+        defer { lastBeat = now }
+        guard lastBeat > 0, now - lastBeat > Self.heartbeatGap else { return }
+        let paused = now - lastBeat
+        for id in reservations.keys { reservations[id]?.expiresAt += paused }
     }
 
     /// Checks `request` against its windows at `now`; admitted requests hold their worst-case units.
@@ -240,6 +260,8 @@ public struct Ledger: Sendable {
         let now = monotonic(wallClock)
         if origin.source != 0 {
             if let mark = commitMarks[origin.source], origin.sequence <= mark.sequence {
+                // Charged already; its own hold, should it have been re-established since, goes.
+                release(id: id, now: now)
                 return (now, false)
             }
             commitMarks[origin.source] = CommitMark(source: origin.source, sequence: origin.sequence, seenAt: now)
@@ -272,6 +294,7 @@ public struct Ledger: Sendable {
     @discardableResult
     public mutating func renew(_ leases: [Lease], adopt: Bool, now wallClock: Int64) -> Int {
         let now = monotonic(wallClock)
+        if expectsHeartbeats { heartbeat(now: now) }
         var count = 0
         for lease in leases where lease.id != 0 {
             if reservations[lease.id] != nil {
@@ -317,14 +340,20 @@ public struct Ledger: Sendable {
     /// Loads stored usage into bucket `bucket` of a counter. Usage stored under the other window kind (the
     /// plugin's `window_type` changed) is counted as used at `now` in the counter's own buckets: bucket numbers
     /// of one kind mean nothing in the other.
-    public mutating func load(key: LimitKey, kind: WindowKind, bucket: Int64, units: Double, now: Int64) {
-        guard var counter = counters[key], counter.kind != kind else {
-            counters[key, default: WindowCounter(kind: kind, windowSize: key.windowSize)].add(units, bucket: bucket)
-            return
+    /// `current` is the kind the config gives the counter now (nil: the stored kind): a counter always takes the
+    /// current kind, whichever row is read first.
+    public mutating func load(
+        key: LimitKey, kind: WindowKind, bucket: Int64, units: Double, now: Int64, current: WindowKind? = nil
+    ) {
+        let target = current ?? counters[key]?.kind ?? kind
+        var counter = counters[key] ?? WindowCounter(kind: target, windowSize: key.windowSize)
+        if counter.kind == kind {
+            counter.add(units, bucket: bucket)
+        } else {
+            let stored = WindowCounter(kind: kind, windowSize: key.windowSize)
+            guard stored.expiry(ofBucket: bucket) > now else { return }
+            counter.add(units, at: max(now, latest))
         }
-        let stored = WindowCounter(kind: kind, windowSize: key.windowSize)
-        guard stored.expiry(ofBucket: bucket) > now else { return }
-        counter.add(units, at: max(now, latest))
         counters[key] = counter
     }
 
@@ -342,6 +371,7 @@ public struct Ledger: Sendable {
 
     /// Releases reservations whose lifetime has passed, so a dead data plane cannot pin a budget.
     public mutating func expireReservations(now: Int64) {
+        if expectsHeartbeats { heartbeat(now: now) }
         for reservation in reservations.values where reservation.expiresAt <= now {
             release(id: reservation.id, now: now)
         }

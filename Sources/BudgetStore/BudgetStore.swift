@@ -262,8 +262,10 @@ public final class BudgetStore: Sendable {
 
     // MARK: - Usage
 
-    /// Counts a start of the control plane and returns its number (1 for the first), durably, so that every
-    /// run numbers its reservations apart from the runs before it (`Ledger(boot:)`).
+    /// Counts a start of the control plane and returns its number, durably, so that every run numbers its
+    /// reservations apart from the runs before it (`Ledger(boot:)`). The count starts at a random offset chosen
+    /// when the store is created (kept as `boot_salt`), so a store moved aside and created anew (a corrupt
+    /// file) does not number its runs as the old one did while data planes still hold its reservations.
     public func nextBoot() throws(StoreError) -> UInt64 {
         do {
             return try pool.write { db in
@@ -272,7 +274,12 @@ public final class BudgetStore: Sendable {
                         INSERT INTO meta (name, value) VALUES ('boots', 1)
                         ON CONFLICT (name) DO UPDATE SET value = value + 1
                         """)
-                return UInt64(try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'boots'") ?? 1)
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO meta (name, value) VALUES ('boot_salt', ?)",
+                    arguments: [Int64.random(in: 0..<(1 << 40))])
+                let boots = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'boots'") ?? 1
+                let salt = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'boot_salt'") ?? 0
+                return UInt64(boots + salt)
             }
         } catch {
             throw StoreError("cannot count this start in \(path): \(error)")

@@ -1,4 +1,4 @@
-import BudgetConfig
+package import BudgetConfig
 package import BudgetLedger
 package import BudgetStore
 package import BudgetWire
@@ -45,14 +45,26 @@ package final class BudgetDesk: Sendable {
 
     /// Loads the usage still inside its windows from `store`.
     /// - Throws: `StoreError` when the store cannot be read.
-    package init(store: BudgetStore, reservationLifetime: Int64) throws(StoreError) {
+    /// `config` gives each counter's current window kind (a `window_type` change converts stored usage).
+    package init(store: BudgetStore, reservationLifetime: Int64, config: ConfigState = ConfigState())
+        throws(StoreError)
+    {
         self.store = store
         self.reservationLifetime = reservationLifetime
         var ledger = Ledger(boot: try store.nextBoot())
         ledger.reservationLifetime = reservationLifetime
+        ledger.expectsHeartbeats = true
+        var kinds: [String: WindowKind] = [:]
+        for plugin in config.plugins {
+            if case .aiRateLimitingAdvanced(let settings) = plugin.config {
+                kinds[plugin.id.key] = settings.windowType == .sliding ? .sliding : .fixed
+            }
+        }
         let now = Self.now()
         for record in try store.loadUsage(now: now) {
-            ledger.load(key: record.key, kind: record.kind, bucket: record.bucket, units: record.units, now: now)
+            ledger.load(
+                key: record.key, kind: record.kind, bucket: record.bucket, units: record.units, now: now,
+                current: kinds[record.key.plugin])
         }
         for mark in try store.loadCommitMarks() { ledger.load(mark: mark) }
         self.ledger = Mutex(ledger)
@@ -60,6 +72,12 @@ package final class BudgetDesk: Sendable {
 
     /// The wall clock in epoch seconds; the ledger keeps it from running backwards.
     package static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    /// Tells the ledger the control plane is running (every second, by `LedgerClock`).
+    package func heartbeat() {
+        let now = Self.now()
+        ledger.withLock { $0.heartbeat(now: now) }
+    }
 
     /// Runs `body` on the ledger under its lock (for status and usage rows).
     package func withLedger<T>(_ body: (inout Ledger) -> T) -> T {

@@ -68,7 +68,8 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
         IgnoredSignals.sigpipe()
         let store = try BudgetStore.open(stateDirectory: options.stateDirectory, synchronous: options.synchronous)
         let loaded = try store.loadConfig()
-        let budgets = try BudgetDesk(store: store, reservationLifetime: options.reservationLifetime)
+        let budgets = try BudgetDesk(
+            store: store, reservationLifetime: options.reservationLifetime, config: loaded.state)
         let board = SnapshotBoard(version: loaded.version, state: loaded.state)
         let admin = AdminDesk(loaded: loaded, store: store, budgets: budgets, board: board, logger: logger)
         logger.info(
@@ -116,6 +117,7 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
         var configuration = ServiceGroupConfiguration(
             services: [
                 .init(service: UsageWriter(desk: budgets, logger: logger)),
+                .init(service: LedgerClock(eventLoop: eventLoops.next(), desk: budgets)),
                 .init(service: controlListener),
                 .init(service: adminListener),
                 .init(service: WatchdogService(eventLoop: eventLoops.next()), successTerminationBehavior: .ignore),

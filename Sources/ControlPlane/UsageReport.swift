@@ -30,7 +30,9 @@ struct UsageReport {
                 else { continue }
                 for rule in budget.rules where seen.insert(rule.key).inserted {
                     let (used, held, reset) = budgets.withLedger { ledger in
-                        (
+                        // Holds whose lifetime has passed (a data plane died) are not shown as in flight.
+                        ledger.expireReservations(now: now)
+                        return (
                             ledger.used(rule.key, now: now), ledger.inFlight(rule.key),
                             ledger.counters[rule.key]?.nextReset
                         )

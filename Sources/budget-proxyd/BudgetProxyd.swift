@@ -115,8 +115,10 @@ struct BudgetProxyd: AsyncParsableCommand {
         }
         if let directory = spoolDirectory {
             var isDirectory: ObjCBool = false
+            // A file is made and removed: access(2) says yes to root on a read-only or pseudo file system.
+            let probe = (directory as NSString).appendingPathComponent(".budget-proxyd-probe-\(getpid())")
             guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue,
-                access(directory, W_OK) == 0
+                FileManager.default.createFile(atPath: probe, contents: Data("probe".utf8)), unlink(probe) == 0
             else {
                 throw ValidationError("--state-directory: '\(directory)' is not a writable directory")
             }

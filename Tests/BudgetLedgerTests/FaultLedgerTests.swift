@@ -141,4 +141,52 @@ struct FaultLedgerTests {
         #expect(clock.tick(wall: t0 + 4000, monotonic: 4000) == .wait)
         #expect(clock.tick(wall: t0 + 5700, monotonic: 5700) == .prune)
     }
+
+    @Test("time the control plane did not run (a gap between heartbeats) does not expire holds")
+    func pausedControlPlaneKeepsHolds() throws {
+        var ledger = Ledger()
+        ledger.reservationLifetime = 10
+        ledger.expectsHeartbeats = true
+        let rule = WindowRule(key: day, kind: .sliding, limit: 10_000)
+        ledger.heartbeat(now: t0)
+        let held = try #require(admitted(ledger.reserve(request(rule, maxTokens: 4000), now: t0)))
+        ledger.heartbeat(now: t0 + 1)
+        // Stopped for 15 s: the first call after it (a reservation queued during the stop) finds the hold.
+        let next = try #require(admitted(ledger.reserve(request(rule, maxTokens: 8000), now: t0 + 16)))
+        #expect(ledger.reservations[held.id] != nil)
+        #expect(next.maxTokens == 10_000 - 4010 - 10)
+        // Running (heartbeats every second) and not renewed: the hold expires after its lifetime.
+        for second in (t0 + 17)...(t0 + 40) { ledger.heartbeat(now: second) }
+        ledger.expireReservations(now: t0 + 40)
+        #expect(ledger.reservations.isEmpty)
+    }
+
+    @Test("a duplicate commit still releases its own hold (re-established after a restart)")
+    func duplicateReleasesItsHold() throws {
+        var ledger = Ledger(boot: 5)
+        ledger.load(mark: CommitMark(source: 7, sequence: 3, seenAt: t0))
+        let foreign = (UInt64(4) << UInt64(Ledger.reservationCounterBits)) | 9
+        ledger.renew([Lease(id: foreign, keys: [day], units: 500)], adopt: true, now: t0)
+        #expect(ledger.inFlight(day) == 500)
+        let again = ledger.commit(
+            id: foreign, origin: CommitOrigin(source: 7, sequence: 3), charges: [Charge(key: day, kind: .sliding, units: 40)],
+            now: t0 + 1)
+        #expect(!again.applied)
+        #expect(ledger.inFlight(day) == 0)
+        #expect(ledger.used(day, now: t0 + 1) == 0)
+    }
+
+    @Test("stored rows take the kind the config gives the counter now, whichever row is read first")
+    func loadTakesTheCurrentKind() {
+        let now = t0 + 3600 * 10 + 30
+        var restarted = Ledger()
+        // The old fixed row is read first; the config now says sliding.
+        restarted.load(key: day, kind: .fixed, bucket: now / 86400, units: 400, now: now, current: .sliding)
+        restarted.load(key: day, kind: .sliding, bucket: (now - 20) / 60, units: 140, now: now, current: .sliding)
+        #expect(restarted.counters[day]?.kind == .sliding)
+        // The sliding row keeps its bucket and counts past the end of the fixed day (where it vanished when the
+        // counter took the first row's kind); the fixed row, converted at load, counts a sliding day from now.
+        #expect(restarted.used(day, now: t0 + 86400 + 5) == 540)
+        #expect(restarted.used(day, now: t0 + 2 * 86400) == 0)
+    }
 }

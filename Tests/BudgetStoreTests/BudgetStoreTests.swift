@@ -23,11 +23,20 @@ struct BudgetStoreTests {
     @Test("each start is counted durably, so every run numbers its reservations apart")
     func bootsAreCounted() async throws {
         try await withTemporaryDirectory { directory in
-            #expect(try BudgetStore.open(stateDirectory: directory).nextBoot() == 1)
-            #expect(try BudgetStore.open(stateDirectory: directory).nextBoot() == 2)
+            let first = try BudgetStore.open(stateDirectory: directory).nextBoot()
+            #expect(try BudgetStore.open(stateDirectory: directory).nextBoot() == first + 1)
             let store = try BudgetStore.open(stateDirectory: directory)
-            #expect(try store.nextBoot() == 3)
+            #expect(try store.nextBoot() == first + 2)
             #expect(try store.loadConfig().version == 0)  // the count lives beside the config version, apart
+        }
+        // A store created anew (the old one moved aside) numbers its runs from another random offset, so its
+        // reservation ids do not repeat the old store's while data planes still hold them.
+        try await withTemporaryDirectory { other in
+            try await withTemporaryDirectory { another in
+                let one = try BudgetStore.open(stateDirectory: other).nextBoot()
+                let two = try BudgetStore.open(stateDirectory: another).nextBoot()
+                #expect(one != two)
+            }
         }
     }
 

@@ -18,18 +18,27 @@ struct CommitSpool: Sendable {
         path = (directory as NSString).appendingPathComponent("pending-usage.spool")
     }
 
-    /// The commits in the spool; none when there is no file.
-    /// - Throws: `SpoolError` naming the file and what is wrong with it.
-    func load() throws(SpoolError) -> [BudgetMessages.Commit] {
+    /// The commits in the spool (none when there is no file), and what is wrong with it, if anything: the
+    /// commits of the frames before a damaged one are kept.
+    func load() -> (commits: [BudgetMessages.Commit], problem: SpoolError?) {
+        var commits: [BudgetMessages.Commit] = []
+        do {
+            try read(into: &commits)
+            return (commits, nil)
+        } catch {
+            return (commits, error)
+        }
+    }
+
+    private func read(into commits: inout [BudgetMessages.Commit]) throws(SpoolError) {
         guard let data = FileManager.default.contents(atPath: path) else {
             if FileManager.default.fileExists(atPath: path) { throw SpoolError(path: path, problem: "cannot be read") }
-            return []
+            return
         }
         let bytes = [UInt8](data)
         guard bytes.count >= Self.magic.count, Array(bytes.prefix(Self.magic.count)) == Self.magic else {
             throw SpoolError(path: path, problem: "is not a usage spool (no BGSPOOL1 header)")
         }
-        var commits: [BudgetMessages.Commit] = []
         var offset = Self.magic.count
         while offset < bytes.count {
             guard bytes.count - offset >= 4 else {
@@ -47,7 +56,6 @@ struct CommitSpool: Sendable {
             }
             offset += length
         }
-        return commits
     }
 
     /// Replaces the spool with `commits`, or removes it when there are none.

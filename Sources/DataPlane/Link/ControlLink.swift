@@ -41,11 +41,13 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
     private let reserves: ReserveBatcher
     private let commits: CommitQueue
     private let releases: ReleaseQueue
-    private let leases = LeaseBook()
+    private let leases: LeaseBook
     private let spool: CommitSpool?
     /// Seconds between two renewals of the holds in flight: a third of the control plane's reservation
     /// lifetime, as its welcome says.
     private let renewEvery = Mutex<Int64>(200)
+    /// Set once graceful shutdown began: reconnects are tried every 100 ms.
+    private let stopping = Mutex(false)
     private let group: any EventLoopGroup
 
     /// `group` should be the proxy's own: the connection then shares the event loops that requests run on.
@@ -64,7 +66,9 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
         releases = ReleaseQueue(connection: connection)
         reserves = ReserveBatcher(
             connection: connection, timeout: TimeAmount(callTimeout), releases: releases, logger: logger)
-        commits = CommitQueue(connection: connection, logger: logger)
+        let leases = LeaseBook()
+        self.leases = leases
+        commits = CommitQueue(connection: connection, leases: leases, logger: logger)
     }
 
     /// The compiled config, once the first snapshot has arrived.
@@ -85,18 +89,17 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
     /// Keeps the connection and the senders running until graceful shutdown or cancellation.
     func run() async {
         if let spool {
-            do {
-                let spooled = try spool.load()
-                if !spooled.isEmpty {
-                    commits.preload(spooled)
-                    logger.notice(
-                        "usage from the spool is delivered first", metadata: ["commits": "\(spooled.count)"])
-                }
-            } catch {
-                // Kept aside for an operator to look at; the proxy starts (budgets apply as usual).
+            let (spooled, problem) = spool.load()
+            if let problem {
+                // Kept aside for an operator to look at; what could be read is delivered, and the proxy starts.
                 let aside = spool.path + ".unreadable"
                 _ = rename(spool.path, aside)
-                logger.error("\(error); moved to \(aside)")
+                logger.error(
+                    "\(problem); moved to \(aside)", metadata: ["commits_recovered": "\(spooled.count)"])
+            }
+            if !spooled.isEmpty {
+                commits.preload(spooled)
+                logger.notice("usage from the spool is delivered first", metadata: ["commits": "\(spooled.count)"])
             }
         }
         await withDiscardingTaskGroup { group in
@@ -107,10 +110,10 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
             group.addTask { await self.renewLeases() }
             if let spool { group.addTask { await self.commits.checkpoint(into: spool, logger: self.logger) } }
             try? await gracefulShutdown()
-            // Usage charged before the stop should reach the control plane if it is there.
-            if isConnected {
-                _ = await withDeadline(Self.shutdownFlushTimeout) { [commits] in await commits.waitUntilEmpty() }
-            }
+            // Usage charged before the stop should reach the control plane: for at most the flush time-out,
+            // also when it is away at this moment (it may be restarting; the link retries every 100 ms now).
+            stopping.withLock { $0 = true }
+            _ = await withDeadline(Self.shutdownFlushTimeout) { [commits] in await commits.waitUntilEmpty() }
             group.cancelAll()
         }
         if let spool { commits.spool(into: spool, logger: logger) }
@@ -165,6 +168,7 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
                     "connected to the control plane",
                     metadata: ["socket": "\(socketPath)", "server": "\(client.welcome.server)"])
                 commits.wake()
+                releases.wake()
                 // Ends when the connection closes, or when the link is cancelled.
                 for await frame in client.pushes where frame.type == .snapshot {
                     apply(snapshot: frame)
@@ -181,12 +185,16 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
                 logger.warning(
                     "cannot reach the control plane", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
             }
-            do {
-                try await Task.sleep(for: backoff)
-            } catch {
-                return
+            // Slept in steps, so that a stop (which waits for the control plane to deliver usage) retries at once.
+            let until = ContinuousClock.now + backoff
+            while ContinuousClock.now < until && !stopping.withLock({ $0 }) {
+                do {
+                    try await Task.sleep(for: min(.milliseconds(100), until - ContinuousClock.now))
+                } catch {
+                    return
+                }
             }
-            backoff = min(backoff * 2, .seconds(5))
+            backoff = stopping.withLock { $0 } ? .milliseconds(100) : min(backoff * 2, .seconds(5))
         }
     }
 
@@ -227,8 +235,10 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
     }
 
     /// Records real usage; delivered now or after a reconnect.
+    /// The request's lease stays in the book until the control plane acknowledges the commit: should the
+    /// control plane restart in between, the hold is re-established first and the commit then replaces it,
+    /// rather than the restarted control plane admitting work against budget that is already spent.
     func commit(_ commit: BudgetMessages.Commit) {
-        leases.settle(commit.reservation)
         commits.add(commit)
     }
 
@@ -356,14 +366,17 @@ final class CommitQueue: Sendable {
     let source = UInt64.random(in: 1...UInt64.max)
 
     private let connection: CurrentConnection
+    private let leases: LeaseBook
     private let logger: Logger
     private let state = Mutex(State())
     private let empty = Gauge()
     private let wakeups: AsyncStream<Void>
     private let wakeup: AsyncStream<Void>.Continuation
 
-    init(connection: CurrentConnection, logger: Logger) {
+    /// `leases` are settled as their commits are acknowledged (or dropped).
+    init(connection: CurrentConnection, leases: LeaseBook, logger: Logger) {
         self.connection = connection
+        self.leases = leases
         self.logger = logger
         (wakeups, wakeup) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -381,7 +394,7 @@ final class CommitQueue: Sendable {
             state.nextSequence += 1
             state.changes += 1
             if state.queue.count >= ControlLink.maxPendingCommits {
-                state.queue.removeFirst()
+                leases.settle(state.queue.removeFirst().reservation)
                 state.first += 1
                 state.dropped += 1
                 dropped = state.dropped
@@ -456,7 +469,7 @@ final class CommitQueue: Sendable {
             let (batch, first, unsendable) = state.withLock { state -> ([BudgetMessages.Commit], UInt64, Bool) in
                 let count = BudgetMessages.batchCount(state.queue, size: BudgetMessages.encodedSize)
                 if count == 0 && !state.queue.isEmpty {
-                    state.queue.removeFirst()
+                    leases.settle(state.queue.removeFirst().reservation)
                     state.first += 1
                     state.changes += 1
                     return ([], state.first, true)
@@ -479,6 +492,7 @@ final class CommitQueue: Sendable {
                 let acknowledgedEnd = first + UInt64(batch.count)
                 let stillQueued = acknowledgedEnd > state.first ? acknowledgedEnd - state.first : 0
                 let removed = Int(min(UInt64(state.queue.count), stillQueued))
+                for commit in state.queue.prefix(removed) { leases.settle(commit.reservation) }
                 state.queue.removeFirst(removed)
                 state.first += UInt64(removed)
                 state.changes += 1
@@ -489,25 +503,52 @@ final class CommitQueue: Sendable {
     }
 }
 
-/// Releases of reservations that were not used, sent in the background by `run()`; bounded, since a
-/// release that is lost only means the hold lasts until it expires.
+/// Releases of reservations that were not used, sent in the background by `run()`. Kept while the control
+/// plane is away (it may come back with the hold, a connection blip, and the hold would then last until it
+/// expires), up to `maxPending` ids; past that the oldest are dropped (they expire).
 final class ReleaseQueue: Sendable {
+    /// Ids kept while the control plane is away.
+    static let maxPending = 100_000
+
     private let connection: CurrentConnection
-    private let stream: AsyncStream<[UInt64]>
-    private let input: AsyncStream<[UInt64]>.Continuation
+    private let pending = Mutex<[UInt64]>([])
+    private let wakeups: AsyncStream<Void>
+    private let wakeup: AsyncStream<Void>.Continuation
 
     init(connection: CurrentConnection) {
         self.connection = connection
-        (stream, input) = AsyncStream.makeStream(of: [UInt64].self, bufferingPolicy: .bufferingOldest(4096))
+        (wakeups, wakeup) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    func add(_ ids: [UInt64]) { input.yield(ids) }
+    func add(_ ids: [UInt64]) {
+        pending.withLock { pending in
+            pending += ids
+            if pending.count > Self.maxPending { pending.removeFirst(pending.count - Self.maxPending) }
+        }
+        wakeup.yield()
+    }
 
-    /// Sends releases as they come, until cancelled.
+    /// Asks `run()` to try again (a connection came up).
+    func wake() { wakeup.yield() }
+
+    /// Sends releases as they come, in batches, while connected, until cancelled.
     func run() async {
-        for await ids in stream {
-            guard let client = connection.current else { continue }
-            _ = try? await client.call(.release, payload: BudgetMessages.encode(releases: ids))
+        for await _ in wakeups {
+            while let client = connection.current {
+                let batch = pending.withLock { pending -> [UInt64] in
+                    let batch = Array(pending.prefix(BudgetMessages.maxBatch))
+                    pending.removeFirst(batch.count)
+                    return batch
+                }
+                guard !batch.isEmpty else { break }
+                do {
+                    _ = try await client.call(.release, payload: BudgetMessages.encode(releases: batch))
+                } catch {
+                    // Back in front for the next connection (a release applied twice is harmless).
+                    pending.withLock { $0.insert(contentsOf: batch, at: 0) }
+                    break
+                }
+            }
         }
     }
 }
