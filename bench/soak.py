@@ -142,6 +142,7 @@ class Clients:
         self.lock = threading.Lock()
         self.next_id = 0
         self.threads = []
+        self.active = set()  # records being sent or read
 
     def new_id(self):
         with self.lock:
@@ -187,6 +188,8 @@ class Clients:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         record.start = self.soak.now()
+        with self.lock:
+            self.active.add(record)
         try:
             self.send(record, tier, json.dumps(body), rng)
         except Exception as error:  # noqa: BLE001 (a bug here is reported as an unexplained answer, not lost)
@@ -194,6 +197,7 @@ class Clients:
         finally:
             record.end = self.soak.now()
             with self.lock:
+                self.active.discard(record)
                 self.records.append(record)
         # Back off a little, as a real client would, instead of spinning.
         if record.outcome in ("refused", "conn-error") or record.status == 503:
@@ -347,13 +351,13 @@ class Soak:
         self.events = []          # (t, text): faults and what they found
         self.outages = []         # [start, end]: control plane down (kill -9 to the proxy reconnected)
         self.proxy_down = []      # [start, end, kind]: proxy not accepting (SIGTERM/kill to ready again)
-        self.kill_notes = []      # {"pending", "lost_charges", ...} per kill -9 of the proxy
+        self.kill_notes = []      # per kill -9 of the proxy: its pid, log, pending commits and requests in flight
         self.metric_lifetimes = []  # the /metrics of each proxy instance, scraped before its stop
         self.samples = defaultdict(list)  # (program, pid) -> [(t, fds, rss_kb, phase)]
         self.usage_max = defaultdict(float)  # (consumer, window) -> max used seen
         self.usage_series = defaultdict(list)  # (consumer, window) -> [(t, used)]
         self.usage_samples = 0
-        self.status_samples = []
+        self.status_samples = []  # (t, the proxy's /status)
         self.lock = threading.Lock()
         self.t0 = time.monotonic()
         self.violations = []
@@ -361,6 +365,7 @@ class Soak:
         self.background = []  # fault threads still running (restarts)
         self.stop_notes = []  # the same as kill_notes, for the graceful stop
         self.closing = threading.Event()
+        self.drained = threading.Event()  # the proxy stopped by SIGTERM has finished its requests
         self.clients = None
         self.gateway = None
 
@@ -459,9 +464,10 @@ class Soak:
     def schedule(self):
         """The faults, in seconds from the start of the load: a kill -9 of budget-controld about every 20 s (the
         first at 8 ± 3 s, then 20 ± 5 s apart), each restarted 0.3 to 2 s later. The proxy's graceful restart
-        (SIGTERM) comes 0.5 s into the first control-plane outage and its kill -9 0.8 s into one in the middle
-        (those outages last 1.5 to 2.5 s): the proxy then has usage it could not deliver yet, which a stop must
-        deliver and a kill -9 may lose. At least one outage (the last) has no proxy fault, so requests admitted
+        (SIGTERM) comes 0.5 s into the first control-plane outage, which lasts until the proxy has finished the
+        requests it had in flight, plus 0.5 s: the stop must then deliver the usage it could not deliver yet
+        (within its 5 s). Its kill -9 comes 0.8 s into an outage in the middle of the run (of 1.5 to 2.5 s): it has
+        usage pending, which it may lose. At least one outage (the last) has no proxy fault, so requests admitted
         before it finish after it: their holds and commits cross the restart. With fewer than three outages the
         kill -9 of the proxy comes between them, and orphans the holds of its requests in flight. The emulator
         stalls (SIGSTOP) for 1.5 s late in the run."""
@@ -475,8 +481,8 @@ class Soak:
         graceful_pair = kills[0] if kills else None
         middle = kills[1:-1]
         kill_pair = min(middle, key=lambda k: abs(k - 0.5 * seconds)) if middle else None
-        plan = [(t, "controld-kill", rng.uniform(1.5, 2.5) if t in (graceful_pair, kill_pair) else rng.uniform(0.3, 2.0))
-                for t in kills]
+        plan = [(t, "controld-kill", "until-drained" if t == graceful_pair else rng.uniform(1.5, 2.5)
+                 if t == kill_pair else rng.uniform(0.3, 2.0)) for t in kills]
         graceful = graceful_pair + 0.5 if graceful_pair is not None else 0.3 * seconds
         if kill_pair is not None:
             proxy_kill = kill_pair + 0.8
@@ -507,17 +513,22 @@ class Soak:
 
     def controld_kill(self, downtime):
         """kill -9, and a restart on the same state dir and sockets `downtime` seconds later (in the background,
-        so that other faults can come during the outage)."""
+        so that other faults can come during the outage); "until-drained": 0.5 s after the stopping proxy has
+        finished the requests it had in flight."""
         self.sample_processes("before kill")
         started = self.now()
         self.gateway.controld.crash()
-        self.event(f"kill -9 budget-controld (pid {self.gateway.controld.pid}), down for {downtime:.1f} s")
+        self.event(f"kill -9 budget-controld (pid {self.gateway.controld.pid}), down for "
+                   + ("as long as the proxy's drain + 0.5 s" if downtime == "until-drained" else f"{downtime:.1f} s"))
         thread = threading.Thread(target=self.attempt, args=("controld-restart", self.controld_restart, started,
                                                              downtime), daemon=True)
         thread.start()
         self.background.append(thread)
 
     def controld_restart(self, started, downtime):
+        if downtime == "until-drained":
+            self.drained.wait(DRAIN_TIMEOUT + 10)
+            downtime = 0.5
         if self.closing.wait(downtime):
             return  # the soak is being torn down: start nothing more
         self.gateway.start_control_plane()
@@ -553,7 +564,15 @@ class Soak:
         self.stop_notes.append({"pid": old.pid, "log": log, "offset": offset, "pending": status.get("pending_commits"),
                                 "in_flight": status.get("requests_in_flight"), "t": started,
                                 "control_plane": status.get("control_plane")})
+        # The requests it has to finish: those in flight at the clients, and whole answers whose clients hung up
+        # (the proxy finishes them: Bedrock bills them) in the last 8.5 s (the longest latency asked for, 8 s).
+        with self.clients.lock:
+            draining = {r.id for r in self.clients.active}
+            draining |= {r.id for r in self.clients.records if r.hangup and not r.stream and r.start > started - 8.5}
         os.kill(old.pid, signal.SIGTERM)
+        watcher = threading.Thread(target=self.watch_drain, args=(old, draining), daemon=True)
+        watcher.start()
+        self.background.append(watcher)
         try:
             code = old.process.wait(timeout=DRAIN_TIMEOUT + 10)
         except Exception:  # noqa: BLE001
@@ -566,6 +585,30 @@ class Soak:
         self.start_proxy()
         self.proxy_down.append([started, self.now(), "SIGTERM"])
         self.event(f"budget-proxyd restarted (pid {self.proxy.pid})")
+
+    def watch_drain(self, proxy, ids):
+        """Sets `drained` once every request in `ids` has its access-log line (the proxy has finished it) or has
+        turned out not to have reached it (refused, connection lost), or the drain's bound has passed. Not on the
+        proxy's exit: a proxy that waits for the control plane before exiting must not make it wait longer."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT + 2
+        pending = set(ids)
+        seen = set()
+        with open(proxy.log, "rb") as log:
+            buffer = b""
+            while pending and time.monotonic() < deadline:
+                buffer += log.read()
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    match = re.search(rb'"path":"\\?/ai\\?/budget\\?/soak\\?/(\d+)"', line)
+                    if match:
+                        seen.add(int(match.group(1)))
+                with self.clients.lock:
+                    gone = {r.id for r in self.clients.records if r.id in pending and r.outcome in ("refused", "conn-error")}
+                pending -= seen | gone
+                time.sleep(0.05)
+        self.event("the stopping proxy has finished its requests" if not pending else
+                   f"the stopping proxy has not finished {len(pending)} requests within {DRAIN_TIMEOUT + 2} s")
+        self.drained.set()
 
     def proxy_kill(self, _):
         self.sample_processes("before kill")
@@ -717,10 +760,16 @@ class Soak:
         rows += self.check_charges(records, logged, by_log, final)
         rows += self.check_holds()
         rows += self.check_processes()
+        # For a post-mortem: every request (what the client saw, what the proxy charged) and the timeline.
         with open(self.work / "records.jsonl", "w") as out:
             for r in records:
                 out.write(json.dumps({name: getattr(r, name) for name in Record.__slots__}
                                      | {"logged": logged.get(r.id, {}).get("tokens")}) + "\n")
+        (self.work / "timeline.json").write_text(json.dumps({
+            "events": self.events, "proxy_status": self.status_samples,
+            "usage": {f"{consumer} {window}": series for (consumer, window), series in self.usage_series.items()},
+            "processes": {f"{program} {pid}": samples for (program, pid), samples in self.samples.items()},
+        }))
         return rows
 
     def fail(self, text):
