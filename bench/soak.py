@@ -868,7 +868,7 @@ class Soak:
         if not over:
             return ""
         before = [(t, text) for t, text in self.events if t <= over[0] and not text.startswith(("load", "settled"))]
-        last = f"; the last fault before: {before[-1][1]} at {before[-1][0]:.1f} s" if before else ""
+        last = f"; the last fault before it, at {before[-1][0]:.1f} s: {before[-1][1]}" if before else ""
         return f" — first seen over at {over[0]:.1f} s{last}"
 
     def check_charges(self, records, logged, by_log, final):
