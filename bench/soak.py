@@ -904,24 +904,37 @@ class Soak:
         # logged after that reading; the queue is first in, first out, so they are its last charges in log order.
         # The same figure for the graceful stop is what it had to deliver (no allowance: a stop delivers).
         for note in self.kill_notes + self.stop_notes:
-            charges = [item["tokens"] for _, _, item in by_log.get(note["log"], []) if item["tokens"] > 0]
+            charges = [item for _, _, item in by_log.get(note["log"], []) if item["tokens"] > 0]
             note["after"] = sum(1 for start, _, item in by_log.get(note["log"], [])
                                 if start >= note["offset"] and item["tokens"] > 0)
             note["at_risk_commits"] = count = (note["pending"] or 0) + note["after"]
-            note["at_risk_tokens"] = sum(charges[-count:]) if count else 0
-        allowance = sum(note["at_risk_tokens"] for note in self.kill_notes)
+            note["at_risk"] = Counter()
+            for item in charges[-count:] if count else []:
+                note["at_risk"][item["consumer"]] += item["tokens"]
+            note["at_risk_tokens"] = sum(note["at_risk"].values())
 
+        # Per consumer, so that usage charged twice for one cannot hide behind usage lost for another.
+        over, short = {}, {}
         charged = 0.0
+        allowance_total = 0
         for tier in self.tiers:
-            used = float(final.get((tier.consumer, DAY), {}).get("used", 0))
+            consumer = tier.consumer
+            used = float(final.get((consumer, DAY), {}).get("used", 0))
             charged += used
-            rows.append((f"   {tier.consumer}", f"charged {used:.0f}, proxy charged {expected[tier.consumer]}", "info"))
+            allowance = sum(note["at_risk"][consumer] for note in self.kill_notes)
+            allowance_total += allowance
+            diff = used - expected[consumer]
+            ok = -allowance <= diff <= 0
+            rows.append((f"3. charged == proxy charged: {consumer}", f"{used:.0f} against {expected[consumer]}: "
+                         f"{diff:+.0f} (allowed -{allowance}..0)", "ok" if ok else "FAIL"))
+            if diff > 0:
+                over[consumer] = diff
+            elif diff < -allowance:
+                short[consumer] = -diff - allowance
         total = sum(expected.values())
-        diff = charged - total
-        ok = -allowance <= diff <= 0
         breakdown = " + ".join(f"{k} {v}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
-        rows.append(("3. charged == received + unseen", f"charged {charged:.0f} = {breakdown} = {total}? "
-                     f"difference {diff:+.0f} (allowed -{allowance}..0)", "ok" if ok else "FAIL"))
+        rows.append(("   all consumers", f"charged {charged:.0f}; proxy charged {total} = {breakdown}; "
+                     f"difference {charged - total:+.0f} (allowed -{allowance_total}..0)", "info"))
         for note in self.kill_notes:
             rows.append(("   kill -9 of the proxy", f"pid {note['pid']}: {note['pending']} commits pending + "
                          f"{note['after']} charged after that reading = {note['at_risk_tokens']} tokens it may lose; "
@@ -931,19 +944,20 @@ class Soak:
                          f"{note['pending']} commits pending + {note['after']} charged while draining = "
                          f"{note['at_risk_tokens']} tokens it must deliver; {note['in_flight']} requests in flight",
                          "info"))
-        if diff > 0:
-            self.fail(f"charged {charged:.0f} is more than the proxy charged request by request ({total}), by "
-                      f"{diff:.0f} tokens: usage charged more than once")
-        elif diff < -allowance:
-            lost = -diff - allowance
+        if over:
+            self.fail(f"charged more than the proxy charged request by request, by {sum(over.values()):.0f} tokens "
+                      f"({', '.join(f'{c} +{v:.0f}' for c, v in over.items())}): usage charged more than once")
+        if short:
+            lost = sum(short.values())
             hint = ""
             for note in self.stop_notes:
-                if note["at_risk_tokens"] and lost <= note["at_risk_tokens"]:
+                if note["at_risk_tokens"] and all(short[c] <= note["at_risk"][c] for c in short):
+                    exact = all(short[c] == note["at_risk"][c] for c in set(short) | set(note["at_risk"]))
                     hint = (f"; the graceful stop of proxy pid {note['pid']} (control plane {note['control_plane']} "
                             f"then) had {note['at_risk_tokens']} tokens in {note['at_risk_commits']} commits to "
-                            f"deliver{' — exactly the shortfall' if lost == note['at_risk_tokens'] else ''}")
-            self.fail(f"charged {charged:.0f} is {-diff:.0f} tokens short of what the proxy charged ({total}); the "
-                      f"kill -9 of the proxy explains at most {allowance}: {lost:.0f} tokens of usage lost{hint}")
+                            f"deliver{' — exactly the shortfall, consumer by consumer' if exact else ''}")
+            self.fail(f"{lost:.0f} tokens of usage lost beyond what the kill -9 of the proxy explains "
+                      f"({', '.join(f'{c} -{v:.0f}' for c, v in short.items())}){hint}")
 
         rows.append(("3. received == proxy charged, each request",
                      f"{len(disagree)} of {sum(1 for r in records if r.usage is not None and r.id in logged)} differ",
