@@ -28,7 +28,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -666,13 +665,11 @@ class Soak:
         stop = threading.Event()
         monitor = threading.Thread(target=self.monitor, args=(stop,), daemon=True)
         load_started = time.monotonic()
-        self.load_started = self.now()
         faults = threading.Thread(target=self.faults, args=(plan, load_started, stop), daemon=True)
         monitor.start()
         clients.start()
         faults.start()
         time.sleep(self.seconds)
-        self.load_ended = self.now()
         stuck = clients.join(CLIENT_TIMEOUT + 5)
         if stuck:
             self.fail(f"{len(stuck)} client threads still waiting {CLIENT_TIMEOUT + 5} s after the load")
