@@ -6,8 +6,9 @@
 #   make build     release binaries in .build/release
 #   make install   binaries, systemd units, sysusers file and man pages under $(DESTDIR)$(PREFIX)
 #   make bench     the benchmarks (see bench/)
+#   make soak      a fault soak of SOAK_SECONDS (default 300) that checks the budget invariants (bench/soak.py)
 #
-# demo, test and bench set themselves up first (scripts/deps.sh): run as root they install what is missing;
+# demo, test, bench and soak set themselves up first (scripts/deps.sh): run as root they install what is missing;
 # otherwise they print the commands that would and stop.
 
 SWIFT   ?= swift
@@ -21,7 +22,7 @@ MANDIR      ?= $(PREFIX)/share/man
 
 PROGRAMS := budgetctl budget-controld budget-proxyd bedrock-emulator
 
-.PHONY: all build test deps deps-demo install demo bench clean
+.PHONY: all build test deps deps-demo install demo bench soak clean
 
 all: build
 
@@ -64,6 +65,15 @@ bench: deps
 	bench/control-throughput.sh
 	bench/scale.sh
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
+
+# The soak runs the debug build by default (the one make test builds; its overflow checks and assertions
+# are on): SOAK_CONFIG=release for the release build.
+SOAK_SECONDS ?= 300
+SOAK_CONFIG  ?= debug
+
+soak: deps
+	for program in $(PROGRAMS); do $(SWIFT) build -c $(SOAK_CONFIG) --product $$program || exit 1; done
+	BUDGET_BIN_DIR="$$($(SWIFT) build -c $(SOAK_CONFIG) --show-bin-path)" python3 bench/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf .build

@@ -263,9 +263,7 @@ def test_status_and_metrics(binaries, tmp_path):
     stack = Gateway(binaries, tmp_path, proxy_args=("--status-listen", "127.0.0.1:0"))
     try:
         assert post(stack.url, HELLO, key="dev-team-key")[0] == 200
-        status_line = stack.proxy.process.stdout.readline().strip()
-        assert status_line.startswith("status on ")
-        status_url = "http://" + status_line.removeprefix("status on ")
+        status_url = stack.status_url  # from the "status on ADDRESS" line
         status = json.loads(curl(status_url + "/status").stdout)
         assert status["control_plane"] == "connected" and status["config_version"] == 1
         metrics = curl(status_url + "/metrics").stdout

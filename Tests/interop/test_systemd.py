@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DOC_KEY_ID, DOC_SECRET, FIXTURE, ROOT, ControlPlane, Daemon
+from conftest import DOC_KEY_ID, DOC_SECRET, FIXTURE, ROOT, ControlPlane, Daemon, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
                                 reason="needs systemd-socket-activate (Debian package systemd)")
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class NotifySocket:

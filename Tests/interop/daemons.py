@@ -1,0 +1,191 @@
+"""The built daemons as processes on temporary sockets and free loopback ports, stopped by PID.
+
+A plain module (no pytest), so that the interop tests (through conftest.py) and bench/soak.py share it."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC_KEY_ID = "AKIDEXAMPLE"
+DOC_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+FIXTURE = ROOT / "Tests" / "BudgetConfigTests" / "Fixtures" / "kong-consumer-budgets.yaml"
+DECK_ENV = {"DECK_AWS_ACCESS_KEY_ID": DOC_KEY_ID, "DECK_AWS_SECRET_ACCESS_KEY": DOC_SECRET}
+
+
+def bin_dir() -> Path:
+    """Where `swift build` put the executables (BUDGET_BIN_DIR overrides)."""
+    if "BUDGET_BIN_DIR" in os.environ:
+        return Path(os.environ["BUDGET_BIN_DIR"])
+    out = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stderr_target(log):
+    """PIPE (the default, for tests that read it), or a file the log is appended to (for long runs: a pipe
+    nobody reads fills up and blocks the daemon)."""
+    return subprocess.PIPE if log is None else open(log, "a")
+
+
+def _stderr_text(process, log) -> str:
+    if log is not None:
+        return Path(log).read_text()[-4000:]
+    return process.stderr.read() if process.stderr else ""
+
+
+class Daemon:
+    """A process started by a test; `stop()` ends it by PID, also when the test failed."""
+
+    def __init__(self, args, ready_prefix: str, timeout: float = 30.0, env=None, log=None):
+        stderr = _stderr_target(log)
+        self.log = log
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        if log is not None:
+            stderr.close()
+        self.started = time.monotonic()
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if line.startswith(ready_prefix) or self.process.poll() is not None:
+                break
+        if not line.startswith(ready_prefix):
+            self.stop()
+            raise RuntimeError(f"{args[0]} did not start: {line!r} {_stderr_text(self.process, log)!r}")
+        self.ready_line = line.strip()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+    def crash(self):
+        """kill -9, and reap it."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+class ControlPlane(Daemon):
+    """budget-controld: ready when its admin socket accepts connections."""
+
+    def __init__(self, args, admin_socket, timeout=20.0, log=None):
+        if os.path.exists(admin_socket):
+            os.unlink(admin_socket)
+        stderr = _stderr_target(log)
+        self.log = log
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        if log is not None:
+            stderr.close()
+        self.started = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.connect(admin_socket)
+                    break
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"budget-controld exited: {_stderr_text(self.process, log)!r}")
+                time.sleep(0.02)
+        self.ready_line = "ready"
+
+
+class Gateway:
+    """The whole product on temporary sockets and free ports: emulator, control plane and proxy.
+
+    `log_dir`: each daemon's standard error goes to a file there (`<program>-<n>.log`) instead of a pipe;
+    `proxy_listen`: the proxy's address (a fixed port lets a restarted proxy keep its clients' address)."""
+
+    def __init__(self, binaries: Path, tmp: Path, emulator_args=(), proxy_args=(), config_text=None,
+                 controld_args=(), log_dir=None, proxy_listen="127.0.0.1:0"):
+        self.binaries = binaries
+        self.tmp = tmp
+        (tmp / "state").mkdir()
+        self.admin = str(tmp / "admin.sock")
+        self.control = str(tmp / "control.sock")
+        self.controld_args = tuple(controld_args)
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.logs = []
+        self.daemons = []
+        try:
+            self.emulator = self._start([str(binaries / "bedrock-emulator"), "--listen", "127.0.0.1:0", "--threads", "1",
+                                         *emulator_args], "listening on ", log=self._log("bedrock-emulator"))
+            self.emulator_address = self.emulator.ready_line.removeprefix("listening on ")
+            self.start_control_plane()
+            config = tmp / "config.yaml"
+            config.write_text(config_text if config_text is not None else FIXTURE.read_text())
+            out = self.budgetctl("sync", str(config))
+            assert out.returncode == 0, out.stderr
+            self.proxy = self.start_proxy(*proxy_args, listen=proxy_listen)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _log(self, program):
+        if self.log_dir is None:
+            return None
+        path = self.log_dir / f"{program}-{sum(1 for log in self.logs if log.name.startswith(program + '-')) + 1}.log"
+        self.logs.append(path)
+        return path
+
+    def _start(self, args, ready, env=None, log=None):
+        daemon = Daemon(args, ready, env=env, log=log)
+        self.daemons.append(daemon)
+        return daemon
+
+    def start_control_plane(self):
+        self.controld = ControlPlane([str(self.binaries / "budget-controld"), "--state-dir", str(self.tmp / "state"),
+                                      "--control-socket", self.control, "--admin-socket", self.admin,
+                                      "--log-level", "warning", *self.controld_args], self.admin,
+                                     log=self._log("budget-controld"))
+        self.daemons.append(self.controld)
+        return self.controld
+
+    def start_proxy(self, *args, listen="127.0.0.1:0"):
+        """budget-proxyd on `listen`; with `--status-listen` among `args`, `status_url` is where it serves /status."""
+        env = dict(os.environ, AWS_ENDPOINT_URL_BEDROCK_RUNTIME=f"http://{self.emulator_address}")
+        proxy = self._start([str(self.binaries / "budget-proxyd"), "--listen", listen,
+                             "--control-socket", self.control, "--log-level", "warning", *args], "listening on ", env,
+                            log=self._log("budget-proxyd"))
+        self.url = "http://" + proxy.ready_line.removeprefix("listening on ")
+        if "--status-listen" in args:
+            line = proxy.process.stdout.readline().strip()
+            assert line.startswith("status on "), line
+            self.status_url = "http://" + line.removeprefix("status on ")
+        return proxy
+
+    def budgetctl(self, *args, timeout=60):
+        env = dict(os.environ, BUDGETCTL_SOCKET=self.admin, **DECK_ENV)
+        return subprocess.run([str(self.binaries / "budgetctl"), *args], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def usage(self, consumer):
+        out = self.budgetctl("usage", consumer, "--json")
+        assert out.returncode == 0, out.stderr
+        rows = json.loads(out.stdout)
+        return rows[0]["used"] if rows else 0
+
+    def stop(self):
+        for daemon in reversed(self.daemons):
+            daemon.stop()
