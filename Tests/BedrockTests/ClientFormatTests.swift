@@ -123,6 +123,15 @@ struct ClientFormatTests {
             json(#"{"messages":[{"role":"user","content":[{"text":"Hello"}]}],"inferenceConfig":{"maxTokens":900}}"#),
             operation: .converse)
         #expect(converse.maxTokens == 900 && converse.promptUTF8Count == 5)
+        // A tool result's json counts as its JSON text: numbers and keys are prompt tokens too (an estimate of
+        // almost nothing let a hard budget be overshot by the whole real input).
+        let result = #"{"rows":[1234567,2345678,3456789],"total":7037034}"#
+        let withJSON = try BedrockNativeRequest.parse(
+            json(
+                #"{"messages":[{"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"json":"#
+                    + result + #"}]}}]}]}"#),
+            operation: .converse)
+        #expect(withJSON.promptUTF8Count >= result.utf8.count)
         #expect(
             converse.body(maxTokens: 50).serialized
                 == #"{"messages":[{"role":"user","content":[{"text":"Hello"}]}],"inferenceConfig":{"maxTokens":50}}"#)

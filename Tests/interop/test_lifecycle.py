@@ -370,3 +370,21 @@ def test_usage_queued_while_the_control_plane_is_away_survives_a_proxy_stop_and_
         assert stack.usage("signify-production") == expected
     finally:
         stack.stop()
+
+
+def test_a_stream_whose_client_hangs_up_before_the_first_byte_is_charged_the_prompt(binaries, tmp_path):
+    """Bedrock runs (and bills) the call though the client left before its first byte: the prompt estimate is
+    charged and nothing stays held (before, such a stream was charged 0)."""
+    stack = Gateway(binaries, tmp_path)
+    try:
+        body = b'{"stream":true,"messages":[{"role":"user","content":"[[emulator-fault:latency-2000]] Hello"}]}'
+        with socket.create_connection(address(stack.url), timeout=5) as sock:
+            sock.sendall(request(b"/ai/budget", body, b"dev-team-key"))
+            time.sleep(0.5)
+        assert wait_until_nothing_in_flight(stack, "signify-dev-team") == 0
+        deadline = time.monotonic() + 10
+        while stack.usage("signify-dev-team") == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert 0 < stack.usage("signify-dev-team") < 40  # the prompt, about 15 tokens; nothing was generated
+    finally:
+        stack.stop()

@@ -108,7 +108,9 @@ public struct BedrockNativeRequest: Sendable, Hashable {
                 case "type", "id", "toolUseId", "tool_use_id", "source", "bytes", "format", "cachePoint",
                     "cache_control", "role", "status":
                     return total
-                case "input": return total + member.value.serialized.utf8.count
+                // Structured parts (a tool's input, a tool result's `json`) count as their JSON text: a prompt
+                // estimate below the real input would let a hard budget be overshot.
+                case "input", "json": return total + member.value.serialized.utf8.count
                 default: return total + textBytes(member.value)
                 }
             }

@@ -215,11 +215,18 @@ extension ProxyService {
         var decoder = EventStreamDecoder()
         var clientGone = false
         do {
-            try await sink.start(
-                status: 200,
-                headers: common + [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
-                    + RateLimitHeaders.headers(admission.windows, for: admission.budget),
-                contentLength: nil)
+            // A client gone before the first byte: Bedrock runs the call all the same, so it is charged (the
+            // prompt estimate) like any stream its client left.
+            do {
+                try await sink.start(
+                    status: 200,
+                    headers: common + [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+                        + RateLimitHeaders.headers(admission.windows, for: admission.budget),
+                    contentLength: nil)
+            } catch {
+                clientGone = true
+            }
+            if clientGone { throw CancellationError() }  // nothing to read for
             reading: for try await buffer in response.body {
                 decoder.append(buffer.readableBytesView)
                 while let message = try decoder.next() {
@@ -244,7 +251,9 @@ extension ProxyService {
         if !clientGone { try? await sink.finish() }
         outcome.upstream = ContinuousClock.now - started
         metrics.upstream(outcome.upstream)
-        if translator.usage == nil && translator.tracker.generatedUTF8Count == 0 && translator.error != nil {
+        if translator.usage == nil && translator.tracker.generatedUTF8Count == 0 && translator.error != nil
+            && !clientGone
+        {
             return  // failed before generating anything: nothing to charge, the hold is released
         }
         let usage: TokenUsage

@@ -458,12 +458,19 @@ final class ProxyService: Sendable {
         var decoder = EventStreamDecoder()
         var clientGone = false
         do {
-            try await sink.start(
-                status: 200,
-                headers: common + [
-                    ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
-                ] + RateLimitHeaders.headers(admission.windows, for: admission.budget),
-                contentLength: nil)
+            // A client gone before the first byte: Bedrock runs the call all the same, so it is charged (the
+            // prompt estimate) like any stream its client left.
+            do {
+                try await sink.start(
+                    status: 200,
+                    headers: common + [
+                        ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
+                    ] + RateLimitHeaders.headers(admission.windows, for: admission.budget),
+                    contentLength: nil)
+            } catch {
+                clientGone = true
+            }
+            if clientGone { throw CancellationError() }  // nothing to read for
             reading: for try await buffer in response.body {
                 decoder.append(buffer.readableBytesView)
                 while let message = try decoder.next() {
@@ -484,12 +491,14 @@ final class ProxyService: Sendable {
             let body = OpenAIErrorBody.fromBedrock(status: 502, errorType: "EventStreamError", message: error.description)
             try? await sink.write(Array("data: \(body.serialized)\n\n".utf8))
         } catch {
-            if !translator.isFinished { try? await sink.write(translator.finishWithoutMetadata()) }
+            if !translator.isFinished && !clientGone { try? await sink.write(translator.finishWithoutMetadata()) }
         }
         if !clientGone { try? await sink.finish() }
         outcome.upstream = ContinuousClock.now - upstreamStarted
         metrics.upstream(outcome.upstream)
-        if translator.usage == nil && translator.generatedUTF8Count == 0 && translator.error != nil {
+        if translator.usage == nil && translator.generatedUTF8Count == 0 && translator.error != nil
+            && !clientGone
+        {
             return  // failed before generating anything: nothing to charge, the hold is released
         }
         let usage: TokenUsage
