@@ -142,7 +142,7 @@ struct ProxyListeners: ServiceLifecycle.Service {
 
         let http = try await ProxyHTTPServer.bind(
             addresses: options.listen, inherited: options.inherited["http"] ?? [], group: group,
-            limits: options.limits)
+            limits: options.limits, refusals: { [service] in service.refusal(method: $0, path: $1, status: $2, message: $3) })
         var statusServer: ProxyHTTPServer?
         let inheritedStatus = options.inherited["status"] ?? []
         if options.statusListen != nil || !inheritedStatus.isEmpty {

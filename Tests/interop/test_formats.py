@@ -331,3 +331,33 @@ def test_hard_budget_clamps_each_formats_output_limit(binaries, tmp_path):
         assert charged(stack, "signify-analytics", 300) == reply["usage"]["totalTokens"] == 300
     finally:
         stack.stop()
+
+
+def test_a_body_over_the_proxys_limit_is_refused_in_each_formats_shape(binaries, tmp_path):
+    """The HTTP layer refuses a body over --max-body-bytes before the request is routed; the refusal still
+    comes in the route's error shape, so the SDKs raise their own classes."""
+    import urllib.request
+    gateway = Gateway(binaries, tmp_path, config_text=config_with_formats(), proxy_args=("--max-body-bytes", "4096"))
+    try:
+        body = json.dumps({"max_tokens": 10, "messages": [{"role": "user", "content": "x" * 6000}]}).encode()
+
+        def post(path):
+            request = urllib.request.Request(gateway.url + path, data=body, method="POST",
+                                             headers={"apikey": "analytics-key", "Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(request, timeout=10)
+            except urllib.error.HTTPError as error:
+                return error.code, dict(error.headers), json.loads(error.read())
+            raise AssertionError("expected a 413")
+
+        status, _, answer = post("/ai/anthropic/v1/messages")
+        assert status == 413 and answer["type"] == "error", answer
+        assert answer["error"]["type"] == "request_too_large", answer
+        status, headers, answer = post(f"/ai/bedrock/model/{MODEL_ID}/converse")
+        assert status == 413 and headers.get("x-amzn-ErrorType", "").startswith("ValidationException"), (headers, answer)
+        assert "exceeds the limit" in answer["message"]
+        status, _, answer = post("/ai/budget")
+        assert status == 413 and answer == {"message": "request body of %d bytes exceeds the limit of 4096 bytes"
+                                            % len(body)}
+    finally:
+        gateway.stop()

@@ -43,8 +43,11 @@ final class ProxyHTTPServer: Sendable {
     }
 
     /// Adopts `inherited` sockets (from systemd) if any, else binds `addresses`; connections wait for `serve`.
+    /// `refusals` writes the server's own refusals (a body over the limit, too many header fields) in the
+    /// error shape of the route's clients; without it, or when it returns nil, they are Kong's `{"message":…}`.
     static func bind(
-        addresses: [ListenAddress], inherited: [Int32] = [], group: any EventLoopGroup, limits: HTTPLimits
+        addresses: [ListenAddress], inherited: [Int32] = [], group: any EventLoopGroup, limits: HTTPLimits,
+        refusals: RefusalRenderer? = nil
     ) async throws -> ProxyHTTPServer {
         let open = Gauge()
         let (connections, accepted) = AsyncStream.makeStream(of: ProxyConnection.self)
@@ -63,7 +66,8 @@ final class ProxyHTTPServer: Sendable {
                     let (requests, requestSink) = AsyncStream.makeStream(of: ProxyConnection.Job.self)
                     let headDeadline = HeadDeadline(
                         timeoutSeconds: limits.readTimeoutSeconds, writeTimeoutSeconds: limits.writeTimeoutSeconds)
-                    let handler = ProxyHTTPHandler(limits: limits, requests: requestSink, headDeadline: headDeadline)
+                    let handler = ProxyHTTPHandler(
+                        limits: limits, requests: requestSink, headDeadline: headDeadline, refusals: refusals)
                     // Both time-outs in front of the decoder, which is silent while a head is incomplete: the
                     // head's deadline sees a head begin, and bytes of one count as traffic for the idle one.
                     try channel.pipeline.syncOperations.addHandler(headDeadline)
@@ -173,6 +177,13 @@ struct ProxyConnection: Sendable {
 }
 
 /// One client connection's pipeline end: gathers each request (bounded) and hands it to the connection's
+/// A refusal of the HTTP layer in another error shape: the headers and body for a request's method and path
+/// (no query), status and message; nil keeps the default shape.
+typealias RefusalRenderer =
+    @Sendable (_ method: String, _ path: String, _ status: Int, _ message: String) -> (
+        headers: [(String, String)], body: [UInt8]
+    )?
+
 /// task; refuses what breaks the limits with a short JSON answer.
 final class ProxyHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -182,6 +193,7 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     private let requests: AsyncStream<ProxyConnection.Job>.Continuation
     /// The head's deadline, in front of the decoder; this handler's `readDeadline` is the body's.
     private let headDeadline: HeadDeadline
+    private let refusals: RefusalRenderer?
     private var context: ChannelHandlerContext?
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
@@ -193,7 +205,11 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     private var closingWhenIdle = false
     private var readDeadline: Scheduled<Void>?
 
-    init(limits: HTTPLimits, requests: AsyncStream<ProxyConnection.Job>.Continuation, headDeadline: HeadDeadline) {
+    init(
+        limits: HTTPLimits, requests: AsyncStream<ProxyConnection.Job>.Continuation, headDeadline: HeadDeadline,
+        refusals: RefusalRenderer? = nil
+    ) {
+        self.refusals = refusals
         self.limits = limits
         self.requests = requests
         self.headDeadline = headDeadline
@@ -240,11 +256,21 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     /// reads the answer.
     private func simple(_ context: ChannelHandlerContext, status: HTTPResponseStatus, message: String) {
         refused = true
-        let payload = Array("{\"message\":\"\(message)\"}".utf8)
-        var headers = HTTPHeaders([
-            ("Content-Type", "application/json"), ("Content-Length", String(payload.count)),
-            ("Connection", "close"),
-        ])
+        var shapedPayload = Array("{\"message\":\"\(message)\"}".utf8)
+        var extra: [(String, String)] = []
+        if let refusals, let head,
+            let shaped = refusals(
+                head.method.rawValue, String(head.uri.prefix { $0 != "?" }), Int(status.code), message)
+        {
+            shapedPayload = shaped.body
+            extra = shaped.headers
+        }
+        let payload = shapedPayload
+        var headers = HTTPHeaders(
+            [
+                ("Content-Type", "application/json"), ("Content-Length", String(payload.count)),
+                ("Connection", "close"),
+            ] + extra)
         headers.add(name: "Date", value: httpDate())
         let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         let written = context.eventLoop.makePromise(of: Void.self)

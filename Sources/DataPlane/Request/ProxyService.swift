@@ -164,6 +164,17 @@ final class ProxyService: Sendable {
         return caller
     }
 
+    /// A refusal the HTTP layer makes before a request reaches `handle` (a body over the limit, too many header
+    /// fields), in the error shape of its route's clients; nil for OpenAI routes and unknown paths (Kong's shape).
+    func refusal(method: String, path: String, status: Int, message: String) -> (
+        headers: [(String, String)], body: [UInt8]
+    )? {
+        guard let format = link.tables?.route(method: method, path: path)?.aiProxy?.llmFormat, format != .openai
+        else { return nil }
+        let answer = ProxyAnswer.message(status, message).rendered(for: format)
+        return (answer.headers, answer.body.serializedBytes)
+    }
+
     /// The API key from the places key-auth looks, in Kong's order. A key name `authorization` reads the
     /// token of `Authorization: Bearer <key>`, which is where the OpenAI SDKs, and the Anthropic SDKs from
     /// version 2, put their `api_key`.
