@@ -44,7 +44,7 @@ public struct DaemonLogHandler: LogHandler {
             encoder.outputFormatting = .sortedKeys
             line = ((try? encoder.encode(object)).map { String(decoding: $0, as: UTF8.self) } ?? "{}") + "\n"
         }
-        FileHandle.standardError.write(Data(line.utf8))
+        try? FileHandle.standardError.write(contentsOf: Data(line.utf8))
     }
 
     /// Installs the handler for every logger of the process.

@@ -89,7 +89,7 @@ struct BedrockEmulatorCommand: AsyncParsableCommand {
         IgnoredSignals.sigpipe()
         let server = try await EmulatorServer.start(
             host: host, port: port, configuration: configuration, threads: threads)
-        FileHandle.standardOutput.write(Data("listening on \(host):\(server.port ?? port)\n".utf8))
+        try? FileHandle.standardOutput.write(contentsOf: Data("listening on \(host):\(server.port ?? port)\n".utf8))
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -142,7 +142,7 @@ struct BudgetProxyd: AsyncParsableCommand {
                 inherited: Systemd.listeners(), threads: threads ?? CPUs.available, stateDirectory: spoolDirectory),
             logger: logger
         ) { line in
-            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
         }
         IgnoredSignals.sigpipe()
         do {

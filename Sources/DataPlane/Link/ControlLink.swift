@@ -185,11 +185,13 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
                 logger.warning(
                     "cannot reach the control plane", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
             }
-            // Slept in steps, so that a stop (which waits for the control plane to deliver usage) retries at once.
-            let until = ContinuousClock.now + backoff
-            while ContinuousClock.now < until && !stopping.withLock({ $0 }) {
+            // Slept in steps of 100 ms, so that a stop (which waits for the control plane to deliver usage) cuts
+            // a long back-off short and retries every 100 ms.
+            let started = ContinuousClock.now
+            while ContinuousClock.now - started < backoff {
+                if stopping.withLock({ $0 }) && ContinuousClock.now - started >= .milliseconds(100) { break }
                 do {
-                    try await Task.sleep(for: min(.milliseconds(100), until - ContinuousClock.now))
+                    try await Task.sleep(for: .milliseconds(100))
                 } catch {
                     return
                 }
