@@ -2,6 +2,7 @@
 # Reserve+commit pairs per second over budget-controld's control socket, from one pipelining client,
 # with durable group commit (every commit acknowledged after SQLite has it).
 # Usage: bench/control-throughput.sh [SECONDS]
+# CONTROLD_BIN=path measures another budget-controld build (a baseline) with this build's client.
 # budget-controld runs on core 0 and the client on core 1 (taskset), so they never share a CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
 mkdir -p "$work/state"
 trap 'kill "${pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-taskset -c 0 "$bin/budget-controld" --state-dir "$work/state" --control-socket "$work/control.sock" \
+taskset -c 0 "${CONTROLD_BIN:-$bin/budget-controld}" --state-dir "$work/state" --control-socket "$work/control.sock" \
     --admin-socket "$work/admin.sock" --log-level warning &
 pid=$!
 for _ in $(seq 100); do [ -S "$work/control.sock" ] && break; sleep 0.05; done

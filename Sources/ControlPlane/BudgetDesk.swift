@@ -26,7 +26,7 @@ package final class BudgetDesk: Sendable {
     private struct WriteQueue {
         var buckets: [BucketUsage] = []
         var marks: [UInt64: CommitMark] = [:]
-        var waiters: [CheckedContinuation<Void, any Error>] = []
+        var waiters: [Waiter] = []
         /// The writer, when it waits for work.
         var wakeup: CheckedContinuation<Void, Never>?
         /// Shutdown asked the writer to finish once the queue is empty.
@@ -35,12 +35,15 @@ package final class BudgetDesk: Sendable {
         var closed = false
     }
 
+    /// What a commit waits with: called once, from the writer, when its usage is in the store (or cannot be).
+    package typealias Waiter = @Sendable (Result<Void, any Error>) -> Void
+
     /// A batch for the writer: the buckets to write and the commits to acknowledge after.
     package struct Batch: Sendable {
         package var buckets: [BucketUsage]
         /// The latest commit mark of each commit stream in the batch, written in the same transaction.
         package var marks: [CommitMark]
-        package var waiters: [CheckedContinuation<Void, any Error>]
+        package var waiters: [Waiter]
     }
 
     /// Loads the usage still inside its windows from `store`.
@@ -110,6 +113,15 @@ package final class BudgetDesk: Sendable {
     /// Applies the commits to the ledger and returns once the buckets it changed are in the store.
     /// - Throws: `StoreError` when they could not be written, `Stopping` after shutdown.
     package func commit(_ commits: [BudgetMessages.Commit]) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            commit(commits) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// Applies the commits to the ledger at once, from any thread (in the order the connection's frames came,
+    /// with the reservations around them), and calls `done` once the buckets it changed are in the store: no
+    /// task per commit frame. `done` gets `Stopping` after shutdown.
+    package func commit(_ commits: [BudgetMessages.Commit], done: @escaping Waiter) {
         let now = Self.now()
         let (buckets, marks) = ledger.withLock { ledger in
             var buckets: [BucketUsage] = []
@@ -126,20 +138,18 @@ package final class BudgetDesk: Sendable {
             }
             return (buckets, marks)
         }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let (accepted, wakeup) = queue.withLock { queue -> (Bool, CheckedContinuation<Void, Never>?) in
-                guard !queue.closed else { return (false, nil) }
-                queue.buckets += buckets
-                // A resend (nothing applied) still waits its turn: it is acknowledged only once the commit it
-                // repeats, queued before it, is in the store.
-                for mark in marks { queue.marks[mark.source] = mark }
-                queue.waiters.append(continuation)
-                defer { queue.wakeup = nil }
-                return (true, queue.wakeup)
-            }
-            guard accepted else { return continuation.resume(throwing: Stopping()) }
-            wakeup?.resume()
+        let (accepted, wakeup) = queue.withLock { queue -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard !queue.closed else { return (false, nil) }
+            queue.buckets += buckets
+            // A resend (nothing applied) still waits its turn: it is acknowledged only once the commit it
+            // repeats, queued before it, is in the store.
+            for mark in marks { queue.marks[mark.source] = mark }
+            queue.waiters.append(done)
+            defer { queue.wakeup = nil }
+            return (true, queue.wakeup)
         }
+        guard accepted else { return done(.failure(Stopping())) }
+        wakeup?.resume()
     }
 
     /// The commit came after the usage writer finished (shutdown).

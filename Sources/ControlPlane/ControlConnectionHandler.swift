@@ -231,15 +231,15 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         case (.commit, .dataPlane):
             do {
                 let commits = try BudgetMessages.decodeCommits(frame.payload)
-                enqueue(
-                    {
-                        do {
-                            try await budgets.commit(commits)
-                            send(.commitAck, BudgetMessages.encodeAck(count: commits.count))
-                        } catch {
-                            fail(WireErrorBody(.unavailable, "usage could not be stored: \(error)"))
-                        }
-                    }, id: id, context: context)
+                // Applied to the ledger inline, in frame order with the reservations around it; acknowledged by
+                // the usage writer once durable, with no task per frame.
+                let count = commits.count
+                budgets.commit(commits) { result in
+                    switch result {
+                    case .success: send(.commitAck, BudgetMessages.encodeAck(count: count))
+                    case .failure(let error): fail(WireErrorBody(.unavailable, "usage could not be stored: \(error)"))
+                    }
+                }
             } catch {
                 fail(WireErrorBody(.badRequest, "commit: \(error)"))
             }

@@ -66,14 +66,14 @@ package struct UsageWriter: Service {
             do {
                 try await desk.store.record(batch.buckets, marks: batch.marks)
                 if failures > 0 { logger.notice("usage recorded again", metadata: ["attempts": "\(failures + 1)"]) }
-                for waiter in batch.waiters { waiter.resume() }
+                for waiter in batch.waiters { waiter(.success(())) }
                 return
             } catch {
                 failures += 1
                 logger.error(
                     "cannot record usage; trying again", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
                 if Task.isCancelled || desk.isFinishing {
-                    for waiter in batch.waiters { waiter.resume(throwing: error) }
+                    for waiter in batch.waiters { waiter(.failure(error)) }
                     return
                 }
                 try? await Task.sleep(for: backoff)
