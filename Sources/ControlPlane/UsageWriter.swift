@@ -64,7 +64,8 @@ package struct UsageWriter: Service {
         var failures = 0
         while true {
             do {
-                try await desk.store.record(batch.buckets, marks: batch.marks)
+                // On this task's thread: one batch at a time, and no hop to GRDB's queue and back.
+                try desk.store.recordNow(batch.buckets, marks: batch.marks)
                 if failures > 0 { logger.notice("usage recorded again", metadata: ["attempts": "\(failures + 1)"]) }
                 for waiter in batch.waiters { waiter(.success(())) }
                 return
