@@ -35,17 +35,12 @@ extension ProxyService {
     private func parseMessages(_ request: ProxyRequest, body: inout RequestBody, caller: Caller) throws(ProxyAnswer)
         -> MessagesCall
     {
-        guard let proxy = caller.route.aiProxy, let modelID = proxy.model.name, let target = caller.route.upstream
-        else {
-            throw .message(503, "route \(caller.route.route.name) has no ai-proxy plugin, so there is no upstream")
-        }
+        let (proxy, modelID, target, limit) = try Self.aiProxy(of: caller, maxBodyBytes: settings.maxBodyBytes)
         guard request.path.hasSuffix("/v1/messages") else {
             throw .message(
                 404, "this route speaks the Anthropic Messages API: POST <route>/v1/messages; \(request.path) is not it"
             )
         }
-        let limit =
-            proxy.maxRequestBodySize.flatMap { $0 > 0 ? min($0, settings.maxBodyBytes) : nil } ?? settings.maxBodyBytes
         guard request.body.count <= limit else {
             throw .message(413, "request body of \(request.body.count) bytes exceeds the limit of \(limit) bytes")
         }
@@ -212,43 +207,11 @@ extension ProxyService {
     ) async {
         outcome.status = 200
         var translator = AnthropicStreamTranslator()
-        var decoder = EventStreamDecoder()
-        var clientGone = false
-        do {
-            // A client gone before the first byte: Bedrock runs the call all the same, so it is charged (the
-            // prompt estimate) like any stream its client left.
-            do {
-                try await sink.start(
-                    status: 200,
-                    headers: common + [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
-                        + RateLimitHeaders.headers(admission.windows, for: admission.budget),
-                    contentLength: nil)
-            } catch {
-                clientGone = true
-            }
-            if clientGone { throw CancellationError() }  // nothing to read for
-            reading: for try await buffer in response.body {
-                decoder.append(buffer.readableBytesView)
-                while let message = try decoder.next() {
-                    let bytes = translator.translate(message)
-                    if !bytes.isEmpty {
-                        do {
-                            try await sink.write(bytes)
-                        } catch {
-                            clientGone = true
-                            break reading
-                        }
-                    }
-                    if translator.isFinished { break reading }
-                }
-            }
-            if !translator.isFinished && !clientGone { try? await sink.write(translator.finishWithoutStop()) }
-        } catch let error as EventStreamError {
-            try? await sink.write(AnthropicErrorBody.event(status: 502, message: "EventStreamError: \(error)"))
-        } catch {
-            if !translator.isFinished && !clientGone { try? await sink.write(translator.finishWithoutStop()) }
-        }
-        if !clientGone { try? await sink.finish() }
+        let clientGone = await relay(
+            response, through: &translator,
+            headers: common + [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+                + RateLimitHeaders.headers(admission.windows, for: admission.budget),
+            sink: sink)
         outcome.upstream = ContinuousClock.now - started
         metrics.upstream(outcome.upstream)
         if translator.usage == nil && translator.tracker.generatedUTF8Count == 0 && translator.error != nil

@@ -42,10 +42,7 @@ extension ProxyService {
     private func parseNative(_ request: ProxyRequest, body: inout RequestBody, caller: Caller) throws(ProxyAnswer)
         -> NativeCall
     {
-        guard let proxy = caller.route.aiProxy, let modelID = proxy.model.name, let target = caller.route.upstream
-        else {
-            throw .message(503, "route \(caller.route.route.name) has no ai-proxy plugin, so there is no upstream")
-        }
+        let (proxy, modelID, target, limit) = try Self.aiProxy(of: caller, maxBodyBytes: settings.maxBodyBytes)
         guard let (encodedModel, operation) = BedrockNativeRequest.route(request.path) else {
             throw .bedrock(
                 AWSErrorResponse(
@@ -53,8 +50,6 @@ extension ProxyService {
                     message: "this route serves Bedrock Runtime: POST <route>/model/{modelId}/converse, "
                         + "converse-stream, invoke or invoke-with-response-stream"))
         }
-        let limit =
-            proxy.maxRequestBodySize.flatMap { $0 > 0 ? min($0, settings.maxBodyBytes) : nil } ?? settings.maxBodyBytes
         guard request.body.count <= limit else {
             throw .bedrock(
                 .validation("request body of \(request.body.count) bytes exceeds the limit of \(limit) bytes"))
@@ -209,36 +204,11 @@ extension ProxyService {
         headers: [(String, String)], sink: any ResponseSink, outcome: inout Outcome, started: ContinuousClock.Instant
     ) async {
         outcome.status = 200
-        var reader = BedrockStreamUsage(operation: call.request.operation)
-        var decoder = EventStreamDecoder()
-        var clientGone = false
-        let broken = EventStreamEncoder.encode(
-            .exception(
-                "internalServerException",
-                payload: JSONValue.object(["message": .string("Bedrock's stream ended before its last event")])
-                    .serializedBytes))
-        do {
-            try await sink.start(
-                status: 200, headers: headers + RateLimitHeaders.headers(admission.windows, for: admission.budget),
-                contentLength: nil)
-            reading: for try await buffer in response.body {
-                decoder.append(buffer.readableBytesView)
-                while let message = try decoder.next() {
-                    reader.observe(message)
-                    do {
-                        try await sink.write(EventStreamEncoder.encode(message))
-                    } catch {
-                        clientGone = true
-                        break reading
-                    }
-                    if reader.isFinished { break reading }
-                }
-            }
-            if !reader.isFinished && !clientGone { try? await sink.write(broken) }
-        } catch {
-            if !reader.isFinished && !clientGone { try? await sink.write(broken) }
-        }
-        if !clientGone { try? await sink.finish() }
+        var relayed = PassthroughRelay(reader: BedrockStreamUsage(operation: call.request.operation))
+        _ = await relay(
+            response, through: &relayed,
+            headers: headers + RateLimitHeaders.headers(admission.windows, for: admission.budget), sink: sink)
+        let reader = relayed.reader
         outcome.upstream = ContinuousClock.now - started
         metrics.upstream(outcome.upstream)
         if reader.usage == nil && reader.generatedUTF8Count == 0 && reader.error != nil {

@@ -234,12 +234,7 @@ final class ProxyService: Sendable {
     private func parse(_ request: ProxyRequest, body: inout RequestBody, caller: Caller) throws(ProxyAnswer)
         -> ChatCall
     {
-        guard let proxy = caller.route.aiProxy, let modelID = proxy.model.name, let target = caller.route.upstream
-        else {
-            throw .message(503, "route \(caller.route.route.name) has no ai-proxy plugin, so there is no upstream")
-        }
-        let limit =
-            proxy.maxRequestBodySize.flatMap { $0 > 0 ? min($0, settings.maxBodyBytes) : nil } ?? settings.maxBodyBytes
+        let (proxy, modelID, target, limit) = try Self.aiProxy(of: caller, maxBodyBytes: settings.maxBodyBytes)
         guard request.body.count <= limit else {
             throw .message(413, "request body of \(request.body.count) bytes exceeds the limit of \(limit) bytes")
         }
@@ -269,6 +264,19 @@ final class ProxyService: Sendable {
             promptTokens: chat.estimatedPromptTokens,
             maxTokens: proxy.model.options.maxTokens ?? chat.maxTokens ?? ClaudeHaiku.maxOutputTokens,
             timeout: .milliseconds(Int64(caller.route.service?.readTimeout ?? 60_000)))
+    }
+
+    /// The route's ai-proxy with its model and upstream, and the largest body the route takes (its
+    /// `max_request_body_size` within `--max-body-bytes`): where every client format's parse starts.
+    static func aiProxy(of caller: Caller, maxBodyBytes: Int) throws(ProxyAnswer) -> (
+        proxy: AIProxyConfig, modelID: String, target: Result<BedrockTarget, UpstreamSetupError>, bodyLimit: Int
+    ) {
+        guard let proxy = caller.route.aiProxy, let modelID = proxy.model.name, let target = caller.route.upstream
+        else {
+            throw .message(503, "route \(caller.route.route.name) has no ai-proxy plugin, so there is no upstream")
+        }
+        let limit = proxy.maxRequestBodySize.flatMap { $0 > 0 ? min($0, maxBodyBytes) : nil } ?? maxBodyBytes
+        return (proxy, modelID, target, limit)
     }
 
     static func bedrockTarget(_ resolved: Result<BedrockTarget, UpstreamSetupError>) throws(ProxyAnswer)
@@ -466,45 +474,11 @@ final class ProxyService: Sendable {
         outcome.status = 200
         var translator = ChatStreamTranslator(
             id: reply.id, created: reply.created, model: reply.modelID, includeUsage: call.chat.includeUsage)
-        var decoder = EventStreamDecoder()
-        var clientGone = false
-        do {
-            // A client gone before the first byte: Bedrock runs the call all the same, so it is charged (the
-            // prompt estimate) like any stream its client left.
-            do {
-                try await sink.start(
-                    status: 200,
-                    headers: common + [
-                        ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
-                    ] + RateLimitHeaders.headers(admission.windows, for: admission.budget),
-                    contentLength: nil)
-            } catch {
-                clientGone = true
-            }
-            if clientGone { throw CancellationError() }  // nothing to read for
-            reading: for try await buffer in response.body {
-                decoder.append(buffer.readableBytesView)
-                while let message = try decoder.next() {
-                    let bytes = translator.translate(message)
-                    if !bytes.isEmpty {
-                        do {
-                            try await sink.write(bytes)
-                        } catch {
-                            clientGone = true
-                            break reading
-                        }
-                    }
-                    if translator.isFinished { break reading }
-                }
-            }
-            if !translator.isFinished && !clientGone { try? await sink.write(translator.finishWithoutMetadata()) }
-        } catch let error as EventStreamError {
-            let body = OpenAIErrorBody.fromBedrock(status: 502, errorType: "EventStreamError", message: error.description)
-            try? await sink.write(Array("data: \(body.serialized)\n\n".utf8))
-        } catch {
-            if !translator.isFinished && !clientGone { try? await sink.write(translator.finishWithoutMetadata()) }
-        }
-        if !clientGone { try? await sink.finish() }
+        let clientGone = await relay(
+            response, through: &translator,
+            headers: common + [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+                + RateLimitHeaders.headers(admission.windows, for: admission.budget),
+            sink: sink)
         outcome.upstream = ContinuousClock.now - upstreamStarted
         metrics.upstream(outcome.upstream)
         if translator.usage == nil && translator.generatedUTF8Count == 0 && translator.error != nil
