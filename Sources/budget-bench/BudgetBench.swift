@@ -42,6 +42,10 @@ struct ControlThroughput: AsyncParsableCommand {
                 group.addTask {
                     var done = 0
                     var round = 0
+                    // Each worker is a commit stream, as a data plane is: its commits carry their origin, so the
+                    // control plane keeps (and writes) the stream's mark as it does for budget-proxyd.
+                    let source = UInt64.random(in: 1...UInt64.max)
+                    var sequence: UInt64 = 0
                     while ContinuousClock.now < deadline {
                         let requests = (0..<batch).map { index in
                             let consumer = (worker * 7919 + round * batch + index) % consumers
@@ -58,11 +62,13 @@ struct ControlThroughput: AsyncParsableCommand {
                         let outcomes = try BudgetMessages.decodeOutcomes(reply.payload)
                         let commits = zip(requests, outcomes).compactMap { request, outcome -> BudgetMessages.Commit? in
                             guard case .admitted(let id, _, _) = outcome else { return nil }
+                            sequence += 1
                             return BudgetMessages.Commit(
                                 reservation: id,
                                 charges: request.rules.map {
                                     Charge(key: $0.key, kind: $0.kind, units: 42)
-                                })
+                                },
+                                origin: CommitOrigin(source: source, sequence: sequence))
                         }
                         _ = try await client.call(.commit, payload: BudgetMessages.encode(commits: commits))
                         done += commits.count
