@@ -177,6 +177,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A compact Redis (RESP2) client over SwiftNIO: pipelining, AUTH/ACL, SELECT, TLS, Sentinel, scripts.
+        .target(
+            name: "BudgetRedis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),  // SHA-1 of scripts (EVALSHA)
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Load generators for bench/ (not installed).
         .executableTarget(
             name: "budget-bench",
@@ -246,6 +259,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Against real redis-server and redis-sentinel processes (scripts/deps.sh test installs them).
+        .testTarget(
+            name: "BudgetRedisTests",
+            dependencies: [
+                "BudgetRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
