@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem", "Systemd",
+                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem", "Systemd", "BudgetRedis",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

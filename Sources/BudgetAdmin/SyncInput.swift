@@ -28,14 +28,6 @@ package enum SyncInput {
                 state = ConfigState(state.sortedEntities.map { $0.withTags($0.tags + flags) })
             }
         }
-        for plugin in state.plugins {
-            guard case .aiRateLimitingAdvanced(let config) = plugin.config, config.strategy == .redis else { continue }
-            let origin = loaded.sourceMap.origin(of: plugin.id)
-            problems.append(
-                "\(origin.map { "\($0.location): \($0.path).config.strategy: " } ?? "")strategy \"redis\" "
-                    + "(counters shared by several nodes) is not supported yet; budgets would silently be counted per "
-                    + "node, so sync refuses it. Use strategy: local (this node's durable store)")
-        }
         if !problems.isEmpty { throw .invalidConfig(problems) }
         return Desired(state: state, selectTags: tags)
     }

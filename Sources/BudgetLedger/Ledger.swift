@@ -50,6 +50,9 @@ public enum ReserveOutcome: Sendable, Hashable {
     case admitted(id: UInt64, maxTokens: Int, windows: [WindowStatus])
     /// Refused: the windows, and seconds until enough usage leaves the window to admit again.
     case refused(windows: [WindowStatus], retryAfter: Int, exceeded: [LimitKey])
+    /// Not decided: the store that keeps this budget (the fleet's Redis) cannot be reached and the control
+    /// plane's policy is to refuse meanwhile. `reason` says why, for the client's 503.
+    case unavailable(reason: String)
 }
 
 /// One counter's charge at commit.
@@ -180,8 +183,18 @@ public struct Ledger: Sendable {
         for id in reservations.keys { reservations[id]?.expiresAt += paused }
     }
 
-    /// Checks `request` against its windows at `now`; admitted requests hold their worst-case units.
-    public mutating func reserve(_ request: ReserveRequest, now wallClock: Int64) -> ReserveOutcome {
+    /// A new reservation id of this run, for a hold kept elsewhere (the fleet's Redis, or a fallback ledger):
+    /// unique among this ledger's own.
+    public mutating func takeID() -> UInt64 {
+        defer { nextID += 1 }
+        return nextID
+    }
+
+    /// Checks `request` against its windows at `now`; admitted requests hold their worst-case units. `id` is
+    /// the reservation's id when given (from another ledger's `takeID()`), else a new one of this ledger.
+    public mutating func reserve(_ request: ReserveRequest, now wallClock: Int64, id given: UInt64? = nil)
+        -> ReserveOutcome
+    {
         let now = monotonic(wallClock)
         expireReservations(now: now)
         var statuses: [WindowStatus] = []
@@ -224,8 +237,7 @@ public struct Ledger: Sendable {
             return .refused(windows: statuses, retryAfter: Int(max(1, retryAfter)), exceeded: exceeded)
         }
         let hold = request.promptUnits + request.unitsPerCompletionToken * Double(allowedTokens)
-        let id = nextID
-        nextID += 1
+        let id = given ?? takeID()
         var holds: [LimitKey: Double] = [:]
         for rule in request.rules {
             holds[rule.key] = hold

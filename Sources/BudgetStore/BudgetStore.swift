@@ -286,6 +286,23 @@ public final class BudgetStore: Sendable {
         }
     }
 
+    /// This store's node id, for keys a fleet shares (holds in Redis): random, chosen when first asked and kept,
+    /// so it is the same across restarts and differs between nodes. 16 hexadecimal digits.
+    public func nodeID() throws(StoreError) -> String {
+        do {
+            let value = try pool.write { db in
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO meta (name, value) VALUES ('node_id', ?)",
+                    arguments: [Int64.random(in: Int64.min...Int64.max)])
+                return try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'node_id'") ?? 0
+            }
+            let hex = String(UInt64(bitPattern: value), radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        } catch {
+            throw StoreError("cannot read this node's id in \(path): \(error)")
+        }
+    }
+
     /// One stored bucket of a counter: what `Ledger.commit` returned, kept as it is.
     public typealias UsageRecord = BucketUsage
 

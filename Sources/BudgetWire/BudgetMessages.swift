@@ -79,6 +79,9 @@ public enum BudgetMessages {
                 write(windows, into: &writer)
                 writer.u16(UInt16(exceeded.count))
                 for key in exceeded { write(key, into: &writer) }
+            case .unavailable(let reason):
+                writer.u8(2)
+                writer.string(String(reason.prefix(1024)))
             }
         }
         return writer.bytes
@@ -90,7 +93,10 @@ public enum BudgetMessages {
         let count = Int(try reader.u16())
         var outcomes: [ReserveOutcome] = []
         for _ in 0..<count {
-            if try reader.u8() == 1 {
+            let tag = try reader.u8()
+            if tag == 2 {
+                outcomes.append(.unavailable(reason: try reader.string()))
+            } else if tag == 1 {
                 let id = try reader.u64()
                 let maxTokens = Int(try reader.u32())
                 outcomes.append(.admitted(id: id, maxTokens: maxTokens, windows: try readWindows(&reader)))

@@ -42,7 +42,8 @@ public enum FrameType: UInt8, Sendable, Hashable, CaseIterable {
 public enum WireProtocol {
     /// 2: entities in `EntityCodec` format 2 (their decK fields) rather than Foundation's synthesized Codable form.
     /// 3: commits carry their origin (commit stream and number) and holds are leases (`renew` frames).
-    public static let version = 3
+    /// 4: a reservation's outcome may be `unavailable` (the fleet's Redis is away and the policy refuses).
+    public static let version = 4
     /// Largest frame a client may send to the control plane's data-plane socket.
     public static let maxDataPlaneRequestBytes = 1 << 20
     /// Largest frame a client may send to the admin socket (a first sync of a large config is tens of MiB).

@@ -1,5 +1,6 @@
 package import BudgetConfig
 import BudgetLedger
+import BudgetRedis
 package import BudgetStore
 package import BudgetWire
 import DaemonKit
@@ -20,12 +21,15 @@ package actor AdminDesk {
     private var version: UInt64
     private var state: ConfigState
     private let started = Date()
+    /// This node's membership of a fleet sharing Redis (`strategy: redis`).
+    private let fleet: FleetMember?
 
     /// The desk over the config `loaded` from `store`, publishing snapshots on `board`.
     package init(
         loaded: (version: UInt64, state: ConfigState), store: BudgetStore, budgets: BudgetDesk, board: SnapshotBoard,
-        logger: Logger
+        fleet: FleetMember? = nil, logger: Logger
     ) {
+        self.fleet = fleet
         self.store = store
         self.budgets = budgets
         self.board = board
@@ -47,22 +51,48 @@ package actor AdminDesk {
                 status: ServerStatus(
                     server: Self.serverName, configVersion: version, dataPlanes: dataPlanes, storePath: store.path,
                     entities: state.count, counters: counters, reservations: reservations,
-                    uptimeSeconds: Int(Date().timeIntervalSince(started))))
+                    uptimeSeconds: Int(Date().timeIntervalSince(started)), fleet: await fleetStatus()))
         case .dump:
             return AdminResponse(server: Self.serverName, configVersion: version, state: state)
         case .apply:
             return try await apply(request)
         case .usage:
-            return AdminResponse(
-                configVersion: version,
-                usage: UsageReport(state: state).rows(
-                    consumer: request.consumer, group: request.group, budgets: budgets))
+            let report = UsageReport(state: state)
+            let routing = budgets.sharedRouting
+            var rows = report.rows(
+                consumer: request.consumer, group: request.group, budgets: budgets,
+                shared: routing.shared == nil ? [] : routing.plugins)
+            if let shared = routing.shared {
+                try await report.fill(&rows, from: shared)
+            }
+            return AdminResponse(configVersion: version, usage: rows.map(\.row))
         case .usageReset:
-            return try resetUsage(consumer: request.consumer)
+            return try await resetUsage(consumer: request.consumer)
         }
     }
 
-    private func resetUsage(consumer: String?) throws(WireErrorBody) -> AdminResponse {
+    /// The fleet part of `budgetctl status`, when the config keeps budgets in Redis.
+    private func fleetStatus() async -> FleetStatus? {
+        guard let fleet, let shared = fleet.shared else { return nil }
+        let health = shared.client.health
+        let loss = shared.loss
+        let now = BudgetDesk.now()
+        let nodes = (try? await fleet.nodes()) ?? []
+        return FleetStatus(
+            node: fleet.settings.nodeName, redis: shared.endpoint.description,
+            redisConnected: health.connected && !loss.away, redisAddress: health.address,
+            redisError: loss.away || !health.connected ? health.lastError : nil,
+            lossPolicy: shared.policy.rawValue, fleetVersion: fleet.fleetVersion, awaySeconds: loss.seconds,
+            fallbackUnits: loss.units,
+            nodes: nodes.map {
+                FleetStatus.Node(
+                    name: $0.name, configVersion: $0.configVersion, fleetVersion: $0.fleetVersion,
+                    silentSeconds: Int(max(0, now - $0.seenAt)), awaySeconds: $0.awaySeconds,
+                    fallbackUnits: $0.fallbackUnits)
+            })
+    }
+
+    private func resetUsage(consumer: String?) async throws(WireErrorBody) -> AdminResponse {
         guard let consumer, state[EntityID(.consumer, consumer)] != nil else {
             throw WireErrorBody(.notFound, "consumer \"\(consumer ?? "")\" is not defined")
         }
@@ -72,6 +102,17 @@ package actor AdminDesk {
             _ = try store.deleteUsage(subject: subject)
         } catch {
             throw WireErrorBody(.internal, error.description)
+        }
+        if let shared = budgets.sharedRouting.shared {
+            do {
+                let inRedis = try await shared.removeCounters(subject: subject)
+                logger.notice("usage reset in the fleet's Redis", metadata: ["consumer": "\(consumer)", "counters": "\(inRedis)"])
+            } catch {
+                throw WireErrorBody(
+                    .unavailable,
+                    "the usage kept on this node was reset, but the fleet's Redis (\(shared.endpoint.description)) "
+                        + "cannot be reached to reset the shared usage: \(error); run the command again")
+            }
         }
         logger.notice("usage reset", metadata: ["consumer": "\(consumer)", "counters": "\(removed)"])
         return AdminResponse(configVersion: version, removed: removed)
@@ -92,6 +133,7 @@ package actor AdminDesk {
         version = prepared.version
         state = prepared.state
         board.install(prepared.snapshot, version: prepared.version)
+        fleet?.configure(for: state, version: version, syncedHere: true)
         logger.notice(
             "config applied",
             metadata: [
@@ -99,6 +141,34 @@ package actor AdminDesk {
                 "data_planes": "\(board.watcherCount)", "duration_ms": "\(elapsed.nanoseconds / 1_000_000)",
             ])
         return AdminResponse(server: Self.serverName, configVersion: prepared.version)
+    }
+
+    /// The config in force and its version.
+    package func current() -> (state: ConfigState, version: UInt64) { (state, version) }
+
+    /// Applies a config another node of the fleet published, as a sync of the whole config; returns the new
+    /// local version, or nil when this node had that config already.
+    /// - Throws: when the store refuses it (it stays as it was).
+    package func adoptFleetConfig(_ desired: ConfigState, fleetVersion: UInt64, from node: String) async throws
+        -> UInt64?
+    {
+        let plan = try Planner.plan(current: state, desired: desired, selectTags: [])
+        guard !plan.isEmpty else { return nil }
+        let base = version
+        let changes = plan.changes.map { AppliedChange(action: $0.action, entity: $0.entity) }
+        let prepared = try await Self.prepare(changes, on: state, base: base, store: store)
+        guard version == base else { throw Self.moved(now: version, base: base) }
+        version = prepared.version
+        state = prepared.state
+        board.install(prepared.snapshot, version: prepared.version)
+        fleet?.configure(for: state, version: version, syncedHere: false)
+        logger.notice(
+            "config applied",
+            metadata: [
+                "config_version": "\(prepared.version)", "changes": "\(changes.count)", "fleet_version": "\(fleetVersion)",
+                "from_node": "\(node)", "data_planes": "\(board.watcherCount)",
+            ])
+        return prepared.version
     }
 
     private static func moved(now: UInt64, base: UInt64) -> WireErrorBody {

@@ -14,6 +14,8 @@ import Synchronization
 /// waiting at that moment in one transaction (group commit), so durability costs one write per batch.
 package final class BudgetDesk: Sendable {
     private let ledger: Mutex<Ledger>
+    /// Which budgets live in the fleet's Redis (`strategy: redis`), and the engine that keeps them there.
+    private let routing = Mutex(Routing())
     private let queue = Mutex(WriteQueue())
     package let store: BudgetStore
     /// Seconds a hold lives without renewal.
@@ -73,6 +75,35 @@ package final class BudgetDesk: Sendable {
         self.ledger = Mutex(ledger)
     }
 
+    /// Where budgets are kept: the plugins (identity keys) whose counters live in the fleet's Redis, and the
+    /// engine for them; nil shared means every budget is this node's.
+    package struct Routing: Sendable {
+        package var shared: SharedBudgets?
+        package var plugins: Set<String> = []
+
+        package init(shared: SharedBudgets? = nil, plugins: Set<String> = []) {
+            self.shared = shared
+            self.plugins = plugins
+        }
+
+        func isShared(_ key: LimitKey?) -> Bool {
+            guard shared != nil, let key else { return false }
+            return plugins.contains(key.plugin)
+        }
+    }
+
+    /// The routing now in force.
+    package var sharedRouting: Routing { routing.withLock { $0 } }
+
+    /// Puts `routing` in force (after a config change); returns the one it replaces.
+    @discardableResult
+    package func route(_ routing: Routing) -> Routing {
+        self.routing.withLock { current in
+            defer { current = routing }
+            return current
+        }
+    }
+
     /// The wall clock in epoch seconds; the ledger keeps it from running backwards.
     package static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
@@ -93,6 +124,66 @@ package final class BudgetDesk: Sendable {
     package func reserve(_ requests: [ReserveRequest]) -> [ReserveOutcome] {
         let now = Self.now()
         return ledger.withLock { ledger in requests.map { ledger.reserve($0, now: now) } }
+    }
+
+    /// Answers reservations, calling `done` with the outcomes in order: at once, on this thread, for this
+    /// node's budgets; after one Redis round trip for all of the frame's shared ones.
+    package func reserve(_ requests: [ReserveRequest], done: @escaping @Sendable ([ReserveOutcome]) -> Void) {
+        let routing = self.routing.withLock { $0 }
+        guard let shared = routing.shared, requests.contains(where: { routing.isShared($0.rules.first?.key) }) else {
+            return done(reserve(requests))
+        }
+        let now = Self.now()
+        var outcomes = [ReserveOutcome?](repeating: nil, count: requests.count)
+        var sharedIndexes: [Int] = []
+        var ids: [UInt64] = []
+        ledger.withLock { ledger in
+            for (index, request) in requests.enumerated() {
+                if routing.isShared(request.rules.first?.key) {
+                    sharedIndexes.append(index)
+                    ids.append(ledger.takeID())
+                } else {
+                    outcomes[index] = ledger.reserve(request, now: now)
+                }
+            }
+        }
+        let local = outcomes
+        let indexes = sharedIndexes
+        shared.reserve(indexes.map { requests[$0] }, ids: ids) { sharedOutcomes in
+            var all = local
+            for (index, outcome) in zip(indexes, sharedOutcomes) { all[index] = outcome }
+            done(all.map { $0 ?? .unavailable(reason: "no outcome") })
+        }
+    }
+
+    /// Renews holds, calling `done` with how many are held: at once for this node's, after Redis for shared
+    /// ones (never failing for them: see `SharedBudgets.renew`).
+    package func renew(_ leases: [Lease], adopt: Bool, done: @escaping @Sendable (Int) -> Void) {
+        let routing = self.routing.withLock { $0 }
+        guard let shared = routing.shared else { return done(renew(leases, adopt: adopt)) }
+        let sharedLeases = leases.filter { routing.isShared($0.keys.first) }
+        guard !sharedLeases.isEmpty else { return done(renew(leases, adopt: adopt)) }
+        let local = renew(leases.filter { !routing.isShared($0.keys.first) }, adopt: adopt)
+        shared.renew(sharedLeases, adopt: adopt) { done(local + $0) }
+    }
+
+    /// Frees reservations, calling `done` once freed: this node's at once, the others in Redis.
+    package func release(_ ids: [UInt64], done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        let shared = routing.withLock { $0.shared }
+        let now = Self.now()
+        let others = ledger.withLock { ledger -> [UInt64] in
+            var others: [UInt64] = []
+            for id in ids {
+                if ledger.reservations[id] != nil {
+                    ledger.release(id: id, now: now)
+                } else if shared != nil {
+                    others.append(id)
+                }
+            }
+            return others
+        }
+        guard let shared, !others.isEmpty else { return done(.success(())) }
+        shared.release(others, done: done)
     }
 
     /// Renews holds of requests in flight (with `adopt`, re-establishes those of an earlier run); returns how
@@ -122,6 +213,52 @@ package final class BudgetDesk: Sendable {
     /// with the reservations around them), and calls `done` once the buckets it changed are in the store: no
     /// task per commit frame. `done` gets `Stopping` after shutdown.
     package func commit(_ commits: [BudgetMessages.Commit], done: @escaping Waiter) {
+        let routing = self.routing.withLock { $0 }
+        if let shared = routing.shared {
+            // A commit is shared when its charges are (a commit without charges: when its hold is not here).
+            let (mine, theirs) = ledger.withLock { ledger in
+                var mine: [BudgetMessages.Commit] = []
+                var theirs: [BudgetMessages.Commit] = []
+                for commit in commits {
+                    let isShared =
+                        commit.charges.first.map { routing.isShared($0.key) }
+                        ?? (ledger.reservations[commit.reservation] == nil)
+                    if isShared { theirs.append(commit) } else { mine.append(commit) }
+                }
+                return (mine, theirs)
+            }
+            if !theirs.isEmpty {
+                guard !mine.isEmpty else { return shared.commit(theirs, done: done) }
+                let both = BothDone(done)
+                shared.commit(theirs, done: both.one)
+                return commitHere(mine, done: both.one)
+            }
+        }
+        commitHere(commits, done: done)
+    }
+
+    /// Calls `done` once both halves are done: with the first failure, or success.
+    private final class BothDone: Sendable {
+        private let state = Mutex<(left: Int, failure: (any Error)?)>((2, nil))
+        private let done: Waiter
+
+        init(_ done: @escaping Waiter) { self.done = done }
+
+        var one: Waiter {
+            { result in
+                let finished = self.state.withLock { state -> Result<Void, any Error>? in
+                    if case .failure(let error) = result, state.failure == nil { state.failure = error }
+                    state.left -= 1
+                    guard state.left == 0 else { return nil }
+                    return state.failure.map { .failure($0) } ?? .success(())
+                }
+                if let finished { self.done(finished) }
+            }
+        }
+    }
+
+    /// `commit(_:done:)` for this node's budgets.
+    private func commitHere(_ commits: [BudgetMessages.Commit], done: @escaping Waiter) {
         let now = Self.now()
         let (buckets, marks) = ledger.withLock { ledger in
             var buckets: [BucketUsage] = []

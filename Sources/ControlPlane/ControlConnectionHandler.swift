@@ -223,8 +223,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             do {
                 let requests = try BudgetMessages.decodeReserves(frame.payload)
                 // Inline: a reservation is microseconds under the ledger's lock, less than a hop to the task
-                // pool and back would cost.
-                send(.reserveResult, BudgetMessages.encode(outcomes: budgets.reserve(requests)))
+                // pool and back would cost. Budgets kept in the fleet's Redis are answered when it replies.
+                budgets.reserve(requests) { send(.reserveResult, BudgetMessages.encode(outcomes: $0)) }
             } catch {
                 fail(WireErrorBody(.badRequest, "reserve: \(error)"))
             }
@@ -247,15 +247,19 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             do {
                 let (leases, adopt) = try BudgetMessages.decodeRenewals(frame.payload)
                 // Inline, like reserve: adopted holds must be in place before the reservations that follow.
-                send(.renewAck, BudgetMessages.encodeAck(count: budgets.renew(leases, adopt: adopt)))
+                budgets.renew(leases, adopt: adopt) { send(.renewAck, BudgetMessages.encodeAck(count: $0)) }
             } catch {
                 fail(WireErrorBody(.badRequest, "renew: \(error)"))
             }
         case (.release, .dataPlane):
             do {
                 let ids = try BudgetMessages.decodeReleases(frame.payload)
-                budgets.release(ids)
-                send(.releaseAck, BudgetMessages.encodeAck(count: ids.count))
+                budgets.release(ids) { result in
+                    switch result {
+                    case .success: send(.releaseAck, BudgetMessages.encodeAck(count: ids.count))
+                    case .failure(let error): fail(WireErrorBody(.unavailable, "\(error)"))
+                    }
+                }
             } catch {
                 fail(WireErrorBody(.badRequest, "release: \(error)"))
             }

@@ -1,5 +1,6 @@
 import BudgetConfig
 import BudgetLedger
+import BudgetRedis
 public import BudgetStore
 import BudgetWire
 import DaemonKit
@@ -29,6 +30,12 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
         public var peerTimeoutSeconds = 30
         /// How long a graceful shutdown may take before the remaining services are cancelled.
         public var shutdownLimit: Duration = .seconds(30)
+        /// This node's name in a fleet (`budgetctl status`); default: the host name.
+        public var nodeName: String = ProcessInfo.processInfo.hostName
+        /// What `strategy: redis` budgets do while the fleet's Redis is away (`--on-redis-loss`).
+        public var redisLossPolicy: String = RedisLossPolicy.failClosed.rawValue
+        /// CA certificates for Redis TLS with `ssl_verify` (`--redis-ca-file`).
+        public var redisCAFile: String?
 
         public init(
             stateDirectory: String, controlSocket: String, adminSocket: String, adminGroup: UInt32?,
@@ -71,23 +78,44 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
         let budgets = try BudgetDesk(
             store: store, reservationLifetime: options.reservationLifetime, config: loaded.state)
         let board = SnapshotBoard(version: loaded.version, state: loaded.state)
-        let admin = AdminDesk(loaded: loaded, store: store, budgets: budgets, board: board, logger: logger)
+        guard let lossPolicy = RedisLossPolicy(rawValue: options.redisLossPolicy) else {
+            throw RunError(
+                description: "--on-redis-loss must be one of "
+                    + RedisLossPolicy.allCases.map(\.rawValue).joined(separator: ", ") + ", not \(options.redisLossPolicy)")
+        }
+        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let fleet = FleetMember(
+            settings: .init(
+                nodeName: options.nodeName, nodeID: try store.nodeID(), lossPolicy: lossPolicy,
+                caFile: options.redisCAFile),
+            budgets: budgets, group: eventLoops, logger: logger)
+        let admin = AdminDesk(loaded: loaded, store: store, budgets: budgets, board: board, fleet: fleet, logger: logger)
+        fleet.attach(admin)
+        fleet.configure(for: loaded.state, version: loaded.version, syncedHere: false)
         logger.info(
             "store loaded",
             metadata: [
                 "path": "\(store.path)", "config_version": "\(loaded.version)", "entities": "\(loaded.state.count)",
                 "counters": "\(budgets.withLedger { $0.counters.count })",
             ])
-        let (control, adminSocket) = try bindSockets()
-        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let control: UnixListener.Bound
+        let adminSocket: UnixListener.Bound
         do {
-            try await serve(
-                control: control, admin: adminSocket, eventLoops: eventLoops, budgets: budgets, desk: admin,
-                board: board, loaded: loaded.version)
+            (control, adminSocket) = try bindSockets()
         } catch {
             try? await eventLoops.shutdownGracefully()
             throw error
         }
+        do {
+            try await serve(
+                control: control, admin: adminSocket, eventLoops: eventLoops, budgets: budgets, desk: admin,
+                board: board, fleet: fleet, loaded: loaded.version)
+        } catch {
+            await fleet.shared?.client.close()
+            try? await eventLoops.shutdownGracefully()
+            throw error
+        }
+        await fleet.shared?.client.close()
         try? await eventLoops.shutdownGracefully()
         logger.notice("stopped")
     }
@@ -95,7 +123,7 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
     /// Listens on both sockets and runs the service group until it has shut down.
     private func serve(
         control: UnixListener.Bound, admin adminSocket: UnixListener.Bound, eventLoops: MultiThreadedEventLoopGroup,
-        budgets: BudgetDesk, desk admin: AdminDesk, board: SnapshotBoard, loaded version: UInt64
+        budgets: BudgetDesk, desk admin: AdminDesk, board: SnapshotBoard, fleet: FleetMember, loaded version: UInt64
     ) async throws {
         var context = ControlListener.Context(
             role: .dataPlane, budgets: budgets, admin: admin, board: board, peerPolicy: nil, dataPlaneCount: { 0 },
@@ -118,6 +146,7 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
             services: [
                 .init(service: UsageWriter(desk: budgets, logger: logger)),
                 .init(service: LedgerClock(eventLoop: eventLoops.next(), desk: budgets)),
+                .init(service: FleetService(member: fleet)),
                 .init(service: controlListener),
                 .init(service: adminListener),
                 .init(service: WatchdogService(eventLoop: eventLoops.next()), successTerminationBehavior: .ignore),

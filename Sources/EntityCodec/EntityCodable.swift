@@ -242,9 +242,16 @@ extension PluginConfig {
             value.sslVerify = try redis.bool("ssl_verify")
             value.serverName = try redis.optionalString("server_name")
             value.timeoutMilliseconds = try redis.int("connect_timeout")
+            value.sendTimeoutMilliseconds = try redis.optionalInt("send_timeout") ?? 2000
+            value.readTimeoutMilliseconds = try redis.optionalInt("read_timeout") ?? 2000
+            value.keepalivePoolSize = try redis.optionalInt("keepalive_pool_size") ?? 256
+            value.keepaliveBacklog = try redis.optionalInt("keepalive_backlog")
             value.sentinelMaster = try redis.optionalString("sentinel_master")
             value.sentinelNodes = try nodes("sentinel_nodes", &redis)
+            value.sentinelUsername = try redis.optionalString("sentinel_username")
+            value.sentinelPassword = try redis.optionalString("sentinel_password").map(Secret.init)
             value.clusterNodes = try nodes("cluster_nodes", &redis)
+            value.clusterMaxRedirections = try redis.optionalInt("cluster_max_redirections") ?? 5
             return value
         }
         return config

@@ -17,6 +17,10 @@ struct BudgetControld: AsyncParsableCommand {
             is mode 0600 (0660 with --admin-group) and the peer is checked with the kernel's credentials for \
             the connection (SO_PEERCRED, and SO_PEERGROUPS for --admin-group), not with /proc.
 
+            Budgets of plugins with strategy: redis live in the Redis their config names, shared by every \
+            node whose config names it; a sync on one node reaches the others through it. See "Running \
+            several nodes" in budget-controld(8).
+
             SIGTERM or SIGINT: stop accepting, write pending usage, exit 0. See budget-controld(8).
             """,
         version: GatewayVersion.current
@@ -49,11 +53,34 @@ struct BudgetControld: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds a client may take to finish a frame or to read a reply.", valueName: "seconds"))
     var peerTimeout = 30
 
+    @Option(
+        help: ArgumentHelp(
+            "This node's name in a fleet sharing Redis (budgetctl status). Default: the host name.",
+            valueName: "name"))
+    var nodeName: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "While the fleet's Redis is away, strategy redis budgets: fail-closed (503) or count-locally (each node "
+                + "counts alone; usage reaches Redis when it is back).",
+            valueName: "policy"))
+    var onRedisLoss = "fail-closed"
+
+    @Option(
+        help: ArgumentHelp("CA certificates (PEM) to verify Redis with when ssl_verify is true.", valueName: "file"))
+    var redisCaFile: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (1...3600).contains(peerTimeout) else { throw ValidationError("--peer-timeout: 1 to 3600") }
         guard (10...86_400).contains(reservationTtl) else { throw ValidationError("--reservation-ttl: 10 to 86400") }
+        guard ["fail-closed", "count-locally"].contains(onRedisLoss) else {
+            throw ValidationError("--on-redis-loss: fail-closed or count-locally, not '\(onRedisLoss)'")
+        }
+        if let nodeName, nodeName.isEmpty || nodeName.count > 128 || nodeName.contains(where: \.isNewline) {
+            throw ValidationError("--node-name: 1 to 128 characters on one line")
+        }
         if let adminGroup, UnixListener.groupID(adminGroup) == nil {
             throw ValidationError("--admin-group: no group named '\(adminGroup)'")
         }
@@ -69,6 +96,9 @@ struct BudgetControld: AsyncParsableCommand {
                 reservationLifetime: Int64(reservationTtl), inherited: Systemd.listeners()),
             logger: logger)
         daemon.options.peerTimeoutSeconds = peerTimeout
+        if let nodeName { daemon.options.nodeName = nodeName }
+        daemon.options.redisLossPolicy = onRedisLoss
+        daemon.options.redisCAFile = redisCaFile
         do {
             try await daemon.run()
         } catch let error as ControlPlaneDaemon.RunError {

@@ -43,6 +43,25 @@ struct Status: AsyncParsableCommand {
         Console.out("counters:       \(status.counters)")
         Console.out("reservations:   \(status.reservations) in flight")
         Console.out("uptime:         \(status.uptimeSeconds) s")
+        guard let fleet = status.fleet else { return }
+        let health =
+            fleet.redisConnected
+            ? "connected\(fleet.redisAddress.map { " (\($0))" } ?? "")"
+            : "unreachable\(fleet.redisError.map { ": \($0)" } ?? "")"
+        Console.out("node:           \(fleet.node)")
+        Console.out("redis:          \(fleet.redis), \(health)")
+        Console.out("on redis loss:  \(fleet.lossPolicy)")
+        Console.out("fleet config:   version \(fleet.fleetVersion)")
+        Console.out(
+            "without redis:  \(String(format: "%.1f", fleet.awaySeconds)) s, "
+                + "\(String(format: "%g", fleet.fallbackUnits)) units counted locally")
+        Console.out("fleet nodes:    \(fleet.nodes.count)")
+        for node in fleet.nodes {
+            let state = node.silentSeconds <= 10 ? "up" : "silent \(node.silentSeconds) s"
+            Console.out(
+                "  \(node.name): config version \(node.configVersion), fleet config \(node.fleetVersion), \(state)"
+                    + (node.awaySeconds > 0 ? ", \(String(format: "%.1f", node.awaySeconds)) s without redis" : ""))
+        }
     }
 }
 

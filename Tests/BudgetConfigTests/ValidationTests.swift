@@ -157,7 +157,11 @@ struct ValidationTests {
                 """
                 strategy: cluster
                 llm_providers: [{name: bedrock, limit: [10], window_size: [60]}]
-                """) == ["config.yaml:19:7: plugins[0].config: sync_rate is required if not using a local strategy"])
+                """) == [
+                    "config.yaml:19:17: plugins[0].config.strategy: strategy \"cluster\" (counters in Kong's database) is "
+                        + "not supported: use local (this node) or redis (shared by several nodes)",
+                    "config.yaml:19:7: plugins[0].config: sync_rate is required if not using a local strategy",
+                ])
         #expect(
             rateLimitErrors(
                 """

@@ -85,10 +85,10 @@ struct ControlPlaneProcessTests {
         let redis = try temporaryFile(
             try fixtureText().replacingOccurrences(
                 of: "      strategy: local              # no sync_rate with local",
-                with: "      strategy: redis\n      sync_rate: 0\n      redis: {host: 127.0.0.1}"))
+                with: "      strategy: redis\n      sync_rate: 0\n      redis: {cluster_nodes: [{ip: 127.0.0.1, port: 7000}]}"))
         let refused = try daemon.budgetctl(["sync", redis])
         #expect(refused.status == 1)
-        #expect(refused.stderr.contains("strategy \"redis\" (counters shared by several nodes) is not supported yet"))
+        #expect(refused.stderr.contains("Redis Cluster (redis.cluster_nodes) is not supported"))
         #expect(try daemon.budgetctl(["dump"]).stdout == before)
     }
 

@@ -252,6 +252,19 @@ struct PluginConfigDecoder {
                 at: reader.value("strategy")?.location ?? reader.location,
                 path: reader.pathOf("strategy"))
         }
+        if config.strategy == .redis, let redis = config.redis, !redis.clusterNodes.isEmpty {
+            context.error(
+                "Redis Cluster (redis.cluster_nodes) is not supported: a reservation updates all of a consumer's "
+                    + "counters in one atomic script, which Cluster allows only within one hash slot; use one Redis "
+                    + "(redis.host) or Sentinel (redis.sentinel_master and sentinel_nodes)",
+                at: reader.value("redis")?.location ?? reader.location, path: reader.pathOf("redis"))
+        }
+        if config.strategy == .cluster {
+            context.error(
+                "strategy \"cluster\" (counters in Kong's database) is not supported: use local (this node) or "
+                    + "redis (shared by several nodes)",
+                at: reader.value("strategy")?.location ?? reader.location, path: reader.pathOf("strategy"))
+        }
         reader.finish(
             ignoring: [
                 "error_hide_providers": .bool(false), "dictionary_name": .string("kong_rate_limiting_counters"),
@@ -326,14 +339,42 @@ struct PluginConfigDecoder {
         redis.ssl = reader.bool("ssl", default: false)
         redis.sslVerify = reader.bool("ssl_verify", default: false)
         redis.serverName = reader.string("server_name")
-        redis.timeoutMilliseconds = reader.integer("connect_timeout", in: 1...600_000, unit: "ms") ?? 2000
+        // Kong's deprecated `timeout` sets all three.
+        let timeout = reader.integer("timeout", in: 1...600_000, unit: "ms")
+        redis.timeoutMilliseconds = reader.integer("connect_timeout", in: 1...600_000, unit: "ms") ?? timeout ?? 2000
+        redis.sendTimeoutMilliseconds = reader.integer("send_timeout", in: 1...600_000, unit: "ms") ?? timeout ?? 2000
+        redis.readTimeoutMilliseconds = reader.integer("read_timeout", in: 1...600_000, unit: "ms") ?? timeout ?? 2000
+        redis.keepalivePoolSize = reader.integer("keepalive_pool_size", in: 1...2_147_483_646) ?? 256
+        redis.keepaliveBacklog = reader.integer("keepalive_backlog", in: 0...2_147_483_646)
         redis.sentinelMaster = reader.string("sentinel_master")
+        if let role = reader.value("sentinel_role"), case .scalar(let scalar) = role.value, !scalar.isNull {
+            if ["master", "slave", "any"].contains(scalar.text) {
+                if scalar.text != "master" {
+                    context.error(
+                        "sentinel_role \"\(scalar.text)\" is not supported: budgets are written on every request, "
+                            + "and only the master takes writes; use sentinel_role: master",
+                        at: role.location, path: reader.pathOf("sentinel_role"))
+                }
+            } else {
+                context.error(
+                    "sentinel_role must be one of master, slave, any", at: role.location,
+                    path: reader.pathOf("sentinel_role"))
+            }
+        }
         redis.sentinelNodes = nodeList(reader, "sentinel_nodes")
+        redis.sentinelUsername = reader.string("sentinel_username")
+        redis.sentinelPassword = reader.string("sentinel_password").map(Secret.init)
         redis.clusterNodes = nodeList(reader, "cluster_nodes")
+        redis.clusterMaxRedirections = reader.integer("cluster_max_redirections", in: 1...1000) ?? 5
+        if (redis.sentinelMaster == nil) != redis.sentinelNodes.isEmpty {
+            context.error(
+                redis.sentinelMaster == nil
+                    ? "sentinel_nodes needs sentinel_master (the name the sentinels monitor)"
+                    : "sentinel_master needs sentinel_nodes (the sentinels to ask for the master)",
+                at: reader.location, path: reader.path)
+        }
         reader.finish(ignoring: [
-            "send_timeout": .any, "read_timeout": .any, "timeout": .any, "keepalive_pool_size": .any,
-            "keepalive_backlog": .any, "sentinel_role": .any, "sentinel_username": .null, "sentinel_password": .null,
-            "cluster_max_redirections": .any, "connection_is_proxied": .bool(false), "cloud_authentication": .null,
+            "sentinel_role": .any, "connection_is_proxied": .bool(false), "cloud_authentication": .null,
         ])
         return redis
     }

@@ -162,6 +162,10 @@ public struct AIRateLimitingAdvancedConfig: Sendable, Hashable, Codable {
 
     public init() {}
 
+    /// Whether the plugin's counters and holds live in the fleet's Redis: `strategy: redis` with any `sync_rate`
+    /// but -1 (Kong's "this node's memory only", which counts here as `local` does).
+    public var countsInRedis: Bool { strategy == .redis && syncRate != -1 && redis != nil }
+
     /// One `llm_providers[]` entry: a provider name and its windows.
     public struct ProviderLimits: Sendable, Hashable, Codable {
         public var name: String
@@ -184,8 +188,9 @@ public struct AIRateLimitingAdvancedConfig: Sendable, Hashable, Codable {
         }
     }
 
-    /// The Redis connection of `strategy: redis`, kept so that a file round-trips; used by a later
-    /// multi-node counter store.
+    /// The Redis connection of `strategy: redis` (Kong's `redis` block): the fleet's shared counters, holds and
+    /// config. Every field Kong defines is read, so a Kong file loads unchanged; the ones this gateway has no
+    /// use for (pool sizes, cluster redirections) are kept so that a dump writes them back.
     public struct RedisSettings: Sendable, Hashable, Codable {
         public var host: String?
         public var port: Int = 6379
@@ -195,10 +200,23 @@ public struct AIRateLimitingAdvancedConfig: Sendable, Hashable, Codable {
         public var ssl: Bool = false
         public var sslVerify: Bool = false
         public var serverName: String?
+        /// `connect_timeout` in milliseconds.
         public var timeoutMilliseconds: Int = 2000
+        /// `send_timeout` in milliseconds.
+        public var sendTimeoutMilliseconds: Int = 2000
+        /// `read_timeout` in milliseconds.
+        public var readTimeoutMilliseconds: Int = 2000
+        /// Kept for round trips: one pipelined connection per node is used.
+        public var keepalivePoolSize: Int = 256
+        public var keepaliveBacklog: Int?
         public var sentinelMaster: String?
+        /// `master` (the only role that takes the counters' writes).
+        public var sentinelRole: String = "master"
         public var sentinelNodes: [String] = []
+        public var sentinelUsername: String?
+        public var sentinelPassword: Secret?
         public var clusterNodes: [String] = []
+        public var clusterMaxRedirections: Int = 5
 
         public init() {}
 

@@ -76,6 +76,25 @@ public struct ConfigState: Sendable, Hashable {
         entities(of: .plugin).compactMap { if case .plugin(let value) = $0 { value } else { nil } }
     }
 
+    /// The fleet's Redis: the `redis` block of the `strategy: redis` plugins (validation makes them all name the
+    /// same one), first plugin by identity; nil when no plugin uses Redis.
+    public var fleetRedis: AIRateLimitingAdvancedConfig.RedisSettings? {
+        plugins.sorted { $0.id < $1.id }.lazy.compactMap { plugin -> AIRateLimitingAdvancedConfig.RedisSettings? in
+            guard case .aiRateLimitingAdvanced(let config) = plugin.config, config.strategy == .redis else { return nil }
+            return config.redis
+        }.first
+    }
+
+    /// The plugins whose counters live in the fleet's Redis (`AIRateLimitingAdvancedConfig.countsInRedis`), by
+    /// identity key.
+    public var redisCountedPlugins: Set<String> {
+        Set(
+            plugins.compactMap { plugin in
+                guard case .aiRateLimitingAdvanced(let config) = plugin.config, config.countsInRedis else { return nil }
+                return plugin.id.key
+            })
+    }
+
     /// Whether `entity` is inside the scope of `selectTags`: it carries all of them (decK ANDs select
     /// tags). A group membership follows its consumer. No select tags means everything is in scope.
     public func isInScope(_ entity: Entity, selectTags: [String]) -> Bool {

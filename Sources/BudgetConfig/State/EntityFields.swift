@@ -174,9 +174,18 @@ extension AIRateLimitingAdvancedConfig.RedisSettings {
             .init("ssl_verify", .bool(sslVerify)),
             .init("server_name", .optional(serverName)),
             .init("connect_timeout", .int(timeoutMilliseconds)),
+            // Written when they differ from Kong's defaults, so that older dumps read the same.
+            .init("send_timeout", .optional(sendTimeoutMilliseconds == 2000 ? nil : sendTimeoutMilliseconds)),
+            .init("read_timeout", .optional(readTimeoutMilliseconds == 2000 ? nil : readTimeoutMilliseconds)),
+            .init("keepalive_pool_size", .optional(keepalivePoolSize == 256 ? nil : keepalivePoolSize)),
+            .init("keepalive_backlog", .optional(keepaliveBacklog)),
             .init("sentinel_master", .optional(sentinelMaster)),
             .init("sentinel_nodes", sentinelNodes.isEmpty ? .null : .list(sentinelNodes.map(Self.nodeFields))),
+            .init("sentinel_username", .optional(sentinelUsername)),
+            .init("sentinel_password", .optional(sentinelPassword)),
             .init("cluster_nodes", clusterNodes.isEmpty ? .null : .list(clusterNodes.map(Self.nodeFields))),
+            .init(
+                "cluster_max_redirections", .optional(clusterMaxRedirections == 5 ? nil : clusterMaxRedirections)),
         ])
     }
 

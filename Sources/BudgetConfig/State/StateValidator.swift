@@ -68,6 +68,23 @@ public enum StateValidator {
         }
         routes.sort { $0.name < $1.name }
         plugins.sort { $0.id < $1.id }
+        // One fleet, one Redis: its counters, holds and config live there.
+        var fleetRedis: (id: EntityID, redis: AIRateLimitingAdvancedConfig.RedisSettings)?
+        for plugin in plugins {
+            guard case .aiRateLimitingAdvanced(let config) = plugin.config, config.strategy == .redis,
+                let redis = config.redis
+            else { continue }
+            if let first = fleetRedis {
+                if first.redis != redis {
+                    error(
+                        plugin.id, "config.redis",
+                        "its redis block differs from that of \(first.id): every strategy \"redis\" plugin must name "
+                            + "the same Redis, which holds the fleet's counters and config")
+                }
+            } else {
+                fleetRedis = (plugin.id, redis)
+            }
+        }
         var instanceNames: [String: EntityID] = [:]
         for plugin in plugins {
             let scope = plugin.scope

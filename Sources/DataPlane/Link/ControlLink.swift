@@ -456,17 +456,24 @@ final class CommitQueue: Sendable {
     /// Returns true once nothing is pending; false if cancelled first.
     func waitUntilEmpty() async -> Bool { await empty.waitUntilZero() }
 
-    /// Delivers queued commits whenever there are some and a connection is up, until cancelled.
+    /// Delivers queued commits whenever there are some and a connection is up, until cancelled. A batch the
+    /// control plane refuses while connected (its store, or the fleet's Redis, is away) is tried again after
+    /// 200 ms, doubling to 2 s, in the same order: later commits wait behind it.
     func run() async {
         for await _ in wakeups {
-            await flush()
+            var backoff = Duration.milliseconds(200)
+            while await flush() {
+                do { try await Task.sleep(for: backoff) } catch { return }
+                backoff = min(backoff * 2, .seconds(2))
+            }
         }
     }
 
     /// Sends batches while there are commits and a connection. A batch holds as many commits as fit in one
     /// frame (`BudgetMessages.batchCount`), so the control plane never refuses it for its size; a commit too
     /// large for any frame is dropped and logged rather than resent forever.
-    private func flush() async {
+    /// Returns true when a batch failed while the connection stayed up (to be tried again after a pause).
+    private func flush() async -> Bool {
         while let client = connection.current {
             let (batch, first, unsendable) = state.withLock { state -> ([BudgetMessages.Commit], UInt64, Bool) in
                 let count = BudgetMessages.batchCount(state.queue, size: BudgetMessages.encodedSize)
@@ -483,11 +490,16 @@ final class CommitQueue: Sendable {
                 logger.error("usage dropped: a commit too large for a frame (too many windows or too long names)")
                 continue
             }
-            guard !batch.isEmpty else { return }
+            guard !batch.isEmpty else { return false }
             do {
                 _ = try await client.call(.commit, payload: BudgetMessages.encode(commits: batch))
             } catch {
-                return  // kept; the next connection flushes them
+                // Kept; the next connection flushes them, or the next try on this one.
+                if connection.current === client {
+                    logger.warning("the control plane could not take usage; trying again", metadata: ["error": "\(error)"])
+                    return true
+                }
+                return false
             }
             let removed = state.withLock { state -> Int in
                 // Remove the commits of this batch still queued: numbers first ..< first + batch.count.
@@ -502,6 +514,7 @@ final class CommitQueue: Sendable {
             }
             empty.add(-removed)
         }
+        return false
     }
 }
 

@@ -334,6 +334,9 @@ final class ProxyService: Sendable {
                 + RateLimitHeaders.retryAfter(
                     windows, exceeded: exceeded, seconds: retryAfter + jitter, hidden: budget.config.hideClientHeaders)
             throw .message(budget.config.errorCode, budget.config.errorMessage, headers: headers)
+        case .outcome(.unavailable(let reason)):
+            logger.warning("refusing: budget store unavailable", metadata: ["reason": "\(reason)"])
+            throw .message(503, reason)
         case .unavailable where Task.isCancelled:
             // The client hung up while its reservation was being asked for: nothing to answer.
             throw ProxyAnswer.clientGone

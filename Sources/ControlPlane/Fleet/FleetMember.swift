@@ -1,0 +1,272 @@
+package import BudgetConfig
+import BudgetJSON
+import BudgetLedger
+package import BudgetRedis
+import BudgetWire
+import Foundation
+package import Logging
+package import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// This node's membership of a fleet: the control planes whose configs name one Redis (`strategy: redis`).
+///
+/// - It keeps `BudgetDesk`'s routing in step with the config: a `SharedBudgets` on the config's Redis, and the
+///   plugins counted there.
+/// - It carries the config through Redis: a sync on this node is published (`budget:config`, numbered by
+///   `budget:config:version`), and every half second it looks for a newer one published by another node and
+///   applies it here as a sync would, so a `budgetctl sync` on any node reaches every node within a second.
+///   Each node keeps its config in its own store, so it starts and serves with Redis away.
+/// - It announces itself every second in `budget:nodes` (name, config versions, Redis health), which
+///   `budgetctl status` lists on any node.
+package final class FleetMember: Sendable {
+    /// What `budget-controld`'s flags say about the fleet.
+    package struct Settings: Sendable {
+        /// This node's name in `budgetctl status` (default: the host name).
+        package var nodeName: String
+        /// This node's id in reservation keys (random per store).
+        package var nodeID: String
+        package var lossPolicy: RedisLossPolicy
+        /// CA certificates for `ssl_verify: true` (`--redis-ca-file`); nil: the system's.
+        package var caFile: String?
+
+        package init(nodeName: String, nodeID: String, lossPolicy: RedisLossPolicy, caFile: String?) {
+            self.nodeName = nodeName
+            self.nodeID = nodeID
+            self.lossPolicy = lossPolicy
+            self.caFile = caFile
+        }
+    }
+
+    /// A node as it announced itself.
+    package struct Node: Sendable, Hashable {
+        package var name: String
+        package var configVersion: UInt64
+        package var fleetVersion: UInt64
+        package var redisConnected: Bool
+        package var seenAt: Int64
+        package var awaySeconds: Double
+        package var fallbackUnits: Double
+    }
+
+    private struct State {
+        var settings: AIRateLimitingAdvancedConfig.RedisSettings?
+        var shared: SharedBudgets?
+        /// The fleet config version this node has (applied or published); 0: none yet.
+        var fleetVersion: UInt64 = 0
+        /// A config synced here that Redis has not got yet.
+        var unpublished: (version: UInt64, state: ConfigState)?
+        var lastError: String?
+    }
+
+    let settings: Settings
+    private let budgets: BudgetDesk
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let state = Mutex(State())
+    /// The admin desk, set once both exist (each refers to the other).
+    private let desk = Mutex<AdminDesk?>(nil)
+
+    /// How often a node looks for a newer fleet config, and announces itself.
+    static let pollInterval: Duration = .milliseconds(500)
+    /// A node silent for longer is shown as gone; after a day it is forgotten.
+    static let staleAfter: Int64 = 10
+
+    package init(settings: Settings, budgets: BudgetDesk, group: any EventLoopGroup, logger: Logger) {
+        self.settings = settings
+        self.budgets = budgets
+        self.group = group
+        self.logger = logger
+    }
+
+    package func attach(_ desk: AdminDesk) { self.desk.withLock { $0 = desk } }
+
+    /// The engine on the fleet's Redis, when the config names one.
+    package var shared: SharedBudgets? { state.withLock { $0.shared } }
+
+    /// The fleet config version this node has.
+    package var fleetVersion: UInt64 { state.withLock { $0.fleetVersion } }
+
+    // MARK: - Config
+
+    /// Follows a config now in force (at start, and after every change): connects to the Redis it names (or
+    /// leaves it), and routes its `strategy: redis` budgets there. A config synced here (`published`) is also
+    /// sent to the fleet.
+    package func configure(for config: ConfigState, version: UInt64, syncedHere: Bool) {
+        let redis = config.fleetRedis
+        let (replaced, shared) = state.withLock { state -> (SharedBudgets?, SharedBudgets?) in
+            if syncedHere { state.unpublished = (version, config) }
+            guard redis != state.settings else { return (nil, state.shared) }
+            let old = state.shared
+            state.settings = redis
+            state.shared = redis.map { makeShared($0) }
+            if state.shared == nil { state.fleetVersion = 0 }
+            return (old, state.shared)
+        }
+        budgets.route(BudgetDesk.Routing(shared: shared, plugins: shared == nil ? [] : config.redisCountedPlugins))
+        if let replaced {
+            logger.notice("left the fleet's Redis", metadata: ["redis": "\(replaced.endpoint.description)"])
+            Task { await replaced.client.close() }
+        }
+        if let shared, replaced !== shared, redis != nil, replaced == nil || replaced?.endpoint != shared.endpoint {
+            logger.notice("budgets of strategy redis are kept in the fleet's Redis", metadata: ["redis": "\(shared.endpoint.description)"])
+        }
+    }
+
+    private func makeShared(_ redis: AIRateLimitingAdvancedConfig.RedisSettings) -> SharedBudgets {
+        let endpoint = Self.endpoint(redis, caFile: settings.caFile)
+        return SharedBudgets(
+            client: RedisClient(endpoint: endpoint, eventLoopGroup: group, logger: logger), endpoint: endpoint,
+            node: settings.nodeID, lifetime: budgets.reservationLifetime, policy: settings.lossPolicy, logger: logger)
+    }
+
+    /// Kong's `redis` block as the client's endpoint.
+    package static func endpoint(_ redis: AIRateLimitingAdvancedConfig.RedisSettings, caFile: String?) -> RedisEndpoint {
+        var endpoint = RedisEndpoint(
+            host: redis.host ?? "127.0.0.1", port: redis.port, database: redis.database, username: redis.username,
+            password: redis.password?.revealed,
+            tls: redis.ssl ? .init(verify: redis.sslVerify, serverName: redis.serverName, caFile: caFile) : nil,
+            sentinel: redis.sentinelMaster.map { master in
+                .init(
+                    master: master,
+                    nodes: redis.sentinelNodes.map { node in
+                        let colon = node.lastIndex(of: ":") ?? node.endIndex
+                        let port = colon < node.endIndex ? Int(node[node.index(after: colon)...]) : nil
+                        var host = String(node[..<colon])
+                        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+                        return .init(host: host, port: port ?? 26379)
+                    }, username: redis.sentinelUsername, password: redis.sentinelPassword?.revealed)
+            })
+        endpoint.connectTimeout = .milliseconds(redis.timeoutMilliseconds)
+        endpoint.sendTimeout = .milliseconds(redis.sendTimeoutMilliseconds)
+        endpoint.readTimeout = .milliseconds(redis.readTimeoutMilliseconds)
+        return endpoint
+    }
+
+    // MARK: - The loop
+
+    /// Publishes, adopts and announces every `pollInterval` until graceful shutdown.
+    package func run() async {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await step()
+            do { try await Task.sleep(for: Self.pollInterval) } catch { return }
+        }
+    }
+
+    /// One round: publish a config synced here, adopt a newer one from the fleet, announce this node.
+    func step() async {
+        guard let shared, let desk = desk.withLock({ $0 }) else { return }
+        do {
+            if let pending = state.withLock({ $0.unpublished }) {
+                try await publish(pending.state, on: shared)
+                state.withLock { state in
+                    if state.unpublished?.version == pending.version { state.unpublished = nil }
+                }
+            }
+            let reply = try await shared.client.send(RedisCommand("HMGET", ["budget:config", "version", "node"]))
+            let fields = reply.array ?? []
+            let version = fields.first?.int.map { UInt64(max(0, $0)) } ?? 0
+            let known = fleetVersion
+            if version == 0 {
+                // Nothing published yet (a new Redis, or one restarted empty): this node's config becomes the fleet's.
+                let (current, _) = await desk.current()
+                try await publish(current, on: shared)
+            } else if version > known {
+                try await adopt(version: version, from: shared, desk: desk)
+            }
+            try await announce(on: shared, desk: desk)
+            state.withLock { $0.lastError = nil }
+        } catch {
+            let first = state.withLock { state -> Bool in
+                defer { state.lastError = "\(error)" }
+                return state.lastError == nil
+            }
+            if first {
+                logger.warning("cannot exchange the config with the fleet's Redis", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Publishes `config` as the fleet's next version.
+    private func publish(_ config: ConfigState, on shared: SharedBudgets) async throws {
+        let payload = WireJSON.encode(ConfigSnapshot(version: 0, state: config))
+        let reply = try await shared.client.run(
+            Self.publishScript, keys: [], arguments: [String(decoding: payload, as: UTF8.self), settings.nodeName])
+        guard let version = reply.int, version > 0 else {
+            throw SharedBudgetError("publishing the config answered \(SharedBudgets.describe(reply))")
+        }
+        state.withLock { $0.fleetVersion = max($0.fleetVersion, UInt64(version)) }
+        logger.notice(
+            "config published to the fleet", metadata: ["fleet_version": "\(version)", "entities": "\(config.count)"])
+    }
+
+    /// Applies fleet config `version` here, as a sync of the whole config would.
+    private func adopt(version: UInt64, from shared: SharedBudgets, desk: AdminDesk) async throws {
+        let reply = try await shared.client.send(RedisCommand("HMGET", ["budget:config", "version", "state", "node"]))
+        guard let fields = reply.array, fields.count == 3, let got = fields[0].int, got > 0,
+            case .bulkString(let bytes) = fields[1]
+        else { throw SharedBudgetError("the fleet's config could not be read: \(SharedBudgets.describe(reply))") }
+        let snapshot = try WireJSON.decode(ConfigSnapshot.self, from: bytes)
+        let node = fields[2].string ?? "?"
+        let applied = try await desk.adoptFleetConfig(snapshot.state, fleetVersion: UInt64(got), from: node)
+        state.withLock { $0.fleetVersion = max($0.fleetVersion, UInt64(got)) }
+        if let applied {
+            logger.notice(
+                "config adopted from the fleet",
+                metadata: ["fleet_version": "\(got)", "from_node": "\(node)", "config_version": "\(applied)"])
+        }
+    }
+
+    /// Writes this node's line in `budget:nodes`, and forgets nodes silent for a day.
+    private func announce(on shared: SharedBudgets, desk: AdminDesk) async throws {
+        let (_, version) = await desk.current()
+        let loss = shared.loss
+        let line = JSONValue.object([
+            "configVersion": .int(Int(clamping: version)), "fleetVersion": .int(Int(clamping: fleetVersion)),
+            "seenAt": .int(Int(BudgetDesk.now())), "awaySeconds": .double(loss.seconds),
+            "fallbackUnits": .double(loss.units),
+        ]).serialized
+        _ = try await shared.client.send(RedisCommand("HSET", ["budget:nodes", settings.nodeName, line]))
+    }
+
+    /// The fleet's nodes as they announced themselves, by name.
+    package func nodes() async throws -> [Node] {
+        guard let shared else { return [] }
+        let reply = try await shared.client.send(RedisCommand("HGETALL", ["budget:nodes"]))
+        guard let items = reply.array else { return [] }
+        var nodes: [Node] = []
+        var index = 0
+        while index + 1 < items.count {
+            defer { index += 2 }
+            guard let name = items[index].string, let text = items[index + 1].string,
+                let value = try? JSONParser.parse(text)
+            else { continue }
+            func number(_ key: String) -> Double { value[key]?.double ?? 0 }
+            let seen = Int64(number("seenAt"))
+            nodes.append(
+                Node(
+                    name: name, configVersion: UInt64(max(0, number("configVersion"))),
+                    fleetVersion: UInt64(max(0, number("fleetVersion"))),
+                    redisConnected: BudgetDesk.now() - seen <= Self.staleAfter, seenAt: seen,
+                    awaySeconds: number("awaySeconds"), fallbackUnits: number("fallbackUnits")))
+        }
+        return nodes.sorted { $0.name < $1.name }
+    }
+
+    /// INCR the version and store the config with it, atomically.
+    static let publishScript = RedisScript(
+        """
+        local v = redis.call('INCR', 'budget:config:version')
+        redis.call('HSET', 'budget:config', 'version', v, 'state', ARGV[1], 'node', ARGV[2])
+        return v
+        """)
+}
+
+/// Runs `FleetMember`'s loop as a service of the daemon.
+struct FleetService: ServiceLifecycle.Service {
+    let member: FleetMember
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await member.run() }
+    }
+}

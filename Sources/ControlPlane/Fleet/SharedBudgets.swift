@@ -1,0 +1,352 @@
+import BudgetConfig
+package import BudgetLedger
+package import BudgetRedis
+package import BudgetWire
+import Foundation
+package import Logging
+import Synchronization
+
+/// What the control plane does with a `strategy: redis` budget while the fleet's Redis cannot be reached
+/// (`--on-redis-loss`).
+package enum RedisLossPolicy: String, Sendable, CaseIterable {
+    /// Such requests get a 503 saying why; usage of requests already running is kept by the data planes and
+    /// delivered when Redis is back. Budgets are never exceeded.
+    case failClosed = "fail-closed"
+    /// Kong's behaviour: each node counts on its own meanwhile (so a fleet of N nodes can admit up to N times a
+    /// budget), and the usage reaches Redis when it is back.
+    case countLocally = "count-locally"
+}
+
+/// The budgets of `strategy: redis` plugins, kept in the fleet's Redis by `BudgetScripts`: each call is one
+/// script run (one round trip) for all the requests of one frame, which the data plane already batches.
+///
+/// Holds are keyed by this node's id and the reservation id this control plane hands out, so reservations of
+/// different nodes never meet. Commits are acknowledged only once Redis has applied them; while it is away the
+/// data planes keep them (and their spool), and resend them, and the commit marks in Redis make the resends
+/// count once.
+package final class SharedBudgets: Sendable {
+    package let client: RedisClient
+    package let endpoint: RedisEndpoint
+    /// This node's id in reservation keys: random per store, so it survives restarts.
+    package let node: String
+    package let lifetime: Int64
+    package let policy: RedisLossPolicy
+    private let logger: Logger
+    private let state = Mutex(LossState())
+
+    /// While Redis is away: since when, the ledger that counts meanwhile (count-locally), and totals.
+    private struct LossState {
+        var since: ContinuousClock.Instant?
+        var fallback: Ledger?
+        var seconds: Double = 0
+        var units: Double = 0
+        var episodes = 0
+    }
+
+    package init(
+        client: RedisClient, endpoint: RedisEndpoint, node: String, lifetime: Int64, policy: RedisLossPolicy,
+        logger: Logger
+    ) {
+        self.client = client
+        self.endpoint = endpoint
+        self.node = node
+        self.lifetime = lifetime
+        self.policy = policy
+        self.logger = logger
+    }
+
+    /// Seconds spent without Redis (the current episode included), units counted locally meanwhile, and how
+    /// many times Redis was lost.
+    package var loss: (away: Bool, seconds: Double, units: Double, episodes: Int) {
+        state.withLock { state in
+            let current = state.since.map { Self.seconds(ContinuousClock.now - $0) } ?? 0
+            return (state.since != nil, state.seconds + current, state.units, state.episodes)
+        }
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    // MARK: - Calls
+
+    /// Reserves `requests` under reservation `ids` (taken from the local ledger), calling `done` with their
+    /// outcomes in order, from whichever thread the reply arrives on.
+    package func reserve(
+        _ requests: [ReserveRequest], ids: [UInt64], done: @escaping @Sendable ([ReserveOutcome]) -> Void
+    ) {
+        var arguments = [node, String(lifetime), String(requests.count)]
+        for (request, id) in zip(requests, ids) {
+            arguments += [
+                String(id), request.enforcement == .hard ? "h" : "s", Self.number(request.promptUnits),
+                Self.number(request.unitsPerCompletionToken), String(request.maxTokens), String(request.rules.count),
+            ]
+            for rule in request.rules {
+                arguments += [
+                    rule.key.description, rule.kind == .fixed ? "f" : "s", String(rule.key.windowSize),
+                    Self.number(rule.limit),
+                ]
+            }
+        }
+        Task {
+            do {
+                let reply = try await self.client.run(BudgetScripts.reserve, keys: [], arguments: arguments)
+                let outcomes = try Self.outcomes(reply, requests: requests, ids: ids)
+                self.reached()
+                done(outcomes)
+            } catch {
+                done(self.lost(error, reserving: requests, ids: ids))
+            }
+        }
+    }
+
+    /// Applies `commits` in Redis (once each, by their origins), calling `done` when Redis has them.
+    package func commit(_ commits: [BudgetMessages.Commit], done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        var arguments = [node, String(BudgetDesk.commitMarkLifetime), String(commits.count)]
+        for commit in commits {
+            arguments += [
+                String(commit.reservation), String(commit.origin.source), String(commit.origin.sequence),
+                String(commit.charges.count),
+            ]
+            for charge in commit.charges {
+                arguments += [
+                    charge.key.description, charge.kind == .fixed ? "f" : "s", String(charge.key.windowSize),
+                    Self.number(charge.units),
+                ]
+            }
+        }
+        Task {
+            do {
+                let reply = try await self.client.run(BudgetScripts.commit, keys: [], arguments: arguments)
+                guard let applied = reply.array, applied.count == commits.count else {
+                    throw SharedBudgetError("the commit script answered \(Self.describe(reply))")
+                }
+                self.reached()
+                done(.success(()))
+            } catch {
+                self.lost(error, committing: commits)
+                done(.failure(SharedBudgetError(self.unavailableReason(error))))
+            }
+        }
+    }
+
+    /// Frees holds in Redis; `done` gets the failure when Redis is away (the data plane sends them again).
+    package func release(_ ids: [UInt64], done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        Task {
+            do {
+                _ = try await self.client.run(
+                    BudgetScripts.release, keys: [], arguments: [self.node] + ids.map { String($0) })
+                self.reached()
+                done(.success(()))
+            } catch {
+                self.lost(error) { ledger, now in
+                    for id in ids { ledger.release(id: id, now: now) }
+                    return 0
+                }
+                done(.failure(SharedBudgetError(self.unavailableReason(error))))
+            }
+        }
+    }
+
+    /// Renews (with `adopt`, re-installs) holds in Redis; calls `done` with how many are held. Never fails: a
+    /// data plane that cannot renew while Redis is away must still connect for its local budgets.
+    package func renew(_ leases: [Lease], adopt: Bool, done: @escaping @Sendable (Int) -> Void) {
+        var arguments = [node, String(lifetime), adopt ? "1" : "0", String(leases.count)]
+        for lease in leases {
+            arguments += [String(lease.id), Self.number(lease.units), String(lease.keys.count)]
+            arguments += lease.keys.map(\.description)
+        }
+        Task {
+            do {
+                let reply = try await self.client.run(BudgetScripts.renew, keys: [], arguments: arguments)
+                self.reached()
+                done(Int(reply.int ?? 0))
+            } catch {
+                let held = Mutex(0)
+                self.lost(error) { ledger, now in
+                    held.withLock { $0 = ledger.renew(leases, adopt: adopt, now: now) }
+                    return 0
+                }
+                done(held.withLock { $0 })
+            }
+        }
+    }
+
+    /// Usage, holds and next reset of `rules`' counters, as Redis has them.
+    package func read(_ rules: [WindowRule]) async throws(RedisError) -> [(used: Double, held: Double, reset: Int64?)] {
+        guard !rules.isEmpty else { return [] }
+        var arguments = [String(rules.count)]
+        for rule in rules {
+            arguments += [rule.key.description, rule.kind == .fixed ? "f" : "s", String(rule.key.windowSize)]
+        }
+        let reply = try await client.run(BudgetScripts.read, keys: [], arguments: arguments)
+        guard let rows = reply.array, rows.count == rules.count else {
+            throw RedisError(kind: .protocolViolation, message: "the read script answered \(Self.describe(reply))")
+        }
+        return rows.map { row in
+            let fields = (row.string ?? "").split(separator: " ").map { Double($0) ?? 0 }
+            let reset = fields.count > 2 && fields[2] > 0 ? Int64(fields[2]) : nil
+            return (fields.first ?? 0, fields.count > 1 ? fields[1] : 0, reset)
+        }
+    }
+
+    /// Deletes the counters of `subject` (`consumer:<name>`) in Redis; returns how many.
+    package func removeCounters(subject: String) async throws(RedisError) -> Int {
+        let pattern = "budget:c:*|" + Self.globEscaped(subject) + "|*"
+        var cursor = "0"
+        var removed = 0
+        repeat {
+            let reply = try await client.send(RedisCommand("SCAN", [cursor, "MATCH", pattern, "COUNT", "1000"]))
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else {
+                throw RedisError(kind: .protocolViolation, message: "SCAN answered \(Self.describe(reply))")
+            }
+            cursor = next
+            let names = keys.compactMap(\.string)
+            if !names.isEmpty {
+                let lists = names.map { "budget:l:" + $0.dropFirst("budget:c:".count) }
+                _ = try await client.send(RedisCommand("DEL", names + lists))
+                removed += names.count
+            }
+        } while cursor != "0"
+        return removed
+    }
+
+    // MARK: - Redis away
+
+    /// Redis answered: an episode without it ends (its fallback counts are dropped: the data planes resend
+    /// what they have not had acknowledged, and Redis counts it).
+    private func reached() {
+        let ended = state.withLock { state -> Double? in
+            guard let since = state.since else { return nil }
+            let seconds = Self.seconds(ContinuousClock.now - since)
+            state.seconds += seconds
+            state.since = nil
+            state.fallback = nil
+            return seconds
+        }
+        if let ended {
+            logger.notice(
+                "the fleet's Redis is back", metadata: ["redis": "\(endpoint.description)", "away_seconds": "\(ended)"])
+        }
+    }
+
+    /// Notes a failed call (an episode without Redis begins) and, when counting locally, runs `body` on the
+    /// fallback ledger; `body` returns the units it counted.
+    private func lost(_ error: any Error, _ body: (inout Ledger, Int64) -> Double = { _, _ in 0 }) {
+        let now = BudgetDesk.now()
+        let began = state.withLock { state -> Bool in
+            let began = state.since == nil
+            if began {
+                state.since = .now
+                state.episodes += 1
+            }
+            if policy == .countLocally {
+                // Its ids never match the local ledger's (another boot tag): every lease it is given is foreign,
+                // so it adopts them all.
+                var ledger = state.fallback ?? Ledger(boot: UInt64.random(in: 0..<Ledger.bootNumbers))
+                ledger.reservationLifetime = lifetime
+                state.units += body(&ledger, now)
+                state.fallback = ledger
+            }
+            return began
+        }
+        if began {
+            logger.error(
+                "the fleet's Redis cannot be reached",
+                metadata: ["redis": "\(endpoint.description)", "error": "\(error)", "policy": "\(policy.rawValue)"])
+        }
+    }
+
+    private func lost(_ error: any Error, committing commits: [BudgetMessages.Commit]) {
+        lost(error) { ledger, now in
+            var units = 0.0
+            var buckets: [BucketUsage] = []
+            for commit in commits {
+                let (_, applied) = ledger.commit(
+                    id: commit.reservation, origin: commit.origin, charges: commit.charges, now: now,
+                    appendingTo: &buckets)
+                if applied { units += commit.charges.reduce(0) { $0 + max(0, $1.units) } }
+            }
+            return units
+        }
+    }
+
+    private func lost(_ error: any Error, reserving requests: [ReserveRequest], ids: [UInt64]) -> [ReserveOutcome] {
+        switch policy {
+        case .failClosed:
+            lost(error)
+            let reason = unavailableReason(error)
+            return requests.map { _ in .unavailable(reason: reason) }
+        case .countLocally:
+            var outcomes: [ReserveOutcome] = []
+            lost(error) { ledger, now in
+                outcomes = zip(requests, ids).map { ledger.reserve($0, now: now, id: $1) }
+                return 0
+            }
+            return outcomes
+        }
+    }
+
+    private func unavailableReason(_ error: any Error) -> String {
+        "budget store unavailable: the fleet's Redis (\(endpoint.description)) cannot be reached (\(error)); "
+            + "requests under its budgets are refused until it is back (budget-controld --on-redis-loss fail-closed)"
+    }
+
+    // MARK: - Encoding
+
+    /// A number as the scripts read it: shortest exact form.
+    static func number(_ value: Double) -> String { value.isFinite ? "\(value)" : "0" }
+
+    static func describe(_ value: RESPValue) -> String {
+        switch value {
+        case .error(let message): return "an error: \(message)"
+        default: return "\(value)".prefix(200).description
+        }
+    }
+
+    static func globEscaped(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            if "*?[]\\^".contains(character) { out.append("\\") }
+            out.append(character)
+        }
+        return out
+    }
+
+    /// The reserve script's lines as outcomes.
+    static func outcomes(_ reply: RESPValue, requests: [ReserveRequest], ids: [UInt64]) throws -> [ReserveOutcome] {
+        guard let lines = reply.array, lines.count == requests.count else {
+            throw SharedBudgetError("the reserve script answered \(describe(reply))")
+        }
+        var outcomes: [ReserveOutcome] = []
+        outcomes.reserveCapacity(requests.count)
+        for ((line, request), id) in zip(zip(lines, requests), ids) {
+            let fields = (line.string ?? "").split(separator: " ")
+            guard fields.count == 2 + 3 * request.rules.count, let number = Int(fields[1]) else {
+                throw SharedBudgetError("the reserve script answered \(describe(line))")
+            }
+            var windows: [WindowStatus] = []
+            var exceeded: [LimitKey] = []
+            for (index, rule) in request.rules.enumerated() {
+                let base = 2 + 3 * index
+                windows.append(
+                    WindowStatus(
+                        key: rule.key, limit: rule.limit, remaining: Double(fields[base]) ?? 0,
+                        reset: Int64(fields[base + 1]) ?? 0))
+                if fields[base + 2] == "1" { exceeded.append(rule.key) }
+            }
+            if fields[0] == "A" {
+                outcomes.append(.admitted(id: id, maxTokens: number, windows: windows))
+            } else {
+                outcomes.append(.refused(windows: windows, retryAfter: number, exceeded: exceeded))
+            }
+        }
+        return outcomes
+    }
+}
+
+/// A shared-budget call that failed: what a data plane's error reply says.
+package struct SharedBudgetError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
+}
