@@ -63,6 +63,7 @@ bench: deps
 	bench/macro.sh
 	bench/emulator-throughput.sh
 	bench/control-throughput.sh
+	bench/fleet.sh
 	bench/scale.sh
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
 

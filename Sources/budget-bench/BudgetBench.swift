@@ -1,4 +1,5 @@
 import ArgumentParser
+import Synchronization
 import BudgetLedger
 import BudgetWire
 import Foundation
@@ -33,8 +34,16 @@ struct ControlThroughput: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Distinct consumers (counters) to spread the load over.", valueName: "n"))
     var consumers = 1000
 
+    @Option(
+        help: ArgumentHelp(
+            "The plugin (identity key) the counters belong to: one with strategy redis in the synced config measures "
+                + "the fleet's Redis.", valueName: "key"))
+    var plugin = "bench"
+
     func run() async throws {
         let client = try await WireClient.connect(path: socket, role: .dataPlane, client: "budget-bench")
+        let failures = Counter()
+        let plugin = self.plugin
         let deadline = ContinuousClock.now + .seconds(seconds)
         let started = ContinuousClock.now
         let pairs = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -50,7 +59,7 @@ struct ControlThroughput: AsyncParsableCommand {
                         let requests = (0..<batch).map { index in
                             let consumer = (worker * 7919 + round * batch + index) % consumers
                             let key = LimitKey(
-                                plugin: "bench", provider: "bedrock", subject: "consumer:c\(consumer)",
+                                plugin: plugin, provider: "bedrock", subject: "consumer:c\(consumer)",
                                 windowSize: 86400)
                             return ReserveRequest(
                                 rules: [WindowRule(key: key, kind: .sliding, limit: 1e12)],
@@ -61,7 +70,11 @@ struct ControlThroughput: AsyncParsableCommand {
                         let reply = try await client.call(.reserve, payload: BudgetMessages.encode(reserves: requests))
                         let outcomes = try BudgetMessages.decodeOutcomes(reply.payload)
                         let commits = zip(requests, outcomes).compactMap { request, outcome -> BudgetMessages.Commit? in
-                            guard case .admitted(let id, _, _) = outcome else { return nil }
+                            guard case .admitted(let id, _, _) = outcome else {
+                                // Not a pair: the run fails below rather than count it.
+                                failures.add(1)
+                                return nil
+                            }
                             sequence += 1
                             return BudgetMessages.Commit(
                                 reservation: id,
@@ -85,5 +98,16 @@ struct ControlThroughput: AsyncParsableCommand {
                 format: "%d pairs in %.2f s: %.0f reserve+commit pairs/s (in flight %d, batch %d)",
                 pairs, secondsElapsed, Double(pairs) / secondsElapsed, inFlight, batch))
         await client.close()
+        if failures.value > 0 {
+            print("not valid: \(failures.value) reservations were not admitted")
+            throw ExitCode.failure
+        }
     }
+}
+
+/// A count shared by the workers.
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func add(_ amount: Int) { count.withLock { $0 += amount } }
+    var value: Int { count.withLock { $0 } }
 }

@@ -158,9 +158,9 @@ struct ValidationTests {
                 strategy: cluster
                 llm_providers: [{name: bedrock, limit: [10], window_size: [60]}]
                 """) == [
+                    "config.yaml:19:7: plugins[0].config: sync_rate is required if not using a local strategy",
                     "config.yaml:19:17: plugins[0].config.strategy: strategy \"cluster\" (counters in Kong's database) is "
                         + "not supported: use local (this node) or redis (shared by several nodes)",
-                    "config.yaml:19:7: plugins[0].config: sync_rate is required if not using a local strategy",
                 ])
         #expect(
             rateLimitErrors(
@@ -170,6 +170,80 @@ struct ValidationTests {
                 """) == [
                     "config.yaml:19:18: plugins[0].config.sync_rate: sync_rate cannot be configured when using a local strategy"
                 ])
+    }
+
+    @Test("Kong's whole redis block loads; Cluster, a replica role and half a Sentinel setting are located errors")
+    func redisBlock() {
+        let kong = """
+            strategy: redis
+            sync_rate: 0
+            redis:
+              host: redis.internal
+              port: 6380
+              database: 2
+              username: budget
+              password: s3cret
+              ssl: true
+              ssl_verify: true
+              server_name: redis.internal
+              connect_timeout: 1000
+              send_timeout: 1500
+              read_timeout: 2500
+              keepalive_pool_size: 64
+              keepalive_backlog: 16
+              sentinel_master: null
+              sentinel_role: master
+              sentinel_nodes: null
+              sentinel_username: null
+              sentinel_password: null
+              cluster_nodes: null
+              cluster_max_redirections: 5
+              connection_is_proxied: false
+            llm_providers: [{name: bedrock, limit: [10], window_size: [60]}]
+            """
+        #expect(rateLimitErrors(kong) == [])
+        let loaded = load(minimalFile(rateLimitConfig: kong))
+        let redis = loaded.state.fleetRedis
+        #expect(redis?.readTimeoutMilliseconds == 2500)
+        #expect(redis?.sendTimeoutMilliseconds == 1500)
+        #expect(redis?.keepalivePoolSize == 64)
+        #expect(loaded.state.redisCountedPlugins.count == 1)
+        #expect(
+            rateLimitErrors(
+                """
+                strategy: redis
+                sync_rate: 0
+                redis: {cluster_nodes: [{ip: 10.0.0.1, port: 7000}]}
+                llm_providers: [{name: bedrock, limit: [10], window_size: [60]}]
+                """).first?.contains("Redis Cluster (redis.cluster_nodes) is not supported") == true)
+        #expect(
+            rateLimitErrors(
+                """
+                strategy: redis
+                sync_rate: 0
+                redis: {sentinel_master: m, sentinel_role: slave, sentinel_nodes: [{host: 10.0.0.1, port: 26379}]}
+                llm_providers: [{name: bedrock, limit: [10], window_size: [60]}]
+                """).first?.contains("sentinel_role \"slave\" is not supported") == true)
+        #expect(
+            rateLimitErrors(
+                """
+                strategy: redis
+                sync_rate: 0
+                redis: {sentinel_master: m}
+                llm_providers: [{name: bedrock, limit: [10], window_size: [60]}]
+                """).contains { $0.contains("sentinel_master needs sentinel_nodes") })
+        // sync_rate -1 keeps the counters on each node.
+        let perNode = load(
+            minimalFile(
+                rateLimitConfig: """
+                    strategy: redis
+                    sync_rate: -1
+                    redis: {host: 127.0.0.1}
+                    llm_providers: [{name: bedrock, limit: [10], window_size: [60]}]
+                    """))
+        #expect(perNode.errorLines == [])
+        #expect(perNode.state.redisCountedPlugins.isEmpty)
+        #expect(perNode.state.fleetRedis?.host == "127.0.0.1")
     }
 
     @Test("identifier consumer-group needs a plugin scoped to a consumer group")

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# strategy: redis against strategy: local, side by side in one run (issue 14):
+#   control plane: reserve+commit pairs/s over the control socket (budget-bench, one pair per frame, 64 in
+#     flight), on a plugin counted in this node's store, then on one counted in the fleet's Redis
+#   proxy: wrk through budget-proxyd with the example config, strategy local, then strategy redis
+# Every server (emulator, controld, proxy, redis-server) runs on core 0 and the load on core 1, as in macro.sh.
+# Every proxied answer must be a 200 and every reservation admitted, else the run fails.
+# Usage: bench/fleet.sh [SECONDS] [CONNECTIONS]      Results: bench/results/fleet-*.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-5}
+connections=${2:-64}
+command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server"; exit 1; }
+config=${CONFIG:-release}
+for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-bench; do
+    swift build -c "$config" --product "$program" >/dev/null
+done
+bin=$(swift build -c "$config" --show-bin-path)
+results=${BENCH_RESULTS:-bench/results}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_line() { for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; cat "$1"; return 1; }
+export DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
+
+redis_port=$(free_port)
+# Every write on disk before Redis answers, as the guarantees need (budget-controld(8)).
+taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always \
+    --dir "$work" >"$work/redis.out" &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" &
+pids+=($!)
+wait_line "$work/emu.out" "listening on"
+emulator=$(sed 's/listening on //' "$work/emu.out")
+
+# The example config with limits no run can spend, as local and as redis.
+sed -E 's/limit: \[[0-9, ]+\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/local.yaml"
+sed -E "s/^( *)strategy: local.*/\1strategy: redis\n\1sync_rate: 0\n\1redis: {host: 127.0.0.1, port: $redis_port}/" \
+    "$work/local.yaml" >"$work/redis.yaml"
+grep -q "strategy: redis" "$work/redis.yaml" || { echo "bench/fleet.sh: no plugin was switched to redis" >&2; exit 1; }
+
+start_stack() {  # name config
+    mkdir -p "$work/$1"
+    taskset -c 0 "$bin/budget-controld" --state-dir "$work/$1" --control-socket "$work/$1/control.sock" \
+        --admin-socket "$work/$1/admin.sock" --log-level warning &
+    pids+=($!)
+    controld=$!
+    for _ in $(seq 100); do [ -S "$work/$1/admin.sock" ] && break; sleep 0.05; done
+    "$bin/budgetctl" sync "$2" --socket "$work/$1/admin.sock" >/dev/null
+    AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator" taskset -c 0 "$bin/budget-proxyd" --listen 127.0.0.1:0 \
+        --control-socket "$work/$1/control.sock" --log-level warning >"$work/$1/proxy.out" &
+    pids+=($!)
+    proxy_pid=$!
+    wait_line "$work/$1/proxy.out" "listening on"
+    proxy=$(sed -n 's/listening on //p' "$work/$1/proxy.out")
+    sleep 0.5
+}
+stop_stack() {  # the proxy first, so that it does not log the control plane's going
+    kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true
+    kill "$controld" 2>/dev/null || true; wait "$controld" 2>/dev/null || true
+}
+
+chat='{"messages":[{"role":"user","content":"Hello"}]}'
+wrk_run() {  # out address
+    BENCH_PATH=/ai/budget BENCH_BODY=$chat BENCH_APIKEY=production-key BENCH_OUT=/dev/null \
+        taskset -c 1 wrk -t1 -c8 -d1s -s bench/request.lua "http://$2" >/dev/null
+    BENCH_PATH=/ai/budget BENCH_BODY=$chat BENCH_APIKEY=production-key BENCH_OUT="$work/$1.json" \
+        taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" -s bench/request.lua "http://$2" >/dev/null
+    cat "$work/$1.json"
+}
+pairs() {  # socket plugin
+    taskset -c 1 "$bin/budget-bench" control --socket "$1" --seconds "$seconds" --in-flight 64 --batch 1 \
+        --plugin "$2" | tee /dev/stderr | sed -E 's/.*: ([0-9]+) reserve\+commit pairs\/s.*/\1/'
+}
+
+start_stack local "$work/local.yaml"
+local_pairs=$(pairs "$work/local/control.sock" bench)
+local_wrk=$(wrk_run local "$proxy")
+stop_stack
+start_stack redis "$work/redis.yaml"
+curl -sf -o /dev/null -H 'apikey: production-key' -H 'content-type: application/json' -d "$chat" "http://$proxy/ai/budget"
+plugin=$(redis-cli -p "$redis_port" --scan --pattern 'budget:c:*' | head -1 | sed -E 's/^budget:c:([^|]*)\|.*/\1/')
+[ -n "$plugin" ] || { echo "bench/fleet.sh: no counter in Redis after the warm-up" >&2; exit 1; }
+redis_pairs=$(pairs "$work/redis/control.sock" "$plugin")
+redis_wrk=$(wrk_run redis "$proxy")
+stop_stack
+
+mkdir -p "$results"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+python3 - "$stamp" "$seconds" "$connections" "$config" "$local_pairs" "$redis_pairs" "$local_wrk" "$redis_wrk" "$results" <<'PY'
+import json, sys
+stamp, seconds, connections, config = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+local_pairs, redis_pairs = float(sys.argv[5]), float(sys.argv[6])
+local_wrk, redis_wrk, results = json.loads(sys.argv[7]), json.loads(sys.argv[8]), sys.argv[9]
+lines = [f"# strategy redis against local, {stamp} ({config} build)", "",
+         f"Servers (emulator, controld, proxy, redis-server with appendfsync always) on core 0, load on core 1; {seconds} s each.", "",
+         "| measure | local | redis | redis/local | non-200 (local, redis) |", "|---|---:|---:|---:|---|",
+         f"| reserve+commit pairs/s (1 per frame, 64 in flight) | {local_pairs:.0f} | {redis_pairs:.0f} | {redis_pairs / local_pairs:.2f} | - |",
+         f"| proxy req/s, {connections} connections | {local_wrk['rps']:.0f} | {redis_wrk['rps']:.0f} | {redis_wrk['rps'] / local_wrk['rps']:.2f} | {local_wrk['non200']}, {redis_wrk['non200']} |",
+         f"| proxy p99 ms | {local_wrk['p99_ms']:.2f} | {redis_wrk['p99_ms']:.2f} | | |"]
+bad = [row for row in (local_wrk, redis_wrk) if row["non200"] or row["non2xx"] or row["errors"]]
+if bad:
+    lines += ["", "**Not valid: answers other than 200 (or socket errors).**"]
+text = "\n".join(lines) + "\n"
+open(f"{results}/fleet-{stamp}.md", "w").write(text)
+print(text)
+sys.exit(1 if bad else 0)
+PY
