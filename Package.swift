@@ -97,8 +97,10 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
-                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem", "Systemd", "BudgetRedis",
+                "BudgetConfig", "BudgetLedger", "BudgetWire", "BudgetStore", "DaemonKit", "CBudgetSystem", "Systemd",
+                "BudgetRedis",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -3,7 +3,7 @@ import BudgetLedger
 import BudgetRedis
 public import BudgetStore
 import BudgetWire
-import DaemonKit
+public import DaemonKit
 import Foundation
 public import Logging
 import NIOCore
@@ -36,6 +36,8 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
         public var redisLossPolicy: String = RedisLossPolicy.failClosed.rawValue
         /// CA certificates for Redis TLS with `ssl_verify` (`--redis-ca-file`).
         public var redisCAFile: String?
+        /// Where `GET /metrics` is served (`--metrics-listen`); nil: nowhere.
+        public var metricsListen: ListenAddress?
 
         public init(
             stateDirectory: String, controlSocket: String, adminSocket: String, adminGroup: UInt32?,
@@ -133,6 +135,14 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
         context.peerPolicy = .init(allowedUser: UInt32(geteuid()), adminGroup: options.adminGroup)
         context.dataPlaneCount = { controlListener.connections }
         let adminListener = try await ControlListener.listen(on: adminSocket, group: eventLoops, context: context)
+        var metrics: MetricsListener?
+        if let address = options.metricsListen {
+            let listener = try await MetricsListener.bind(
+                address, group: eventLoops, budgets: budgets, fleet: fleet, board: board,
+                dataPlanes: { controlListener.connections })
+            logger.notice("metrics on http://\(listener.boundAddress)/metrics")
+            metrics = listener
+        }
         let notifier = SystemdNotifier(
             status: "serving config version \(version)",
             readyMetadata: [
@@ -154,6 +164,7 @@ public struct ControlPlaneDaemon: ServiceLifecycle.Service {
             ],
             gracefulShutdownSignals: signals,
             logger: logger)
+        if let metrics { configuration.services.append(.init(service: metrics)) }
         configuration.maximumGracefulShutdownDuration = options.shutdownLimit
         let group = ServiceGroup(configuration: configuration)
         do {

@@ -70,6 +70,12 @@ struct BudgetControld: AsyncParsableCommand {
         help: ArgumentHelp("CA certificates (PEM) to verify Redis with when ssl_verify is true.", valueName: "file"))
     var redisCaFile: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve GET /metrics (Prometheus text) on HOST:PORT: config version, data planes, holds, the fleet's Redis.",
+            valueName: "host:port"))
+    var metricsListen: ListenAddress?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -99,6 +105,7 @@ struct BudgetControld: AsyncParsableCommand {
         if let nodeName { daemon.options.nodeName = nodeName }
         daemon.options.redisLossPolicy = onRedisLoss
         daemon.options.redisCAFile = redisCaFile
+        daemon.options.metricsListen = metricsListen
         do {
             try await daemon.run()
         } catch let error as ControlPlaneDaemon.RunError {
