@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// A pipeline on its way to the server: the encoded commands, how many replies they get, where those go.
 struct RedisRequest: Sendable {
@@ -38,8 +39,15 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private let settings: ConnectionSettings
     private var pending = CircularBuffer<Pending>()
     private var failure: RedisError?
+    /// Whether the TLS handshake has completed (a read timeout before it is a TLS problem).
+    private var handshakeCompleted = false
 
     init(settings: ConnectionSettings) { self.settings = settings }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent { handshakeCompleted = true }
+        context.fireUserInboundEventTriggered(event)
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
@@ -51,6 +59,15 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         let loop = context.eventLoop.assumeIsolated()
         let readTimeout = settings.readTimeout
         let readDeadline = loop.scheduleTask(in: readTimeout) { [self] in
+            if settings.tlsEnabled && !handshakeCompleted {
+                fail(
+                    context: context,
+                    RedisError(
+                        kind: .tls,
+                        message: "\(settings.label): no TLS handshake within \(Self.describe(readTimeout)) (read timeout): "
+                            + "is the server speaking TLS on this port? (ssl: true)"))
+                return
+            }
             fail(
                 context: context,
                 RedisError(
@@ -142,7 +159,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             default: break
             }
         }
-        return RedisError(kind: .closed, message: "\(label): connection lost (\(error))")
+        let hint = settings.tlsEnabled ? "" : "; is ssl: true needed?"
+        return RedisError(kind: .closed, message: "\(label): connection lost (\(error))\(hint)")
     }
 
     static func tlsError(_ error: any Error, settings: ConnectionSettings) -> RedisError {

@@ -102,6 +102,10 @@ struct TestCertificates: Sendable {
     let caCert: String
     let serverCert: String
     let serverKey: String
+    /// A server certificate for localhost only (no IP address): NIOSSL accepts a certificate whose IP SAN is the
+    /// connected address whatever the server name, so a wrong name only fails against this one.
+    let dnsOnlyCert: String
+    let dnsOnlyKey: String
 
     static let shared: Result<TestCertificates, TestFailure> = {
         do { return .success(try make()) } catch let error as TestFailure { return .failure(error) } catch {
@@ -114,6 +118,7 @@ struct TestCertificates: Sendable {
         func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
         try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(
             toFile: path("ext.cnf"), atomically: true, encoding: .utf8)
+        try "subjectAltName=DNS:localhost\n".write(toFile: path("dns.cnf"), atomically: true, encoding: .utf8)
         let openssl = try findExecutable("openssl")
         try runTool(openssl, [
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -127,7 +132,24 @@ struct TestCertificates: Sendable {
             "x509", "-req", "-in", path("server.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
             "-CAcreateserial", "-out", path("server.crt"), "-days", "2", "-extfile", path("ext.cnf"),
         ])
-        return TestCertificates(caCert: path("ca.crt"), serverCert: path("server.crt"), serverKey: path("server.key"))
+        try runTool(openssl, [
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", path("dns.key"), "-out", path("dns.csr"), "-subj", "/CN=localhost",
+        ])
+        try runTool(openssl, [
+            "x509", "-req", "-in", path("dns.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
+            "-CAcreateserial", "-out", path("dns.crt"), "-days", "2", "-extfile", path("dns.cnf"),
+        ])
+        return TestCertificates(
+            caCert: path("ca.crt"), serverCert: path("server.crt"), serverKey: path("server.key"),
+            dnsOnlyCert: path("dns.crt"), dnsOnlyKey: path("dns.key"))
+    }
+
+    /// The same CA, with the localhost-only server certificate.
+    var dnsOnly: TestCertificates {
+        TestCertificates(
+            caCert: caCert, serverCert: dnsOnlyCert, serverKey: dnsOnlyKey, dnsOnlyCert: dnsOnlyCert,
+            dnsOnlyKey: dnsOnlyKey)
     }
 }
 
