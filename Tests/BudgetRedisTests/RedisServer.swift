@@ -120,26 +120,36 @@ struct TestCertificates: Sendable {
             toFile: path("ext.cnf"), atomically: true, encoding: .utf8)
         try "subjectAltName=DNS:localhost\n".write(toFile: path("dns.cnf"), atomically: true, encoding: .utf8)
         let openssl = try findExecutable("openssl")
-        try runTool(openssl, [
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", path("ca.key"), "-out", path("ca.crt"), "-days", "2", "-subj", "/CN=BudgetRedis test CA",
-        ])
-        try runTool(openssl, [
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", path("server.key"), "-out", path("server.csr"), "-subj", "/CN=localhost",
-        ])
-        try runTool(openssl, [
-            "x509", "-req", "-in", path("server.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
-            "-CAcreateserial", "-out", path("server.crt"), "-days", "2", "-extfile", path("ext.cnf"),
-        ])
-        try runTool(openssl, [
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", path("dns.key"), "-out", path("dns.csr"), "-subj", "/CN=localhost",
-        ])
-        try runTool(openssl, [
-            "x509", "-req", "-in", path("dns.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
-            "-CAcreateserial", "-out", path("dns.crt"), "-days", "2", "-extfile", path("dns.cnf"),
-        ])
+        try runTool(
+            openssl,
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", path("ca.key"), "-out", path("ca.crt"), "-days", "2", "-subj", "/CN=BudgetRedis test CA",
+            ])
+        try runTool(
+            openssl,
+            [
+                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", path("server.key"), "-out", path("server.csr"), "-subj", "/CN=localhost",
+            ])
+        try runTool(
+            openssl,
+            [
+                "x509", "-req", "-in", path("server.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
+                "-CAcreateserial", "-out", path("server.crt"), "-days", "2", "-extfile", path("ext.cnf"),
+            ])
+        try runTool(
+            openssl,
+            [
+                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", path("dns.key"), "-out", path("dns.csr"), "-subj", "/CN=localhost",
+            ])
+        try runTool(
+            openssl,
+            [
+                "x509", "-req", "-in", path("dns.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
+                "-CAcreateserial", "-out", path("dns.crt"), "-days", "2", "-extfile", path("dns.cnf"),
+            ])
         return TestCertificates(
             caCert: path("ca.crt"), serverCert: path("server.crt"), serverKey: path("server.key"),
             dnsOnlyCert: path("dns.crt"), dnsOnlyKey: path("dns.key"))
@@ -181,7 +191,8 @@ func runTool(_ executable: String, _ arguments: [String]) throws {
     let output = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
-        throw TestFailure("\(executable) \(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
+        throw TestFailure(
+            "\(executable) \(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
     }
 }
 
