@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 requirements=Tests/interop/requirements.txt
 case ${1:-} in
-    test) apt_packages=(curl mandoc libsqlite3-dev libsystemd-dev systemd wrk nginx openssl); python=yes ;;
+    test) apt_packages=(curl mandoc libsqlite3-dev libsystemd-dev systemd wrk nginx openssl redis-server redis-sentinel); python=yes ;;
     demo) apt_packages=(curl libsqlite3-dev libsystemd-dev); python=no ;;
     *) echo "usage: $0 test|demo" >&2; exit 2 ;;
 esac

@@ -181,7 +181,8 @@ struct RESPDecoder: ByteToMessageDecoder {
 
     private static func integer(_ line: ByteBufferView) throws -> Int64 {
         guard line.count <= 20, let value = Int64(String(decoding: line, as: UTF8.self)) else {
-            throw RESPDecodingError.protocolViolation("not an integer: \(String(decoding: line.prefix(32), as: UTF8.self))")
+            throw RESPDecodingError.protocolViolation(
+                "not an integer: \(String(decoding: line.prefix(32), as: UTF8.self))")
         }
         return value
     }

@@ -72,7 +72,9 @@ public final class RedisClient: Sendable {
         guard commands.count <= limits.maxPipeline else {
             throw RedisError(
                 kind: .closed,
-                message: "redis \(endpoint): not sent: a pipeline of \(commands.count) commands exceeds the limit of \(limits.maxPipeline)")
+                message:
+                    "redis \(endpoint): not sent: a pipeline of \(commands.count) commands exceeds the limit of \(limits.maxPipeline)"
+            )
         }
         let count = commands.count
         let maxQueued = limits.maxQueued
@@ -91,7 +93,7 @@ public final class RedisClient: Sendable {
         do {
             replies = try await connection.send(commands)
         } catch {
-            recordFailure(error, connectionLost: true)
+            recordFailure(error)
             throw error
         }
         for reply in replies {
@@ -99,7 +101,7 @@ public final class RedisClient: Sendable {
             if message.hasPrefix("NOAUTH") {
                 let error = RedisConnection.noAuth(
                     label: connection.settings.label, message, passwordSet: endpoint.password != nil)
-                recordFailure(error, connectionLost: false)
+                recordFailure(error)
                 throw error
             }
             if message.hasPrefix("READONLY"), endpoint.sentinel != nil {
@@ -190,7 +192,9 @@ public final class RedisClient: Sendable {
     private func connection() async throws(RedisError) -> RedisConnection {
         let loop = group.next()
         let step = state.withLockedValue { state -> Step in
-            if state.closed { return .fail(RedisError(kind: .closed, message: "redis \(endpoint): the client is closed")) }
+            if state.closed {
+                return .fail(RedisError(kind: .closed, message: "redis \(endpoint): the client is closed"))
+            }
             if let connection = state.connection {
                 if connection.isActive { return .ready(connection) }
                 state.connection = nil
@@ -243,9 +247,12 @@ public final class RedisClient: Sendable {
                 }
                 if recovered {
                     logger.notice(
-                        "redis connected again to \(connection.address)", metadata: ["redis.address": "\(connection.address)"])
+                        "redis connected again to \(connection.address)",
+                        metadata: ["redis.address": "\(connection.address)"])
                 } else {
-                    logger.info("redis connected to \(connection.address)", metadata: ["redis.address": "\(connection.address)"])
+                    logger.info(
+                        "redis connected to \(connection.address)", metadata: ["redis.address": "\(connection.address)"]
+                    )
                 }
                 watch(connection)
                 promise.succeed(connection)
@@ -264,7 +271,8 @@ public final class RedisClient: Sendable {
                     return backoff
                 }
                 logger.warning(
-                    "redis connection failed, next attempt in \(RedisChannelHandler.describe(backoff)) at the earliest: \(error.message)")
+                    "redis connection failed, next attempt in \(RedisChannelHandler.describe(backoff)) at the earliest: \(error.message)"
+                )
                 promise.fail(error)
                 throw error
             }
@@ -291,7 +299,7 @@ public final class RedisClient: Sendable {
         }
     }
 
-    private func recordFailure(_ error: RedisError, connectionLost: Bool) {
+    private func recordFailure(_ error: RedisError) {
         state.withLockedValue { state in
             state.health.lastError = error.message
             state.health.failures += 1
@@ -305,9 +313,11 @@ public final class RedisClient: Sendable {
             return try await RedisConnection.open(
                 host: master.host, port: master.port,
                 label: "redis \(master)/\(endpoint.database) (master \(sentinel.master) via sentinel)",
-                database: endpoint.database, username: endpoint.username, password: endpoint.password, tls: endpoint.tls,
+                database: endpoint.database, username: endpoint.username, password: endpoint.password,
+                tls: endpoint.tls,
                 sslContext: sslContext, connectTimeout: endpoint.connectTimeout, sendTimeout: endpoint.sendTimeout,
-                readTimeout: endpoint.readTimeout, maxReplyBytes: limits.maxReplyBytes, requireMaster: true, group: group)
+                readTimeout: endpoint.readTimeout, maxReplyBytes: limits.maxReplyBytes, requireMaster: true,
+                group: group)
         }
         return try await RedisConnection.open(
             host: endpoint.host, port: endpoint.port, label: "redis \(endpoint)", database: endpoint.database,
@@ -336,7 +346,8 @@ public final class RedisClient: Sendable {
             }
             let reply: RESPValue
             do {
-                reply = try await connection.send([RedisCommand("SENTINEL", ["get-master-addr-by-name", sentinel.master])])
+                reply =
+                    try await connection.send([RedisCommand("SENTINEL", ["get-master-addr-by-name", sentinel.master])])
                     .first ?? .null
             } catch {
                 await connection.close()
@@ -358,7 +369,9 @@ public final class RedisClient: Sendable {
         if sentinel.nodes.isEmpty { answers.append("no sentinel nodes configured") }
         throw RedisError(
             kind: .sentinel,
-            message: "redis \(endpoint): no sentinel gave the address of master \(sentinel.master) (\(answers.joined(separator: "; ")))")
+            message:
+                "redis \(endpoint): no sentinel gave the address of master \(sentinel.master) (\(answers.joined(separator: "; ")))"
+        )
     }
 
     /// The TLS context, made once (loading trust roots is not cheap).
@@ -375,7 +388,8 @@ public final class RedisClient: Sendable {
         } catch {
             throw RedisError(
                 kind: .tls,
-                message: "redis \(endpoint): cannot set up TLS (\(error))\(tls.caFile.map { "; ssl_ca_file \($0)" } ?? "")")
+                message:
+                    "redis \(endpoint): cannot set up TLS (\(error))\(tls.caFile.map { "; ssl_ca_file \($0)" } ?? "")")
         }
     }
 }

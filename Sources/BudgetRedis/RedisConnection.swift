@@ -1,6 +1,8 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// A pipeline on its way to the server: the encoded commands, how many replies they get, where those go.
 struct RedisRequest: Sendable {
@@ -18,6 +20,10 @@ struct ConnectionSettings: Sendable {
     var serverName: String
     var sendTimeout: TimeAmount
     var readTimeout: TimeAmount
+    /// Set (before any pending call is failed) once the connection is no longer usable, so that the next call
+    /// opens a new one even while this one is still closing.
+    /// The first error, kept for writes that reach a channel already closed by it.
+    var broken: NIOLockedValueBox<RedisError?>
 }
 
 /// Matches replies to requests in order (Redis answers a connection's commands in order), with a read
@@ -38,8 +44,15 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private let settings: ConnectionSettings
     private var pending = CircularBuffer<Pending>()
     private var failure: RedisError?
+    /// Whether the TLS handshake has completed (a read timeout before it is a TLS problem).
+    private var handshakeCompleted = false
 
     init(settings: ConnectionSettings) { self.settings = settings }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent { handshakeCompleted = true }
+        context.fireUserInboundEventTriggered(event)
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
@@ -51,6 +64,16 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         let loop = context.eventLoop.assumeIsolated()
         let readTimeout = settings.readTimeout
         let readDeadline = loop.scheduleTask(in: readTimeout) { [self] in
+            if settings.tlsEnabled && !handshakeCompleted {
+                fail(
+                    context: context,
+                    RedisError(
+                        kind: .tls,
+                        message:
+                            "\(settings.label): no TLS handshake within \(Self.describe(readTimeout)) (read timeout): "
+                            + "is the server speaking TLS on this port? (ssl: true)"))
+                return
+            }
             fail(
                 context: context,
                 RedisError(
@@ -79,7 +102,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         let value = unwrapInboundIn(data)
         guard failure == nil else { return }
         guard !pending.isEmpty else {
-            fail(context: context, RedisError(kind: .protocolViolation, message: "\(settings.label): a reply nobody asked for"))
+            fail(
+                context: context,
+                RedisError(kind: .protocolViolation, message: "\(settings.label): a reply nobody asked for"))
             return
         }
         pending[pending.startIndex].replies.append(value)
@@ -92,9 +117,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         let hint = settings.tlsEnabled ? "" : "; is ssl: true needed?"
-        fail(
-            context: context,
-            RedisError(kind: .closed, message: "\(settings.label): the server closed the connection\(hint)"))
+        let closed = RedisError(kind: .closed, message: "\(settings.label): the server closed the connection\(hint)")
+        // An error that explains the close (a TLS failure) can arrive right after it: let it win.
+        context.eventLoop.assumeIsolated().execute { [self] in fail(context: context, closed) }
         context.fireChannelInactive()
     }
 
@@ -104,7 +129,10 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     /// Fails everything pending (and everything written later) with `error`, and closes the connection.
     private func fail(context: ChannelHandlerContext, _ error: RedisError) {
-        if failure == nil { failure = error }
+        if failure == nil {
+            failure = error
+            settings.broken.withLockedValue { $0 = error }
+        }
         let failed = failure ?? error
         while let request = pending.popFirst() {
             request.readDeadline?.cancel()
@@ -121,6 +149,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     static func map(_ error: any Error, settings: ConnectionSettings) -> RedisError {
         let label = settings.label
         if let redis = error as? RedisError { return redis }
+        // A write to a channel that an earlier error closed: that error is the reason.
+        if let first = settings.broken.withLockedValue({ $0 }) { return first }
         if let decoding = error as? RESPDecodingError {
             switch decoding {
             case .tooLarge(let what):
@@ -142,7 +172,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             default: break
             }
         }
-        return RedisError(kind: .closed, message: "\(label): connection lost (\(error))")
+        let hint = settings.tlsEnabled ? "" : "; is ssl: true needed?"
+        return RedisError(kind: .closed, message: "\(label): connection lost (\(error))\(hint)")
     }
 
     static func tlsError(_ error: any Error, settings: ConnectionSettings) -> RedisError {
@@ -176,7 +207,8 @@ final class RedisConnection: Sendable {
         self.settings = settings
     }
 
-    var isActive: Bool { channel.isActive }
+    /// Open and not failed.
+    var isActive: Bool { channel.isActive && settings.broken.withLockedValue { $0 == nil } }
 
     /// Connects to `host:port` and sets the connection up: TLS handshake, AUTH, SELECT, and ROLE when
     /// `requireMaster`; a PING at the end makes sure all of it went through.
@@ -188,7 +220,8 @@ final class RedisConnection: Sendable {
         let serverName = tls?.serverName ?? host
         let settings = ConnectionSettings(
             label: label, tlsEnabled: tls != nil, verify: tls?.verify ?? false, serverName: serverName,
-            sendTimeout: TimeAmount(sendTimeout), readTimeout: TimeAmount(readTimeout))
+            sendTimeout: TimeAmount(sendTimeout), readTimeout: TimeAmount(readTimeout),
+            broken: NIOLockedValueBox(nil))
         // An IP address cannot go in SNI; NIOSSL then checks the certificate against the peer's address.
         let sni: String? = isIPAddress(serverName) ? nil : serverName
         let channel: any Channel
@@ -212,10 +245,12 @@ final class RedisConnection: Sendable {
             }
             throw RedisError(kind: .connect, message: "\(label): cannot connect (\(describeConnectError(error)))")
         }
-        let connection = RedisConnection(channel: channel, address: HostPort(host: host, port: port).description,
+        let connection = RedisConnection(
+            channel: channel, address: HostPort(host: host, port: port).description,
             settings: settings)
         do {
-            try await connection.setUp(database: database, username: username, password: password,
+            try await connection.setUp(
+                database: database, username: username, password: password,
                 requireMaster: requireMaster)
         } catch {
             channel.close(promise: nil)
@@ -254,14 +289,18 @@ final class RedisConnection: Sendable {
         }
         if database != 0 {
             if let message = replies[index].errorMessage {
-                if message.hasPrefix("NOAUTH") { throw Self.noAuth(label: label, message, passwordSet: password != nil) }
+                if message.hasPrefix("NOAUTH") {
+                    throw Self.noAuth(label: label, message, passwordSet: password != nil)
+                }
                 throw RedisError(kind: .server, message: "\(label): SELECT \(database) failed (\(message))")
             }
             index += 1
         }
         if requireMaster {
             if let message = replies[index].errorMessage {
-                if message.hasPrefix("NOAUTH") { throw Self.noAuth(label: label, message, passwordSet: password != nil) }
+                if message.hasPrefix("NOAUTH") {
+                    throw Self.noAuth(label: label, message, passwordSet: password != nil)
+                }
                 throw RedisError(kind: .sentinel, message: "\(label): ROLE failed (\(message))")
             }
             let role = replies[index].array?.first?.string ?? "?"
