@@ -269,7 +269,7 @@ let package = Package(
         .testTarget(
             name: "BudgetRedisTests",
             dependencies: [
-                "BudgetRedis",
+                "BudgetRedis", "ControlPlane", "BudgetLedger",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -189,3 +189,110 @@ class Gateway:
     def stop(self):
         for daemon in reversed(self.daemons):
             daemon.stop()
+
+
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
+REDIS_SENTINEL = os.environ.get("REDIS_SENTINEL", "/usr/bin/redis-sentinel")
+REDIS_CLI = os.environ.get("REDIS_CLI", "/usr/bin/redis-cli")
+
+
+class RedisServer:
+    """A redis-server (or, with `sentinel_of`, a redis-sentinel) of a test's own on a loopback port, stopped by PID.
+
+    `aof`: appendonly with appendfsync always, so that the data survives kill -9 (`crash()` then `restart()` on
+    the same port); without it nothing is saved, and a restart comes back empty. `args`: more options
+    (`--requirepass`, `--replicaof`, ...)."""
+
+    def __init__(self, directory: Path, port=None, aof=False, args=(), sentinel_of=None, log_name=None):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.aof = aof
+        self.args = tuple(args)
+        self.sentinel_of = sentinel_of
+        self.log = self.directory / (log_name or f"redis-{self.port}.log")
+        self.process = None
+        self.start()
+
+    def command_line(self):
+        if self.sentinel_of is not None:
+            master, master_port = self.sentinel_of
+            config = self.directory / f"sentinel-{self.port}.conf"
+            if not config.exists():  # the sentinel rewrites its config file; keep what it learnt on a restart
+                config.write_text(
+                    f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                    f"sentinel monitor {master} 127.0.0.1 {master_port} 1\n"
+                    f"sentinel down-after-milliseconds {master} 1000\n"
+                    f"sentinel failover-timeout {master} 5000\n")
+            return [REDIS_SENTINEL, str(config), "--logfile", str(self.log)]
+        persistence = (["--appendonly", "yes", "--appendfsync", "always", "--appendfilename", f"aof-{self.port}.aof",
+                        "--appenddirname", f"aof-{self.port}"]
+                       if self.aof else ["--appendonly", "no"])
+        return [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir",
+                str(self.directory), "--logfile", str(self.log), "--daemonize", "no", *persistence, *self.args]
+
+    def start(self, timeout=10.0):
+        self.process = subprocess.Popen(self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis on port {self.port} exited {self.process.returncode}: "
+                                   f"{self.log.read_text()[-2000:] if self.log.exists() else ''}")
+            if self.ping():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis on port {self.port} does not answer PING")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                reply = sock.recv(64)
+                # +PONG, or -NOAUTH when a password is required: either way it is up.
+                return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
+        except OSError:
+            return False
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def cli(self, *args, password=None, check=True) -> str:
+        """redis-cli against this server; returns its standard output, stripped."""
+        command = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)]
+        env = dict(os.environ)
+        if password is not None:
+            env["REDISCLI_AUTH"] = password
+        out = subprocess.run([*command, *args], capture_output=True, text=True, timeout=10, env=env)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"redis-cli {args}: {out.stderr}")
+        return out.stdout.strip()
+
+    def crash(self):
+        """kill -9, and reap it."""
+        if self.alive:
+            os.kill(self.process.pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+
+    def restart(self):
+        """Starts again on the same port (with its AOF, when it has one)."""
+        self.crash()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the port may take a moment to be free again
+            try:
+                return self.start()
+            except RuntimeError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self):
+        if self.alive:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
