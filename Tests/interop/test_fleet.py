@@ -19,6 +19,9 @@ from conftest import FIXTURE, MODEL_ID, Gateway
 from daemons import RedisServer
 
 NOTE = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Write a 40 word note"}], "max_tokens": 100}
+# 300 ms at Bedrock: requests are in flight when Redis dies, and their usage must reach it afterwards.
+SLOW_NOTE = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Write a 40 word note [[emulator-fault:latency-300]]"}],
+             "max_tokens": 100}
 LONG_NOTE = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Write a 300 word note"}], "max_tokens": 500}
 GROUPS = {"signify-basic": "signify-dev-team", "signify-premium": "signify-analytics",
           "signify-enterprise": "signify-production"}
@@ -490,7 +493,7 @@ def test_redis_killed_mid_load_and_restarted_with_its_aof(fleet, policy):
     config = fleet_config(plain(redis))
     a = fleet.node("node-a", config, "--on-redis-loss", policy)
     b = fleet.node("node-b", config, "--on-redis-loss", policy)
-    load = Load([a, b])
+    load = Load([a, b], body=SLOW_NOTE, workers=8)
     try:
         assert wait_for(lambda: sum(1 for r in load.since(0) if r.status == 200) >= 20, 10), load.replies[:3]
         killed = time.monotonic()
@@ -519,6 +522,9 @@ def test_redis_killed_mid_load_and_restarted_with_its_aof(fleet, policy):
     finally:
         replies = load.stop()
     assert not load.errors, load.errors[:5]
+    # Requests admitted before the kill and answered during the outage: their commits had to wait for Redis.
+    across = [r for r in replies if r.status == 200 and r.started < killed < r.ended]
+    assert across, "no request was in flight across the kill"
     during = [r for r in outage if r.started >= killed + 0.2]
     if policy == "fail-closed":
         refused = [r for r in during if r.status == 503]
@@ -543,7 +549,8 @@ def test_redis_killed_mid_load_and_restarted_with_its_aof(fleet, policy):
     assert used == clients, (used, clients, f"{len(replies)} replies, {sum(r.status == 200 for r in replies)} 200s")
     for node in (a, b):
         assert usage_row(node, "signify-production")["used"] == used
-    print(f"{policy}: back after restart {back}; {len(replies)} replies, {clients} tokens, all in Redis")
+    print(f"{policy}: back after restart {back}; {len(replies)} replies ({len(across)} across the kill, "
+          f"{len(during)} during the outage), {clients} tokens, all in Redis")
     if policy == "count-locally":
         line = status_line(status(b).stdout, "without redis")
         m = re.match(r"([\d.]+) s, ([\d.]+) units counted locally", line)
@@ -664,6 +671,7 @@ def test_ssl_against_a_plaintext_redis_is_a_clear_tls_error_and_503(fleet):
         return "unreachable: " in line and line  # before the first attempt it says only "unreachable"
     line = wait_for(unreachable, 8, step=0.2)
     assert line, status(node).stdout
+    print("status:", line)
     assert re.search(r"TLS|SSL|handshake", line, re.I), line
     reply = wait_for(lambda: (r := post(node.url, NOTE, key="dev-team-key")).status != 200 and r, 5)
     assert reply and reply.status == 503, reply
