@@ -106,7 +106,20 @@ package final class FleetMember: Sendable {
         budgets.route(BudgetDesk.Routing(shared: shared, plugins: shared == nil ? [] : config.redisCountedPlugins))
         if let replaced {
             logger.notice("left the fleet's Redis", metadata: ["redis": "\(replaced.endpoint.description)"])
-            Task { await replaced.client.close() }
+            Task {
+                // A sync here that leaves the fleet's Redis (strategy local, or another Redis) is the fleet's new
+                // config too: the other nodes learn it from the Redis they still watch.
+                if syncedHere {
+                    do {
+                        try await self.publish(config, on: replaced)
+                    } catch {
+                        self.logger.warning(
+                            "cannot tell the fleet's Redis about a config that leaves it",
+                            metadata: ["redis": "\(replaced.endpoint.description)", "error": "\(error)"])
+                    }
+                }
+                await replaced.client.close()
+            }
         }
         if let shared, replaced !== shared, redis != nil, replaced == nil || replaced?.endpoint != shared.endpoint {
             logger.notice("budgets of strategy redis are kept in the fleet's Redis", metadata: ["redis": "\(shared.endpoint.description)"])
@@ -195,7 +208,9 @@ package final class FleetMember: Sendable {
         guard let version = reply.int, version > 0 else {
             throw SharedBudgetError("publishing the config answered \(SharedBudgets.describe(reply))")
         }
-        state.withLock { $0.fleetVersion = max($0.fleetVersion, UInt64(version)) }
+        state.withLock { state in
+            if state.shared === shared { state.fleetVersion = max(state.fleetVersion, UInt64(version)) }
+        }
         logger.notice(
             "config published to the fleet", metadata: ["fleet_version": "\(version)", "entities": "\(config.count)"])
     }
