@@ -481,7 +481,9 @@ def test_a_sync_right_after_another_node_started_is_not_undone_by_that_nodes_old
     assert wait_for(lambda: converged(redis, [a, b]), 5, step=0.2), status(a).stdout
     time.sleep(1.0)  # two more polls: a revert would show
     limits = {n.name: usage_row(n, "signify-dev-team")["limit"] for n in (a, b)}
-    assert limits == {"node-a": 13000, "node-b": 13000}, (limits, logs_of(a, b))
+    assert limits == {"node-a": 13000, "node-b": 13000}, \
+        f"{limits}\n" + "\n".join(line for log in a.logs + b.logs if log.exists()
+                                   for line in log.read_text().splitlines() if "config" in line)
 
 
 # MARK: - 3. Redis killed and restarted with its data
