@@ -255,6 +255,7 @@ public final class RedisClient: Sendable {
                     )
                 }
                 watch(connection)
+                if let sentinel = endpoint.sentinel { followMaster(connection, sentinel: sentinel) }
                 promise.succeed(connection)
                 return connection
             } catch {
@@ -295,6 +296,37 @@ public final class RedisClient: Sendable {
                 self.logger.warning(
                     "redis connection to \(connection.address) lost; reconnecting on the next call",
                     metadata: ["redis.address": "\(connection.address)"])
+            }
+        }
+    }
+
+    /// How often a connection made through Sentinel asks the sentinels whether the master is still the same.
+    static let sentinelCheckInterval: Duration = .seconds(1)
+
+    /// While `connection` is the client's, asks the sentinels every `sentinelCheckInterval` for the master's
+    /// address and closes the connection when it changed (a failover): the next call then connects to the new
+    /// master. Without this a promoted replica would be noticed only when the old master is demoted and answers
+    /// READONLY, and writes in between would go to a master about to lose them.
+    private func followMaster(_ connection: RedisConnection, sentinel: RedisEndpoint.Sentinel) {
+        Task { [weak self] in
+            while true {
+                do { try await Task.sleep(for: Self.sentinelCheckInterval) } catch { return }
+                guard let self else { return }
+                let current = self.state.withLockedValue { $0.connection === connection && !$0.closed }
+                guard current, connection.isActive else { return }
+                let master: RedisEndpoint.HostPort
+                do {
+                    master = try await self.discoverMaster(sentinel, sslContext: try self.tlsContext())
+                } catch {
+                    continue
+                }
+                if master.description != connection.address {
+                    self.logger.warning(
+                        "redis master of \(sentinel.master) moved from \(connection.address) to \(master); reconnecting",
+                        metadata: ["redis.address": "\(connection.address)"])
+                    connection.channel.close(promise: nil)
+                    return
+                }
             }
         }
     }

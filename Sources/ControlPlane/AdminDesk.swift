@@ -134,6 +134,8 @@ package actor AdminDesk {
         state = prepared.state
         board.install(prepared.snapshot, version: prepared.version)
         fleet?.configure(for: state, version: version, syncedHere: true)
+        // The fleet learns of the sync before budgetctl does (within a second; else the fleet loop keeps trying).
+        await fleet?.publishSynced()
         logger.notice(
             "config applied",
             metadata: [

@@ -3,6 +3,7 @@ import BudgetJSON
 import BudgetLedger
 package import BudgetRedis
 import BudgetWire
+import DaemonKit
 import Foundation
 package import Logging
 package import NIOCore
@@ -54,8 +55,12 @@ package final class FleetMember: Sendable {
         var shared: SharedBudgets?
         /// The fleet config version this node has (applied or published); 0: none yet.
         var fleetVersion: UInt64 = 0
-        /// A config synced here that Redis has not got yet.
-        var unpublished: (version: UInt64, state: ConfigState)?
+        /// The fleet's epoch: a random id the first publication into an empty Redis chooses, so that a Redis
+        /// restarted empty (whose versions start again from 1) is noticed.
+        var fleetEpoch: String?
+        /// A config synced here that Redis has not got yet, and when it was synced (epoch milliseconds): a later
+        /// sync, anywhere in the fleet, wins over it.
+        var unpublished: (version: UInt64, state: ConfigState, syncedAt: Int64)?
         var lastError: String?
     }
 
@@ -95,12 +100,15 @@ package final class FleetMember: Sendable {
     package func configure(for config: ConfigState, version: UInt64, syncedHere: Bool) {
         let redis = config.fleetRedis
         let (replaced, shared) = state.withLock { state -> (SharedBudgets?, SharedBudgets?) in
-            if syncedHere { state.unpublished = (version, config) }
+            if syncedHere { state.unpublished = (version, config, Self.milliseconds()) }
             guard redis != state.settings else { return (nil, state.shared) }
             let old = state.shared
             state.settings = redis
             state.shared = redis.map { makeShared($0) }
-            if state.shared == nil { state.fleetVersion = 0 }
+            if state.shared == nil || redis != nil {
+                state.fleetVersion = 0
+                state.fleetEpoch = nil
+            }
             return (old, state.shared)
         }
         budgets.route(BudgetDesk.Routing(shared: shared, plugins: shared == nil ? [] : config.redisCountedPlugins))
@@ -111,7 +119,7 @@ package final class FleetMember: Sendable {
                 // config too: the other nodes learn it from the Redis they still watch.
                 if syncedHere {
                     do {
-                        try await self.publish(config, on: replaced)
+                        _ = try await self.publish(config, syncedAt: Self.milliseconds(), on: replaced)
                     } catch {
                         self.logger.warning(
                             "cannot tell the fleet's Redis about a config that leaves it",
@@ -130,7 +138,8 @@ package final class FleetMember: Sendable {
         let endpoint = Self.endpoint(redis, caFile: settings.caFile)
         return SharedBudgets(
             client: RedisClient(endpoint: endpoint, eventLoopGroup: group, logger: logger), endpoint: endpoint,
-            node: settings.nodeID, lifetime: budgets.reservationLifetime, policy: settings.lossPolicy, logger: logger)
+            node: settings.nodeID, lifetime: budgets.reservationLifetime, policy: settings.lossPolicy,
+            eventLoop: group.next(), logger: logger)
     }
 
     /// Kong's `redis` block as the client's endpoint.
@@ -166,24 +175,67 @@ package final class FleetMember: Sendable {
         }
     }
 
+    /// Epoch milliseconds, the order of syncs across the fleet (node clocks are assumed in step, as NTP keeps them).
+    static func milliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Publishes a config synced here at once, for at most a second (called before the sync returns, so that the
+    /// order in which syncs return is the order in which the fleet sees them); otherwise the loop keeps trying.
+    package func publishSynced() async {
+        _ = await withDeadline(.seconds(1)) { await self.publishPending() }
+    }
+
+    /// Publishes the config synced here that Redis has not got yet, if any; true when there is none left.
+    @discardableResult
+    private func publishPending() async -> Bool {
+        guard let shared, let pending = state.withLock({ $0.unpublished }) else { return true }
+        do {
+            let accepted = try await publish(pending.state, syncedAt: pending.syncedAt, on: shared)
+            state.withLock { state in
+                if state.unpublished?.version == pending.version { state.unpublished = nil }
+            }
+            if !accepted {
+                logger.warning(
+                    "a config synced here was not published: a later sync on another node is the fleet's config, and this node takes it",
+                    metadata: ["config_version": "\(pending.version)"])
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// One round: publish a config synced here, adopt a newer one from the fleet, announce this node.
     func step() async {
         guard let shared, let desk = desk.withLock({ $0 }) else { return }
         do {
             if let pending = state.withLock({ $0.unpublished }) {
-                try await publish(pending.state, on: shared)
+                if try await publish(pending.state, syncedAt: pending.syncedAt, on: shared) == false {
+                    logger.warning(
+                        "a config synced here was not published: a later sync on another node is the fleet's config, and this node takes it",
+                        metadata: ["config_version": "\(pending.version)"])
+                }
                 state.withLock { state in
                     if state.unpublished?.version == pending.version { state.unpublished = nil }
                 }
             }
-            let reply = try await shared.client.send(RedisCommand("HMGET", ["budget:config", "version", "node"]))
+            let reply = try await shared.client.send(RedisCommand("HMGET", ["budget:config", "version", "epoch"]))
             let fields = reply.array ?? []
             let version = fields.first?.int.map { UInt64(max(0, $0)) } ?? 0
-            let known = fleetVersion
+            let epoch = fields.count > 1 ? fields[1].string : nil
+            let known = state.withLock { state -> UInt64 in
+                if state.fleetEpoch != epoch {
+                    // Another fleet history (a Redis restarted empty, or another Redis): what this node knew of the
+                    // old one says nothing about the new.
+                    state.fleetEpoch = epoch
+                    state.fleetVersion = 0
+                }
+                return state.fleetVersion
+            }
             if version == 0 {
-                // Nothing published yet (a new Redis, or one restarted empty): this node's config becomes the fleet's.
+                // Nothing published yet (a new Redis, or one restarted empty): this node's config becomes the
+                // fleet's, unless a node with a later sync publishes first (time 0: older than any sync).
                 let (current, _) = await desk.current()
-                try await publish(current, on: shared)
+                _ = try await publish(current, syncedAt: 0, on: shared)
             } else if version > known {
                 try await adopt(version: version, from: shared, desk: desk)
             }
@@ -200,31 +252,49 @@ package final class FleetMember: Sendable {
         }
     }
 
-    /// Publishes `config` as the fleet's next version.
-    private func publish(_ config: ConfigState, on shared: SharedBudgets) async throws {
+    /// Publishes `config`, synced at `syncedAt`, as the fleet's next version, unless the fleet's config comes from
+    /// a later sync; returns whether it was published.
+    private func publish(_ config: ConfigState, syncedAt: Int64, on shared: SharedBudgets) async throws -> Bool {
         let payload = WireJSON.encode(ConfigSnapshot(version: 0, state: config))
+        let epoch = String(UInt64.random(in: 1...UInt64.max), radix: 16)
         let reply = try await shared.client.run(
-            Self.publishScript, keys: [], arguments: [String(decoding: payload, as: UTF8.self), settings.nodeName])
-        guard let version = reply.int, version > 0 else {
+            Self.publishScript, keys: [],
+            arguments: [String(decoding: payload, as: UTF8.self), settings.nodeName, String(syncedAt), epoch])
+        guard let fields = reply.array, fields.count == 3, let accepted = fields[0].int, let version = fields[1].int,
+            version > 0
+        else {
             throw SharedBudgetError("publishing the config answered \(SharedBudgets.describe(reply))")
         }
+        guard accepted == 1 else { return false }
         state.withLock { state in
-            if state.shared === shared { state.fleetVersion = max(state.fleetVersion, UInt64(version)) }
+            guard state.shared === shared else { return }
+            if state.fleetEpoch != fields[2].string {
+                state.fleetEpoch = fields[2].string
+                state.fleetVersion = 0
+            }
+            state.fleetVersion = max(state.fleetVersion, UInt64(version))
         }
         logger.notice(
             "config published to the fleet", metadata: ["fleet_version": "\(version)", "entities": "\(config.count)"])
+        return true
     }
 
     /// Applies fleet config `version` here, as a sync of the whole config would.
     private func adopt(version: UInt64, from shared: SharedBudgets, desk: AdminDesk) async throws {
-        let reply = try await shared.client.send(RedisCommand("HMGET", ["budget:config", "version", "state", "node"]))
-        guard let fields = reply.array, fields.count == 3, let got = fields[0].int, got > 0,
+        let reply = try await shared.client.send(
+            RedisCommand("HMGET", ["budget:config", "version", "state", "node", "epoch"]))
+        guard let fields = reply.array, fields.count == 4, let got = fields[0].int, got > 0,
             case .bulkString(let bytes) = fields[1]
         else { throw SharedBudgetError("the fleet's config could not be read: \(SharedBudgets.describe(reply))") }
         let snapshot = try WireJSON.decode(ConfigSnapshot.self, from: bytes)
         let node = fields[2].string ?? "?"
+        // A sync here that Redis has not got yet is newer than what this node would adopt: it is published first.
+        guard state.withLock({ $0.unpublished == nil }) else { return }
         let applied = try await desk.adoptFleetConfig(snapshot.state, fleetVersion: UInt64(got), from: node)
-        state.withLock { $0.fleetVersion = max($0.fleetVersion, UInt64(got)) }
+        state.withLock { state in
+            guard state.shared === shared, state.fleetEpoch == fields[3].string else { return }
+            state.fleetVersion = max(state.fleetVersion, UInt64(got))
+        }
         if let applied {
             logger.notice(
                 "config adopted from the fleet",
@@ -268,12 +338,19 @@ package final class FleetMember: Sendable {
         return nodes.sorted { $0.name < $1.name }
     }
 
-    /// INCR the version and store the config with it, atomically.
+    /// Stores a config as the fleet's next version, atomically, unless the one there comes from a later sync.
+    /// ARGV: config, node, synced-at milliseconds, an epoch for an empty Redis. Returns {accepted, version, epoch}.
     static let publishScript = RedisScript(
         """
+        local synced = tonumber(redis.call('HGET', 'budget:config', 'synced') or '-1')
+        local epoch = redis.call('HGET', 'budget:config', 'epoch') or ARGV[4]
+        if tonumber(ARGV[3]) < synced then
+          return {0, tonumber(redis.call('HGET', 'budget:config', 'version') or '0'), epoch}
+        end
         local v = redis.call('INCR', 'budget:config:version')
-        redis.call('HSET', 'budget:config', 'version', v, 'state', ARGV[1], 'node', ARGV[2])
-        return v
+        redis.call('HSET', 'budget:config', 'version', v, 'state', ARGV[1], 'node', ARGV[2], 'synced', ARGV[3],
+          'epoch', epoch)
+        return {1, v, epoch}
         """)
 }
 

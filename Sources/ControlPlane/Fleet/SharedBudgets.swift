@@ -3,6 +3,7 @@ package import BudgetLedger
 package import BudgetRedis
 package import BudgetWire
 import Foundation
+package import NIOCore
 package import Logging
 import Synchronization
 
@@ -27,6 +28,8 @@ package enum RedisLossPolicy: String, Sendable, CaseIterable {
 package final class SharedBudgets: Sendable {
     package let client: RedisClient
     package let endpoint: RedisEndpoint
+    /// Where reservation deadlines are kept.
+    private let eventLoop: any EventLoop
     /// This node's id in reservation keys: random per store, so it survives restarts.
     package let node: String
     package let lifetime: Int64
@@ -45,8 +48,9 @@ package final class SharedBudgets: Sendable {
 
     package init(
         client: RedisClient, endpoint: RedisEndpoint, node: String, lifetime: Int64, policy: RedisLossPolicy,
-        logger: Logger
+        eventLoop: any EventLoop, logger: Logger
     ) {
+        self.eventLoop = eventLoop
         self.client = client
         self.endpoint = endpoint
         self.node = node
@@ -88,16 +92,43 @@ package final class SharedBudgets: Sendable {
                 ]
             }
         }
+        // Answered by the deadline whatever Redis does, so that the data plane hears why (rather than give up
+        // on the control plane first); should Redis admit after it, those holds are released at once.
+        let answered = Mutex(false)
+        let first: @Sendable () -> Bool = { answered.withLock { done in defer { done = true }; return !done } }
+        let deadline = eventLoop.scheduleTask(in: reserveDeadline) {
+            guard first() else { return }
+            let error = SharedBudgetError(
+                "no answer within \(self.reserveDeadline.nanoseconds / 1_000_000) ms")
+            done(self.lost(error, reserving: requests, ids: ids))
+        }
         Task {
             do {
                 let reply = try await self.client.run(BudgetScripts.reserve, keys: [], arguments: arguments)
                 let outcomes = try Self.outcomes(reply, requests: requests, ids: ids)
+                deadline.cancel()
+                guard first() else {
+                    let late = outcomes.compactMap { outcome -> UInt64? in
+                        if case .admitted(let id, _, _) = outcome { id } else { nil }
+                    }
+                    if !late.isEmpty { self.release(late) { _ in } }
+                    return
+                }
                 self.reached()
                 done(outcomes)
             } catch {
+                deadline.cancel()
+                guard first() else { return }
                 done(self.lost(error, reserving: requests, ids: ids))
             }
         }
+    }
+
+    /// How long a reservation waits for Redis before the loss policy answers it: 1.5 s, or the `redis` block's
+    /// `read_timeout` when shorter; below budget-proxyd's `--control-timeout-ms` (default 2 s), so that the
+    /// client's 503 says that Redis is the cause.
+    var reserveDeadline: TimeAmount {
+        TimeAmount(min(endpoint.readTimeout + endpoint.connectTimeout, .milliseconds(1500)))
     }
 
     /// Applies `commits` in Redis (once each, by their origins), calling `done` when Redis has them.
@@ -117,7 +148,10 @@ package final class SharedBudgets: Sendable {
         }
         Task {
             do {
-                let reply = try await self.client.run(BudgetScripts.commit, keys: [], arguments: arguments)
+                let reply =
+                    self.endpoint.sentinel == nil
+                    ? try await self.client.run(BudgetScripts.commit, keys: [], arguments: arguments)
+                    : try await self.runReplicated(BudgetScripts.commit, arguments: arguments)
                 guard let applied = reply.array, applied.count == commits.count else {
                     throw SharedBudgetError("the commit script answered \(Self.describe(reply))")
                 }
@@ -129,6 +163,31 @@ package final class SharedBudgets: Sendable {
             }
         }
     }
+
+    /// Runs `script` and, in the same pipeline, `WAIT 1`: the reply counts only once a replica has the write too.
+    /// Behind Sentinel a failover promotes a replica, and what the old master had not passed on is lost; a commit
+    /// is therefore acknowledged only once it is on a replica, and otherwise sent again by the data plane (its
+    /// commit mark keeps it from counting twice). A master whose replicas are gone (it was just replaced) fails
+    /// the commit in the same way.
+    private func runReplicated(_ script: RedisScript, arguments: [String]) async throws -> RESPValue {
+        let wait = RedisCommand("WAIT", ["1", String(Self.replicationWaitMilliseconds)])
+        let call = RedisCommand("EVALSHA", [script.sha1, "0"] + arguments)
+        var replies = try await client.send([call, wait])
+        if case .error(let message) = replies.first, message.hasPrefix("NOSCRIPT") {
+            _ = try await client.send(RedisCommand("SCRIPT", ["LOAD", script.source]))
+            replies = try await client.send([call, wait])
+        }
+        guard replies.count == 2 else { throw SharedBudgetError("a replicated call answered \(replies.count) replies") }
+        guard let replicas = replies[1].int, replicas >= 1 else {
+            throw SharedBudgetError(
+                "the write is on the master \(client.health.address ?? "?") but on no replica within "
+                    + "\(Self.replicationWaitMilliseconds) ms (WAIT answered \(Self.describe(replies[1]))); it is sent again")
+        }
+        return replies[0]
+    }
+
+    /// How long a commit waits for a replica behind Sentinel.
+    static let replicationWaitMilliseconds = 1000
 
     /// Frees holds in Redis; `done` gets the failure when Redis is away (the data plane sends them again).
     package func release(_ ids: [UInt64], done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
