@@ -8,7 +8,8 @@ import BudgetRedis
 /// Keys, under the prefix `budget:` (one Redis per fleet; Cluster is not supported, see budget.yaml(5)):
 /// - `budget:c:<counter>`: a hash with the window kind `k`, the total of the live buckets `t`, the units held by
 ///   requests in flight `h`, and one field `b<index>` per bucket; `budget:l:<counter>` lists the bucket indexes,
-///   oldest first. Both expire a minute after their newest bucket stops counting (or their last hold ends).
+///   oldest first. Both expire at most eleven minutes after their newest bucket stops counting (or their last
+///   hold ends).
 /// - `budget:r:<node>:<id>`: a reservation (units `u`, expiry `e`, counters `k1`…`kn`), indexed by expiry in the
 ///   sorted set `budget:rx`; every reserve first releases the ones whose lease ran out (at most 256 a call).
 /// - `budget:m:<stream>`: the last commit number applied from a data plane's commit stream (kept 30 days).
@@ -43,11 +44,13 @@ enum BudgetScripts {
           end
           return last
         end
+        -- Keeps a counter's keys until at least untilTime; extended with ten minutes to spare, so that most
+        -- calls only read the TTL.
         local function keep(ck, lk, untilTime, now)
           local ttl = redis.call('TTL', ck)
           if ttl < 0 or now + ttl < untilTime then
-            redis.call('EXPIREAT', ck, untilTime)
-            redis.call('EXPIREAT', lk, untilTime)
+            redis.call('EXPIREAT', ck, untilTime + 600)
+            redis.call('EXPIREAT', lk, untilTime + 600)
           end
         end
         -- Drops the buckets that stopped counting at now (in window kind `kind`); returns the total left.

@@ -46,10 +46,18 @@ package final class SharedBudgets: Sendable {
         var episodes = 0
     }
 
+    /// Frames waiting for the reserve and commit calls in flight.
+    private let reserves: Coalescer<ReserveJob>
+    private let commitQueue: Coalescer<CommitJob>
+
     package init(
         client: RedisClient, endpoint: RedisEndpoint, node: String, lifetime: Int64, policy: RedisLossPolicy,
         eventLoop: any EventLoop, logger: Logger
     ) {
+        // Bounded by requests per call (the script's arguments), not by frames: a frame holds at most
+        // `BudgetMessages.maxBatch` requests.
+        reserves = Coalescer(maxWeight: 512) { $0.requests.count }
+        commitQueue = Coalescer(maxWeight: 512) { $0.commits.count }
         self.eventLoop = eventLoop
         self.client = client
         self.endpoint = endpoint
@@ -57,6 +65,8 @@ package final class SharedBudgets: Sendable {
         self.lifetime = lifetime
         self.policy = policy
         self.logger = logger
+        reserves.start { [weak self] jobs in await self?.send(jobs) }
+        commitQueue.start { [weak self] jobs in await self?.send(jobs) }
     }
 
     /// Seconds spent without Redis (the current episode included), units counted locally meanwhile, and how
@@ -74,52 +84,86 @@ package final class SharedBudgets: Sendable {
 
     // MARK: - Calls
 
+    /// A frame's reservations waiting for their script call.
+    private struct ReserveJob: Sendable {
+        var requests: [ReserveRequest]
+        var ids: [UInt64]
+        var done: @Sendable ([ReserveOutcome]) -> Void
+        /// Taken by whichever answers first: Redis, or the deadline.
+        let answered = Once()
+        var deadline: Scheduled<Void>?
+
+        /// True the first time only.
+        func claim() -> Bool { answered.claim() }
+    }
+
+    /// A frame's commits waiting for their script call.
+    private struct CommitJob: Sendable {
+        var commits: [BudgetMessages.Commit]
+        var done: @Sendable (Result<Void, any Error>) -> Void
+    }
+
     /// Reserves `requests` under reservation `ids` (taken from the local ledger), calling `done` with their
-    /// outcomes in order, from whichever thread the reply arrives on.
+    /// outcomes in order, from whichever thread the reply arrives on. Frames that arrive while a call is in
+    /// flight go together in the next call: one round trip per batch, however many frames.
     package func reserve(
         _ requests: [ReserveRequest], ids: [UInt64], done: @escaping @Sendable ([ReserveOutcome]) -> Void
     ) {
-        var arguments = [node, String(lifetime), String(requests.count)]
-        for (request, id) in zip(requests, ids) {
-            arguments += [
-                String(id), request.enforcement == .hard ? "h" : "s", Self.number(request.promptUnits),
-                Self.number(request.unitsPerCompletionToken), String(request.maxTokens), String(request.rules.count),
-            ]
-            for rule in request.rules {
-                arguments += [
-                    rule.key.description, rule.kind == .fixed ? "f" : "s", String(rule.key.windowSize),
-                    Self.number(rule.limit),
-                ]
-            }
-        }
+        var job = ReserveJob(requests: requests, ids: ids, done: done, deadline: nil)
         // Answered by the deadline whatever Redis does, so that the data plane hears why (rather than give up
         // on the control plane first); should Redis admit after it, those holds are released at once.
-        let answered = Mutex(false)
-        let first: @Sendable () -> Bool = { answered.withLock { done in defer { done = true }; return !done } }
-        let deadline = eventLoop.scheduleTask(in: reserveDeadline) {
-            guard first() else { return }
-            let error = SharedBudgetError(
-                "no answer within \(self.reserveDeadline.nanoseconds / 1_000_000) ms")
+        let answered = job
+        job.deadline = eventLoop.scheduleTask(in: reserveDeadline) {
+            guard answered.claim() else { return }
+            let error = SharedBudgetError("no answer within \(self.reserveDeadline.nanoseconds / 1_000_000) ms")
             done(self.lost(error, reserving: requests, ids: ids))
         }
-        Task {
-            do {
-                let reply = try await self.client.run(BudgetScripts.reserve, keys: [], arguments: arguments)
-                let outcomes = try Self.outcomes(reply, requests: requests, ids: ids)
-                deadline.cancel()
-                guard first() else {
-                    let late = outcomes.compactMap { outcome -> UInt64? in
+        reserves.submit(job)
+    }
+
+    /// One script call for the reservations of several frames.
+    private func send(_ jobs: [ReserveJob]) async {
+        let count = jobs.reduce(0) { $0 + $1.requests.count }
+        var arguments = [node, String(lifetime), String(count)]
+        for job in jobs {
+            for (request, id) in zip(job.requests, job.ids) {
+                arguments += [
+                    String(id), request.enforcement == .hard ? "h" : "s", Self.number(request.promptUnits),
+                    Self.number(request.unitsPerCompletionToken), String(request.maxTokens),
+                    String(request.rules.count),
+                ]
+                for rule in request.rules {
+                    arguments += [
+                        rule.key.description, rule.kind == .fixed ? "f" : "s", String(rule.key.windowSize),
+                        Self.number(rule.limit),
+                    ]
+                }
+            }
+        }
+        do {
+            let reply = try await client.run(BudgetScripts.reserve, keys: [], arguments: arguments)
+            let outcomes = try Self.outcomes(
+                reply, requests: jobs.flatMap(\.requests), ids: jobs.flatMap(\.ids))
+            reached()
+            var offset = 0
+            for job in jobs {
+                let mine = Array(outcomes[offset..<offset + job.requests.count])
+                offset += job.requests.count
+                job.deadline?.cancel()
+                if job.claim() {
+                    job.done(mine)
+                } else {
+                    let late = mine.compactMap { outcome -> UInt64? in
                         if case .admitted(let id, _, _) = outcome { id } else { nil }
                     }
-                    if !late.isEmpty { self.release(late) { _ in } }
-                    return
+                    if !late.isEmpty { release(late) { _ in } }
                 }
-                self.reached()
-                done(outcomes)
-            } catch {
-                deadline.cancel()
-                guard first() else { return }
-                done(self.lost(error, reserving: requests, ids: ids))
+            }
+        } catch {
+            for job in jobs {
+                job.deadline?.cancel()
+                guard job.claim() else { continue }
+                job.done(lost(error, reserving: job.requests, ids: job.ids))
             }
         }
     }
@@ -131,8 +175,15 @@ package final class SharedBudgets: Sendable {
         TimeAmount(min(endpoint.readTimeout + endpoint.connectTimeout, .milliseconds(1500)))
     }
 
-    /// Applies `commits` in Redis (once each, by their origins), calling `done` when Redis has them.
+    /// Applies `commits` in Redis (once each, by their origins), calling `done` when Redis has them; frames that
+    /// arrive while a call is in flight go together in the next.
     package func commit(_ commits: [BudgetMessages.Commit], done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        commitQueue.submit(CommitJob(commits: commits, done: done))
+    }
+
+    /// One script call for the commits of several frames.
+    private func send(_ jobs: [CommitJob]) async {
+        let commits = jobs.flatMap(\.commits)
         var arguments = [node, String(BudgetDesk.commitMarkLifetime), String(commits.count)]
         for commit in commits {
             arguments += [
@@ -146,21 +197,20 @@ package final class SharedBudgets: Sendable {
                 ]
             }
         }
-        Task {
-            do {
-                let reply =
-                    self.endpoint.sentinel == nil
-                    ? try await self.client.run(BudgetScripts.commit, keys: [], arguments: arguments)
-                    : try await self.runReplicated(BudgetScripts.commit, arguments: arguments)
-                guard let applied = reply.array, applied.count == commits.count else {
-                    throw SharedBudgetError("the commit script answered \(Self.describe(reply))")
-                }
-                self.reached()
-                done(.success(()))
-            } catch {
-                self.lost(error, committing: commits)
-                done(.failure(SharedBudgetError(self.unavailableReason(error))))
+        do {
+            let reply =
+                endpoint.sentinel == nil
+                ? try await client.run(BudgetScripts.commit, keys: [], arguments: arguments)
+                : try await runReplicated(BudgetScripts.commit, arguments: arguments)
+            guard let applied = reply.array, applied.count == commits.count else {
+                throw SharedBudgetError("the commit script answered \(Self.describe(reply))")
             }
+            reached()
+            for job in jobs { job.done(.success(())) }
+        } catch {
+            lost(error, committing: commits)
+            let failure = SharedBudgetError(unavailableReason(error))
+            for job in jobs { job.done(.failure(failure)) }
         }
     }
 
@@ -408,4 +458,71 @@ package final class SharedBudgets: Sendable {
 package struct SharedBudgetError: Error, CustomStringConvertible {
     package var description: String
     package init(_ description: String) { self.description = description }
+}
+
+/// Jobs sent in batches, one batch in flight at a time: a job that arrives while none is in flight is sent at
+/// once; jobs that arrive meanwhile form the next batch (up to `maxWeight`, by `weight`). No added latency when
+/// idle, one call for many jobs under load.
+final class Coalescer<Job: Sendable>: Sendable {
+    private struct State {
+        var running = false
+        var pending: [Job] = []
+    }
+
+    private let state = Mutex(State())
+    private let maxWeight: Int
+    private let weight: @Sendable (Job) -> Int
+    private let sender = Mutex<(@Sendable ([Job]) async -> Void)?>(nil)
+
+    init(maxWeight: Int, weight: @escaping @Sendable (Job) -> Int) {
+        self.maxWeight = maxWeight
+        self.weight = weight
+    }
+
+    /// Sets what sends a batch (before the first `submit`).
+    func start(_ send: @escaping @Sendable ([Job]) async -> Void) { sender.withLock { $0 = send } }
+
+    func submit(_ job: Job) {
+        let start = state.withLock { state -> Bool in
+            state.pending.append(job)
+            guard !state.running else { return false }
+            state.running = true
+            return true
+        }
+        guard start, let send = sender.withLock({ $0 }) else { return }
+        Task { await self.drain(send) }
+    }
+
+    private func drain(_ send: @Sendable ([Job]) async -> Void) async {
+        while let batch = take() { await send(batch) }
+    }
+
+    /// The next batch, or nil (and not running) when nothing waits.
+    private func take() -> [Job]? {
+        state.withLock { state -> [Job]? in
+            guard !state.pending.isEmpty else {
+                state.running = false
+                return nil
+            }
+            var total = 0
+            var count = 0
+            for job in state.pending {
+                let next = weight(job)
+                if count > 0 && total + next > maxWeight { break }
+                total += next
+                count += 1
+            }
+            let batch = Array(state.pending.prefix(count))
+            state.pending.removeFirst(count)
+            return batch
+        }
+    }
+}
+
+/// A flag taken once.
+final class Once: Sendable {
+    private let taken = Mutex(false)
+
+    /// True the first time only.
+    func claim() -> Bool { taken.withLock { taken in defer { taken = true }; return !taken } }
 }
