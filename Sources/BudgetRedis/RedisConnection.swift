@@ -46,6 +46,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private var failure: RedisError?
     /// Whether the TLS handshake has completed (a read timeout before it is a TLS problem).
     private var handshakeCompleted = false
+    /// Whether the server ever answered on this connection: after that a reset is not a TLS mismatch.
+    private var answered = false
 
     init(settings: ConnectionSettings) { self.settings = settings }
 
@@ -107,6 +109,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 RedisError(kind: .protocolViolation, message: "\(settings.label): a reply nobody asked for"))
             return
         }
+        answered = true
         pending[pending.startIndex].replies.append(value)
         if pending[pending.startIndex].replies.count == pending[pending.startIndex].count {
             let done = pending.removeFirst()
@@ -116,7 +119,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let hint = settings.tlsEnabled ? "" : "; is ssl: true needed?"
+        let hint = settings.tlsEnabled || answered ? "" : "; is ssl: true needed?"
         let closed = RedisError(kind: .closed, message: "\(settings.label): the server closed the connection\(hint)")
         // An error that explains the close (a TLS failure) can arrive right after it: let it win.
         context.eventLoop.assumeIsolated().execute { [self] in fail(context: context, closed) }
@@ -143,11 +146,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     /// A RedisError for whatever went wrong on the channel.
     func map(_ error: any Error) -> RedisError {
-        Self.map(error, settings: settings)
+        // A server that has answered speaks RESP: no hint about TLS then.
+        Self.map(error, settings: settings, hintTLS: !answered)
     }
 
-    static func map(_ error: any Error, settings: ConnectionSettings) -> RedisError {
+    static func map(_ error: any Error, settings: ConnectionSettings, hintTLS: Bool = true) -> RedisError {
         let label = settings.label
+        let tlsHint = settings.tlsEnabled || !hintTLS ? "" : "; is ssl: true needed?"
         if let redis = error as? RedisError { return redis }
         // A write to a channel that an earlier error closed: that error is the reason.
         if let first = settings.broken.withLockedValue({ $0 }) { return first }
@@ -156,8 +161,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             case .tooLarge(let what):
                 return RedisError(kind: .replyTooLarge, message: "\(label): \(what); connection closed")
             case .protocolViolation(let what):
-                let hint = settings.tlsEnabled ? "" : "; is ssl: true needed?"
-                return RedisError(kind: .protocolViolation, message: "\(label): not RESP2 (\(what))\(hint)")
+                return RedisError(kind: .protocolViolation, message: "\(label): not RESP2 (\(what))\(tlsHint)")
             }
         }
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
@@ -167,13 +171,11 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             switch channelError {
             case .connectTimeout: return RedisError(kind: .connect, message: "\(label): timed out connecting")
             case .ioOnClosedChannel, .alreadyClosed, .outputClosed, .inputClosed, .eof:
-                let hint = settings.tlsEnabled ? "" : "; is ssl: true needed?"
-                return RedisError(kind: .closed, message: "\(label): the connection is closed\(hint)")
+                return RedisError(kind: .closed, message: "\(label): the connection is closed\(tlsHint)")
             default: break
             }
         }
-        let hint = settings.tlsEnabled ? "" : "; is ssl: true needed?"
-        return RedisError(kind: .closed, message: "\(label): connection lost (\(error))\(hint)")
+        return RedisError(kind: .closed, message: "\(label): connection lost (\(error))\(tlsHint)")
     }
 
     static func tlsError(_ error: any Error, settings: ConnectionSettings) -> RedisError {

@@ -97,7 +97,7 @@ package actor AdminDesk {
             throw WireErrorBody(.notFound, "consumer \"\(consumer ?? "")\" is not defined")
         }
         let subject = "consumer:" + consumer
-        let removed = budgets.withLedger { $0.removeCounters { $0.subject == subject } }
+        var removed = budgets.withLedger { $0.removeCounters { $0.subject == subject } }
         do {
             _ = try store.deleteUsage(subject: subject)
         } catch {
@@ -106,7 +106,9 @@ package actor AdminDesk {
         if let shared = budgets.sharedRouting.shared {
             do {
                 let inRedis = try await shared.removeCounters(subject: subject)
-                logger.notice("usage reset in the fleet's Redis", metadata: ["consumer": "\(consumer)", "counters": "\(inRedis)"])
+                removed += inRedis
+                logger.notice(
+                    "usage reset in the fleet's Redis", metadata: ["consumer": "\(consumer)", "counters": "\(inRedis)"])
             } catch {
                 throw WireErrorBody(
                     .unavailable,

@@ -2,7 +2,7 @@ public import DaemonKit
 import Foundation
 public import Logging
 import NIOCore
-import NIOPosix
+public import NIOPosix
 public import ServiceLifecycle
 public import UnixSignals
 import Systemd
@@ -29,13 +29,17 @@ public struct ProxyDaemon: ServiceLifecycle.Service {
         /// Where usage not yet acknowledged by the control plane is spooled (`pending-usage.spool`); nil keeps
         /// it in memory only.
         public var stateDirectory: String?
+        /// The event loops to run on, when the caller owns them (budget-proxyd passes NIO's singleton group, which
+        /// it installed as Swift Concurrency's executor); nil: a group of `threads` made and shut down here.
+        public var eventLoopGroup: MultiThreadedEventLoopGroup?
 
         public init(
             listen: [ListenAddress], statusListen: ListenAddress?, controlSocket: String,
             lossPolicy: ControlPlaneLossPolicy, limits: HTTPLimits, controlTimeout: Duration,
             environment: [String: String], inherited: [String: [Int32]] = [:], threads: Int = 1,
-            stateDirectory: String? = nil
+            stateDirectory: String? = nil, eventLoopGroup: MultiThreadedEventLoopGroup? = nil
         ) {
+            self.eventLoopGroup = eventLoopGroup
             self.stateDirectory = stateDirectory
             self.inherited = inherited
             self.threads = threads
@@ -69,13 +73,14 @@ public struct ProxyDaemon: ServiceLifecycle.Service {
 
     /// Runs until a signal (or the enclosing group's graceful shutdown); start-up problems are thrown.
     public func run() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+        let ownsGroup = options.eventLoopGroup == nil
+        let group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
         let upstream: BedrockUpstream
         do {
             upstream = try BedrockUpstream(
                 eventLoopGroup: group, caBundle: options.environment["AWS_CA_BUNDLE"].flatMap { $0.isEmpty ? nil : $0 })
         } catch {
-            try? await group.shutdownGracefully()
+            if ownsGroup { try? await group.shutdownGracefully() }
             throw error
         }
         let link = ControlLink(
@@ -104,11 +109,11 @@ public struct ProxyDaemon: ServiceLifecycle.Service {
             try await services.run()
         } catch {
             await upstream.shutdown()
-            try? await group.shutdownGracefully()
+            if ownsGroup { try? await group.shutdownGracefully() }
             throw error
         }
         await upstream.shutdown()
-        try? await group.shutdownGracefully()
+        if ownsGroup { try? await group.shutdownGracefully() }
         logger.notice("stopped")
     }
 }

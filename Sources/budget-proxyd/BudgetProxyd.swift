@@ -3,10 +3,11 @@ import DaemonKit
 import DataPlane
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Systemd
 
 /// `budget-proxyd`: argument parsing and start-up only; the daemon is `ProxyDaemon`.
-@main
 struct BudgetProxyd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "budget-proxyd",
@@ -139,7 +140,8 @@ struct BudgetProxyd: AsyncParsableCommand {
                 listen: listen.isEmpty ? [.tcp(host: "0.0.0.0", port: 8000)] : listen, statusListen: statusListen,
                 controlSocket: controlSocket, lossPolicy: onControlPlaneLoss, limits: limits,
                 controlTimeout: .milliseconds(controlTimeoutMs), environment: ProcessInfo.processInfo.environment,
-                inherited: Systemd.listeners(), threads: threads ?? CPUs.available, stateDirectory: spoolDirectory),
+                inherited: Systemd.listeners(), threads: threads ?? CPUs.available, stateDirectory: spoolDirectory,
+                eventLoopGroup: Self.eventLoops),
             logger: logger
         ) { line in
             try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
@@ -155,3 +157,43 @@ struct BudgetProxyd: AsyncParsableCommand {
 }
 
 extension ControlPlaneLossPolicy: ExpressibleByArgument {}
+
+extension BudgetProxyd {
+    /// The event loops everything runs on: NIO's singleton group, installed as Swift Concurrency's global
+    /// executor by `main`, so that a request's tasks run on the event loop that does its I/O instead of hopping
+    /// between the concurrency pool and the loops (half the proxy's CPU samples were on the pool's threads, and a
+    /// hop is a context switch on a single core). Nil when the takeover was refused: a group of its own then.
+    nonisolated(unsafe) static var eventLoops: MultiThreadedEventLoopGroup?
+}
+
+/// The entry point: parses the flags, sizes NIO's singleton group to `--threads` and makes it the concurrency
+/// executor before any task runs (it must happen on the main thread, once), then runs the command.
+@main
+enum BudgetProxydMain {
+    static func main() async {
+        let command: any ParsableCommand
+        do {
+            command = try BudgetProxyd.parseAsRoot()
+        } catch {
+            BudgetProxyd.exit(withError: error)
+        }
+        guard let proxyd = command as? BudgetProxyd else {
+            do {
+                var other = command
+                try other.run()
+                BudgetProxyd.exit()
+            } catch {
+                BudgetProxyd.exit(withError: error)
+            }
+        }
+        NIOSingletons.groupLoopCountSuggestion = proxyd.threads ?? CPUs.available
+        if NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() {
+            BudgetProxyd.eventLoops = MultiThreadedEventLoopGroup.singleton
+        }
+        do {
+            try await proxyd.run()
+        } catch {
+            BudgetProxyd.exit(withError: error)
+        }
+    }
+}

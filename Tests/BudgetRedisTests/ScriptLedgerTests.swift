@@ -54,6 +54,69 @@ struct ScriptLedgerTests {
         }
     }
 
+    /// A one-rule reservation's arguments for the reserve script.
+    static func reserveArguments(id: UInt64, key: LimitKey, lifetime: Int, units: Int) -> [String] {
+        ["n1", String(lifetime), "1", String(id), "s", String(units), "0", "1", "1", key.description, "s",
+         String(key.windowSize), "100000"]
+    }
+
+    /// Usage and holds of `key` as the read script reports them.
+    static func usage(_ client: RedisClient, _ key: LimitKey) async throws -> (used: Double, held: Double) {
+        let reply = try await client.run(
+            BudgetScripts.read, keys: [], arguments: ["1", key.description, "s", String(key.windowSize)])
+        let fields = (reply.array?.first?.string ?? "").split(separator: " ").compactMap { Double($0) }
+        guard fields.count == 3 else { throw TestFailure("read answered \(reply)") }
+        return (fields[0], fields[1])
+    }
+
+    @Test("a hold whose lease ran out is released by the next call, however long Redis was idle (its key has no expiry)")
+    func expiredHoldIsReleased() async throws {
+        let server = try RedisServer()
+        defer { server.stop(); server.remove() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = RedisClient(
+            endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), eventLoopGroup: group,
+            logger: Logger(label: "test"))
+        defer { Task { await client.close() } }
+        let key = LimitKey(plugin: "p", provider: "bedrock", subject: "consumer:c", windowSize: 86400)
+        let reply = try await client.run(
+            BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 7, key: key, lifetime: 1, units: 300))
+        #expect(reply.array?.first?.string?.hasPrefix("A ") == true)
+        // A key that expired by itself before the next call would leave its 300 units held for good.
+        #expect(try await client.send(RedisCommand("TTL", ["budget:r:n1:7"])).int == -1)
+        #expect(try await Self.usage(client, key).held == 300)
+        try await Task.sleep(for: .seconds(2.2))
+        #expect(try await Self.usage(client, key).held == 0)
+        #expect(try await client.send(RedisCommand("EXISTS", ["budget:r:n1:7"])).int == 0)
+    }
+
+    @Test("a usage reset forgets usage but keeps the holds of requests in flight, which their commits take off")
+    func resetKeepsHolds() async throws {
+        let server = try RedisServer()
+        defer { server.stop(); server.remove() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = RedisClient(
+            endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), eventLoopGroup: group,
+            logger: Logger(label: "test"))
+        defer { Task { await client.close() } }
+        let key = LimitKey(plugin: "p", provider: "bedrock", subject: "consumer:c", windowSize: 86400)
+        _ = try await client.run(
+            BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 1, key: key, lifetime: 600, units: 50))
+        _ = try await client.run(
+            BudgetScripts.commit, keys: [],
+            arguments: ["n1", "2592000", "1", "1", "9", "1", "1", key.description, "s", "86400", "40"])
+        _ = try await client.run(
+            BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 2, key: key, lifetime: 600, units: 70))
+        #expect(try await Self.usage(client, key) == (40, 70))
+        let reset = try await client.run(BudgetScripts.reset, keys: [], arguments: ["budget:c:" + key.description])
+        #expect(reset.int == 1)
+        #expect(try await Self.usage(client, key) == (0, 70))
+        _ = try await client.run(
+            BudgetScripts.commit, keys: [],
+            arguments: ["n1", "2592000", "1", "2", "9", "2", "1", key.description, "s", "86400", "60"])
+        #expect(try await Self.usage(client, key) == (60, 0))
+    }
+
     /// Runs the operations through both; returns the differences found.
     /// The ledger is given Redis's clock as read before each step (the scripts read it themselves).
     private func run(seed: UInt64, client: RedisClient) async throws -> [String] {

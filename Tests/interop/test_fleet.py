@@ -9,7 +9,9 @@ of every 200)."""
 import concurrent.futures
 import http.client
 import json
+import os
 import re
+import signal
 import threading
 import time
 
@@ -737,3 +739,36 @@ def test_sentinel_failover_moves_the_fleet_to_the_new_master(fleet):
                  f"{redis_counter(master, 'signify-production')[0]}")
     for node in (a, b):
         assert usage_row(node, "signify-production")["used"] == total
+
+
+def test_a_stalled_redis_answers_within_the_deadline_and_leaves_no_holds(fleet):
+    """Redis stopped (SIGSTOP) under load, fail-closed: a request waits at most about 1.5 s for it (the later ones
+    are answered at once while the first call hangs), every refusal names Redis, and after SIGCONT the holds Redis
+    granted to reservations that had already been answered 503 are released (they pinned the budget before)."""
+    redis = fleet.redis()
+    config = fleet_config(plain(redis), limits={"signify-enterprise": 1_000_000})
+    a = fleet.node("node-a", config)
+    load = Load([a], body=NOTE, workers=4)
+    try:
+        assert wait_for(lambda: sum(1 for r in load.since(0) if r.status == 200) >= 10, 10), load.replies[:3]
+        stopped = time.monotonic()
+        os.kill(redis.process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(5)
+        finally:
+            os.kill(redis.process.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        assert wait_for(lambda: any(r.status == 200 for r in load.since(resumed)), 10), load.since(resumed)[-3:]
+    finally:
+        replies = load.stop()
+    assert not load.errors, load.errors[:5]
+    stalled = [r for r in replies if r.started >= stopped + 0.1 and r.ended is not None and r.ended <= resumed]
+    refused = [r for r in stalled if r.status == 503]
+    assert refused, stalled[:5]
+    assert all("Redis" in r.message for r in refused), refused[:3]
+    worst = max(r.ended - r.started for r in refused)
+    assert worst < 1.9, f"a refusal took {worst:.2f} s"
+    # Every token the clients got is counted once, and nothing stays held once all requests are done.
+    total = sum(r.tokens for r in replies if r.status == 200)
+    assert wait_for(lambda: redis_counter(redis, "signify-production") == (total, 0), 15), \
+        (redis_counter(redis, "signify-production"), total)

@@ -11,7 +11,9 @@ import BudgetRedis
 ///   oldest first. Both expire at most eleven minutes after their newest bucket stops counting (or their last
 ///   hold ends).
 /// - `budget:r:<node>:<id>`: a reservation (units `u`, expiry `e`, counters `k1`…`kn`), indexed by expiry in the
-///   sorted set `budget:rx`; every reserve first releases the ones whose lease ran out (at most 256 a call).
+///   sorted set `budget:rx`; every reserve and read first releases the ones whose lease ran out (at most 256 a
+///   call). A reservation key has no expiry of its own: it goes only when its hold is taken off its counters
+///   (a key that expired by itself would leave its units held for good).
 /// - `budget:m:<stream>`: the last commit number applied from a data plane's commit stream (kept 30 days).
 /// - `budget:clock`: the latest second any script saw. Time is Redis's own (`TIME`), so every node counts on one
 ///   clock, and it never runs backwards for the budgets.
@@ -122,7 +124,6 @@ enum BudgetScripts {
             keep(ck, lk, e + 60, now)
           end
           redis.call('HSET', rk, unpack(fields))
-          redis.call('EXPIREAT', rk, e + 60)
           redis.call('ZADD', P .. 'rx', e, rid)
         end
 
@@ -274,7 +275,6 @@ enum BudgetScripts {
               if redis.call('EXISTS', rk) == 1 then
                 local e = now + lifetime
                 redis.call('HSET', rk, 'e', e)
-                redis.call('EXPIREAT', rk, e + 60)
                 redis.call('ZADD', P .. 'rx', e, rid)
                 for _, key in ipairs(keys) do keep(P .. 'c:' .. key, P .. 'l:' .. key, e + 60, now) end
                 held = held + 1
@@ -285,6 +285,22 @@ enum BudgetScripts {
             end
             return held
             """)
+
+    /// ARGV: counter hash names (`budget:c:…`). Forgets their usage but keeps what requests in flight hold (`h`),
+    /// which their commits and releases take off again. Returns how many counters had usage.
+    static let reset = RedisScript(
+        """
+        local reset = 0
+        for i = 1, #ARGV do
+          local ck = ARGV[i]
+          local lk = 'budget:l:' .. string.sub(ck, string.len('budget:c:') + 1)
+          local held = redis.call('HGET', ck, 'h')
+          if redis.call('HEXISTS', ck, 't') == 1 then reset = reset + 1 end
+          redis.call('DEL', ck, lk)
+          if held then redis.call('HSET', ck, 'h', held) end
+        end
+        return reset
+        """)
 
     /// ARGV: count, then per counter: counter, kind, window seconds. Returns one string per counter:
     /// `<used> <held> <reset>` (reset 0 when nothing is used).

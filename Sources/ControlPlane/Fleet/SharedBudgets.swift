@@ -109,6 +109,13 @@ package final class SharedBudgets: Sendable {
     package func reserve(
         _ requests: [ReserveRequest], ids: [UInt64], done: @escaping @Sendable ([ReserveOutcome]) -> Void
     ) {
+        // While Redis has not answered a call still in flight (it stalls, or is unreachable), later frames are
+        // answered by the policy at once rather than each waiting for its deadline behind it.
+        if reserves.isBusy, let since = state.withLock({ $0.since }) {
+            let waited = Self.seconds(ContinuousClock.now - since)
+            let error = SharedBudgetError("no answer for \(String(format: "%.1f", waited + 1.5)) s")
+            return done(lost(error, reserving: requests, ids: ids))
+        }
         var job = ReserveJob(requests: requests, ids: ids, done: done, deadline: nil)
         // Answered by the deadline whatever Redis does, so that the data plane hears why (rather than give up
         // on the control plane first); should Redis admit after it, those holds are released at once.
@@ -160,11 +167,44 @@ package final class SharedBudgets: Sendable {
                 }
             }
         } catch {
+            // Redis may still run the call (it was sent; a stalled server reads it when it resumes): its holds, if
+            // any, are released once Redis answers again.
+            doubt(jobs.flatMap(\.ids))
             for job in jobs {
                 job.deadline?.cancel()
                 guard job.claim() else { continue }
                 job.done(lost(error, reserving: job.requests, ids: job.ids))
             }
+        }
+    }
+
+    /// Reservation ids whose script call failed after it was sent: Redis may have granted them.
+    private let doubtful = Mutex<[UInt64]>([])
+    /// Doubtful ids kept at most (older ones are left to their lease's expiry).
+    static let maxDoubtful = 100_000
+
+    private func doubt(_ ids: [UInt64]) {
+        doubtful.withLock { doubtful in
+            doubtful += ids
+            if doubtful.count > Self.maxDoubtful { doubtful.removeFirst(doubtful.count - Self.maxDoubtful) }
+        }
+    }
+
+    /// Releases the doubtful holds, after Redis has had time to run what it read before it stalled (1 s, and
+    /// again 10 s later: a release of a hold that is not there changes nothing).
+    private func releaseDoubtful() {
+        let ids = doubtful.withLock { doubtful in defer { doubtful = [] }; return doubtful }
+        guard !ids.isEmpty else { return }
+        Task {
+            for pause in [Duration.seconds(1), .seconds(10)] {
+                try? await Task.sleep(for: pause)
+                for start in stride(from: 0, to: ids.count, by: 1000) {
+                    self.release(Array(ids[start..<min(ids.count, start + 1000)])) { _ in }
+                }
+            }
+            self.logger.notice(
+                "holds Redis may have granted after their reservations failed were released",
+                metadata: ["reservations": "\(ids.count)"])
         }
     }
 
@@ -299,7 +339,8 @@ package final class SharedBudgets: Sendable {
         }
     }
 
-    /// Deletes the counters of `subject` (`consumer:<name>`) in Redis; returns how many.
+    /// Forgets the usage of `subject` (`consumer:<name>`) in Redis, keeping the holds of its requests in flight;
+    /// returns how many counters had usage.
     package func removeCounters(subject: String) async throws(RedisError) -> Int {
         let pattern = "budget:c:*|" + Self.globEscaped(subject) + "|*"
         var cursor = "0"
@@ -312,9 +353,9 @@ package final class SharedBudgets: Sendable {
             cursor = next
             let names = keys.compactMap(\.string)
             if !names.isEmpty {
-                let lists = names.map { "budget:l:" + $0.dropFirst("budget:c:".count) }
-                _ = try await client.send(RedisCommand("DEL", names + lists))
-                removed += names.count
+                // Usage goes, holds of requests in flight stay (their commits take them off again).
+                let reply = try await client.run(BudgetScripts.reset, keys: [], arguments: names)
+                removed += Int(reply.int ?? 0)
             }
         } while cursor != "0"
         return removed
@@ -333,6 +374,7 @@ package final class SharedBudgets: Sendable {
             state.fallback = nil
             return seconds
         }
+        if ended != nil { releaseDoubtful() }
         if let ended {
             logger.notice(
                 "the fleet's Redis is back", metadata: ["redis": "\(endpoint.description)", "away_seconds": "\(ended)"])
@@ -397,8 +439,14 @@ package final class SharedBudgets: Sendable {
     }
 
     private func unavailableReason(_ error: any Error) -> String {
-        "budget store unavailable: the fleet's Redis (\(endpoint.description)) cannot be reached (\(error)); "
-            + "requests under its budgets are refused until it is back (budget-controld --on-redis-loss fail-closed)"
+        switch policy {
+        case .failClosed:
+            "budget store unavailable: the fleet's Redis (\(endpoint.description)) cannot be reached (\(error)); "
+                + "requests under its budgets are refused until it is back (budget-controld --on-redis-loss fail-closed)"
+        case .countLocally:
+            "the fleet's Redis (\(endpoint.description)) cannot be reached (\(error)); this node counts on its own "
+                + "until it is back (budget-controld --on-redis-loss count-locally), and the usage is sent again then"
+        }
     }
 
     // MARK: - Encoding
@@ -478,6 +526,9 @@ final class Coalescer<Job: Sendable>: Sendable {
         self.maxWeight = maxWeight
         self.weight = weight
     }
+
+    /// Whether a batch is in flight.
+    var isBusy: Bool { state.withLock { $0.running } }
 
     /// Sets what sends a batch (before the first `submit`).
     func start(_ send: @escaping @Sendable ([Job]) async -> Void) { sender.withLock { $0 = send } }

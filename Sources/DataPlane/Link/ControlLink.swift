@@ -5,6 +5,7 @@ import DaemonKit
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
@@ -432,7 +433,16 @@ final class CommitQueue: Sendable {
         var written: UInt64 = 0
         while !Task.isCancelled {
             do { try await Task.sleep(for: CommitSpool.checkpointInterval) } catch { return }
-            written = self.spool(into: spool, logger: logger, unlessAt: written)
+            // On NIO's blocking-I/O pool: the file is written and fsynced, and the concurrency executor may be the
+            // proxy's event loop (budget-proxyd installs it), which must not wait for a disk.
+            let previous = written
+            do {
+                written = try await NIOThreadPool.singleton.runIfActive {
+                    self.spool(into: spool, logger: logger, unlessAt: previous)
+                }
+            } catch {
+                written = self.spool(into: spool, logger: logger, unlessAt: previous)
+            }
         }
     }
 
