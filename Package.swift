@@ -173,6 +173,8 @@ let package = Package(
             name: "budget-proxyd",
             dependencies: [
                 "DataPlane", "DaemonKit", "Systemd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
