@@ -59,13 +59,13 @@ demo: deps-demo
 deps-demo:
 	@scripts/deps.sh demo
 
+# Every script appends its figures to one file ($BENCH_ROWS), and bench/summary.py prints them as one table,
+# each next to its baseline from the same run or its target (bench/results/summary-*.md).
 bench: deps
-	bench/macro.sh
-	bench/emulator-throughput.sh
-	bench/control-throughput.sh
-	bench/fleet.sh
-	bench/scale.sh
-	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
+	rows=$$(mktemp) && export BENCH_ROWS=$$rows && \
+	bench/macro.sh && bench/emulator-throughput.sh && bench/control-throughput.sh && bench/fleet.sh && \
+	bench/scale.sh && (cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark) && \
+	python3 bench/summary.py $$rows bench/results/summary-$$(date -u +%Y%m%dT%H%M%SZ).md
 
 # The soak runs the debug build by default (the one make test builds; its overflow checks and assertions
 # are on): SOAK_CONFIG=release for the release build.

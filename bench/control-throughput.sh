@@ -19,5 +19,11 @@ pid=$!
 for _ in $(seq 100); do [ -S "$work/control.sock" ] && break; sleep 0.05; done
 for setting in "64 1" "256 1" "64 16" "16 64"; do
     set -- $setting
-    taskset -c 1 "$bin/budget-bench" control --socket "$work/control.sock" --seconds "$seconds" --in-flight "$1" --batch "$2"
+    line=$(taskset -c 1 "$bin/budget-bench" control --socket "$work/control.sock" --seconds "$seconds" \
+        --in-flight "$1" --batch "$2")
+    echo "$line"
+    if [ -n "${BENCH_ROWS:-}" ] && [ "$setting" = "64 1" ]; then
+        pairs=$(sed -E 's/.*: ([0-9]+) reserve\+commit pairs\/s.*/\1/' <<<"$line")
+        echo "{\"measure\": \"control plane reserve+commit pairs/s (1 per frame, 64 in flight)\", \"value\": $pairs, \"unit\": \"pairs/s\", \"target\": 50000, \"non200\": 0}" >>"$BENCH_ROWS"
+    fi
 done

@@ -121,6 +121,17 @@ lines = [f"# strategy redis against local, {stamp} ({config} build)", "",
          f"{local_wrk['non200']}, {redis_wrk['non200']}, {everysec_wrk['non200']} |",
          f"| proxy p99 ms | {local_wrk['p99_ms']:.2f} | {redis_wrk['p99_ms']:.2f} | | {everysec_wrk['p99_ms']:.2f} | | |"]
 bad = [row for row in (local_wrk, redis_wrk, everysec_wrk) if row["non200"] or row["non2xx"] or row["errors"]]
+import os
+if os.environ.get("BENCH_ROWS"):
+    def failures(row): return row["non200"] + row["non2xx"] + row["errors"]
+    with open(os.environ["BENCH_ROWS"], "a") as out:
+        for row in [
+            {"measure": "reserve+commit pairs/s through Redis (always)", "value": redis_pairs, "unit": "pairs/s",
+             "baseline": "local store", "baseline_value": local_pairs, "non200": 0},
+            {"measure": "proxy req/s, strategy redis (always)", "value": redis_wrk["rps"], "unit": "req/s",
+             "baseline": "strategy local", "baseline_value": local_wrk["rps"], "non200": failures(redis_wrk)},
+        ]:
+            out.write(json.dumps(row) + "\n")
 if bad:
     lines += ["", "**Not valid: answers other than 200 (or socket errors).**"]
 text = "\n".join(lines) + "\n"

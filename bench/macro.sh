@@ -82,6 +82,8 @@ DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MD
 AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator_unsigned" taskset -c 0 "$bin/budget-proxyd" --listen 127.0.0.1:0 \
     --control-socket "$work/control.sock" --log-level warning >"$work/proxy.out" &
 pids+=($!)
+proxy_pid=$!
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 wait_line "$work/proxy.out" "listening on"
 proxy=$(sed -n 's/listening on //p' "$work/proxy.out")
 sleep 0.5
@@ -105,7 +107,11 @@ BENCH_PATH=/ai/budget BENCH_BODY=$chat BENCH_APIKEY=production-key BENCH_OUT=/de
 
 a=$(run emulator "$emulator_unsigned" "$model_path" "$converse" "")
 b=$(run nginx "127.0.0.1:$nginx_port" "$model_path" "$converse" "")
+ticks_before=$(cpu_ticks "$proxy_pid")
 c=$(run proxy "$proxy" /ai/budget "$chat" production-key)
+ticks_after=$(cpu_ticks "$proxy_pid")
+# The proxy's CPU per request of (c): its user+system time over the requests answered.
+cpu_us=$(python3 -c "import json,sys; print(round(($ticks_after - $ticks_before) / $(getconf CLK_TCK) * 1e6 / max(1, json.loads(sys.argv[1])['requests']), 1))" "$c")
 d=$(run proxy-stream "$proxy" /ai/budget "$stream" production-key)
 # Half of the proxy's maximum rate: each connection pauses so that all together send about half of (c)'s
 # requests per second; the emulator alone and the proxy are measured at that same pace.
@@ -117,8 +123,8 @@ unset BENCH_DELAY_MS
 
 mkdir -p "$results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" "$e" "$f" <<'PY'
-import json, sys
+python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" "$e" "$f" "$cpu_us" <<'PY'
+import json, os, sys
 stamp, seconds, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 results, config = sys.argv[8], sys.argv[9]
 half_emulator, half_proxy = json.loads(sys.argv[10]), json.loads(sys.argv[11])
@@ -151,6 +157,25 @@ bad = [(name, row) for name, row in zip(names + ["(e) emulator, half rate", "(f)
 if bad:
     lines += ["", "**Not valid: answers other than 200 (or socket errors) in " + ", ".join(n for n, _ in bad) + ".**"]
 summary["valid"] = not bad
+cpu_us = float(sys.argv[12])
+summary["proxy_cpu_us_per_request"] = cpu_us
+lines.append(f"- budget-proxyd's CPU per request in (c): {cpu_us:.0f} µs (user+system time over requests answered)")
+if os.environ.get("BENCH_ROWS"):
+    nginx = rows[1]["rps"]
+    with open(os.environ["BENCH_ROWS"], "a") as out:
+        for row in [
+            {"measure": "proxy req/s (every answer a 200)", "value": rows[2]["rps"], "unit": "req/s",
+             "baseline": "nginx", "baseline_value": nginx, "target": 0.6 * nginx,
+             "non200": rows[2]["non200"] + rows[2]["non2xx"] + rows[2]["errors"]},
+            {"measure": "proxy req/s, streaming", "value": rows[3]["rps"], "unit": "req/s",
+             "baseline": "nginx", "baseline_value": nginx, "target": 0.6 * nginx,
+             "non200": rows[3]["non200"] + rows[3]["non2xx"] + rows[3]["errors"]},
+            {"measure": "proxy added p99 at half its rate", "value": summary["half_rate"]["proxy_added_p99_ms"],
+             "unit": "ms", "baseline": "emulator alone p99", "baseline_value": half_emulator["p99_ms"],
+             "target": 1.0, "better": "lower", "non200": half_proxy["non200"] + half_proxy["non2xx"] + half_proxy["errors"]},
+            {"measure": "proxy CPU per request", "value": cpu_us, "unit": "µs", "target": 60, "better": "lower"},
+        ]:
+            out.write(json.dumps(row) + "\n")
 text = "\n".join(lines) + "\n"
 open(f"{results}/macro-{stamp}.md", "w").write(text)
 open(f"{results}/macro-{stamp}.json", "w").write(json.dumps(summary, indent=2) + "\n")

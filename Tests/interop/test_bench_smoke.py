@@ -12,7 +12,8 @@ from conftest import ROOT
 
 @pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("nginx") is None, reason="needs wrk and nginx")
 def test_macro_benchmark_harness_runs_all_four_setups(tmp_path):
-    env = dict(os.environ, CONFIG="debug", BENCH_RESULTS=str(tmp_path))
+    rows = tmp_path / "rows.jsonl"
+    env = dict(os.environ, CONFIG="debug", BENCH_RESULTS=str(tmp_path), BENCH_ROWS=str(rows))
     result = subprocess.run(["bench/macro.sh", "1", "4"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     [summary_file] = list(tmp_path.glob("macro-*.json"))
@@ -22,6 +23,27 @@ def test_macro_benchmark_harness_runs_all_four_setups(tmp_path):
         assert row["requests"] > 0 and row["non200"] == 0 and row["non2xx"] == 0 and row["errors"] == 0, (setup, row)
     assert summary["valid"] is True
     assert "| (c) budget-proxyd -> emulator |" in next(tmp_path.glob("macro-*.md")).read_text()
+    assert summary["proxy_cpu_us_per_request"] > 0
+    # make bench's one table: each figure beside its baseline from the same run, non-200s counted.
+    table = subprocess.run(["python3", "bench/summary.py", str(rows)], cwd=ROOT, capture_output=True, text=True)
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert "| proxy req/s (every answer a 200) |" in table.stdout and "nginx:" in table.stdout, table.stdout
+    assert "| proxy CPU per request |" in table.stdout, table.stdout
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("wrk") is None,
+                    reason="needs redis-server and wrk")
+def test_fleet_benchmark_harness_runs_local_and_redis(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    env = dict(os.environ, CONFIG="debug", BENCH_RESULTS=str(tmp_path), BENCH_ROWS=str(rows))
+    result = subprocess.run(["bench/fleet.sh", "1", "4"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| proxy req/s, 4 connections |" in result.stdout, result.stdout
+    written = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert {row["measure"] for row in written} == {
+        "reserve+commit pairs/s through Redis (always)", "proxy req/s, strategy redis (always)"}
+    assert all(row["value"] > 0 and row["baseline_value"] > 0 and row["non200"] == 0 for row in written), written
 
 
 def test_scale_harness_runs_end_to_end(tmp_path):
