@@ -121,7 +121,7 @@ package actor AdminDesk {
     }
 
     /// Applies a plan. The heavy work (building and validating the result, writing it, encoding the
-    /// snapshot) runs off the actor, so that status and usage requests are not held up by a large sync; the
+    /// delta data planes are sent) runs off the actor, so that status and usage requests are not held up by a large sync; the
     /// store's transaction checks the base version, so of two concurrent applies only one can win.
     private func apply(_ request: AdminRequest) async throws(WireErrorBody) -> AdminResponse {
         guard let base = request.baseVersion, let changes = request.changes else {
@@ -134,7 +134,7 @@ package actor AdminDesk {
         guard version == base else { throw Self.moved(now: version, base: base) }
         version = prepared.version
         state = prepared.state
-        board.install(prepared.snapshot, version: prepared.version)
+        board.publish(delta: prepared.delta, base: base, version: prepared.version, result: prepared.state)
         fleet?.configure(for: state, version: version, syncedHere: true)
         // The fleet learns of the sync before budgetctl does (within a second; else the fleet loop keeps trying).
         await fleet?.publishSynced()
@@ -164,7 +164,7 @@ package actor AdminDesk {
         guard version == base else { throw Self.moved(now: version, base: base) }
         version = prepared.version
         state = prepared.state
-        board.install(prepared.snapshot, version: prepared.version)
+        board.publish(delta: prepared.delta, base: base, version: prepared.version, result: prepared.state)
         fleet?.configure(for: state, version: version, syncedHere: false)
         logger.notice(
             "config applied",
@@ -182,10 +182,12 @@ package actor AdminDesk {
                 + "run the command again")
     }
 
-    /// The new state, written to the store, and its snapshot frame; nothing is kept on any error.
+    /// The new state, written to the store, and the delta frame that takes data planes to it (the changes,
+    /// as they were applied); nothing is kept on any error. The whole snapshot of the new state is encoded
+    /// later, by the board, off the path of the sync and of the push.
     private nonisolated static func prepare(
         _ changes: [AppliedChange], on current: ConfigState, base: UInt64, store: BudgetStore
-    ) async throws(WireErrorBody) -> (version: UInt64, state: ConfigState, snapshot: WireFrame) {
+    ) async throws(WireErrorBody) -> (version: UInt64, state: ConfigState, delta: WireFrame) {
         var result = current
         result.reserveCapacity(current.count + changes.count)
         for change in changes {
@@ -206,10 +208,9 @@ package actor AdminDesk {
                 .invalidConfig,
                 "the result would not be a valid config: " + problems.map(\.description).joined(separator: "; "))
         }
-        // The store moves from `base` to `base + 1` or refuses; the snapshot of that version is encoded in a
-        // child task meanwhile, on another core, and dropped if the write fails.
-        let state = result
-        async let encoding = SnapshotBoard.frame(version: base + 1, state: state)
+        // The store moves from `base` to `base + 1` or refuses; the delta to that version is encoded in a child
+        // task meanwhile (a first sync's is as large as a snapshot), on another core, and dropped if the write fails.
+        async let encoding = SnapshotBoard.deltaFrame(base: base, version: base + 1, changes: changes)
         let next: UInt64
         do {
             next = try store.apply(changes, baseVersion: base, now: BudgetDesk.now())
@@ -217,8 +218,10 @@ package actor AdminDesk {
             _ = await encoding
             throw WireErrorBody(error.isConflict ? .conflict : .internal, error.description)
         }
-        let snapshot = await encoding
-        guard next == base + 1 else { return (next, result, SnapshotBoard.frame(version: next, state: state)) }
-        return (next, result, snapshot)
+        let delta = await encoding
+        guard next == base + 1 else {
+            return (next, result, SnapshotBoard.deltaFrame(base: base, version: next, changes: changes))
+        }
+        return (next, result, delta)
     }
 }
