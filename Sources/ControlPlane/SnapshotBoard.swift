@@ -1,5 +1,6 @@
 package import BudgetConfig
 package import BudgetWire
+import DaemonKit
 import Synchronization
 
 /// What data planes are sent of the config: a whole snapshot when they connect, then each change as a delta
@@ -127,6 +128,8 @@ package final class SnapshotBoard: Sendable {
             while let next = nextToEncode() {
                 adopt(Self.frame(version: next.version, state: next.state), version: next.version)
             }
+            // The previous snapshot and the deltas it replaced (a first sync's is as large as the snapshot).
+            FreedMemory.release()
         }
     }
 

@@ -105,13 +105,20 @@ private final class PushServer: Sendable {
 struct ConfigPushTests {
     /// Runs a `ControlLink` against a `PushServer` holding `config` at version 1.
     private func withLink(
-        _ config: ScaleConfig, _ body: (PushServer, ControlLink) async throws -> Void
+        _ config: ScaleConfig, before: (PushServer) throws -> Void = { _ in },
+        _ body: (PushServer, ControlLink) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "push-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let server = try await PushServer.start(in: directory, version: 1, state: try config.state)
+        do {
+            try before(server)
+        } catch {
+            await server.close()
+            throw error
+        }
         var logger = Logger(label: "budget-proxyd")
         logger.logLevel = .critical
         let link = ControlLink(socketPath: server.path, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
@@ -162,6 +169,19 @@ struct ConfigPushTests {
             #expect(tables.owner(of: "key-0-secret") == nil)
             #expect(tables.hasSameContents(as: ProxyTables(version: 2, state: try v2.state)))
             #expect(server.connections == 1)
+        }
+    }
+
+    @Test("a data plane connecting just after a change is ready only once its tables reach the welcome's version")
+    func readyAtCurrentVersion() async throws {
+        let v1 = ScaleConfig(consumers: 3000)
+        var v2 = v1
+        v2.consumers[9].key = "key-9-rotated"
+        try await withLink(v1, before: { server in try publish(server, base: 1, from: try v1.state, to: try v2.state) }) {
+            _, link in
+            // No waiting: the first snapshot counts only once the deltas after it are applied.
+            #expect(link.tables?.version == 2)
+            #expect(link.tables?.owner(of: "key-9-rotated")?.consumer == "user-9")
         }
     }
 

@@ -178,7 +178,7 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
                 // applied (a gap): the connection is then closed, and the next one starts with a whole snapshot.
                 var resync = false
                 for await frame in client.pushes where frame.type == .snapshot || frame.type == .snapshotDelta {
-                    guard apply(frame, to: &follower) else {
+                    guard apply(frame, to: &follower, current: client.welcome.configVersion) else {
                         resync = true
                         break
                     }
@@ -213,8 +213,10 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
 
     /// Applies a snapshot or a delta and publishes the resulting tables; false when the connection must be
     /// made again to get a whole snapshot (a delta from another version than the tables', or one that does not
-    /// fit them). The tables in force stay as they were until new ones are complete.
-    private func apply(_ frame: WireFrame, to follower: inout ConfigFollower) -> Bool {
+    /// fit them). The tables in force stay as they were until new ones are complete. `current` is the config
+    /// version the welcome announced: the first tables count as ready (the proxy starts listening) only once they
+    /// reach it, since a connection may start with an older snapshot and the deltas since.
+    private func apply(_ frame: WireFrame, to follower: inout ConfigFollower, current: UInt64) -> Bool {
         let started = ContinuousClock.now
         let outcome: ConfigFollower.Outcome
         do {
@@ -231,7 +233,7 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
         let elapsed = TimeAmount(ContinuousClock.now - started)
         switch outcome {
         case .snapshot(let entities):
-            publish(follower.tables)
+            publish(follower.tables, ready: current)
             logger.notice(
                 "config snapshot applied",
                 metadata: [
@@ -241,7 +243,7 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
             // The decoded snapshot and the old tables are gone by now.
             FreedMemory.release()
         case .delta(let changes, let recompiled):
-            publish(follower.tables)
+            publish(follower.tables, ready: current)
             logger.notice(
                 "config delta applied",
                 metadata: [
@@ -260,10 +262,11 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
         return true
     }
 
-    private func publish(_ tables: ProxyTables?) {
+    /// Makes `tables` the ones requests use; signals the first snapshot once they are at version `ready`.
+    private func publish(_ tables: ProxyTables?, ready: UInt64) {
         guard let tables else { return }
         tablesBox.withLock { $0 = tables }
-        firstSnapshot.signal()
+        if tables.version >= ready { firstSnapshot.signal() }
     }
 
     /// Asks for a reservation, within `callTimeout`.
