@@ -48,4 +48,26 @@ struct ConfigChangeTests {
             #expect(try await gateway.chat(Self.hello, key: "dev-team-key", path: "/ai/budget").status == 404)
         }
     }
+
+    @Test("a sync that changes most of the config reaches a connected proxy as a whole snapshot")
+    func largeChangeAsSnapshot() async throws {
+        try await GatewayUnderTest.withGateway { gateway in
+            // Every consumer, credential and membership replaced: more than half of the entities change, so the
+            // control plane pushes the snapshot rather than a delta as large.
+            var renamed = fixtureText()
+            for name in ["signify-dev-team", "signify-analytics", "signify-production"] {
+                renamed = renamed.replacingOccurrences(of: "username: \(name)", with: "username: \(name)-2")
+            }
+            for key in ["dev-team-key", "analytics-key", "production-key"] {
+                renamed = renamed.replacingOccurrences(of: "key: \(key)", with: "key: \(key)-2")
+            }
+            try sync(renamed, gateway)
+            #expect(try await status(of: "production-key-2", until: 200, gateway) == 200)
+            #expect(try await gateway.chat(Self.hello, key: "production-key").status == 401)
+            // And a small change after it is a delta again, from the snapshot's version.
+            try sync(renamed.replacingOccurrences(of: "key: analytics-key-2", with: "key: analytics-key-3"), gateway)
+            #expect(try await status(of: "analytics-key-3", until: 200, gateway) == 200)
+            #expect(try await gateway.chat(Self.hello, key: "analytics-key-2").status == 401)
+        }
+    }
 }
