@@ -238,9 +238,11 @@ let package = Package(
         .testTarget(
             name: "DataPlaneTests",
             dependencies: [
-                "DataPlane", "DaemonKit", "BedrockEmulator", "budget-controld", "budgetctl",
+                "DataPlane", "DaemonKit", "BedrockEmulator", "budget-controld", "budgetctl", "BudgetConfig", "BudgetWire",
+                "ControlPlane",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

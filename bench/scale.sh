@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Scale: a config of 100,000 consumers in 3 groups. Measures the sync time, the time for budget-proxyd to
 # receive and compile the snapshot (start to "listening on"), the proxy's RSS idle and with 1,000 open
-# connections, and the control plane's RSS. Usage: bench/scale.sh [CONSUMERS]
+# connections, the control plane's RSS, the time until one rotated key is served (from the start and from the
+# return of its sync), and a resync of the same file. Usage: bench/scale.sh [CONSUMERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 consumers=${1:-100000}
@@ -85,18 +86,29 @@ rss = next(line for line in open(f"/proc/{sys.argv[2]}/status") if line.startswi
 print(f"budget-proxyd RSS with 1,000 open connections: {int(rss) / 1024:.1f} MiB")
 PY
 
-# A change to one consumer of many: the sync (which plans against the whole stored config) and the time until
-# the proxy honours it (the control plane pushes the whole snapshot, and the proxy rebuilds its tables).
+# A change to one consumer of many: the sync (which dumps and plans against the whole stored config) and the
+# time until the proxy honours it, from the start of the sync and from its return (the control plane pushes the
+# change as a delta since protocol 5; before, the whole snapshot, which the proxy decoded and compiled again).
 sed 's/key: key-0-secret}/key: key-0-rotated}/' "$work/config.yaml" >"$work/config2.yaml"
 start=$(date +%s.%N)
 "$bin/budgetctl" sync "$work/config2.yaml" --socket "$work/admin.sock" | grep -E "^(creating|deleting|updating)" | sed 's/^/  /'
 synced=$(date +%s.%N)
-for _ in $(seq 600); do
+for _ in $(seq 1500); do
     status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$address/ai/budget" -H "apikey: key-0-rotated" \
         -d '{"messages":[{"role":"user","content":"Hello"}]}')
     [ "$status" = 200 ] && break
-    sleep 0.02
+    sleep 0.005
 done
 end=$(date +%s.%N)
-printf 'one key rotated among %d consumers: sync %.2f s, proxy serving the new key %.2f s after the sync began\n' \
-    "$consumers" "$(elapsed "$start" "$synced")" "$(elapsed "$start" "$end")"
+printf 'one key rotated among %d consumers: sync %.2f s; proxy serving the new key %.2f s after the sync began, %.3f s after it returned\n' \
+    "$consumers" "$(elapsed "$start" "$synced")" "$(elapsed "$start" "$end")" "$(awk -v from="$synced" -v to="$end" 'BEGIN { printf "%.3f", to - from }')"
+status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$address/ai/budget" -H "apikey: key-0-secret" \
+    -d '{"messages":[{"role":"user","content":"Hello"}]}')
+echo "the old key afterwards: HTTP $status"
+
+# The same file again: nothing to change, so the cost is the dump of the stored config and the plan.
+start=$(date +%s.%N)
+"$bin/budgetctl" sync "$work/config2.yaml" --socket "$work/admin.sock" | grep -E "^(creating|deleting|updating)" | sed 's/^/  /' || true
+end=$(date +%s.%N)
+printf 'resync of the same %d consumers (nothing to change): %.2f s\n' "$consumers" "$(elapsed "$start" "$end")"
+printf 'RSS at the end: budget-controld %s, budget-proxyd %s\n' "$(rss $controld)" "$(rss $proxy)"

@@ -50,6 +50,9 @@ public struct BudgetPolicy: Sendable {
 
     private let rateLimitPlugins: [Plugin]
 
+    /// The enabled ai-rate-limiting-advanced plugins the policy chooses among, sorted by identity.
+    package var plugins: [Plugin] { rateLimitPlugins }
+
     /// The policy of `state`'s enabled ai-rate-limiting-advanced plugins.
     public init(state: ConfigState) {
         rateLimitPlugins = state.plugins.filter { plugin in

@@ -53,6 +53,22 @@ extension AppliedChange {
         self.init(action: action, entity: entity)
         try reader.finish()
     }
+
+    /// A list of changes (as an apply request and a `ConfigDelta` carry them), read from member `member`; a bad
+    /// item is refused with its path (`member[index]...`).
+    static func list(wireJSON value: JSONValue, member: String) throws(JSONShapeError) -> [AppliedChange] {
+        guard case .array(let items) = value else { throw JSONShapeError(at: member, "must be a list") }
+        var list: [AppliedChange] = []
+        list.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            do {
+                list.append(try AppliedChange(wireJSON: item))
+            } catch {
+                throw error.within("[\(index)]").within(member)
+            }
+        }
+        return list
+    }
 }
 
 extension AdminRequest: WireMessage {
@@ -73,19 +89,7 @@ extension AdminRequest: WireMessage {
             throw JSONShapeError(at: "op", "\"\(name)\" is not an admin operation")
         }
         var changes: [AppliedChange]?
-        if let items = reader.value("changes") {
-            guard case .array(let items) = items else { throw JSONShapeError(at: "changes", "must be a list") }
-            var list: [AppliedChange] = []
-            list.reserveCapacity(items.count)
-            for (index, item) in items.enumerated() {
-                do {
-                    list.append(try AppliedChange(wireJSON: item))
-                } catch {
-                    throw error.within("[\(index)]").within("changes")
-                }
-            }
-            changes = list
-        }
+        if let items = reader.value("changes") { changes = try AppliedChange.list(wireJSON: items, member: "changes") }
         self.init(
             op: op, baseVersion: try reader.optionalUInt64("baseVersion"), changes: changes,
             consumer: try reader.optionalString("consumer"), group: try reader.optionalString("group"))

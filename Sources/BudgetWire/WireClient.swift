@@ -4,13 +4,17 @@ public import NIOPosix
 
 /// A connection to budget-controld over a Unix socket, with request ids so that many requests share it.
 ///
-/// Frames with id 0 (snapshot pushes) arrive on `pushes`. Every call is bounded by `timeout`.
+/// Frames with id 0 (snapshot and delta pushes) arrive on `pushes`. Every call is bounded by `timeout`.
 public final class WireClient: Sendable {
     private let channel: any Channel
     /// The server's answer to the hello.
     public let welcome: Welcome
-    /// Frames the server sent unasked: config snapshots.
+    /// Frames the server sent unasked: config snapshots and deltas.
     public let pushes: AsyncStream<WireFrame>
+    /// Pushes kept while the reader is behind; past this the oldest are dropped. A dropped delta is a gap the data
+    /// plane sees (the next delta's base is not its version), and it then gets a whole snapshot again; deltas are
+    /// small, so the room is ample to make that rare.
+    public static let pushBuffer = 256
     /// How long a call waits for its reply.
     public let timeout: TimeAmount
 
@@ -27,7 +31,8 @@ public final class WireClient: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         timeout: TimeAmount = .seconds(30)
     ) async throws(WireClientError) -> WireClient {
-        let (pushes, continuation) = AsyncStream.makeStream(of: WireFrame.self, bufferingPolicy: .bufferingNewest(4))
+        let (pushes, continuation) = AsyncStream.makeStream(
+            of: WireFrame.self, bufferingPolicy: .bufferingNewest(Self.pushBuffer))
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)

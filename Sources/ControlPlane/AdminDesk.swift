@@ -121,7 +121,7 @@ package actor AdminDesk {
     }
 
     /// Applies a plan. The heavy work (building and validating the result, writing it, encoding the
-    /// snapshot) runs off the actor, so that status and usage requests are not held up by a large sync; the
+    /// delta data planes are sent) runs off the actor, so that status and usage requests are not held up by a large sync; the
     /// store's transaction checks the base version, so of two concurrent applies only one can win.
     private func apply(_ request: AdminRequest) async throws(WireErrorBody) -> AdminResponse {
         guard let base = request.baseVersion, let changes = request.changes else {
@@ -134,7 +134,7 @@ package actor AdminDesk {
         guard version == base else { throw Self.moved(now: version, base: base) }
         version = prepared.version
         state = prepared.state
-        board.install(prepared.snapshot, version: prepared.version)
+        publish(prepared, base: base)
         fleet?.configure(for: state, version: version, syncedHere: true)
         // The fleet learns of the sync before budgetctl does (within a second; else the fleet loop keeps trying).
         await fleet?.publishSynced()
@@ -164,7 +164,7 @@ package actor AdminDesk {
         guard version == base else { throw Self.moved(now: version, base: base) }
         version = prepared.version
         state = prepared.state
-        board.install(prepared.snapshot, version: prepared.version)
+        publish(prepared, base: base)
         fleet?.configure(for: state, version: version, syncedHere: false)
         logger.notice(
             "config applied",
@@ -175,6 +175,16 @@ package actor AdminDesk {
         return prepared.version
     }
 
+    /// Sends data planes what `prepare` encoded: a delta (the changes), or for a change of most of the config a
+    /// whole snapshot, which is no larger and saves encoding the snapshot again afterwards.
+    private func publish(_ prepared: (version: UInt64, state: ConfigState, push: WireFrame), base: UInt64) {
+        if prepared.push.type == .snapshot {
+            board.install(prepared.push, version: prepared.version)
+        } else {
+            board.publish(delta: prepared.push, base: base, version: prepared.version, result: prepared.state)
+        }
+    }
+
     private static func moved(now: UInt64, base: UInt64) -> WireErrorBody {
         WireErrorBody(
             .conflict,
@@ -182,10 +192,13 @@ package actor AdminDesk {
                 + "run the command again")
     }
 
-    /// The new state, written to the store, and its snapshot frame; nothing is kept on any error.
+    /// The new state, written to the store, and the frame that takes data planes to it: the delta (the changes,
+    /// as they were applied), whose whole snapshot the board encodes later, off the path of the sync and of the
+    /// push; or, when the changes touch more than half of the resulting entities (a first sync), the snapshot
+    /// itself. Nothing is kept on any error.
     private nonisolated static func prepare(
         _ changes: [AppliedChange], on current: ConfigState, base: UInt64, store: BudgetStore
-    ) async throws(WireErrorBody) -> (version: UInt64, state: ConfigState, snapshot: WireFrame) {
+    ) async throws(WireErrorBody) -> (version: UInt64, state: ConfigState, push: WireFrame) {
         var result = current
         result.reserveCapacity(current.count + changes.count)
         for change in changes {
@@ -206,10 +219,16 @@ package actor AdminDesk {
                 .invalidConfig,
                 "the result would not be a valid config: " + problems.map(\.description).joined(separator: "; "))
         }
-        // The store moves from `base` to `base + 1` or refuses; the snapshot of that version is encoded in a
-        // child task meanwhile, on another core, and dropped if the write fails.
+        // The store moves from `base` to `base + 1` or refuses; the frame for that version is encoded in a child
+        // task meanwhile, on another core, and dropped if the write fails.
+        let whole = changes.count * 2 > result.count
         let state = result
-        async let encoding = SnapshotBoard.frame(version: base + 1, state: state)
+        let frame: @Sendable (UInt64) -> WireFrame = { version in
+            whole
+                ? SnapshotBoard.frame(version: version, state: state)
+                : SnapshotBoard.deltaFrame(base: base, version: version, changes: changes)
+        }
+        async let encoding = frame(base + 1)
         let next: UInt64
         do {
             next = try store.apply(changes, baseVersion: base, now: BudgetDesk.now())
@@ -217,8 +236,8 @@ package actor AdminDesk {
             _ = await encoding
             throw WireErrorBody(error.isConflict ? .conflict : .internal, error.description)
         }
-        let snapshot = await encoding
-        guard next == base + 1 else { return (next, result, SnapshotBoard.frame(version: next, state: state)) }
-        return (next, result, snapshot)
+        let push = await encoding
+        guard next == base + 1 else { return (next, result, frame(next)) }
+        return (next, result, push)
     }
 }

@@ -292,8 +292,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// The hello, answered inline: the welcome, and for a data plane the current snapshot, taken from the
-    /// board in the same step that registers the connection for later pushes.
+    /// The hello, answered inline: the welcome, and for a data plane the current config (a snapshot and the
+    /// deltas since), taken from the board in the same step that registers the connection for later pushes.
     private func greet(_ frame: WireFrame, context: ChannelHandlerContext) {
         let greeting: Hello
         do {
@@ -308,12 +308,14 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         let board = self.context.board
         if greeting.role == .dataPlane {
             let channel = context.channel
-            let registration = board.watch { snapshot in channel.writeAndFlush(snapshot, promise: nil) }
+            let registration = board.watch { push in channel.writeAndFlush(push, promise: nil) }
             watcher = registration.id
             context.write(
                 wrapOutboundOut(hello.welcome(requestID: frame.requestID, configVersion: registration.version)),
                 promise: nil)
-            context.writeAndFlush(wrapOutboundOut(registration.snapshot), promise: nil)
+            // The newest snapshot, then the deltas that bring it to the current version (see `SnapshotBoard`).
+            for first in registration.frames { context.write(wrapOutboundOut(first), promise: nil) }
+            context.flush()
         } else {
             context.writeAndFlush(
                 wrapOutboundOut(hello.welcome(requestID: frame.requestID, configVersion: board.version)), promise: nil)

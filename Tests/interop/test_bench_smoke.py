@@ -53,5 +53,6 @@ def test_scale_harness_runs_end_to_end(tmp_path):
     out = result.stdout
     for line in ["read, decode and validate the file", "encode the snapshot", "sync of 300 consumers:",
                  "budget-proxyd RSS with 1,000 open connections:", "a request as the last consumer: HTTP 200",
-                 "one key rotated among 300 consumers:"]:
+                 "one key rotated among 300 consumers:", "the old key afterwards: HTTP 401",
+                 "resync of the same 300 consumers (nothing to change):"]:
         assert line in out, out

@@ -9,8 +9,9 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// The data plane's link to budget-controld: it keeps the latest config snapshot (compiled), and makes the
-/// budget calls, batching concurrent ones into one frame.
+/// The data plane's link to budget-controld: it keeps the latest config (compiled; a whole snapshot on each
+/// connect, then deltas, see `ConfigFollower`), and makes the budget calls, batching concurrent ones into one
+/// frame.
 ///
 /// A `Service`: `run()` keeps the connection (reconnecting with backoff, 100 ms doubling to 5 s) and runs the
 /// senders of reservations, commits, releases and lease renewals as child tasks. When the control plane goes
@@ -147,6 +148,9 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
     /// Connects and reconnects until cancelled; pushes from the control plane update the tables.
     private func maintainConnection() async {
         var backoff = Duration.milliseconds(100)
+        // The tables and what they were compiled from; kept across connections (a new connection starts with a
+        // whole snapshot, which replaces them).
+        var follower = ConfigFollower(environment: environment)
         while !Task.isCancelled {
             do {
                 let client = try await WireClient.connect(
@@ -170,14 +174,20 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
                     metadata: ["socket": "\(socketPath)", "server": "\(client.welcome.server)"])
                 commits.wake()
                 releases.wake()
-                // Ends when the connection closes, or when the link is cancelled.
-                for await frame in client.pushes where frame.type == .snapshot {
-                    apply(snapshot: frame)
+                // Ends when the connection closes, or when the link is cancelled, or on a delta that cannot be
+                // applied (a gap): the connection is then closed, and the next one starts with a whole snapshot.
+                var resync = false
+                for await frame in client.pushes where frame.type == .snapshot || frame.type == .snapshotDelta {
+                    guard apply(frame, to: &follower, current: client.welcome.configVersion) else {
+                        resync = true
+                        break
+                    }
                 }
                 connection.current = nil
-                if Task.isCancelled {
+                if Task.isCancelled || resync {
                     await client.close()
-                    return
+                    if Task.isCancelled { return }
+                    continue
                 }
                 logger.warning(
                     "lost the control plane; serving with the last config", metadata: ["socket": "\(socketPath)"])
@@ -201,23 +211,62 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
         }
     }
 
-    private func apply(snapshot frame: WireFrame) {
+    /// Applies a snapshot or a delta and publishes the resulting tables; false when the connection must be
+    /// made again to get a whole snapshot (a delta from another version than the tables', or one that does not
+    /// fit them). The tables in force stay as they were until new ones are complete. `current` is the config
+    /// version the welcome announced: the first tables count as ready (the proxy starts listening) only once they
+    /// reach it, since a connection may start with an older snapshot and the deltas since.
+    private func apply(_ frame: WireFrame, to follower: inout ConfigFollower, current: UInt64) -> Bool {
+        let started = ContinuousClock.now
+        let outcome: ConfigFollower.Outcome
         do {
-            let snapshot = try WireJSON.decode(ConfigSnapshot.self, from: frame.payload)
-            let tables = ProxyTables(version: snapshot.version, state: snapshot.state, environment: environment)
-            tablesBox.withLock { $0 = tables }
-            firstSnapshot.signal()
+            outcome = try follower.receive(frame)
+        } catch {
+            // A bad snapshot leaves the tables as they were (the next push may be good); a bad delta means the
+            // tables can no longer follow, so the connection is made again for a whole snapshot.
+            let delta = frame.type == .snapshotDelta
+            logger.error(
+                delta ? "bad config delta from the control plane; reconnecting for a whole snapshot"
+                    : "bad snapshot from the control plane", metadata: ["error": "\(error)"])
+            return !delta
+        }
+        let elapsed = TimeAmount(ContinuousClock.now - started)
+        switch outcome {
+        case .snapshot(let entities):
+            publish(follower.tables, ready: current)
             logger.notice(
                 "config snapshot applied",
                 metadata: [
-                    "config_version": "\(snapshot.version)",
-                    "entities": "\(snapshot.state.count)",
+                    "config_version": "\(follower.tables?.version ?? 0)", "entities": "\(entities)",
+                    "duration_ms": "\(elapsed.nanoseconds / 1_000_000)",
                 ])
-        } catch {
-            logger.error("bad snapshot from the control plane", metadata: ["error": "\(error)"])
+            // The decoded snapshot and the old tables are gone by now.
+            FreedMemory.release()
+        case .delta(let changes, let recompiled):
+            publish(follower.tables, ready: current)
+            logger.notice(
+                "config delta applied",
+                metadata: [
+                    "config_version": "\(follower.tables?.version ?? 0)", "changes": "\(changes)",
+                    "routes_compiled": "\(recompiled)", "duration_ms": "\(elapsed.nanoseconds / 1_000_000)",
+                ])
+            if changes > 10_000 { FreedMemory.release() }
+        case .stale:
+            break
+        case .gap(let base, let current):
+            logger.warning(
+                "a config delta was missed; reconnecting for a whole snapshot",
+                metadata: ["delta_base": "\(base)", "config_version": "\(current.map(String.init) ?? "none")"])
+            return false
         }
-        // The decoded snapshot and the old tables are gone by now.
-        FreedMemory.release()
+        return true
+    }
+
+    /// Makes `tables` the ones requests use; signals the first snapshot once they are at version `ready`.
+    private func publish(_ tables: ProxyTables?, ready: UInt64) {
+        guard let tables else { return }
+        tablesBox.withLock { $0 = tables }
+        if tables.version >= ready { firstSnapshot.signal() }
     }
 
     /// Asks for a reservation, within `callTimeout`.
