@@ -218,7 +218,13 @@ struct ControlPlaneProcessTests {
                 }
             }
             group.addTask {
+                // Killed once every stream has some commits out (not after a fixed time: on a loaded machine a
+                // stream may not have started by then), and after 700 ms at least.
+                let started = ContinuousClock.now
                 try? await Task.sleep(for: .milliseconds(700))
+                while lastSent.contains(where: { $0.value <= 20 }) && ContinuousClock.now - started < .seconds(20) {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
                 daemon.crash()
             }
         }
