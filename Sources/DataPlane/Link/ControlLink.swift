@@ -178,7 +178,7 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
                 // applied (a gap): the connection is then closed, and the next one starts with a whole snapshot.
                 var resync = false
                 for await frame in client.pushes where frame.type == .snapshot || frame.type == .snapshotDelta {
-                    guard apply(frame, to: &follower, current: client.welcome.configVersion) else {
+                    guard await apply(frame, to: &follower, current: client.welcome.configVersion) else {
                         resync = true
                         break
                     }
@@ -216,11 +216,25 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
     /// fit them). The tables in force stay as they were until new ones are complete. `current` is the config
     /// version the welcome announced: the first tables count as ready (the proxy starts listening) only once they
     /// reach it, since a connection may start with an older snapshot and the deltas since.
-    private func apply(_ frame: WireFrame, to follower: inout ConfigFollower, current: UInt64) -> Bool {
+    private func apply(_ frame: WireFrame, to follower: inout ConfigFollower, current: UInt64) async -> Bool {
         let started = ContinuousClock.now
         let outcome: ConfigFollower.Outcome
         do {
-            outcome = try follower.receive(frame)
+            if frame.type == .snapshot {
+                // A whole snapshot (100,000 consumers take a second or more to decode and compile) is compiled on
+                // NIO's blocking pool: the concurrency executor is the proxy's event loop, whose requests must not
+                // wait for it. Deltas are small and applied here.
+                let before = follower
+                let (after, result) = try await NIOThreadPool.singleton.runIfActive {
+                    var compiling = before
+                    let result = try compiling.receive(frame)
+                    return (compiling, result)
+                }
+                follower = after
+                outcome = result
+            } else {
+                outcome = try follower.receive(frame)
+            }
         } catch {
             // A bad snapshot leaves the tables as they were (the next push may be good); a bad delta means the
             // tables can no longer follow, so the connection is made again for a whole snapshot.
