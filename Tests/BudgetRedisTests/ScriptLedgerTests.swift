@@ -2,6 +2,7 @@ import BudgetLedger
 import BudgetRedis
 import Foundation
 import Logging
+import NIOCore
 import NIOPosix
 import Testing
 
@@ -23,6 +24,28 @@ struct ScriptLedgerTests {
         }
     }
 
+    /// Runs `body` with a client of a redis-server of its own, stopped afterwards (also when `body` throws).
+    static func withRedis(_ body: (RedisClient) async throws -> Void) async throws {
+        let server = try RedisServer()
+        defer {
+            server.stop()
+            server.remove()
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = RedisClient(
+            endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), eventLoopGroup: group,
+            logger: Logger(label: "test"))
+        do {
+            try await body(client)
+        } catch {
+            await client.close()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        await client.close()
+        try? await group.shutdownGracefully()
+    }
+
     /// Redis's clock, in epoch seconds.
     static func redisTime(_ client: RedisClient) async throws -> Int64 {
         let reply = try await client.send(RedisCommand("TIME", []))
@@ -32,25 +55,18 @@ struct ScriptLedgerTests {
 
     @Test("800 random operations give the same outcomes, usage and holds", arguments: [1, 2, 3])
     func sameArithmetic(seed: UInt64) async throws {
-        let server = try RedisServer()
-        defer { server.stop(); server.remove() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = RedisClient(
-            endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), eventLoopGroup: group,
-            logger: Logger(label: "test"))
-        defer {
-            Task { await client.close() }
-        }
-        // Buckets of a year's sliding window are 21,900 s long: a run that crosses one (rare) compares different
-        // buckets, so it is run again.
-        for attempt in 0..<3 {
-            _ = try await client.send(RedisCommand("FLUSHALL", []))
-            let start = try await Self.redisTime(client)
-            let mismatches = try await run(seed: seed, client: client)
-            let end = try await Self.redisTime(client)
-            if start / 21_900 != end / 21_900 && attempt < 2 { continue }
-            #expect(mismatches == [], "seed \(seed)")
-            return
+        try await Self.withRedis { client in
+            // Buckets of a year's sliding window are 21,900 s long: a run that crosses one (rare) compares different
+            // buckets, so it is run again.
+            for attempt in 0..<3 {
+                _ = try await client.send(RedisCommand("FLUSHALL", []))
+                let start = try await Self.redisTime(client)
+                let mismatches = try await run(seed: seed, client: client)
+                let end = try await Self.redisTime(client)
+                if start / 21_900 != end / 21_900 && attempt < 2 { continue }
+                #expect(mismatches == [], "seed \(seed)")
+                return
+            }
         }
     }
 
@@ -71,50 +87,40 @@ struct ScriptLedgerTests {
 
     @Test("a hold whose lease ran out is released by the next call, however long Redis was idle (its key has no expiry)")
     func expiredHoldIsReleased() async throws {
-        let server = try RedisServer()
-        defer { server.stop(); server.remove() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = RedisClient(
-            endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), eventLoopGroup: group,
-            logger: Logger(label: "test"))
-        defer { Task { await client.close() } }
-        let key = LimitKey(plugin: "p", provider: "bedrock", subject: "consumer:c", windowSize: 86400)
-        let reply = try await client.run(
-            BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 7, key: key, lifetime: 1, units: 300))
-        #expect(reply.array?.first?.string?.hasPrefix("A ") == true)
-        // A key that expired by itself before the next call would leave its 300 units held for good.
-        #expect(try await client.send(RedisCommand("TTL", ["budget:r:n1:7"])).int == -1)
-        #expect(try await Self.usage(client, key).held == 300)
-        try await Task.sleep(for: .seconds(2.2))
-        #expect(try await Self.usage(client, key).held == 0)
-        #expect(try await client.send(RedisCommand("EXISTS", ["budget:r:n1:7"])).int == 0)
+        try await Self.withRedis { client in
+            let key = LimitKey(plugin: "p", provider: "bedrock", subject: "consumer:c", windowSize: 86400)
+            let reply = try await client.run(
+                BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 7, key: key, lifetime: 1, units: 300))
+            #expect(reply.array?.first?.string?.hasPrefix("A ") == true)
+            // A key that expired by itself before the next call would leave its 300 units held for good.
+            #expect(try await client.send(RedisCommand("TTL", ["budget:r:n1:7"])).int == -1)
+            #expect(try await Self.usage(client, key).held == 300)
+            try await Task.sleep(for: .seconds(2.2))
+            #expect(try await Self.usage(client, key).held == 0)
+            #expect(try await client.send(RedisCommand("EXISTS", ["budget:r:n1:7"])).int == 0)
+        }
     }
 
     @Test("a usage reset forgets usage but keeps the holds of requests in flight, which their commits take off")
     func resetKeepsHolds() async throws {
-        let server = try RedisServer()
-        defer { server.stop(); server.remove() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = RedisClient(
-            endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), eventLoopGroup: group,
-            logger: Logger(label: "test"))
-        defer { Task { await client.close() } }
-        let key = LimitKey(plugin: "p", provider: "bedrock", subject: "consumer:c", windowSize: 86400)
-        _ = try await client.run(
-            BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 1, key: key, lifetime: 600, units: 50))
-        _ = try await client.run(
-            BudgetScripts.commit, keys: [],
-            arguments: ["n1", "2592000", "1", "1", "9", "1", "1", key.description, "s", "86400", "40"])
-        _ = try await client.run(
-            BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 2, key: key, lifetime: 600, units: 70))
-        #expect(try await Self.usage(client, key) == (40, 70))
-        let reset = try await client.run(BudgetScripts.reset, keys: [], arguments: ["budget:c:" + key.description])
-        #expect(reset.int == 1)
-        #expect(try await Self.usage(client, key) == (0, 70))
-        _ = try await client.run(
-            BudgetScripts.commit, keys: [],
-            arguments: ["n1", "2592000", "1", "2", "9", "2", "1", key.description, "s", "86400", "60"])
-        #expect(try await Self.usage(client, key) == (60, 0))
+        try await Self.withRedis { client in
+            let key = LimitKey(plugin: "p", provider: "bedrock", subject: "consumer:c", windowSize: 86400)
+            _ = try await client.run(
+                BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 1, key: key, lifetime: 600, units: 50))
+            _ = try await client.run(
+                BudgetScripts.commit, keys: [],
+                arguments: ["n1", "2592000", "1", "1", "9", "1", "1", key.description, "s", "86400", "40"])
+            _ = try await client.run(
+                BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 2, key: key, lifetime: 600, units: 70))
+            #expect(try await Self.usage(client, key) == (40, 70))
+            let reset = try await client.run(BudgetScripts.reset, keys: [], arguments: ["budget:c:" + key.description])
+            #expect(reset.int == 1)
+            #expect(try await Self.usage(client, key) == (0, 70))
+            _ = try await client.run(
+                BudgetScripts.commit, keys: [],
+                arguments: ["n1", "2592000", "1", "2", "9", "2", "1", key.description, "s", "86400", "60"])
+            #expect(try await Self.usage(client, key) == (60, 0))
+        }
     }
 
     /// Runs the operations through both; returns the differences found.
