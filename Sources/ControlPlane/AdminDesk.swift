@@ -120,31 +120,26 @@ package actor AdminDesk {
         return AdminResponse(configVersion: version, removed: removed)
     }
 
-    /// Applies a plan. The heavy work (building and validating the result, writing it, encoding the
-    /// delta data planes are sent) runs off the actor, so that status and usage requests are not held up by a large sync; the
-    /// store's transaction checks the base version, so of two concurrent applies only one can win.
+    /// Applies a plan. The heavy work (building and validating the result, writing it, encoding the delta data
+    /// planes are sent) runs off the actor, so that status and usage requests are not held up by a large sync;
+    /// the store's transaction checks the base version, so of two concurrent applies only one can win.
     private func apply(_ request: AdminRequest) async throws(WireErrorBody) -> AdminResponse {
         guard let base = request.baseVersion, let changes = request.changes else {
             throw WireErrorBody(.badRequest, "apply needs baseVersion and changes")
         }
         guard base == version else { throw Self.moved(now: version, base: base) }
         let started = ContinuousClock.now
-        let prepared = try await Self.prepare(changes, on: state, base: base, store: store)
+        let next = try await install(changes, base: base, syncedHere: true)
         let elapsed = TimeAmount(ContinuousClock.now - started)
-        guard version == base else { throw Self.moved(now: version, base: base) }
-        version = prepared.version
-        state = prepared.state
-        publish(prepared, base: base)
-        fleet?.configure(for: state, version: version, syncedHere: true)
         // The fleet learns of the sync before budgetctl does (within a second; else the fleet loop keeps trying).
         await fleet?.publishSynced()
         logger.notice(
             "config applied",
             metadata: [
-                "config_version": "\(prepared.version)", "changes": "\(changes.count)",
+                "config_version": "\(next)", "changes": "\(changes.count)",
                 "data_planes": "\(board.watcherCount)", "duration_ms": "\(elapsed.nanoseconds / 1_000_000)",
             ])
-        return AdminResponse(server: Self.serverName, configVersion: prepared.version)
+        return AdminResponse(server: Self.serverName, configVersion: next)
     }
 
     /// The config in force and its version.
@@ -158,20 +153,29 @@ package actor AdminDesk {
     {
         let plan = try Planner.plan(current: state, desired: desired, selectTags: [])
         guard !plan.isEmpty else { return nil }
-        let base = version
         let changes = plan.changes.map { AppliedChange(action: $0.action, entity: $0.entity) }
+        let next = try await install(changes, base: version, syncedHere: false)
+        logger.notice(
+            "config applied",
+            metadata: [
+                "config_version": "\(next)", "changes": "\(changes.count)", "fleet_version": "\(fleetVersion)",
+                "from_node": "\(node)", "data_planes": "\(board.watcherCount)",
+            ])
+        return next
+    }
+
+    /// Moves the config from `base` by `changes`: written to the store (`prepare`), then put in force here, sent
+    /// to the data planes and followed by the fleet membership; returns the new version. Nothing changes on any
+    /// error, or when another change moved the config from `base` meanwhile.
+    private func install(_ changes: [AppliedChange], base: UInt64, syncedHere: Bool) async throws(WireErrorBody)
+        -> UInt64
+    {
         let prepared = try await Self.prepare(changes, on: state, base: base, store: store)
         guard version == base else { throw Self.moved(now: version, base: base) }
         version = prepared.version
         state = prepared.state
         publish(prepared, base: base)
-        fleet?.configure(for: state, version: version, syncedHere: false)
-        logger.notice(
-            "config applied",
-            metadata: [
-                "config_version": "\(prepared.version)", "changes": "\(changes.count)", "fleet_version": "\(fleetVersion)",
-                "from_node": "\(node)", "data_planes": "\(board.watcherCount)",
-            ])
+        fleet?.configure(for: state, version: version, syncedHere: syncedHere)
         return prepared.version
     }
 
