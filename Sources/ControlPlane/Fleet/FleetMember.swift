@@ -44,7 +44,6 @@ package final class FleetMember: Sendable {
         package var name: String
         package var configVersion: UInt64
         package var fleetVersion: UInt64
-        package var redisConnected: Bool
         package var seenAt: Int64
         package var awaySeconds: Double
         package var fallbackUnits: Double
@@ -74,8 +73,8 @@ package final class FleetMember: Sendable {
 
     /// How often a node looks for a newer fleet config, and announces itself.
     static let pollInterval: Duration = .milliseconds(500)
-    /// A node silent for longer is shown as gone; after a day it is forgotten.
-    static let staleAfter: Int64 = 10
+    /// A node silent for longer is forgotten (its line in `budget:nodes` is removed when the nodes are listed).
+    static let forgetAfter: Int64 = 86_400
 
     package init(settings: Settings, budgets: BudgetDesk, group: any EventLoopGroup, logger: Logger) {
         self.settings = settings
@@ -99,17 +98,16 @@ package final class FleetMember: Sendable {
     /// sent to the fleet.
     package func configure(for config: ConfigState, version: UInt64, syncedHere: Bool) {
         let redis = config.fleetRedis
-        let (replaced, shared) = state.withLock { state -> (SharedBudgets?, SharedBudgets?) in
+        let (changed, replaced, shared) = state.withLock { state -> (Bool, SharedBudgets?, SharedBudgets?) in
             if syncedHere { state.unpublished = (version, config, Self.milliseconds()) }
-            guard redis != state.settings else { return (nil, state.shared) }
+            guard redis != state.settings else { return (false, nil, state.shared) }
+            // Another Redis (or none): what this node knew of the old fleet's history says nothing about the new.
             let old = state.shared
             state.settings = redis
             state.shared = redis.map { makeShared($0) }
-            if state.shared == nil || redis != nil {
-                state.fleetVersion = 0
-                state.fleetEpoch = nil
-            }
-            return (old, state.shared)
+            state.fleetVersion = 0
+            state.fleetEpoch = nil
+            return (true, old, state.shared)
         }
         budgets.route(BudgetDesk.Routing(shared: shared, plugins: shared == nil ? [] : config.redisCountedPlugins))
         if let replaced {
@@ -129,16 +127,17 @@ package final class FleetMember: Sendable {
                 await replaced.client.close()
             }
         }
-        if let shared, replaced !== shared, redis != nil, replaced == nil || replaced?.endpoint != shared.endpoint {
-            logger.notice("budgets of strategy redis are kept in the fleet's Redis", metadata: ["redis": "\(shared.endpoint.description)"])
+        if changed, let shared {
+            logger.notice(
+                "budgets of strategy redis are kept in the fleet's Redis",
+                metadata: ["redis": "\(shared.endpoint.description)"])
         }
     }
 
     private func makeShared(_ redis: AIRateLimitingAdvancedConfig.RedisSettings) -> SharedBudgets {
         let endpoint = Self.endpoint(redis, caFile: settings.caFile)
         return SharedBudgets(
-            client: RedisClient(endpoint: endpoint, eventLoopGroup: group, logger: logger), endpoint: endpoint,
-            node: settings.nodeID, lifetime: budgets.reservationLifetime, policy: settings.lossPolicy,
+            client: RedisClient(endpoint: endpoint, eventLoopGroup: group, logger: logger), node: settings.nodeID, lifetime: budgets.reservationLifetime, policy: settings.lossPolicy,
             eventLoop: group.next(), logger: logger)
     }
 
@@ -181,26 +180,22 @@ package final class FleetMember: Sendable {
     /// Publishes a config synced here at once, for at most a second (called before the sync returns, so that the
     /// order in which syncs return is the order in which the fleet sees them); otherwise the loop keeps trying.
     package func publishSynced() async {
-        _ = await withDeadline(.seconds(1)) { await self.publishPending() }
+        guard let shared else { return }
+        _ = await withDeadline(.seconds(1)) { try? await self.publishPending(on: shared) }
     }
 
-    /// Publishes the config synced here that Redis has not got yet, if any; true when there is none left.
-    @discardableResult
-    private func publishPending() async -> Bool {
-        guard let shared, let pending = state.withLock({ $0.unpublished }) else { return true }
-        do {
-            let accepted = try await publish(pending.state, syncedAt: pending.syncedAt, on: shared)
-            state.withLock { state in
-                if state.unpublished?.version == pending.version { state.unpublished = nil }
-            }
-            if !accepted {
-                logger.warning(
-                    "a config synced here was not published: a later sync on another node is the fleet's config, and this node takes it",
-                    metadata: ["config_version": "\(pending.version)"])
-            }
-            return true
-        } catch {
-            return false
+    /// Publishes the config synced here that Redis has not got yet, if any. A sync on another node that is later
+    /// wins: this one is then dropped, and the loop adopts the fleet's.
+    private func publishPending(on shared: SharedBudgets) async throws {
+        guard let pending = state.withLock({ $0.unpublished }) else { return }
+        let accepted = try await publish(pending.state, syncedAt: pending.syncedAt, on: shared)
+        state.withLock { state in
+            if state.unpublished?.version == pending.version { state.unpublished = nil }
+        }
+        if !accepted {
+            logger.warning(
+                "a config synced here was not published: a later sync on another node is the fleet's config, and this node takes it",
+                metadata: ["config_version": "\(pending.version)"])
         }
     }
 
@@ -208,16 +203,7 @@ package final class FleetMember: Sendable {
     func step() async {
         guard let shared, let desk = desk.withLock({ $0 }) else { return }
         do {
-            if let pending = state.withLock({ $0.unpublished }) {
-                if try await publish(pending.state, syncedAt: pending.syncedAt, on: shared) == false {
-                    logger.warning(
-                        "a config synced here was not published: a later sync on another node is the fleet's config, and this node takes it",
-                        metadata: ["config_version": "\(pending.version)"])
-                }
-                state.withLock { state in
-                    if state.unpublished?.version == pending.version { state.unpublished = nil }
-                }
-            }
+            try await publishPending(on: shared)
             let reply = try await shared.client.send(RedisCommand("HMGET", ["budget:config", "version", "epoch"]))
             let fields = reply.array ?? []
             let version = fields.first?.int.map { UInt64(max(0, $0)) } ?? 0
@@ -302,7 +288,7 @@ package final class FleetMember: Sendable {
         }
     }
 
-    /// Writes this node's line in `budget:nodes`, and forgets nodes silent for a day.
+    /// Writes this node's line in `budget:nodes`.
     private func announce(on shared: SharedBudgets, desk: AdminDesk) async throws {
         let (_, version) = await desk.current()
         let loss = shared.loss
@@ -314,12 +300,13 @@ package final class FleetMember: Sendable {
         _ = try await shared.client.send(RedisCommand("HSET", ["budget:nodes", settings.nodeName, line]))
     }
 
-    /// The fleet's nodes as they announced themselves, by name.
+    /// The fleet's nodes as they announced themselves, by name; those silent for a day are forgotten.
     package func nodes() async throws -> [Node] {
         guard let shared else { return [] }
         let reply = try await shared.client.send(RedisCommand("HGETALL", ["budget:nodes"]))
         guard let items = reply.array else { return [] }
         var nodes: [Node] = []
+        var forgotten: [String] = []
         var index = 0
         while index + 1 < items.count {
             defer { index += 2 }
@@ -328,12 +315,18 @@ package final class FleetMember: Sendable {
             else { continue }
             func number(_ key: String) -> Double { value[key]?.double ?? 0 }
             let seen = Int64(number("seenAt"))
+            if BudgetDesk.now() - seen > Self.forgetAfter {
+                forgotten.append(name)
+                continue
+            }
             nodes.append(
                 Node(
                     name: name, configVersion: UInt64(max(0, number("configVersion"))),
-                    fleetVersion: UInt64(max(0, number("fleetVersion"))),
-                    redisConnected: BudgetDesk.now() - seen <= Self.staleAfter, seenAt: seen,
+                    fleetVersion: UInt64(max(0, number("fleetVersion"))), seenAt: seen,
                     awaySeconds: number("awaySeconds"), fallbackUnits: number("fallbackUnits")))
+        }
+        if !forgotten.isEmpty {
+            _ = try await shared.client.send(RedisCommand("HDEL", ["budget:nodes"] + forgotten))
         }
         return nodes.sorted { $0.name < $1.name }
     }

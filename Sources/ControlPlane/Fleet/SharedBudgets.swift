@@ -27,7 +27,8 @@ package enum RedisLossPolicy: String, Sendable, CaseIterable {
 /// count once.
 package final class SharedBudgets: Sendable {
     package let client: RedisClient
-    package let endpoint: RedisEndpoint
+    /// The fleet's Redis, as the client connects to it.
+    package var endpoint: RedisEndpoint { client.endpoint }
     /// Where reservation deadlines are kept.
     private let eventLoop: any EventLoop
     /// This node's id in reservation keys: random per store, so it survives restarts.
@@ -51,8 +52,8 @@ package final class SharedBudgets: Sendable {
     private let commitQueue: Coalescer<CommitJob>
 
     package init(
-        client: RedisClient, endpoint: RedisEndpoint, node: String, lifetime: Int64, policy: RedisLossPolicy,
-        eventLoop: any EventLoop, logger: Logger
+        client: RedisClient, node: String, lifetime: Int64, policy: RedisLossPolicy, eventLoop: any EventLoop,
+        logger: Logger
     ) {
         // Bounded by requests per call (the script's arguments), not by frames: a frame holds at most
         // `BudgetMessages.maxBatch` requests.
@@ -60,7 +61,6 @@ package final class SharedBudgets: Sendable {
         commitQueue = Coalescer(maxWeight: 512) { $0.commits.count }
         self.eventLoop = eventLoop
         self.client = client
-        self.endpoint = endpoint
         self.node = node
         self.lifetime = lifetime
         self.policy = policy
@@ -113,7 +113,7 @@ package final class SharedBudgets: Sendable {
         // answered by the policy at once rather than each waiting for its deadline behind it.
         if reserves.isBusy, let since = state.withLock({ $0.since }) {
             let waited = Self.seconds(ContinuousClock.now - since)
-            let error = SharedBudgetError("no answer for \(String(format: "%.1f", waited + 1.5)) s")
+            let error = SharedBudgetError("no answer since \(String(format: "%.1f", waited)) s ago")
             return done(lost(error, reserving: requests, ids: ids))
         }
         var job = ReserveJob(requests: requests, ids: ids, done: done, deadline: nil)
@@ -130,23 +130,8 @@ package final class SharedBudgets: Sendable {
 
     /// One script call for the reservations of several frames.
     private func send(_ jobs: [ReserveJob]) async {
-        let count = jobs.reduce(0) { $0 + $1.requests.count }
-        var arguments = [node, String(lifetime), String(count)]
-        for job in jobs {
-            for (request, id) in zip(job.requests, job.ids) {
-                arguments += [
-                    String(id), request.enforcement == .hard ? "h" : "s", Self.number(request.promptUnits),
-                    Self.number(request.unitsPerCompletionToken), String(request.maxTokens),
-                    String(request.rules.count),
-                ]
-                for rule in request.rules {
-                    arguments += [
-                        rule.key.description, rule.kind == .fixed ? "f" : "s", String(rule.key.windowSize),
-                        Self.number(rule.limit),
-                    ]
-                }
-            }
-        }
+        let arguments = Self.reserveArguments(
+            node: node, lifetime: lifetime, requests: jobs.flatMap(\.requests), ids: jobs.flatMap(\.ids))
         do {
             let reply = try await client.run(BudgetScripts.reserve, keys: [], arguments: arguments)
             let outcomes = try Self.outcomes(
@@ -224,19 +209,7 @@ package final class SharedBudgets: Sendable {
     /// One script call for the commits of several frames.
     private func send(_ jobs: [CommitJob]) async {
         let commits = jobs.flatMap(\.commits)
-        var arguments = [node, String(BudgetDesk.commitMarkLifetime), String(commits.count)]
-        for commit in commits {
-            arguments += [
-                String(commit.reservation), String(commit.origin.source), String(commit.origin.sequence),
-                String(commit.charges.count),
-            ]
-            for charge in commit.charges {
-                arguments += [
-                    charge.key.description, charge.kind == .fixed ? "f" : "s", String(charge.key.windowSize),
-                    Self.number(charge.units),
-                ]
-            }
-        }
+        let arguments = Self.commitArguments(node: node, commits: commits)
         do {
             let reply =
                 endpoint.sentinel == nil
@@ -450,6 +423,42 @@ package final class SharedBudgets: Sendable {
     }
 
     // MARK: - Encoding
+
+    /// `BudgetScripts.reserve`'s arguments for `requests`, held as `node:id` with `ids`.
+    static func reserveArguments(node: String, lifetime: Int64, requests: [ReserveRequest], ids: [UInt64]) -> [String] {
+        var arguments = [node, String(lifetime), String(requests.count)]
+        for (request, id) in zip(requests, ids) {
+            arguments += [
+                String(id), request.enforcement == .hard ? "h" : "s", number(request.promptUnits),
+                number(request.unitsPerCompletionToken), String(request.maxTokens), String(request.rules.count),
+            ]
+            for rule in request.rules {
+                arguments += [
+                    rule.key.description, rule.kind == .fixed ? "f" : "s", String(rule.key.windowSize),
+                    number(rule.limit),
+                ]
+            }
+        }
+        return arguments
+    }
+
+    /// `BudgetScripts.commit`'s arguments for `commits` of reservations held as `node:id`.
+    static func commitArguments(node: String, commits: [BudgetMessages.Commit]) -> [String] {
+        var arguments = [node, String(BudgetDesk.commitMarkLifetime), String(commits.count)]
+        for commit in commits {
+            arguments += [
+                String(commit.reservation), String(commit.origin.source), String(commit.origin.sequence),
+                String(commit.charges.count),
+            ]
+            for charge in commit.charges {
+                arguments += [
+                    charge.key.description, charge.kind == .fixed ? "f" : "s", String(charge.key.windowSize),
+                    number(charge.units),
+                ]
+            }
+        }
+        return arguments
+    }
 
     /// A number as the scripts read it: shortest exact form.
     static func number(_ value: Double) -> String { value.isFinite ? "\(value)" : "0" }
