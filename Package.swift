@@ -273,7 +273,7 @@ let package = Package(
         .testTarget(
             name: "BudgetRedisTests",
             dependencies: [
-                "BudgetRedis", "ControlPlane", "BudgetLedger",
+                "BudgetRedis", "ControlPlane", "BudgetLedger", "BudgetWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

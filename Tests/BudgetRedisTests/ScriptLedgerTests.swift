@@ -1,5 +1,6 @@
 import BudgetLedger
 import BudgetRedis
+import BudgetWire
 import Foundation
 import Logging
 import NIOCore
@@ -70,10 +71,20 @@ struct ScriptLedgerTests {
         }
     }
 
-    /// A one-rule reservation's arguments for the reserve script.
-    static func reserveArguments(id: UInt64, key: LimitKey, lifetime: Int, units: Int) -> [String] {
-        ["n1", String(lifetime), "1", String(id), "s", String(units), "0", "1", "1", key.description, "s",
-         String(key.windowSize), "100000"]
+    /// A soft one-rule reservation of `units` prompt units, as `SharedBudgets` sends it.
+    static func reserveArguments(id: UInt64, key: LimitKey, lifetime: Int64, units: Double) -> [String] {
+        let request = ReserveRequest(
+            rules: [WindowRule(key: key, kind: .sliding, limit: 100_000)], enforcement: .soft, promptUnits: units,
+            unitsPerCompletionToken: 0, maxTokens: 1)
+        return SharedBudgets.reserveArguments(node: "n1", lifetime: lifetime, requests: [request], ids: [id])
+    }
+
+    /// A commit of `units` on `key` in stream 9, as `SharedBudgets` sends it.
+    static func commitArguments(id: UInt64, sequence: UInt64, key: LimitKey, units: Double) -> [String] {
+        let commit = BudgetMessages.Commit(
+            reservation: id, charges: [Charge(key: key, kind: .sliding, units: units)],
+            origin: CommitOrigin(source: 9, sequence: sequence))
+        return SharedBudgets.commitArguments(node: "n1", commits: [commit])
     }
 
     /// Usage and holds of `key` as the read script reports them.
@@ -109,7 +120,7 @@ struct ScriptLedgerTests {
                 BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 1, key: key, lifetime: 600, units: 50))
             _ = try await client.run(
                 BudgetScripts.commit, keys: [],
-                arguments: ["n1", "2592000", "1", "1", "9", "1", "1", key.description, "s", "86400", "40"])
+                arguments: Self.commitArguments(id: 1, sequence: 1, key: key, units: 40))
             _ = try await client.run(
                 BudgetScripts.reserve, keys: [], arguments: Self.reserveArguments(id: 2, key: key, lifetime: 600, units: 70))
             #expect(try await Self.usage(client, key) == (40, 70))
@@ -118,7 +129,7 @@ struct ScriptLedgerTests {
             #expect(try await Self.usage(client, key) == (0, 70))
             _ = try await client.run(
                 BudgetScripts.commit, keys: [],
-                arguments: ["n1", "2592000", "1", "2", "9", "2", "1", key.description, "s", "86400", "60"])
+                arguments: Self.commitArguments(id: 2, sequence: 2, key: key, units: 60))
             #expect(try await Self.usage(client, key) == (60, 0))
         }
     }
@@ -164,18 +175,9 @@ struct ScriptLedgerTests {
                 let expected = ledger.reserve(request, now: now)
                 let id = nextRedisID
                 nextRedisID += 1
-                var arguments = [
-                    node, "600", "1", String(id), request.enforcement == .hard ? "h" : "s",
-                    SharedBudgets.number(request.promptUnits), SharedBudgets.number(request.unitsPerCompletionToken),
-                    String(request.maxTokens), String(rules.count),
-                ]
-                for rule in rules {
-                    arguments += [
-                        rule.key.description, rule.kind == .fixed ? "f" : "s", String(rule.key.windowSize),
-                        SharedBudgets.number(rule.limit),
-                    ]
-                }
-                let reply = try await call(BudgetScripts.reserve, arguments)
+                let reply = try await call(
+                    BudgetScripts.reserve,
+                    SharedBudgets.reserveArguments(node: node, lifetime: 600, requests: [request], ids: [id]))
                 let got = try SharedBudgets.outcomes(reply, requests: [request], ids: [id])[0]
                 // The second may have turned between reading the clock and the script: waits that much shorter.
                 let ticked = try await Self.redisTime(client) - now
@@ -208,14 +210,11 @@ struct ScriptLedgerTests {
                     ledger.commit(
                         id: reservation.ledgerID, origin: CommitOrigin(source: 77, sequence: sequence), charges: charges,
                         now: now)
-                    var arguments = [node, "2592000", "1", String(reservation.redisID), "77", String(sequence), String(charges.count)]
-                    for charge in charges {
-                        arguments += [
-                            charge.key.description, charge.kind == .fixed ? "f" : "s", String(charge.key.windowSize),
-                            SharedBudgets.number(charge.units),
-                        ]
-                    }
-                    _ = try await call(BudgetScripts.commit, arguments)
+                    let commit = BudgetMessages.Commit(
+                        reservation: reservation.redisID, charges: charges,
+                        origin: CommitOrigin(source: 77, sequence: sequence))
+                    _ = try await call(
+                        BudgetScripts.commit, SharedBudgets.commitArguments(node: node, commits: [commit]))
                 }
             case 8 where !open.isEmpty:
                 let reservation = open.remove(at: Int.random(in: 0..<open.count, using: &random))
