@@ -20,17 +20,7 @@ for program in bedrock-emulator budget-controld budget-proxyd budgetctl; do
 done
 bin=$(swift build -c "$config" --show-bin-path)
 results=${BENCH_RESULTS:-bench/results}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_line() { for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; cat "$1"; return 1; }
+source bench/lib.sh
 
 # The emulator, one thread on core 0, not re-checking signatures (the proxy still signs every request; the
 # interop tests prove the signatures against a checking emulator).

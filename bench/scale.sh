@@ -11,10 +11,7 @@ for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-b
     swift build -c "$config" --product "$program" >/dev/null
 done
 bin=$(swift build -c "$config" --show-bin-path)
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/lib.sh
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 elapsed() { awk -v from="$1" -v to="$2" 'BEGIN { printf "%.2f", to - from }'; }
 
