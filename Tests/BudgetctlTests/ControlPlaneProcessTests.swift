@@ -143,6 +143,17 @@ struct ControlPlaneProcessTests {
         #expect(try daemon.budgetctl(["get", "consumers", "--tag", "vip"]).stdout == "")
     }
 
+    /// kill -9 of `daemon` once `ready` (the load under test has got going) and 700 ms have passed, or after 20 s:
+    /// not after a fixed time only, since on a loaded machine the load may not have started by then.
+    static func crash(_ daemon: ControlDaemon, once ready: @Sendable () -> Bool) async {
+        let started = ContinuousClock.now
+        try? await Task.sleep(for: .milliseconds(700))
+        while !ready() && ContinuousClock.now - started < .seconds(20) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        daemon.crash()
+    }
+
     @Test("every charge acknowledged before kill -9 is there after the restart")
     func durability() async throws {
         let daemon = try ControlDaemon()
@@ -170,10 +181,7 @@ struct ControlPlaneProcessTests {
                     }
                 }
             }
-            group.addTask {
-                try? await Task.sleep(for: .milliseconds(700))
-                daemon.crash()
-            }
+            group.addTask { await Self.crash(daemon, once: { acknowledged.value > 100 }) }
         }
         #expect(acknowledged.value > 100, "too few charges acknowledged before the crash to mean anything")
         let restarted = try ControlDaemon(directory: daemon.directory)
@@ -217,16 +225,7 @@ struct ControlPlaneProcessTests {
                     }
                 }
             }
-            group.addTask {
-                // Killed once every stream has some commits out (not after a fixed time: on a loaded machine a
-                // stream may not have started by then), and after 700 ms at least.
-                let started = ContinuousClock.now
-                try? await Task.sleep(for: .milliseconds(700))
-                while lastSent.contains(where: { $0.value <= 20 }) && ContinuousClock.now - started < .seconds(20) {
-                    try? await Task.sleep(for: .milliseconds(20))
-                }
-                daemon.crash()
-            }
+            group.addTask { await Self.crash(daemon, once: { lastSent.allSatisfy { $0.value > 20 } }) }
         }
         let sent = lastSent.map { UInt64($0.value) }
         #expect(sent.allSatisfy { $0 > 10 }, "too few commits before the crash to mean anything: \(sent)")
