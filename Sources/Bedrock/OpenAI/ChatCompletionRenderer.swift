@@ -60,15 +60,24 @@ public enum ChatCompletionRenderer {
     public static func newID() -> String {
         // Two random words (a getrandom call each) give 24 base-36 digits; a call per digit showed in profiles.
         var generator = SystemRandomNumberGenerator()
-        var words: [UInt64] = [generator.next(), generator.next()]
-        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
-        var id = "chatcmpl-"
-        for index in 0..<24 {
-            let word = index / 12
-            id.append(alphabet[Int(words[word] % 36)])
-            words[word] /= 36
+        let words: (UInt64, UInt64) = (generator.next(), generator.next())
+        let alphabet: StaticString = "0123456789abcdefghijklmnopqrstuvwxyz"
+        return String(unsafeUninitializedCapacity: 33) { buffer in
+            let prefix: StaticString = "chatcmpl-"
+            prefix.withUTF8Buffer { prefix in
+                for (index, byte) in prefix.enumerated() { buffer[index] = byte }
+            }
+            alphabet.withUTF8Buffer { alphabet in
+                var (first, second) = words
+                for index in 0..<12 {
+                    buffer[9 + index] = alphabet[Int(first % 36)]
+                    first /= 36
+                    buffer[21 + index] = alphabet[Int(second % 36)]
+                    second /= 36
+                }
+            }
+            return 33
         }
-        return id
     }
 }
 

@@ -23,6 +23,17 @@ public struct SigV4Signer: Sendable {
         method: String, path: String, query: String = "", headers: [(String, String)],
         payloadSHA256: String, date: AMZDate
     ) -> [(name: String, value: String)] {
+        sign(
+            method: method, canonicalPath: SigV4.canonicalURI(path), query: query, headers: headers,
+            payloadSHA256: payloadSHA256, date: date)
+    }
+
+    /// Signs a request whose path is already canonicalized (`SigV4.canonicalURI`), for a caller that sends many
+    /// requests to one path.
+    public func sign(
+        method: String, canonicalPath: String, query: String = "", headers: [(String, String)],
+        payloadSHA256: String, date: AMZDate
+    ) -> [(name: String, value: String)] {
         var signed = headers
         var added: [(name: String, value: String)] = [("X-Amz-Date", date.description)]
         signed.append(("x-amz-date", date.description))
@@ -31,7 +42,7 @@ public struct SigV4Signer: Sendable {
             added.append(("X-Amz-Security-Token", token))
         }
         let canonical = SigV4.canonicalRequest(
-            method: method, path: path, query: query, headers: signed, payloadSHA256: payloadSHA256)
+            method: method, canonicalPath: canonicalPath, query: query, headers: signed, payloadSHA256: payloadSHA256)
         let signature = self.signature(canonicalRequest: canonical.text, date: date)
         added.append(
             (
@@ -125,17 +136,59 @@ public enum SigV4 {
     public static func canonicalRequest(
         method: String, path: String, query: String, headers: [(String, String)], payloadSHA256: String
     ) -> CanonicalRequest {
-        var grouped: [String: [String]] = [:]
-        for (name, value) in headers {
-            grouped[name.lowercased(), default: []].append(collapseWhitespace(value))
+        canonicalRequest(
+            method: method, canonicalPath: canonicalURI(path), query: query, headers: headers,
+            payloadSHA256: payloadSHA256)
+    }
+
+    /// The canonical request for a path already canonicalized (`canonicalURI`), which a caller that signs many
+    /// requests to one path works out once. Headers with one name are joined in the order given.
+    public static func canonicalRequest(
+        method: String, canonicalPath: String, query: String, headers: [(String, String)], payloadSHA256: String
+    ) -> CanonicalRequest {
+        // Lower-cased names, values with whitespace collapsed, sorted by name (stably: a repeated name keeps its
+        // values in order), then one line per name.
+        var entries = headers.map { (name: $0.0.lowercased(), value: collapseWhitespace($0.1)) }
+        if !entries.isEmpty {
+            for index in 1..<entries.count {
+                var position = index
+                let entry = entries[index]
+                while position > 0 && entries[position - 1].name > entry.name {
+                    entries[position] = entries[position - 1]
+                    position -= 1
+                }
+                entries[position] = entry
+            }
         }
-        let names = grouped.keys.sorted()
-        let canonicalHeaders = names.map { "\($0):\(grouped[$0, default: []].joined(separator: ","))\n" }.joined()
-        let signedHeaders = names.joined(separator: ";")
-        let text = [
-            method.uppercased(), canonicalURI(path), canonicalQuery(query), canonicalHeaders, signedHeaders,
-            payloadSHA256,
-        ].joined(separator: "\n")
+        var text = ""
+        text.reserveCapacity(256 + canonicalPath.utf8.count + query.utf8.count)
+        text += method.uppercased()
+        text += "\n"
+        text += canonicalPath
+        text += "\n"
+        text += canonicalQuery(query)
+        text += "\n"
+        var signedHeaders = ""
+        var index = 0
+        while index < entries.count {
+            let name = entries[index].name
+            text += name
+            text += ":"
+            text += entries[index].value
+            index += 1
+            while index < entries.count && entries[index].name == name {
+                text += ","
+                text += entries[index].value
+                index += 1
+            }
+            text += "\n"
+            if !signedHeaders.isEmpty { signedHeaders += ";" }
+            signedHeaders += name
+        }
+        text += "\n"
+        text += signedHeaders
+        text += "\n"
+        text += payloadSHA256
         return CanonicalRequest(text: text, signedHeaders: signedHeaders)
     }
 
@@ -189,7 +242,9 @@ public enum SigV4 {
     /// The SHA-256 of `bytes`, in lowercase hex.
     public static func hexSHA256(_ bytes: some Sequence<UInt8>) -> String {
         var hasher = SHA256()
-        hasher.update(data: Array(bytes))
+        if bytes.withContiguousStorageIfAvailable({ hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }) == nil {
+            hasher.update(data: Array(bytes))
+        }
         return hex(hasher.finalize())
     }
 
@@ -202,11 +257,14 @@ public enum SigV4 {
 
 /// Lowercase hex of a digest or MAC.
 func hex(_ bytes: some Sequence<UInt8>) -> String {
-    let digits = Array("0123456789abcdef".utf8)
+    let digits: StaticString = "0123456789abcdef"
     var out: [UInt8] = []
-    for byte in bytes {
-        out.append(digits[Int(byte >> 4)])
-        out.append(digits[Int(byte & 0x0F)])
+    out.reserveCapacity(64)
+    digits.withUTF8Buffer { digits in
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
     }
     return String(decoding: out, as: UTF8.self)
 }
