@@ -16,6 +16,8 @@ struct StatusEndpoint: Sendable {
                 "requests_in_flight": .int(service.requestsInFlight),
                 "pending_commits": .int(link.pendingCommits),
                 "held_leases": .int(link.heldLeases),
+                "upstream_connections": .int(service.upstream.client.openConnections),
+                "upstream_idle": .int(service.upstream.client.idleConnections),
                 "version": .string(GatewayVersion.current),
             ])
             await sink.respond(status: 200, headers: [("Content-Type", "application/json")], body: body.serializedBytes)

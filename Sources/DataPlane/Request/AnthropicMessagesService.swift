@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Bedrock
 import BudgetConfig
 import BudgetJSON
@@ -119,7 +118,7 @@ extension ProxyService {
         if call.ask.proxy.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
 
         let started = ContinuousClock.now
-        let response: HTTPClientResponse
+        let response: UpstreamResponse
         do {
             response = try await upstream.send(
                 body, to: target, operation: call.request.stream ? .invokeStream : .invoke, timeout: call.timeout)
@@ -182,7 +181,7 @@ extension ProxyService {
 
     /// A Bedrock error reply, as an answer in Anthropic's error shape with the same status.
     func upstreamError(
-        _ response: HTTPClientResponse, started: ContinuousClock.Instant, admission: Admission,
+        _ response: UpstreamResponse, started: ContinuousClock.Instant, admission: Admission,
         common: [(String, String)], outcome: inout Outcome
     ) async -> ProxyAnswer {
         let errorBody = (try? await response.body.collect(upTo: 1 << 20)).map { Array($0.readableBytesView) } ?? []
@@ -202,7 +201,7 @@ extension ProxyService {
     /// InvokeModelWithResponseStream → Anthropic server-sent events, flushed as frames arrive; the final usage
     /// (or, when the client hung up or the stream broke, an estimate from what was generated) is charged.
     private func streamMessages(
-        _ response: HTTPClientResponse, call: MessagesCall, admission: Admission, hold: consuming BudgetHold,
+        _ response: UpstreamResponse, call: MessagesCall, admission: Admission, hold: consuming BudgetHold,
         common: [(String, String)], sink: any ResponseSink, outcome: inout Outcome, started: ContinuousClock.Instant
     ) async {
         outcome.status = 200

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Bedrock
 import BudgetConfig
 import BudgetJSON
@@ -108,7 +107,7 @@ extension ProxyService {
         var common: [(String, String)] = []
         if call.ask.proxy.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
         let started = ContinuousClock.now
-        let response: HTTPClientResponse
+        let response: UpstreamResponse
         do {
             response = try await upstream.send(
                 Self.upstreamBody(call, admission: admission), to: target,
@@ -200,7 +199,7 @@ extension ProxyService {
     /// Passes the event stream through frame by frame (each frame checked and re-encoded whole), reading its
     /// usage as it goes; a stream that breaks off ends with an `internalServerException` frame.
     private func streamNative(
-        _ response: HTTPClientResponse, call: NativeCall, admission: Admission, hold: consuming BudgetHold,
+        _ response: UpstreamResponse, call: NativeCall, admission: Admission, hold: consuming BudgetHold,
         headers: [(String, String)], sink: any ResponseSink, outcome: inout Outcome, started: ContinuousClock.Instant
     ) async {
         outcome.status = 200

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Bedrock
 import BudgetConfig
 import Foundation
@@ -11,6 +10,8 @@ import NIOSSL
 struct BedrockTarget: Sendable, Hashable {
     /// `scheme://host[:port]`, without a path.
     let endpoint: String
+    /// The endpoint's scheme, host and port, where connections go.
+    let origin: UpstreamOrigin
     let region: String
     let modelID: String
     let credentials: AWSCredentials
@@ -24,8 +25,13 @@ struct BedrockTarget: Sendable, Hashable {
     let invokePath: String
     /// `/model/{id}/invoke-with-response-stream`.
     let invokeStreamPath: String
+    /// The four paths as SigV4 canonicalizes them (percent-encoded once more), in `BedrockOperation` order.
+    let canonicalPaths: [String]
 
-    init(endpoint: String, region: String, modelID: String, credentials: AWSCredentials) {
+    /// Nil when `endpoint` is not `http(s)://host[:port]`.
+    init?(endpoint: String, region: String, modelID: String, credentials: AWSCredentials) {
+        guard let origin = UpstreamOrigin(endpoint: endpoint) else { return nil }
+        self.origin = origin
         self.endpoint = endpoint
         self.region = region
         self.modelID = modelID
@@ -36,6 +42,17 @@ struct BedrockTarget: Sendable, Hashable {
         converseStreamPath = model + "/converse-stream"
         invokePath = model + "/invoke"
         invokeStreamPath = model + "/invoke-with-response-stream"
+        canonicalPaths = [conversePath, converseStreamPath, invokePath, invokeStreamPath].map(SigV4.canonicalURI)
+    }
+
+    /// The path of `operation` as SigV4 signs it.
+    func canonicalPath(for operation: BedrockOperation) -> String {
+        switch operation {
+        case .converse: canonicalPaths[0]
+        case .converseStream: canonicalPaths[1]
+        case .invoke: canonicalPaths[2]
+        case .invokeStream: canonicalPaths[3]
+        }
     }
 
     /// The path of `operation` on this target's model.
@@ -74,8 +91,17 @@ struct BedrockTarget: Sendable, Hashable {
         }
         let override = config.upstreamURL ?? environment["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]
         let endpoint = override.map(Self.origin) ?? "https://bedrock-runtime.\(region).amazonaws.com"
-        return .success(
-            BedrockTarget(endpoint: endpoint, region: region, modelID: config.modelID, credentials: credentials))
+        guard
+            let target = BedrockTarget(
+                endpoint: endpoint, region: region, modelID: config.modelID, credentials: credentials)
+        else {
+            return .failure(
+                UpstreamSetupError(
+                    message: "the Bedrock endpoint \(endpoint) is not http(s)://host[:port] (from "
+                        + (config.upstreamURL != nil ? "model.options.upstream_url" : "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+                        + ")"))
+        }
+        return .success(target)
     }
 
     /// `scheme://authority` of a URL.
@@ -123,7 +149,7 @@ struct UpstreamSetupError: Error, Sendable, Hashable, CustomStringConvertible {
 
 /// Bedrock Runtime over HTTPS (or HTTP to an emulator): pooled connections, SigV4 on every request.
 final class BedrockUpstream: Sendable {
-    let client: HTTPClient
+    let client: UpstreamClient
 
     /// `caBundle` (a PEM file, as the AWS SDKs' `AWS_CA_BUNDLE`) replaces the system's trust roots for HTTPS
     /// to Bedrock, for an endpoint behind a private CA.
@@ -131,7 +157,8 @@ final class BedrockUpstream: Sendable {
     init(eventLoopGroup: any EventLoopGroup, caBundle: String? = nil, connectTimeout: TimeAmount = .seconds(10))
         throws(UpstreamSetupError)
     {
-        var configuration = HTTPClient.Configuration()
+        var settings = UpstreamClient.Settings()
+        settings.connectTimeout = connectTimeout
         if let caBundle {
             let certificates: [NIOSSLCertificate]
             do {
@@ -142,37 +169,37 @@ final class BedrockUpstream: Sendable {
             guard !certificates.isEmpty else {
                 throw UpstreamSetupError(message: "AWS_CA_BUNDLE \(caBundle): no certificate in the file")
             }
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .certificates(certificates)
-            configuration.tlsConfiguration = tls
+            settings.trustRoots = certificates
         }
-        configuration.timeout = .init(connect: connectTimeout, read: .seconds(60))
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
-        configuration.decompression = .disabled
-        client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
+        do {
+            client = try UpstreamClient(group: eventLoopGroup, settings: settings)
+        } catch {
+            throw UpstreamSetupError(message: "cannot set up TLS for Bedrock: \(error)")
+        }
     }
 
     func shutdown() async {
-        try? await client.shutdown()
+        await client.shutdown()
     }
 
-    /// Sends a Converse (or ConverseStream) body, signed, and returns the response with its body unread.
+    /// Sends a Converse (or ConverseStream) body, signed, and returns the response: whole, or with its body
+    /// to be read as it arrives when `stream`.
     func send(_ body: [UInt8], to target: BedrockTarget, stream: Bool, timeout: TimeAmount) async throws
-        -> HTTPClientResponse
+        -> UpstreamResponse
     {
         try await send(body, to: target, operation: stream ? .converseStream : .converse, timeout: timeout)
     }
 
     /// Sends a body for `operation` on the target's model, signed with the target's credentials, and returns
-    /// the response with its body unread. `bedrockHeaders` (a client's `X-Amzn-Bedrock-*` headers, lower-case
-    /// names) are signed and sent too; nothing else of a client's request is.
+    /// the response (its body streamed for a streaming operation, else collected up to 32 MiB).
+    /// `bedrockHeaders` (a client's `X-Amzn-Bedrock-*` headers, lower-case names) are signed and sent too;
+    /// nothing else of a client's request is. `timeout` bounds the wait for the answer and each gap in it.
+    /// - Throws: `UpstreamFailure`, or `CancellationError`.
     func send(
         _ body: [UInt8], to target: BedrockTarget, operation: BedrockOperation,
         bedrockHeaders: [(String, String)] = [], timeout: TimeAmount
-    ) async throws -> HTTPClientResponse {
+    ) async throws -> UpstreamResponse {
         let path = target.path(for: operation)
-        var request = HTTPClientRequest(url: target.endpoint + path)
-        request.method = .POST
         let signer = SigV4Signer(credentials: target.credentials, region: target.region, service: "bedrock")
         let date = AMZDate(epochSeconds: Int64(Date().timeIntervalSince1970))
         var headers = [("content-type", "application/json")] + bedrockHeaders
@@ -180,12 +207,17 @@ final class BedrockUpstream: Sendable {
             headers.append(("x-amzn-bedrock-accept", "application/json"))
         }
         let signed = signer.sign(
-            method: "POST", path: path, headers: [("host", target.hostHeader)] + headers, body: body, date: date)
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        request.headers.add(
+            method: "POST", canonicalPath: target.canonicalPath(for: operation),
+            headers: [("host", target.hostHeader)] + headers, payloadSHA256: SigV4.hexSHA256(body), date: date)
+        var requestHeaders = HTTPHeaders()
+        requestHeaders.reserveCapacity(headers.count + signed.count + 2)
+        requestHeaders.add(name: "Host", value: target.hostHeader)
+        for (name, value) in headers { requestHeaders.add(name: name, value: value) }
+        requestHeaders.add(
             name: "Accept", value: operation.isStream ? "application/vnd.amazon.eventstream" : "application/json")
-        for header in signed { request.headers.add(name: header.name, value: header.value) }
-        request.body = .bytes(body)
-        return try await client.execute(request, timeout: timeout)
+        for header in signed { requestHeaders.add(name: header.name, value: header.value) }
+        return try await client.send(
+            UpstreamRequest(path: path, headers: requestHeaders, body: body), to: target.origin,
+            streaming: operation.isStream, readTimeout: timeout)
     }
 }

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Bedrock
 import BudgetConfig
 import BudgetJSON
@@ -369,7 +368,7 @@ final class ProxyService: Sendable {
         if call.proxy.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
 
         let upstreamStarted = ContinuousClock.now
-        let response: HTTPClientResponse
+        let response: UpstreamResponse
         do {
             response = try await upstream.send(
                 body, to: target, stream: call.chat.stream, timeout: call.timeout)
@@ -454,23 +453,19 @@ final class ProxyService: Sendable {
     /// Whether a failed upstream call may have reached Bedrock (it timed out or was cut off after the request
     /// could have been sent), as opposed to failing to connect: then Bedrock may have billed it.
     static func mayHaveReachedBedrock(_ error: any Error) -> Bool {
-        guard let error = error as? HTTPClientError else { return false }
-        return error == .readTimeout || error == .deadlineExceeded || error == .remoteConnectionClosed
+        guard let error = error as? UpstreamFailure else { return false }
+        return error.requestSent && error.kind != .connect && error.kind != .connectTimeout
     }
 
-    /// Whether an upstream failure was a time-out (connect, read or the request's deadline).
+    /// Whether an upstream failure was a time-out (connect, or no answer within the read time-out).
     static func isTimeout(_ error: any Error) -> Bool {
-        if let error = error as? HTTPClientError {
-            return error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
-        }
-        if let error = error as? ChannelError, case .connectTimeout = error { return true }
-        return false
+        (error as? UpstreamFailure)?.isTimeout ?? false
     }
 
     /// ConverseStream → server-sent events, flushed as frames arrive; the final usage (or, when the client
     /// hung up or the stream broke, an estimate from what was generated) is charged.
     private func stream(
-        _ response: HTTPClientResponse, call: ChatCall, admission: Admission, hold: consuming BudgetHold,
+        _ response: UpstreamResponse, call: ChatCall, admission: Admission, hold: consuming BudgetHold,
         reply: ReplyIdentity, common: [(String, String)], sink: any ResponseSink, outcome: inout Outcome,
         upstreamStarted: ContinuousClock.Instant
     ) async {

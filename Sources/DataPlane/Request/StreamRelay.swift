@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Bedrock
 import BudgetJSON
 import NIOCore
@@ -22,7 +21,7 @@ extension ProxyService {
     /// is ended in the client's format. Returns whether the client left before the end (before the first byte
     /// too): then Bedrock ran the call all the same, and the caller charges it as a stream its client left.
     func relay<Translator: StreamRelaying>(
-        _ response: HTTPClientResponse, through translator: inout Translator, headers: [(String, String)],
+        _ response: UpstreamResponse, through translator: inout Translator, headers: [(String, String)],
         sink: any ResponseSink
     ) async -> Bool {
         do {

@@ -1,0 +1,371 @@
+import NIOCore
+import NIOHTTP1
+
+/// One call on an upstream connection, confined to the connection's event loop: where its answer goes and
+/// how far it got.
+final class UpstreamExchange {
+    enum Mode {
+        /// The body is collected on the loop, up to `limit` bytes, and handed over with the head.
+        case collect(limit: Int)
+        /// The head is handed over at once; the body part by part, with back-pressure.
+        case stream
+    }
+
+    let request: UpstreamRequest
+    let mode: Mode
+    let readTimeout: TimeAmount
+    private let answer: EventLoopPromise<UpstreamResponse>
+    private let loop: any EventLoop
+    /// Whether the head has been handed over (after which a failure ends the body instead).
+    private var answered = false
+    /// Whether the call has ended (answered whole, failed or cancelled).
+    private(set) var isOver = false
+    /// Whether the request's last byte has been written.
+    var requestSent = false
+    /// Closes the call's connection, once it has one.
+    var closeConnection: (() -> Void)?
+    private var head: HTTPResponseHead?
+    private var collected: ByteBuffer?
+    private var body: NIOThrowingAsyncSequenceProducer<
+        ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, UpstreamBodyDelegate
+    >.Source?
+
+    init(
+        request: UpstreamRequest, mode: Mode, readTimeout: TimeAmount, answer: EventLoopPromise<UpstreamResponse>,
+        loop: any EventLoop
+    ) {
+        self.request = request
+        self.mode = mode
+        self.readTimeout = readTimeout
+        self.answer = answer
+        self.loop = loop
+    }
+
+    /// The answer's head arrived. Streaming: hands it over with a body to read as it comes.
+    func received(_ head: HTTPResponseHead, delegate: @autoclosure () -> UpstreamBodyDelegate) {
+        guard !isOver else { return }
+        self.head = head
+        guard case .stream = mode else { return }
+        let sequence = NIOThrowingAsyncSequenceProducer.makeSequence(
+            elementType: ByteBuffer.self, failureType: (any Error).self,
+            backPressureStrategy: NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark(
+                lowWatermark: 2, highWatermark: 8),
+            finishOnDeinit: false, delegate: delegate())
+        body = sequence.source
+        answered = true
+        answer.succeed(UpstreamResponse(status: head.status, headers: head.headers, body: .stream(sequence.sequence)))
+    }
+
+    /// What a part of the body asks of the connection.
+    enum PartOutcome {
+        case readMore
+        /// The consumer is behind: read no more until it asks.
+        case pause
+        /// The call cannot go on (the consumer left, the body is over its limit): close the connection.
+        case close
+    }
+
+    func received(_ part: ByteBuffer) -> PartOutcome {
+        guard !isOver else { return .close }
+        switch mode {
+        case .collect(let limit):
+            if collected == nil {
+                collected = part
+            } else {
+                var part = part
+                collected?.writeBuffer(&part)
+            }
+            if let size = collected?.readableBytes, size > limit {
+                fail(
+                    UpstreamFailure(
+                        kind: .tooLarge, requestSent: true,
+                        detail: "the upstream's answer exceeds the limit of \(limit) bytes"))
+                return .close
+            }
+            return .readMore
+        case .stream:
+            switch body?.yield(part) {
+            case .produceMore: return .readMore
+            case .stopProducing: return .pause
+            case .dropped, nil:
+                isOver = true
+                return .close
+            }
+        }
+    }
+
+    /// The answer is complete.
+    func ended() {
+        guard !isOver else { return }
+        isOver = true
+        switch mode {
+        case .collect:
+            guard let head else { return }
+            answered = true
+            answer.succeed(
+                UpstreamResponse(
+                    status: head.status, headers: head.headers,
+                    body: .collected(collected ?? ByteBuffer())))
+        case .stream:
+            body?.finish()
+        }
+    }
+
+    /// Ends the call with `failure`: the caller waiting for the head gets it, or the body's reader does.
+    func fail(_ failure: UpstreamFailure) {
+        guard !isOver else { return }
+        isOver = true
+        if answered {
+            body?.finish(failure)
+        } else {
+            answered = true
+            answer.fail(failure)
+        }
+    }
+
+    /// The caller's task was cancelled: the call ends and its connection closes.
+    func cancel() {
+        guard !isOver else { return }
+        fail(UpstreamFailure(kind: .cancelled, requestSent: requestSent, detail: "cancelled"))
+        closeConnection?()
+    }
+}
+
+/// The pipeline's end on an upstream connection: writes one exchange's request at a time and feeds its
+/// answer back; between exchanges the connection idles in its pool, and anything it receives then closes it.
+final class UpstreamConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    weak var pool: LoopPool?
+    var origin: UpstreamOrigin?
+    private var context: ChannelHandlerContext?
+    private var exchange: UpstreamExchange?
+    private var keepAlive = true
+    /// Reading is held back: the stream's consumer is behind.
+    private var paused = false
+    /// A read the pipeline asked for while paused, issued on resumption.
+    private var readPending = false
+    private var lastActivity = NIODeadline.now()
+    private var timer: Scheduled<Void>?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Writes `exchange`'s request, in one flush, and waits for its answer.
+    func run(_ exchange: UpstreamExchange) {
+        guard let context else {
+            exchange.fail(UpstreamFailure(kind: .broken, requestSent: false, detail: "the connection closed"))
+            return
+        }
+        self.exchange = exchange
+        keepAlive = true
+        resumeReading()
+        let channel = context.channel
+        exchange.closeConnection = { channel.close(promise: nil) }
+        let request = exchange.request
+        var headers = request.headers
+        headers.replaceOrAdd(name: "Content-Length", value: String(request.body.count))
+        let head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path, headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if !request.body.isEmpty {
+            context.write(
+                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: request.body)))),
+                promise: nil)
+        }
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        sent.futureResult.assumeIsolated().whenSuccess { exchange.requestSent = true }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
+        lastActivity = .now()
+        armTimer(exchange.readTimeout)
+    }
+
+    private func armTimer(_ delay: TimeAmount) {
+        guard let context else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: delay) { bound.value.timerFired() }
+    }
+
+    /// The read time-out: no byte for `readTimeout` (a consumer that is behind does not count as silence).
+    private func timerFired() {
+        timer = nil
+        guard let exchange, !exchange.isOver else { return }
+        let silent = NIODeadline.now() - lastActivity
+        if paused || silent < exchange.readTimeout {
+            armTimer(paused ? exchange.readTimeout : exchange.readTimeout - silent)
+            return
+        }
+        exchange.fail(
+            UpstreamFailure(
+                kind: .timeout, requestSent: exchange.requestSent,
+                detail: "no answer within \(exchange.readTimeout.nanoseconds / 1_000_000) ms"))
+        self.exchange = nil
+        context?.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let exchange else {
+            context.close(promise: nil)  // an idle connection has nothing to receive
+            return
+        }
+        lastActivity = .now()
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            keepAlive = head.isKeepAlive
+            exchange.received(
+                head,
+                delegate: UpstreamBodyDelegate(
+                    handler: NIOLoopBound(self, eventLoop: context.eventLoop),
+                    exchange: NIOLoopBound(exchange, eventLoop: context.eventLoop)))
+        case .body(let part):
+            switch exchange.received(part) {
+            case .readMore: break
+            case .pause: paused = true
+            case .close:
+                self.exchange = nil
+                timer?.cancel()
+                context.close(promise: nil)
+            }
+        case .end:
+            self.exchange = nil
+            timer?.cancel()
+            timer = nil
+            // Whatever the stream's reader does next, the connection reads again: an idle pooled connection must
+            // see its server close it, and the next exchange must see its answer.
+            resumeReading()
+            let completed = !exchange.isOver
+            exchange.ended()
+            if keepAlive && completed, let pool, let origin {
+                pool.release(UpstreamConnection(channel: context.channel, handler: self, origin: origin))
+            } else {
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        if let exchange {
+            self.exchange = nil
+            exchange.fail(
+                UpstreamFailure(
+                    kind: .broken, requestSent: exchange.requestSent,
+                    detail: "the upstream closed the connection before its answer was complete"))
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let exchange {
+            self.exchange = nil
+            timer?.cancel()
+            exchange.fail(UpstreamFailure(kind: .broken, requestSent: exchange.requestSent, detail: "\(error)"))
+        }
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if paused {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// The stream's consumer of `caller` caught up (a late word from an earlier exchange is ignored).
+    func resume(_ caller: UpstreamExchange) {
+        guard paused, caller === exchange else { return }
+        lastActivity = .now()
+        resumeReading()
+    }
+
+    /// Reads again, issuing the read the pipeline asked for while paused.
+    private func resumeReading() {
+        paused = false
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// The stream's consumer of `caller` stopped reading before the end: the connection cannot be reused. (The
+    /// word comes a turn of the loop late: by then the exchange may have ended and the connection may serve
+    /// another, which is left alone.)
+    func abandoned(_ caller: UpstreamExchange) {
+        guard let exchange, exchange === caller, !exchange.isOver else { return }
+        exchange.cancel()
+        self.exchange = nil
+    }
+}
+
+/// Tells the connection when the stream's reader wants more, or has gone.
+struct UpstreamBodyDelegate: NIOAsyncSequenceProducerDelegate {
+    let handler: NIOLoopBound<UpstreamConnectionHandler>
+    let exchange: NIOLoopBound<UpstreamExchange>
+
+    func produceMore() {
+        let (handler, exchange) = (self.handler, self.exchange)
+        handler.eventLoop.execute { handler.value.resume(exchange.value) }
+    }
+
+    func didTerminate() {
+        let (handler, exchange) = (self.handler, self.exchange)
+        handler.eventLoop.execute { handler.value.abandoned(exchange.value) }
+    }
+}
+
+/// The body of an upstream's answer: collected whole, or a stream of parts as they arrive.
+enum UpstreamBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    typealias Stream = NIOThrowingAsyncSequenceProducer<
+        ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, UpstreamBodyDelegate
+    >
+
+    case collected(ByteBuffer)
+    case stream(Stream)
+
+    /// The whole body, up to `limit` bytes.
+    /// - Throws: `UpstreamFailure` (`.tooLarge` over the limit), or what ended the stream.
+    func collect(upTo limit: Int) async throws -> ByteBuffer {
+        switch self {
+        case .collected(let buffer):
+            guard buffer.readableBytes <= limit else {
+                throw UpstreamFailure(
+                    kind: .tooLarge, requestSent: true, detail: "the upstream's answer exceeds \(limit) bytes")
+            }
+            return buffer
+        case .stream(let stream):
+            var whole = ByteBuffer()
+            for try await var part in stream {
+                guard whole.readableBytes + part.readableBytes <= limit else {
+                    throw UpstreamFailure(
+                        kind: .tooLarge, requestSent: true, detail: "the upstream's answer exceeds \(limit) bytes")
+                }
+                whole.writeBuffer(&part)
+            }
+            return whole
+        }
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        fileprivate var collected: ByteBuffer?
+        fileprivate var stream: Stream.AsyncIterator?
+
+        mutating func next() async throws -> ByteBuffer? {
+            if let buffer = collected {
+                collected = nil
+                return buffer.readableBytes > 0 ? buffer : nil
+            }
+            return try await stream?.next()
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        switch self {
+        case .collected(let buffer): AsyncIterator(collected: buffer, stream: nil)
+        case .stream(let stream): AsyncIterator(collected: nil, stream: stream.makeAsyncIterator())
+        }
+    }
+}
