@@ -15,7 +15,7 @@ struct ChannelSink: ResponseSink {
     private func writeWithDeadline(_ part: HTTPServerResponsePart) async throws {
         let channel = self.channel
         let timeout = writeTimeout
-        try await channel.eventLoop.flatSubmit {
+        @Sendable func write() -> EventLoopFuture<Void> {
             let written = channel.writeAndFlush(part)
             // Usually the socket takes the bytes at once and the write is done by now (a completed future runs
             // its callback at once): no timer then.
@@ -25,7 +25,9 @@ struct ChannelSink: ResponseSink {
             let deadline = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
             written.whenComplete { _ in deadline.cancel() }
             return written
-        }.get()
+        }
+        // On the channel's loop (budget-proxyd runs its tasks there) without a hop through its task queue.
+        try await (channel.eventLoop.inEventLoop ? write() : channel.eventLoop.flatSubmit(write)).get()
     }
 
     func start(status: Int, headers: [(String, String)], contentLength: Int?) async throws {

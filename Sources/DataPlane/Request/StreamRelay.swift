@@ -30,26 +30,31 @@ extension ProxyService {
             return true
         }
         var decoder = EventStreamDecoder()
+        // What the frames of one read from Bedrock become goes to the client in one write: the frames arrived
+        // together, and a write (a flush and a wait for the socket) per frame was most of a stream's cost.
+        var out: [UInt8] = []
         do {
             reading: for try await buffer in response.body {
                 decoder.append(buffer.readableBytesView)
                 while let message = try decoder.next() {
-                    let bytes = translator.translate(message)
-                    if !bytes.isEmpty {
-                        do {
-                            try await sink.write(bytes)
-                        } catch {
-                            return true
-                        }
-                    }
-                    if translator.isFinished { break reading }
+                    out += translator.translate(message)
+                    if translator.isFinished { break }
                 }
+                if !out.isEmpty {
+                    do {
+                        try await sink.write(out)
+                    } catch {
+                        return true
+                    }
+                    out.removeAll(keepingCapacity: true)
+                }
+                if translator.isFinished { break reading }
             }
             if !translator.isFinished { try? await sink.write(translator.brokenOff()) }
         } catch let error as EventStreamError {
-            try? await sink.write(translator.undecodable(error))
+            try? await sink.write(out + translator.undecodable(error))
         } catch {
-            if !translator.isFinished { try? await sink.write(translator.brokenOff()) }
+            if !translator.isFinished { try? await sink.write(out + translator.brokenOff()) }
         }
         try? await sink.finish()
         return false
