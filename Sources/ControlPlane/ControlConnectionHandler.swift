@@ -28,6 +28,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private var watcher: UInt64?
     private var helloDeadline: Scheduled<Void>?
     private var stallDeadline: Scheduled<Void>?
+    /// Replies made while a read burst is handled, flushed once at its end.
+    private var replies: NIOLoopBound<ReplyBatch>?
 
     init(
         context: ControlListener.Context, counter: Gauge,
@@ -44,6 +46,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     // The handler is added by the child channel initializer, normally before the channel is active; should
     // it be active already, channelActive will not come, so start here.
     func handlerAdded(context: ChannelHandlerContext) {
+        replies = NIOLoopBound(ReplyBatch(), eventLoop: context.eventLoop)
         if context.channel.isActive { start(context: context) }
     }
 
@@ -181,6 +184,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        replies?.value.reading = true
         let frame = unwrapInboundIn(data)
         switch peerAllowed {
         case nil:
@@ -190,6 +194,17 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         case true?:
             handle(frame, context: context)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let batch = replies?.value {
+            batch.reading = false
+            if batch.pending {
+                batch.pending = false
+                context.flush()
+            }
+        }
+        context.fireChannelReadComplete()
     }
 
     private func reply(_ context: ChannelHandlerContext, _ type: FrameType, _ id: UInt32, _ payload: [UInt8]) {
@@ -211,8 +226,27 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         let id = frame.requestID
         guard greeted else { return greet(frame, context: context) }
         let channel = context.channel
+        let replies = self.replies
         let send: @Sendable (FrameType, [UInt8]) -> Void = { type, payload in
-            channel.writeAndFlush(WireFrame(type, requestID: id, payload: payload), promise: nil)
+            let frame = WireFrame(type, requestID: id, payload: payload)
+            guard let replies else { return channel.writeAndFlush(frame, promise: nil) }
+            // An answer made inline, within a read burst (reservations on the local ledger), waits for the burst's
+            // one flush. One made later (the acknowledgements of a group commit, all at once; a Redis reply) is
+            // written on the loop and flushed on its next turn, together with the others made meanwhile.
+            @Sendable func deliver() {
+                channel.write(frame, promise: nil)
+                let batch = replies.value
+                if batch.reading {
+                    batch.pending = true
+                } else if !batch.flushQueued {
+                    batch.flushQueued = true
+                    replies.eventLoop.execute {
+                        replies.value.flushQueued = false
+                        channel.flush()
+                    }
+                }
+            }
+            if replies.eventLoop.inEventLoop { deliver() } else { replies.eventLoop.execute(deliver) }
         }
         let fail: @Sendable (WireErrorBody) -> Void = { body in
             channel.writeAndFlush(WireFrame(.error, requestID: id, payload: WireJSON.encode(body)), promise: nil)
@@ -337,4 +371,14 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         self.error(context, id, .badFrame, message)
         context.close(promise: nil)
     }
+}
+
+/// Replies written and not yet flushed on one connection: in a read burst (flushed at its end), or queued for
+/// the loop's next turn. Confined to the connection's event loop.
+final class ReplyBatch {
+    var reading = false
+    /// Written during the read burst.
+    var pending = false
+    /// A flush is queued on the loop.
+    var flushQueued = false
 }
