@@ -50,7 +50,8 @@ sleep 0.5
 start=$(date +%s.%N)
 "$bin/budgetctl" sync "$work/config.yaml" --socket "$work/admin.sock" | grep "Created:"
 end=$(date +%s.%N)
-printf 'sync of %d consumers: %.2f s\n' "$consumers" "$(elapsed "$start" "$end")"
+first_sync=$(elapsed "$start" "$end")
+printf 'sync of %d consumers: %.2f s\n' "$consumers" "$first_sync"
 printf 'budget-controld RSS after sync: %s\n' "$(rss $controld)"
 
 emulator=$(sed 's/listening on //' "$work/emu.out")
@@ -96,16 +97,28 @@ for _ in $(seq 1500); do
     [ "$status" = 200 ] && break
     sleep 0.005
 done
+rotated_status=$status
 end=$(date +%s.%N)
+rotated_after_return=$(awk -v from="$synced" -v to="$end" 'BEGIN { printf "%.3f", to - from }')
 printf 'one key rotated among %d consumers: sync %.2f s; proxy serving the new key %.2f s after the sync began, %.3f s after it returned\n' \
     "$consumers" "$(elapsed "$start" "$synced")" "$(elapsed "$start" "$end")" "$(awk -v from="$synced" -v to="$end" 'BEGIN { printf "%.3f", to - from }')"
-status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$address/ai/budget" -H "apikey: key-0-secret" \
+old_key_status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$address/ai/budget" -H "apikey: key-0-secret" \
     -d '{"messages":[{"role":"user","content":"Hello"}]}')
-echo "the old key afterwards: HTTP $status"
+echo "the old key afterwards: HTTP $old_key_status"
 
 # The same file again: nothing to change, so the cost is the dump of the stored config and the plan.
 start=$(date +%s.%N)
 "$bin/budgetctl" sync "$work/config2.yaml" --socket "$work/admin.sock" | grep -E "^(creating|deleting|updating)" | sed 's/^/  /' || true
 end=$(date +%s.%N)
-printf 'resync of the same %d consumers (nothing to change): %.2f s\n' "$consumers" "$(elapsed "$start" "$end")"
+resync=$(elapsed "$start" "$end")
+printf 'resync of the same %d consumers (nothing to change): %.2f s\n' "$consumers" "$resync"
+if [ -n "${BENCH_ROWS:-}" ]; then
+    # The rotation row counts as failed (non-200: 1) unless the new key got a 200 and the old one a 401.
+    rotation_bad=$([ "$rotated_status" = 200 ] && [ "$old_key_status" = 401 ] && echo 0 || echo 1)
+    cat >>"$BENCH_ROWS" <<ROWS
+{"measure": "sync of $consumers consumers", "value": $first_sync, "unit": "s", "better": "lower", "target": 10, "non200": 0}
+{"measure": "one key rotated among $consumers consumers: served after its sync returned", "value": $rotated_after_return, "unit": "s", "better": "lower", "target": 0.25, "non200": $rotation_bad}
+{"measure": "resync of $consumers consumers with nothing to change", "value": $resync, "unit": "s", "better": "lower", "target": 2, "non200": 0}
+ROWS
+fi
 printf 'RSS at the end: budget-controld %s, budget-proxyd %s\n' "$(rss $controld)" "$(rss $proxy)"

@@ -16,6 +16,8 @@ def number(value):
     if value is None:
         return "-"
     if isinstance(value, float) and not value.is_integer():
+        if abs(value) < 1:
+            return f"{value:.3f}"
         return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
     return f"{int(value):,}"
 

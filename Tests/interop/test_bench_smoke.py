@@ -47,7 +47,8 @@ def test_fleet_benchmark_harness_runs_local_and_redis(tmp_path):
 
 
 def test_scale_harness_runs_end_to_end(tmp_path):
-    env = dict(os.environ, CONFIG="debug")
+    rows = tmp_path / "rows.jsonl"
+    env = dict(os.environ, CONFIG="debug", BENCH_ROWS=str(rows))
     result = subprocess.run(["bench/scale.sh", "300"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -56,3 +57,9 @@ def test_scale_harness_runs_end_to_end(tmp_path):
                  "one key rotated among 300 consumers:", "the old key afterwards: HTTP 401",
                  "resync of the same 300 consumers (nothing to change):"]:
         assert line in out, out
+    # Its rows for `make bench`'s table: the three timed targets, the rotation checked by status.
+    written = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert [row["measure"] for row in written] == [
+        "sync of 300 consumers", "one key rotated among 300 consumers: served after its sync returned",
+        "resync of 300 consumers with nothing to change"], written
+    assert all(row["value"] > 0 and row["better"] == "lower" and row["non200"] == 0 for row in written), written
