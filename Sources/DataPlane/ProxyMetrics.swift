@@ -1,4 +1,5 @@
 import Prometheus
+import Synchronization
 
 /// The proxy's Prometheus metrics (swift-prometheus), served on the status listener's `/metrics`.
 final class ProxyMetrics: Sendable {
@@ -27,19 +28,44 @@ final class ProxyMetrics: Sendable {
             buckets: Self.latencyBuckets)
     }
 
+    /// The counters of the two metrics every request touches, by their labels: the registry's own lookup
+    /// (descriptor to name, labels to a key, under its lock) showed in profiles. As many entries as the
+    /// registry has series of these metrics.
+    private struct Labels: Hashable {
+        var first: String
+        var second: String
+        var third: String
+    }
+    private let requestCounters = Mutex<[Labels: Counter]>([:])
+    private let tokenCounters = Mutex<[Labels: Counter]>([:])
+
     func request(route: String, consumer: String, status: Int) {
-        registry.makeCounter(
-            descriptor: Self.name("requests", unit: "total", "Requests by route, consumer and status."),
-            labels: [("route", route), ("consumer", consumer), ("status", String(status))]
-        ).increment()
+        let labels = Labels(first: route, second: consumer, third: String(status))
+        let counter =
+            requestCounters.withLock { $0[labels] }
+            ?? {
+                let made = registry.makeCounter(
+                    descriptor: Self.name("requests", unit: "total", "Requests by route, consumer and status."),
+                    labels: [("route", route), ("consumer", consumer), ("status", labels.third)])
+                requestCounters.withLock { $0[labels] = made }
+                return made
+            }()
+        counter.increment()
     }
 
     func tokens(consumer: String, group: String, provider: String, tokens: Int) {
         guard tokens > 0 else { return }
-        registry.makeCounter(
-            descriptor: Self.name("tokens_charged", unit: "total", "Tokens charged to budgets."),
-            labels: [("consumer", consumer), ("group", group), ("provider", provider)]
-        ).increment(by: Int64(tokens))
+        let labels = Labels(first: consumer, second: group, third: provider)
+        let counter =
+            tokenCounters.withLock { $0[labels] }
+            ?? {
+                let made = registry.makeCounter(
+                    descriptor: Self.name("tokens_charged", unit: "total", "Tokens charged to budgets."),
+                    labels: [("consumer", consumer), ("group", group), ("provider", provider)])
+                tokenCounters.withLock { $0[labels] = made }
+                return made
+            }()
+        counter.increment(by: Int64(tokens))
     }
 
     /// A charge estimated by the proxy (a stream that ended without Bedrock's usage: the client hung up, or the

@@ -30,8 +30,25 @@ public struct AMZDate: Sendable, Hashable, Comparable, CustomStringConvertible {
         let days = Int(floorDiv(epochSeconds, 86400))
         let secondsOfDay = Int(epochSeconds - Int64(days) * 86400)
         let (year, month, day) = Self.civilFromDays(days)
-        return pad(year, 4) + pad(month, 2) + pad(day, 2) + "T" + pad(secondsOfDay / 3600, 2)
-            + pad(secondsOfDay / 60 % 60, 2) + pad(secondsOfDay % 60, 2) + "Z"
+        // Written digit by digit into the string's own storage: this runs several times for every signature.
+        return String(unsafeUninitializedCapacity: 16) { buffer in
+            func put(_ value: Int, _ width: Int, at offset: Int) {
+                var value = value
+                for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                    buffer[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+            }
+            put(min(max(year, 0), 9999), 4, at: 0)
+            put(month, 2, at: 4)
+            put(day, 2, at: 6)
+            buffer[8] = UInt8(ascii: "T")
+            put(secondsOfDay / 3600, 2, at: 9)
+            put(secondsOfDay / 60 % 60, 2, at: 11)
+            put(secondsOfDay % 60, 2, at: 13)
+            buffer[15] = UInt8(ascii: "Z")
+            return 16
+        }
     }
 
     /// `YYYYMMDD`, the date of the credential scope.
@@ -64,9 +81,4 @@ public struct AMZDate: Sendable, Hashable, Comparable, CustomStringConvertible {
 
 private func floorDiv(_ value: Int64, _ divisor: Int64) -> Int64 {
     value >= 0 ? value / divisor : (value - divisor + 1) / divisor
-}
-
-private func pad(_ value: Int, _ width: Int) -> String {
-    let text = String(value)
-    return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
 }

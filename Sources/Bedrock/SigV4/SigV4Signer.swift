@@ -34,21 +34,25 @@ public struct SigV4Signer: Sendable {
         method: String, canonicalPath: String, query: String = "", headers: [(String, String)],
         payloadSHA256: String, date: AMZDate
     ) -> [(name: String, value: String)] {
+        let amzDate = date.description
+        let dateStamp = String(amzDate.prefix(8))
+        let scope = "\(dateStamp)/\(region)/\(service)/aws4_request"
         var signed = headers
-        var added: [(name: String, value: String)] = [("X-Amz-Date", date.description)]
-        signed.append(("x-amz-date", date.description))
+        var added: [(name: String, value: String)] = [("X-Amz-Date", amzDate)]
+        signed.append(("x-amz-date", amzDate))
         if let token = credentials.sessionToken {
             signed.append(("x-amz-security-token", token))
             added.append(("X-Amz-Security-Token", token))
         }
         let canonical = SigV4.canonicalRequest(
             method: method, canonicalPath: canonicalPath, query: query, headers: signed, payloadSHA256: payloadSHA256)
-        let signature = self.signature(canonicalRequest: canonical.text, date: date)
+        let toSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(SigV4.hexSHA256(canonical.text.utf8))"
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(toSign.utf8), using: signingKey(dateStamp: dateStamp))
         added.append(
             (
                 "Authorization",
-                "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope(date)), "
-                    + "SignedHeaders=\(canonical.signedHeaders), Signature=\(signature)"
+                "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), "
+                    + "SignedHeaders=\(canonical.signedHeaders), Signature=\(hex(mac))"
             ))
         return added
     }
