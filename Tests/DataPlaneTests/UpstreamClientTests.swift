@@ -30,10 +30,11 @@ struct UpstreamClientTests {
         var settings = UpstreamClient.Settings()
         settings.idleTimeout = .milliseconds(200)
         try await withServer(settings: settings) { server, client in
+            // Answered after 200 ms, so that both calls are in flight at once, on two connections.
             async let first = client.send(
-                server.request("/ok"), to: server.origin, streaming: false, readTimeout: .seconds(5))
+                server.request("/delayed"), to: server.origin, streaming: false, readTimeout: .seconds(5))
             async let second = client.send(
-                server.request("/ok"), to: server.origin, streaming: false, readTimeout: .seconds(5))
+                server.request("/delayed"), to: server.origin, streaming: false, readTimeout: .seconds(5))
             #expect(try await [first.status, second.status] == [.ok, .ok])
             #expect(server.accepted == 2)
             #expect(client.openConnections == 2)
@@ -64,6 +65,8 @@ struct UpstreamClientTests {
                 server.request("/ok-then-close"), to: server.origin, streaming: false, readTimeout: .seconds(5))
             #expect(first.status == .ok)
             try await Task.sleep(for: .milliseconds(300))  // the server's close reaches the pool
+            #expect(client.openConnections == 0)
+            #expect(client.idleConnections == 0)
             let second = try await client.send(
                 server.request("/ok"), to: server.origin, streaming: false, readTimeout: .seconds(5))
             #expect(second.status == .ok)
@@ -80,6 +83,9 @@ struct UpstreamClientTests {
             }
             #expect(failure.kind == .broken)
             #expect(failure.requestSent)
+            #expect(failure.answerBegan)
+            #expect(ProxyService.cutOff(failure) != nil)
+            #expect(ProxyService.mayHaveReachedBedrock(failure))
         }
     }
 
@@ -93,6 +99,8 @@ struct UpstreamClientTests {
             #expect(failure.kind == .timeout)
             #expect(failure.requestSent)
             #expect(failure.isTimeout)
+            #expect(ProxyService.cutOff(failure) == nil)  // answered as a time-out (504)
+            #expect(ProxyService.mayHaveReachedBedrock(failure))
             let next = try await client.send(
                 server.request("/ok"), to: server.origin, streaming: false, readTimeout: .seconds(5))
             #expect(next.status == .ok)
@@ -116,6 +124,9 @@ struct UpstreamClientTests {
         }
         #expect(failure.kind == .connect)
         #expect(!failure.requestSent)
+        #expect(!failure.answerBegan)
+        #expect(ProxyService.cutOff(failure) == nil)
+        #expect(!ProxyService.mayHaveReachedBedrock(failure))
         await client.shutdown()
         try await group.shutdownGracefully()
     }
@@ -129,6 +140,7 @@ struct UpstreamClientTests {
                     readTimeout: .seconds(5))
             }
             #expect(failure.kind == .tooLarge)
+            #expect(ProxyService.cutOff(failure) != nil)
         }
     }
 
@@ -334,6 +346,13 @@ private final class ScriptedHandler: ChannelInboundHandler {
                 .whenComplete { _ in channel.close(promise: nil) }
         case "/silent":
             break
+        case "/delayed":
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let late = whole("late")
+            context.eventLoop.scheduleTask(in: .milliseconds(200)) {
+                let (handler, context) = bound.value
+                handler.write(late, context: context)
+            }
         case "/big":
             write(whole(String(repeating: "x", count: 200 * 1024)), context: context)
         case "/stream":

@@ -131,6 +131,9 @@ extension ProxyService {
             logger.warning(
                 "upstream request failed",
                 metadata: ["endpoint": "\(target.endpoint)", "error": "\(error)", "route": "\(outcome.route)"])
+            if let reason = Self.cutOff(error) {
+                throw .message(502, "Bedrock's reply was cut off: \(reason)", headers: common)
+            }
             let timedOut = Self.isTimeout(error)
             throw .message(
                 timedOut ? 504 : 502,

@@ -121,6 +121,12 @@ extension ProxyService {
             logger.warning(
                 "upstream request failed",
                 metadata: ["endpoint": "\(target.endpoint)", "error": "\(error)", "route": "\(outcome.route)"])
+            if Self.cutOff(error) != nil {
+                throw .bedrock(
+                    AWSErrorResponse(
+                        status: 502, type: "InternalServerException", message: "Bedrock's reply was cut off"),
+                    headers: common)
+            }
             let timedOut = Self.isTimeout(error)
             throw .bedrock(
                 AWSErrorResponse(

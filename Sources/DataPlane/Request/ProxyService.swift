@@ -386,6 +386,10 @@ final class ProxyService: Sendable {
             logger.warning(
                 "upstream request failed",
                 metadata: ["endpoint": "\(target.endpoint)", "error": "\(error)", "route": "\(outcome.route)"])
+            if let reason = Self.cutOff(error) {
+                throw .upstream(
+                    502, errorType: "UpstreamError", message: "Bedrock's reply was cut off: \(reason)", headers: common)
+            }
             throw .upstream(
                 status, errorType: timedOut ? "UpstreamTimeout" : "UpstreamUnreachable",
                 message: timedOut
@@ -460,6 +464,15 @@ final class ProxyService: Sendable {
     /// Whether an upstream failure was a time-out (connect, or no answer within the read time-out).
     static func isTimeout(_ error: any Error) -> Bool {
         (error as? UpstreamFailure)?.isTimeout ?? false
+    }
+
+    /// Why a Bedrock reply that had begun did not arrive whole (cut off, or over the size the proxy takes); nil
+    /// for a call that failed before its answer began, or timed out.
+    static func cutOff(_ error: any Error) -> String? {
+        guard let failure = error as? UpstreamFailure, !failure.isTimeout,
+            failure.answerBegan || failure.kind == .tooLarge
+        else { return nil }
+        return failure.detail
     }
 
     /// ConverseStream → server-sent events, flushed as frames arrive; the final usage (or, when the client

@@ -98,6 +98,8 @@ struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
     /// Whether the whole request had been written: the upstream may have run (and billed) it.
     var requestSent: Bool
     var detail: String
+    /// Whether the answer had begun (its head had arrived): then it was cut off rather than never given.
+    var answerBegan = false
 
     var isTimeout: Bool { kind == .timeout || kind == .connectTimeout }
 
@@ -311,14 +313,24 @@ final class LoopPool {
         }
     }
 
+    /// An idle connection closed (its server closed it): out of the pool, and out of the count.
+    func forget(_ channel: any Channel, origin: UpstreamOrigin) {
+        guard var entries = idle[origin], let index = entries.firstIndex(where: { $0.connection.channel === channel })
+        else { return }
+        entries.remove(at: index)
+        counts.idle.subtract(1, ordering: .relaxed)
+        idle[origin] = entries.isEmpty ? nil : entries
+    }
+
     /// Closes the connections idle for longer than `age`.
     private func closeIdle(olderThan age: TimeAmount) {
         let cutoff = NIODeadline.now() - age
         for (origin, entries) in idle {
             let (old, fresh) = (entries.filter { $0.since <= cutoff }, entries.filter { $0.since > cutoff })
-            for entry in old { entry.connection.channel.close(promise: nil) }
-            counts.idle.subtract(old.count, ordering: .relaxed)
+            // Out of the pool before they close: a close can report itself (`forget`) at once.
             idle[origin] = fresh.isEmpty ? nil : fresh
+            counts.idle.subtract(old.count, ordering: .relaxed)
+            for entry in old { entry.connection.channel.close(promise: nil) }
         }
     }
 
@@ -326,11 +338,12 @@ final class LoopPool {
         closed = true
         sweep?.cancel()
         sweep = nil
-        for entries in idle.values {
-            for entry in entries { entry.connection.channel.close(promise: nil) }
-            counts.idle.subtract(entries.count, ordering: .relaxed)
-        }
+        let closing = idle
         idle = [:]
+        for entries in closing.values {
+            counts.idle.subtract(entries.count, ordering: .relaxed)
+            for entry in entries { entry.connection.channel.close(promise: nil) }
+        }
     }
 }
 

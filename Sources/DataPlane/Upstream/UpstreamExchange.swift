@@ -115,6 +115,8 @@ final class UpstreamExchange {
     func fail(_ failure: UpstreamFailure) {
         guard !isOver else { return }
         isOver = true
+        var failure = failure
+        failure.answerBegan = head != nil
         if answered {
             body?.finish(failure)
         } else {
@@ -253,6 +255,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
                 UpstreamFailure(
                     kind: .broken, requestSent: exchange.requestSent,
                     detail: "the upstream closed the connection before its answer was complete"))
+        } else if let pool, let origin {
+            pool.forget(context.channel, origin: origin)
         }
         context.fireChannelInactive()
     }
