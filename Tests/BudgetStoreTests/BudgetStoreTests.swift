@@ -148,6 +148,31 @@ struct BudgetStoreTests {
         }
     }
 
+    @Test("a group commit of 203 buckets (many to one bucket) and 150 marks, written many rows a statement, adds up")
+    func largeGroupCommit() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try BudgetStore.open(stateDirectory: directory)
+            // 203 = 128 + 64 + 8 + 2 + 1 rows: every statement shape; subjects repeat within one statement.
+            let buckets = (0..<203).map { index in
+                BucketUsage(
+                    key: LimitKey(plugin: "rl", provider: "bedrock", subject: "consumer:c\(index % 7)", windowSize: 60),
+                    kind: .sliding, bucket: 3, units: Double(index), expiresAt: 10_000)
+            }
+            let marks = (0..<150).map { CommitMark(source: UInt64($0 % 50), sequence: UInt64($0), seenAt: 100) }
+            try await store.record(buckets, marks: marks)
+            let reopened = try BudgetStore.open(stateDirectory: directory)
+            let totals = Dictionary(
+                uniqueKeysWithValues: try reopened.loadUsage(now: 0).map { ($0.key.subject, $0.units) })
+            let expected = Dictionary(
+                grouping: 0..<203, by: { "consumer:c\($0 % 7)" }
+            ).mapValues { $0.reduce(0.0) { $0 + Double($1) } }
+            #expect(totals == expected)
+            let stored = Dictionary(uniqueKeysWithValues: try reopened.loadCommitMarks().map { ($0.source, $0.sequence) })
+            #expect(stored.count == 50)
+            #expect(stored.allSatisfy { source, sequence in sequence == source + 100 })  // the highest of each
+        }
+    }
+
     @Test("buckets of the two window kinds are kept apart under one counter")
     func kindsApart() async throws {
         try await withTemporaryDirectory { directory in
