@@ -15,7 +15,7 @@ struct BedrockTarget: Sendable, Hashable {
     let region: String
     let modelID: String
     let credentials: AWSCredentials
-    /// The `Host` header AsyncHTTPClient sends for the endpoint (no default port), which is what is signed.
+    /// The `Host` header sent to the endpoint (no default port), which is what is signed.
     let hostHeader: String
     /// `/model/{id}/converse`, the id percent-encoded as Bedrock's paths need.
     let conversePath: String
@@ -112,7 +112,7 @@ struct BedrockTarget: Sendable, Hashable {
         return String(url[..<authorityEnd])
     }
 
-    /// The `Host` header AsyncHTTPClient sends for `endpoint`: its authority without a default port.
+    /// The `Host` header for `endpoint`: its authority without a default port (as HTTP clients send it).
     static func host(of endpoint: String) -> String {
         var authority = endpoint
         if let schemeEnd = authority.firstRange(of: "://") { authority = String(authority[schemeEnd.upperBound...]) }
