@@ -29,12 +29,23 @@ public struct ChatStreamTranslator: Sendable {
     private var sentRole = false
     private var finishReason: String?
     private var toolIndexes: [Int: Int] = [:]
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[{"index":0,"delta":`,
+    /// the same for every chunk of the stream, written once.
+    private let chunkPrefix: [UInt8]
 
     public init(id: String, created: Int, model: String, includeUsage: Bool) {
         self.id = id
         self.created = created
         self.model = model
         self.includeUsage = includeUsage
+        var prefix = Array(#"data: {"id":"#.utf8)
+        JSONValue.writeString(id, into: &prefix)
+        prefix += #","object":"chat.completion.chunk","created":"#.utf8
+        prefix += String(created).utf8
+        prefix += #","model":"#.utf8
+        JSONValue.writeString(model, into: &prefix)
+        prefix += #","choices":[{"index":0,"delta":"#.utf8
+        chunkPrefix = prefix
     }
 
     /// The completion tokens to charge when no usage arrived: an estimate from the text seen.
@@ -140,25 +151,27 @@ public struct ChatStreamTranslator: Sendable {
         return chunk(delta: .object(["role": .string("assistant"), "content": .string("")]))
     }
 
+    /// One `chat.completion.chunk` event: the stream's prefix, the delta, and the finish reason (byte for byte
+    /// what the whole object would serialize to, without building it for every chunk).
     private func chunk(delta: JSONValue, finishReason: String? = nil) -> [UInt8] {
-        event(
-            .object([
-                "id": .string(id), "object": .string("chat.completion.chunk"), "created": .int(created),
-                "model": .string(model),
-                "choices": .array([
-                    .object([
-                        "index": .int(0), "delta": delta, "logprobs": .null,
-                        "finish_reason": finishReason.map { .string($0) } ?? .null,
-                    ])
-                ]),
-            ]))
+        var out = chunkPrefix
+        out.reserveCapacity(chunkPrefix.count + 96)
+        delta.write(into: &out)
+        out += #","logprobs":null,"finish_reason":"#.utf8
+        if let finishReason {
+            JSONValue.writeString(finishReason, into: &out)
+        } else {
+            out += "null".utf8
+        }
+        out += "}]}\n\n".utf8
+        return out
     }
 
     private func event(_ value: JSONValue) -> [UInt8] {
-        var text = "data: "
-        value.write(into: &text)
-        text += "\n\n"
-        return Array(text.utf8)
+        var out = Array("data: ".utf8)
+        value.write(into: &out)
+        out += "\n\n".utf8
+        return out
     }
 
     /// The HTTP status Bedrock gives the error a stream exception names.
