@@ -46,7 +46,15 @@ struct ChannelSink: ResponseSink {
 
     func write(_ bytes: [UInt8]) async throws {
         guard !bytes.isEmpty else { return }
-        try await writeWithDeadline(.body(.byteBuffer(channel.allocator.buffer(bytes: bytes))))
+        let part = HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: bytes)))
+        // While the connection takes what it is given (under NIO's 64 KiB high-water mark), a chunk is written
+        // and flushed without waiting for it: `finish` waits for the end, and so for everything before it. A
+        // client that reads slowly (or has gone) makes each chunk wait, bounded by the write time-out.
+        if channel.isActive && channel.isWritable {
+            channel.writeAndFlush(part, promise: nil)
+            return
+        }
+        try await writeWithDeadline(part)
     }
 
     func finish() async throws {
