@@ -34,25 +34,21 @@ public struct SigV4Signer: Sendable {
         method: String, canonicalPath: String, query: String = "", headers: [(String, String)],
         payloadSHA256: String, date: AMZDate
     ) -> [(name: String, value: String)] {
-        let amzDate = date.description
-        let dateStamp = String(amzDate.prefix(8))
-        let scope = "\(dateStamp)/\(region)/\(service)/aws4_request"
+        let stamp = stamp(date)
         var signed = headers
-        var added: [(name: String, value: String)] = [("X-Amz-Date", amzDate)]
-        signed.append(("x-amz-date", amzDate))
+        var added: [(name: String, value: String)] = [("X-Amz-Date", stamp.amzDate)]
+        signed.append(("x-amz-date", stamp.amzDate))
         if let token = credentials.sessionToken {
             signed.append(("x-amz-security-token", token))
             added.append(("X-Amz-Security-Token", token))
         }
         let canonical = SigV4.canonicalRequest(
             method: method, canonicalPath: canonicalPath, query: query, headers: signed, payloadSHA256: payloadSHA256)
-        let toSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(SigV4.hexSHA256(canonical.text.utf8))"
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(toSign.utf8), using: signingKey(dateStamp: dateStamp))
         added.append(
             (
                 "Authorization",
-                "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), "
-                    + "SignedHeaders=\(canonical.signedHeaders), Signature=\(hex(mac))"
+                "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(stamp.scope), "
+                    + "SignedHeaders=\(canonical.signedHeaders), Signature=\(signature(canonical.text, stamp))"
             ))
         return added
     }
@@ -67,19 +63,42 @@ public struct SigV4Signer: Sendable {
         )
     }
 
+    /// The forms of a request's date that a signature uses, formatted once per signature.
+    private struct Stamp {
+        /// `YYYYMMDDTHHMMSSZ`.
+        var amzDate: String
+        /// `YYYYMMDD`.
+        var dateStamp: String
+        /// `date/region/service/aws4_request`.
+        var scope: String
+    }
+
+    private func stamp(_ date: AMZDate) -> Stamp {
+        let amzDate = date.description
+        let dateStamp = String(amzDate.prefix(8))
+        return Stamp(amzDate: amzDate, dateStamp: dateStamp, scope: "\(dateStamp)/\(region)/\(service)/aws4_request")
+    }
+
     /// `date/region/service/aws4_request`.
-    public func scope(_ date: AMZDate) -> String { "\(date.dateStamp)/\(region)/\(service)/aws4_request" }
+    public func scope(_ date: AMZDate) -> String { stamp(date).scope }
 
     /// SigV4's string to sign: algorithm, date, scope and the hash of the canonical request.
     public func stringToSign(canonicalRequest: String, date: AMZDate) -> String {
-        "AWS4-HMAC-SHA256\n\(date.description)\n\(scope(date))\n\(SigV4.hexSHA256(canonicalRequest.utf8))"
+        stringToSign(canonicalRequest, stamp(date))
     }
 
     /// The hex signature of a canonical request.
     public func signature(canonicalRequest: String, date: AMZDate) -> String {
-        let key = signingKey(dateStamp: date.dateStamp)
+        signature(canonicalRequest, stamp(date))
+    }
+
+    private func stringToSign(_ canonicalRequest: String, _ stamp: Stamp) -> String {
+        "AWS4-HMAC-SHA256\n\(stamp.amzDate)\n\(stamp.scope)\n\(SigV4.hexSHA256(canonicalRequest.utf8))"
+    }
+
+    private func signature(_ canonicalRequest: String, _ stamp: Stamp) -> String {
         let mac = HMAC<SHA256>.authenticationCode(
-            for: Array(stringToSign(canonicalRequest: canonicalRequest, date: date).utf8), using: key)
+            for: Array(stringToSign(canonicalRequest, stamp).utf8), using: signingKey(dateStamp: stamp.dateStamp))
         return hex(mac)
     }
 
