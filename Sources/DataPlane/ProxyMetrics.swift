@@ -31,41 +31,25 @@ final class ProxyMetrics: Sendable {
     /// The counters of the two metrics every request touches, by their labels: the registry's own lookup
     /// (descriptor to name, labels to a key, under its lock) showed in profiles. As many entries as the
     /// registry has series of these metrics.
-    private struct Labels: Hashable {
-        var first: String
-        var second: String
-        var third: String
-    }
-    private let requestCounters = Mutex<[Labels: Counter]>([:])
-    private let tokenCounters = Mutex<[Labels: Counter]>([:])
+    private let requestCounters = CounterCache()
+    private let tokenCounters = CounterCache()
 
     func request(route: String, consumer: String, status: Int) {
-        let labels = Labels(first: route, second: consumer, third: String(status))
-        let counter =
-            requestCounters.withLock { $0[labels] }
-            ?? {
-                let made = registry.makeCounter(
-                    descriptor: Self.name("requests", unit: "total", "Requests by route, consumer and status."),
-                    labels: [("route", route), ("consumer", consumer), ("status", labels.third)])
-                requestCounters.withLock { $0[labels] = made }
-                return made
-            }()
-        counter.increment()
+        let statusText = String(status)
+        requestCounters.counter(route, consumer, statusText) {
+            registry.makeCounter(
+                descriptor: Self.name("requests", unit: "total", "Requests by route, consumer and status."),
+                labels: [("route", route), ("consumer", consumer), ("status", statusText)])
+        }.increment()
     }
 
     func tokens(consumer: String, group: String, provider: String, tokens: Int) {
         guard tokens > 0 else { return }
-        let labels = Labels(first: consumer, second: group, third: provider)
-        let counter =
-            tokenCounters.withLock { $0[labels] }
-            ?? {
-                let made = registry.makeCounter(
-                    descriptor: Self.name("tokens_charged", unit: "total", "Tokens charged to budgets."),
-                    labels: [("consumer", consumer), ("group", group), ("provider", provider)])
-                tokenCounters.withLock { $0[labels] = made }
-                return made
-            }()
-        counter.increment(by: Int64(tokens))
+        tokenCounters.counter(consumer, group, provider) {
+            registry.makeCounter(
+                descriptor: Self.name("tokens_charged", unit: "total", "Tokens charged to budgets."),
+                labels: [("consumer", consumer), ("group", group), ("provider", provider)])
+        }.increment(by: Int64(tokens))
     }
 
     /// A charge estimated by the proxy (a stream that ended without Bedrock's usage: the client hung up, or the
@@ -100,4 +84,23 @@ final class ProxyMetrics: Sendable {
     func controlPlane(_ duration: Duration) { controlRoundTrip.record(duration) }
 
     func exposition() -> [UInt8] { registry.emitToBuffer() }
+}
+
+/// Counters of one metric by their three label values, made by the registry on first use.
+private final class CounterCache: Sendable {
+    private struct Labels: Hashable {
+        var first: String
+        var second: String
+        var third: String
+    }
+
+    private let counters = Mutex<[Labels: Counter]>([:])
+
+    func counter(_ first: String, _ second: String, _ third: String, make: () -> Counter) -> Counter {
+        let labels = Labels(first: first, second: second, third: third)
+        if let counter = counters.withLock({ $0[labels] }) { return counter }
+        let made = make()
+        counters.withLock { $0[labels] = made }
+        return made
+    }
 }
