@@ -227,8 +227,7 @@ final class LoopPool {
         call: NIOLoopBoundBox<UpstreamExchange?>
     ) -> EventLoopFuture<UpstreamResponse> {
         let answer = loop.makePromise(of: UpstreamResponse.self)
-        let exchange = UpstreamExchange(
-            request: request, mode: mode, readTimeout: readTimeout, answer: answer, loop: loop)
+        let exchange = UpstreamExchange(request: request, mode: mode, readTimeout: readTimeout, answer: answer)
         call.value = exchange
         if let connection = lease(origin) {
             connection.handler.run(exchange)
@@ -276,7 +275,7 @@ final class LoopPool {
                             try NIOSSLClientHandler(context: tls, serverHostname: serverName))
                     }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(UpstreamConnectionHandler())
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnectionHandler(origin: origin))
                 }
             }
             .connect(host: origin.host, port: origin.port)
@@ -287,8 +286,7 @@ final class LoopPool {
                 channel.closeFuture.whenComplete { _ in counts.open.subtract(1, ordering: .relaxed) }
                 let handler = try channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
                 handler.pool = self
-                handler.origin = origin
-                return UpstreamConnection(channel: channel, handler: handler, origin: origin)
+                return UpstreamConnection(channel: channel, handler: handler)
             }
             .nonisolated()
     }
@@ -351,5 +349,5 @@ final class LoopPool {
 struct UpstreamConnection {
     let channel: any Channel
     let handler: UpstreamConnectionHandler
-    let origin: UpstreamOrigin
+    var origin: UpstreamOrigin { handler.origin }
 }

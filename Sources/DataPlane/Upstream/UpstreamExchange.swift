@@ -15,7 +15,6 @@ final class UpstreamExchange {
     let mode: Mode
     let readTimeout: TimeAmount
     private let answer: EventLoopPromise<UpstreamResponse>
-    private let loop: any EventLoop
     /// Whether the head has been handed over (after which a failure ends the body instead).
     private var answered = false
     /// Whether the call has ended (answered whole, failed or cancelled).
@@ -30,15 +29,11 @@ final class UpstreamExchange {
         ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, UpstreamBodyDelegate
     >.Source?
 
-    init(
-        request: UpstreamRequest, mode: Mode, readTimeout: TimeAmount, answer: EventLoopPromise<UpstreamResponse>,
-        loop: any EventLoop
-    ) {
+    init(request: UpstreamRequest, mode: Mode, readTimeout: TimeAmount, answer: EventLoopPromise<UpstreamResponse>) {
         self.request = request
         self.mode = mode
         self.readTimeout = readTimeout
         self.answer = answer
-        self.loop = loop
     }
 
     /// The answer's head arrived. Streaming: hands it over with a body to read as it comes.
@@ -140,8 +135,9 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
+    /// Where finished connections go back to; set once connected.
     weak var pool: LoopPool?
-    var origin: UpstreamOrigin?
+    let origin: UpstreamOrigin
     private var context: ChannelHandlerContext?
     private var exchange: UpstreamExchange?
     private var keepAlive = true
@@ -151,6 +147,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     private var readPending = false
     private var lastActivity = NIODeadline.now()
     private var timer: Scheduled<Void>?
+
+    init(origin: UpstreamOrigin) { self.origin = origin }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
@@ -199,12 +197,19 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
             armTimer(paused ? exchange.readTimeout : exchange.readTimeout - silent)
             return
         }
+        detach()
         exchange.fail(
             UpstreamFailure(
                 kind: .timeout, requestSent: exchange.requestSent,
                 detail: "no answer within \(exchange.readTimeout.nanoseconds / 1_000_000) ms"))
-        self.exchange = nil
         context?.close(promise: nil)
+    }
+
+    /// The exchange is over on this connection: its time-out stops.
+    private func detach() {
+        exchange = nil
+        timer?.cancel()
+        timer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -226,21 +231,18 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
             case .readMore: break
             case .pause: paused = true
             case .close:
-                self.exchange = nil
-                timer?.cancel()
+                detach()
                 context.close(promise: nil)
             }
         case .end:
-            self.exchange = nil
-            timer?.cancel()
-            timer = nil
+            detach()
             // Whatever the stream's reader does next, the connection reads again: an idle pooled connection must
             // see its server close it, and the next exchange must see its answer.
             resumeReading()
             let completed = !exchange.isOver
             exchange.ended()
-            if keepAlive && completed, let pool, let origin {
-                pool.release(UpstreamConnection(channel: context.channel, handler: self, origin: origin))
+            if keepAlive && completed, let pool {
+                pool.release(UpstreamConnection(channel: context.channel, handler: self))
             } else {
                 context.close(promise: nil)
             }
@@ -248,23 +250,21 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
         if let exchange {
-            self.exchange = nil
+            detach()
             exchange.fail(
                 UpstreamFailure(
                     kind: .broken, requestSent: exchange.requestSent,
                     detail: "the upstream closed the connection before its answer was complete"))
-        } else if let pool, let origin {
-            pool.forget(context.channel, origin: origin)
+        } else {
+            pool?.forget(context.channel, origin: origin)
         }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let exchange {
-            self.exchange = nil
-            timer?.cancel()
+            detach()
             exchange.fail(UpstreamFailure(kind: .broken, requestSent: exchange.requestSent, detail: "\(error)"))
         }
         context.close(promise: nil)
@@ -299,8 +299,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     /// another, which is left alone.)
     func abandoned(_ caller: UpstreamExchange) {
         guard let exchange, exchange === caller, !exchange.isOver else { return }
+        detach()
         exchange.cancel()
-        self.exchange = nil
     }
 }
 
