@@ -239,13 +239,14 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
             // Whatever the stream's reader does next, the connection reads again: an idle pooled connection must
             // see its server close it, and the next exchange must see its answer.
             resumeReading()
-            let completed = !exchange.isOver
-            exchange.ended()
-            if keepAlive && completed, let pool {
+            // Back in the pool before the answer is handed over: a caller on another thread may count the pool,
+            // or call again, as soon as it has its answer.
+            if keepAlive && !exchange.isOver, let pool {
                 pool.release(UpstreamConnection(channel: context.channel, handler: self))
             } else {
                 context.close(promise: nil)
             }
+            exchange.ended()
         }
     }
 
