@@ -30,8 +30,8 @@ extension ProxyService {
             return true
         }
         var decoder = EventStreamDecoder()
-        // What the frames of one read from Bedrock become goes to the client in one write: the frames arrived
-        // together, and a write (a flush and a wait for the socket) per frame was most of a stream's cost.
+        // What the frames of one read from Bedrock become goes to the client in one write: they arrived together,
+        // so nothing waits longer, and a write (a flush and a system call) is a stream's largest cost per frame.
         var out: [UInt8] = []
         do {
             reading: for try await buffer in response.body {
