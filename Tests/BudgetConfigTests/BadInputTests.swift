@@ -37,6 +37,66 @@ struct BadInputTests {
         #expect(elapsed < .seconds(60))
     }
 
+    @Test("anchors and aliases reuse a value, quoted scalars stay strings, tags are honoured")
+    func anchorsAndAliases() {
+        let loaded = load(
+            """
+            _format_version: "3.0"
+            consumers:
+              - username: alice
+                tags: &shared [team-a, "1"]
+              - username: bob
+                tags: *shared
+              - username: !!str 123
+            """)
+        #expect(loaded.errorLines == [])
+        let tags = Dictionary(uniqueKeysWithValues: loaded.state.consumers.map { ($0.name, $0.tags) })
+        #expect(tags == ["alice": ["1", "team-a"], "bob": ["1", "team-a"], "123": []])
+    }
+
+    @Test("YAML that cannot be composed: an unknown alias, a non-scalar key, two documents, deep nesting")
+    func composeErrors() {
+        #expect(
+            load("_format_version: \"3.0\"\nconsumers: *nowhere\n").errorLines == [
+                "config.yaml:2:12: invalid YAML: found undefined alias"
+            ])
+        #expect(
+            load("_format_version: \"3.0\"\nconsumers: &self [*self]\n").errorLines == [
+                "config.yaml:2:19: invalid YAML: found undefined alias"
+            ])
+        #expect(
+            load("_format_version: \"3.0\"\n? [a, b]\n: 1\n").errorLines == [
+                "config.yaml:2:3: mapping keys must be plain strings, not a list"
+            ])
+        #expect(
+            load("_format_version: \"3.0\"\n---\n_format_version: \"3.0\"\n").errorLines == [
+                "config.yaml:2:1: invalid YAML: but found another document (expected a single document in the stream)"
+            ])
+        let deep = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
+        #expect(
+            load("_format_version: \"3.0\"\nx: \(deep)\n").errorLines == [
+                "config.yaml:2:68: nesting is deeper than 64 levels"
+            ])
+        // The same depth reached through an alias of a nested value is refused too.
+        let half = String(repeating: "[", count: 40) + String(repeating: "]", count: 40)
+        let nested = String(repeating: "[", count: 30) + "*h" + String(repeating: "]", count: 30)
+        #expect(
+            load("_format_version: \"3.0\"\nh: &h \(half)\nx: \(nested)\n").errorLines == [
+                "config.yaml:3:34: nesting is deeper than 64 levels"
+            ])
+        #expect(
+            load("_format_version: \"3.0\"\nconsumers: []\nservices: []\nconsumers: [] \n").errorLines == [
+                "config.yaml:4:1: duplicate key \"consumers\" in one mapping"
+            ])
+    }
+
+    @Test("a control character libyaml refuses is located at its line and column")
+    func controlCharacter() {
+        #expect(
+            load("_format_version: \"3.0\"\nconsumers:\n  - username: a\u{7}b\n").errorLines.first?.hasPrefix(
+                "config.yaml:3:16: invalid YAML input: control characters are not allowed") == true)
+    }
+
     @Test("a file over the size limit is refused without parsing")
     func tooLarge() {
         var limits = ConfigLimits()

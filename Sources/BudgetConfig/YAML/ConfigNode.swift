@@ -1,6 +1,6 @@
 /// A YAML node as the config reader sees it: a value with the place it came from.
 ///
-/// The reader works on this tree, not on Yams' nodes, so that every value carries its location
+/// The reader works on this tree, built straight from libyaml's events, so that every value carries its location
 /// and the tree's size is known (aliases are expanded, and counted, when it is built).
 package struct ConfigNode: Sendable, Hashable {
     /// A scalar, a mapping (its pairs in order) or a sequence.
