@@ -162,7 +162,9 @@ struct YAMLComposer {
                     data.style == YAML_PLAIN_SCALAR_STYLE && tag != Self.stringTag
                     && (tag == nil || tag == "" || tag == "?" || tag?.hasPrefix("tag:yaml.org,2002:") == true)
                 let node = ConfigNode(.scalar(ConfigScalar(text, isPlain: plain)), at: location)
-                if let anchor = data.anchor { anchors[String(cString: anchor)] = Anchored(node: node, size: 1, height: 0) }
+                if let anchor = data.anchor {
+                    anchors[String(cString: anchor)] = Anchored(node: node, size: 1, height: 0)
+                }
                 try attach(node, size: 1, height: 0)
             case YAML_ALIAS_EVENT:
                 let name = event.data.alias.anchor.map { String(cString: $0) } ?? ""
@@ -186,7 +188,8 @@ struct YAMLComposer {
                         anchor: event.data.mapping_start.anchor.map { String(cString: $0) }))
             case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                 guard let open = stack.popLast() else {
-                    throw Problem(message: "invalid YAML: unbalanced end of a collection", line: location.line,
+                    throw Problem(
+                        message: "invalid YAML: unbalanced end of a collection", line: location.line,
                         column: location.column)
                 }
                 let node: ConfigNode
@@ -201,7 +204,9 @@ struct YAMLComposer {
                     }
                     node = ConfigNode(.mapping(open.pairs), at: open.location)
                 }
-                if let anchor = open.anchor { anchors[anchor] = Anchored(node: node, size: open.size, height: open.height) }
+                if let anchor = open.anchor {
+                    anchors[anchor] = Anchored(node: node, size: open.size, height: open.height)
+                }
                 try attach(node, size: open.size, height: open.height)
             default:
                 continue
@@ -236,7 +241,9 @@ struct YAMLComposer {
             return Problem(message: "invalid YAML input: \(problem)", byteOffset: parser.problem_offset)
         default:
             var message = "invalid YAML: \(problem)"
-            if let context = parser.context.map({ String(cString: $0) }), !context.isEmpty { message += " (\(context))" }
+            if let context = parser.context.map({ String(cString: $0) }), !context.isEmpty {
+                message += " (\(context))"
+            }
             return Problem(
                 message: message, line: Int(parser.problem_mark.line) + 1, column: Int(parser.problem_mark.column) + 1)
         }

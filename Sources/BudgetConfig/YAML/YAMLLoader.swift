@@ -1,4 +1,3 @@
-
 /// Turns the bytes of one input into a located `ConfigNode` tree, within `ConfigLimits`.
 ///
 /// Order of work: size check, UTF-8 check (with the place of the first bad byte), decK templating,
