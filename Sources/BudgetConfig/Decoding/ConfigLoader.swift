@@ -100,9 +100,9 @@ final class StateBuilder {
         sourceMap.reserveCapacity(state.count + count)
     }
 
-    func add(_ entity: Entity, at location: SourceLocation, path: YAMLPath, what: String) {
+    func add(_ entity: Entity, at location: SourceLocation, path: YAMLPath, what: @autoclosure () -> String) {
         let id = entity.id
-        if state.insert(entity) {
+        if state.insert(entity, id: id) {
             sourceMap.record(id, at: SourceMap.Origin(location: location, path: path))
             return
         }
@@ -113,7 +113,7 @@ final class StateBuilder {
                 "this key is already the key of consumer \(existing.consumer)\(first); keys must be unique",
                 at: location, path: path)
         } else {
-            context.error("\(what) is defined more than once\(first)", at: location, path: path)
+            context.error("\(what()) is defined more than once\(first)", at: location, path: path)
         }
     }
 

@@ -8,7 +8,8 @@ final class MappingReader {
     /// The kind of object, for messages and for the once-per-field warnings ("service", "ai-proxy config").
     let kind: String
     private let pairs: [ConfigNode.Pair]
-    private var asked: Set<String> = []
+    /// The keys asked for, present or not: few per mapping, so a list (a set hashed every key of 100,000 consumers).
+    private var asked: [String] = []
 
     /// A reader for `node`, or nil (with an error) when `node` is not a mapping.
     init?(_ node: ConfigNode, path: YAMLPath, kind: String, context: DecodeContext) {
@@ -27,7 +28,7 @@ final class MappingReader {
 
     /// The value under `key`, or nil when it is absent or null. Marks the key as read.
     func value(_ key: String) -> ConfigNode? {
-        asked.insert(key)
+        if !asked.contains(key) { asked.append(key) }
         guard let pair = pairs.first(where: { $0.key == key }), !pair.value.isNull else { return nil }
         return pair.value
     }
@@ -172,7 +173,15 @@ final class MappingReader {
 
     /// Reports what was not read: Kong fields without effect here (a warning each, once per run, when
     /// not at their default), and fields Kong does not have (an error each, with a suggestion).
-    func finish(ignoring ignored: IgnoredFields = [:], unsupported: [String: String] = [:]) {
+    ///
+    /// The two tables are only built when a field was not read.
+    func finish(
+        ignoring ignoredFields: @autoclosure () -> IgnoredFields = [:],
+        unsupported unsupportedFields: @autoclosure () -> [String: String] = [:]
+    ) {
+        guard pairs.contains(where: { !asked.contains($0.key) }) else { return }
+        let ignored = ignoredFields()
+        let unsupported = unsupportedFields()
         for pair in pairs where !asked.contains(pair.key) {
             let fieldPath = pathOf(pair.key)
             if let reason = unsupported[pair.key] {
@@ -188,7 +197,7 @@ final class MappingReader {
                 }
             } else {
                 var message = "unknown field \"\(pair.key)\" in \(kind)"
-                let candidates = asked.union(ignored.keys).union(unsupported.keys)
+                let candidates = Set(asked).union(ignored.keys).union(unsupported.keys)
                 if let suggestion = closestName(to: pair.key, among: candidates) {
                     message += "; did you mean \"\(suggestion)\"?"
                 }

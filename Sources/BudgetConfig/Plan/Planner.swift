@@ -12,8 +12,9 @@ public enum Planner {
         // moving changes around), so a large plan costs one sort of their identities.
         var problems: [(id: EntityID, text: String)] = []
         var changes: [Plan.Change] = []
-        var result = current
-        result.reserveCapacity(current.count + desired.count)
+        // How many of the current entities the file names: when it names them all, none can be deleted, and
+        // the current state is not walked a second time.
+        var matched = 0
 
         for (id, entity) in desired.entities {
             if !desired.isInScope(entity, selectTags: selectTags) {
@@ -27,9 +28,9 @@ public enum Planner {
             }
             guard let existing = current[id] else {
                 changes.append(.init(action: .create, old: nil, new: entity, fieldChanges: []))
-                result.upsert(entity)
                 continue
             }
+            matched += 1
             if !current.isInScope(existing, selectTags: selectTags) {
                 let tags = existing.tags.isEmpty ? "no tags" : "tags \(existing.tags)"
                 problems.append(
@@ -43,23 +44,36 @@ public enum Planner {
             if existing != entity {
                 let fieldChanges = FieldDiff.changes(from: existing.fields, to: entity.fields)
                 changes.append(.init(action: .update, old: existing, new: entity, fieldChanges: fieldChanges))
-                result.upsert(entity)
             }
         }
-        for (id, entity) in current.entities
-        where desired[id] == nil && current.isInScope(entity, selectTags: selectTags) {
-            changes.append(.init(action: .delete, old: entity, new: nil, fieldChanges: []))
-            result.remove(id)
+        if matched < current.count {
+            for (id, entity) in current.entities
+            where desired[id] == nil && current.isInScope(entity, selectTags: selectTags) {
+                changes.append(.init(action: .delete, old: entity, new: nil, fieldChanges: []))
+            }
         }
         if !problems.isEmpty { throw PlanError(problems: problems.sorted { $0.id < $1.id }.map(\.text)) }
 
-        let resultProblems = StateValidator.issues(in: result).filter { $0.severity == .error }
-        if !resultProblems.isEmpty {
-            throw PlanError(
-                problems: resultProblems.map { issue in
-                    "after this sync, \(issue.entity.kind.rawValue) \(issue.entity.key): "
-                        + "\(issue.field.map { "\($0): " } ?? "")\(issue.message)"
-                })
+        // The resulting state is built, and checked, only when something changes: a resync of a large config
+        // with nothing to change costs its comparisons, not a copy and a validation of the whole state.
+        var result = current
+        if !changes.isEmpty {
+            result.reserveCapacity(current.count + changes.count)
+            for change in changes {
+                if let new = change.new {
+                    result.upsert(new)
+                } else if let old = change.old {
+                    result.remove(old.id)
+                }
+            }
+            let resultProblems = StateValidator.issues(in: result).filter { $0.severity == .error }
+            if !resultProblems.isEmpty {
+                throw PlanError(
+                    problems: resultProblems.map { issue in
+                        "after this sync, \(issue.entity.kind.rawValue) \(issue.entity.key): "
+                            + "\(issue.field.map { "\($0): " } ?? "")\(issue.message)"
+                    })
+            }
         }
 
         // decK's order: creates and updates by dependency level, then deletes in reverse level order; within a

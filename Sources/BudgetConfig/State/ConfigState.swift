@@ -23,9 +23,13 @@ public struct ConfigState: Sendable, Hashable {
 
     /// Adds `entity`; false when one with the same identity is already there (and nothing changes).
     @discardableResult
-    public mutating func insert(_ entity: Entity) -> Bool {
-        guard entities[entity.id] == nil else { return false }
-        entities[entity.id] = entity
+    public mutating func insert(_ entity: Entity) -> Bool { insert(entity, id: entity.id) }
+
+    /// `insert(_:)` for a caller that has the identity already (a key-auth credential's is built as a string).
+    @discardableResult
+    public mutating func insert(_ entity: Entity, id: EntityID) -> Bool {
+        guard entities[id] == nil else { return false }
+        entities[id] = entity
         return true
     }
 
@@ -80,7 +84,9 @@ public struct ConfigState: Sendable, Hashable {
     /// same one), first plugin by identity; nil when no plugin uses Redis.
     public var fleetRedis: AIRateLimitingAdvancedConfig.RedisSettings? {
         plugins.sorted { $0.id < $1.id }.lazy.compactMap { plugin -> AIRateLimitingAdvancedConfig.RedisSettings? in
-            guard case .aiRateLimitingAdvanced(let config) = plugin.config, config.strategy == .redis else { return nil }
+            guard case .aiRateLimitingAdvanced(let config) = plugin.config, config.strategy == .redis else {
+                return nil
+            }
             return config.redis
         }.first
     }
