@@ -47,6 +47,7 @@ package struct SyncRun: Sendable {
                 try await session.apply(plan, baseVersion: stored.version)
             }
             if !json { output.summary(created: plan.created, updated: plan.updated, deleted: plan.deleted) }
+            ExitRetention.keep(Retained(stored: stored, desired: desired, plan: plan))
             return !plan.isEmpty
         }
     }
@@ -55,6 +56,14 @@ package struct SyncRun: Sendable {
     private func desired(_ output: AdminOutput) throws(AdminError) -> SyncInput.Desired {
         let loaded = ConfigLoader.load(try ConfigInputs.read(files), environment: environment)
         for warning in loaded.diagnostics.warnings { output.error(warning.description) }
+        ExitRetention.keep(loaded)
         return try SyncInput.desired(from: loaded, flagTags: flagTags)
+    }
+
+    /// What a run leaves behind, kept until exit when budgetctl asks (`ExitRetention`).
+    private struct Retained: Sendable {
+        var stored: StoredConfig
+        var desired: SyncInput.Desired
+        var plan: Plan
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BudgetConfig
 import DaemonKit
 
 /// `budgetctl`: the operator's command line, decK's workflow for the budget gateway.
@@ -19,9 +20,11 @@ struct BudgetCtl: AsyncParsableCommand {
         ]
     )
 
-    /// Keeps freed heap memory for reuse while a sync builds and drops large structures, then parses and runs.
+    /// Keeps freed heap memory for reuse while a sync builds and drops large structures, keeps the largest until
+    /// exit rather than freeing them one by one (`ExitRetention`), then parses and runs.
     static func main() async {
         FreedMemory.keepForBatchWork()
+        ExitRetention.enable()
         await main(nil)
     }
 }
@@ -32,4 +35,3 @@ struct Gateway: AsyncParsableCommand {
         abstract: "decK's spelling: budgetctl gateway sync|diff|dump|validate|reset|ping.",
         subcommands: [Sync.self, Diff.self, Dump.self, Validate.self, Reset.self, Ping.self])
 }
-

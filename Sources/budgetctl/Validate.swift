@@ -28,6 +28,7 @@ struct Validate: AsyncParsableCommand {
         let sources = try await reportingFailure { try ConfigInputs.read(files) }
         let loaded = ConfigLoader.load(sources, environment: ProcessInfo.processInfo.environment)
         Console.report(loaded.diagnostics)
+        ExitRetention.keep(loaded)
         if !loaded.isValid { throw ExitCode.failure }
     }
 }

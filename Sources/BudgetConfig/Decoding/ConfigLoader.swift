@@ -63,6 +63,7 @@ public enum ConfigLoader {
             guard let root = loaded.root else { continue }
             var file = DeckFileDecoder(context: context, builder: builder)
             if let tags = file.decode(root) { declaredTags.append(tags) }
+            ExitRetention.keep(root)
         }
 
         var selectTags: [String] = []

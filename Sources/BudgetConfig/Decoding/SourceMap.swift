@@ -20,7 +20,7 @@ public struct SourceMap: Sendable {
     public init() {}
 
     mutating func record(_ id: EntityID, at origin: Origin) {
-        if origins[id] == nil { origins[id] = origin }
+        if let first = origins.updateValue(origin, forKey: id) { origins[id] = first }
     }
 
     mutating func record(_ id: EntityID, field: String, at origin: Origin) {

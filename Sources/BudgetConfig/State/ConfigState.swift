@@ -28,9 +28,10 @@ public struct ConfigState: Sendable, Hashable {
     /// `insert(_:)` for a caller that has the identity already (a key-auth credential's is built as a string).
     @discardableResult
     public mutating func insert(_ entity: Entity, id: EntityID) -> Bool {
-        guard entities[id] == nil else { return false }
-        entities[id] = entity
-        return true
+        // One probe of the table when the identity is new (the usual case), two when it is not.
+        guard let existing = entities.updateValue(entity, forKey: id) else { return true }
+        entities[id] = existing
+        return false
     }
 
     /// Adds or replaces the entity with `entity`'s identity.
