@@ -79,7 +79,7 @@ extension KeyAuthCredential {
 
 extension ConsumerGroupMembership {
     /// Identified as `<consumer> in <group>`.
-    public var id: EntityID { EntityID(.consumerGroupConsumer, "\(consumer) in \(group)") }
+    public var id: EntityID { EntityID(.consumerGroupConsumer, consumer + " in " + group) }
 }
 
 extension Plugin {

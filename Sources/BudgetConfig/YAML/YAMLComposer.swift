@@ -114,20 +114,22 @@ struct YAMLComposer {
 
             /// Places a finished node in its parent (or as the root).
             func attach(_ node: ConfigNode, size: Int, height: Int) throws(Problem) {
-                guard var parent = stack.popLast() else {
+                // The parent is changed where it lies on the stack, not popped and pushed back.
+                let top = stack.count - 1
+                guard top >= 0 else {
                     root = node
                     return
                 }
-                parent.size += size
-                parent.height = max(parent.height, height + 1)
-                switch parent.kind {
+                stack[top].size += size
+                stack[top].height = max(stack[top].height, height + 1)
+                switch stack[top].kind {
                 case .sequence:
-                    parent.items.append(node)
+                    stack[top].items.append(node)
                 case .mapping:
-                    if let key = parent.pendingKey {
-                        parent.pairs.append(ConfigNode.Pair(key: key.text, keyLocation: key.location, value: node))
-                        parent.pendingKey = nil
-                        parent.size += 1
+                    if let key = stack[top].pendingKey {
+                        stack[top].pairs.append(ConfigNode.Pair(key: key.text, keyLocation: key.location, value: node))
+                        stack[top].pendingKey = nil
+                        stack[top].size += 1
                         visited += 1
                     } else {
                         guard case .scalar(let scalar) = node.value else {
@@ -135,10 +137,9 @@ struct YAMLComposer {
                                 message: "mapping keys must be plain strings, not \(node.kindDescription)",
                                 line: node.location.line, column: node.location.column)
                         }
-                        parent.pendingKey = (scalar.text, node.location)
+                        stack[top].pendingKey = (scalar.text, node.location)
                     }
                 }
-                stack.append(parent)
             }
 
             switch event.type {
