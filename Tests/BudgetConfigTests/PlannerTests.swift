@@ -86,6 +86,45 @@ struct PlannerTests {
         }
     }
 
+    @Test("a config large enough to be compared in two halves plans the same creates, updates, deletes and conflicts")
+    func largePlan() throws {
+        func consumer(_ index: Int, tags: [String] = ["scale"]) -> Entity {
+            var consumer = Consumer(username: "user-\(index)", customID: nil)
+            consumer.tags = tags
+            return .consumer(consumer)
+        }
+        let count = Planner.parallelComparisonThreshold + 5_000
+        let current = ConfigState((0..<count).map { consumer($0) })
+        // 300 updated (a tag added), 200 created, 100 deleted (absent from the file), the rest unchanged.
+        var desiredEntities = (100..<count).map { $0 < 400 ? consumer($0, tags: ["extra", "scale"]) : consumer($0) }
+        desiredEntities += (count..<(count + 200)).map { consumer($0) }
+        let plan = try Planner.plan(current: current, desired: ConfigState(desiredEntities), selectTags: ["scale"])
+        #expect(plan.created == 200)
+        #expect(plan.updated == 300)
+        #expect(plan.deleted == 100)
+        #expect(
+            plan.changes.filter { $0.action == .create }.map(\.id.key)
+                == (count..<(count + 200)).map { "user-\($0)" }.sorted())
+        #expect(plan.result.count == count + 100)
+        #expect(plan.result[EntityID(.consumer, "user-150")]?.tags == ["extra", "scale"])
+
+        // Conflicts in both halves are all reported, in identity order: entities of the file without the select
+        // tag, and entities the file names that exist outside the scope.
+        var conflicting = current
+        for index in [7, count - 7] { conflicting.upsert(consumer(index, tags: [])) }
+        var wrong = desiredEntities
+        wrong += [consumer(count + 500, tags: []), consumer(count + 501, tags: [])]
+        wrong += [consumer(7), consumer(count - 7)]
+        do {
+            _ = try Planner.plan(current: conflicting, desired: ConfigState(wrong), selectTags: ["scale"])
+            Issue.record("a plan with four conflicts was made")
+        } catch {
+            #expect(error.problems.count == 4)
+            #expect(error.problems.filter { $0.contains("lacks the select tags") }.count == 2)
+            #expect(error.problems.filter { $0.contains("already exists outside the select-tag scope") }.count == 2)
+        }
+    }
+
     @Test("a plan whose result would leave a reference dangling is refused")
     func danglingResult() throws {
         let current = try fixtureState()

@@ -1,3 +1,6 @@
+import Dispatch
+import Synchronization
+
 /// Computes the plan that makes the part of `current` inside the select-tag scope equal `desired`,
 /// as `deck gateway sync` does, without touching anything outside the scope.
 ///
@@ -10,42 +13,12 @@ public enum Planner {
         let selectTags = normalizeTags(selectTags)
         // Entities are visited in no order and the plan is sorted once at the end (by position, not by
         // moving changes around), so a large plan costs one sort of their identities.
-        var problems: [(id: EntityID, text: String)] = []
-        var changes: [Plan.Change] = []
+        let comparison = compare(desired: desired, current: current, selectTags: selectTags)
+        let problems = comparison.problems
+        var changes = comparison.changes
+        let matched = comparison.matched
         // How many of the current entities the file names: when it names them all, none can be deleted, and
         // the current state is not walked a second time.
-        var matched = 0
-
-        for (id, entity) in desired.entities {
-            if !desired.isInScope(entity, selectTags: selectTags) {
-                problems.append(
-                    (
-                        id,
-                        "\(entity.kindAndName) lacks the select tags \(selectTags); "
-                            + "every entity of the file must carry them"
-                    ))
-                continue
-            }
-            guard let existing = current[id] else {
-                changes.append(.init(action: .create, old: nil, new: entity, fieldChanges: []))
-                continue
-            }
-            matched += 1
-            if !current.isInScope(existing, selectTags: selectTags) {
-                let tags = existing.tags.isEmpty ? "no tags" : "tags \(existing.tags)"
-                problems.append(
-                    (
-                        id,
-                        "\(entity.kindAndName) already exists outside the select-tag scope (it has \(tags)); "
-                            + "sync with its tags, or tag it first"
-                    ))
-                continue
-            }
-            if existing != entity {
-                let fieldChanges = FieldDiff.changes(from: existing.fields, to: entity.fields)
-                changes.append(.init(action: .update, old: existing, new: entity, fieldChanges: fieldChanges))
-            }
-        }
         if matched < current.count {
             for (id, entity) in current.entities
             where desired[id] == nil && current.isInScope(entity, selectTags: selectTags) {
@@ -96,6 +69,80 @@ public enum Planner {
             }
         }
         return Plan(changes: ordered, base: current, result: result, selectTags: selectTags)
+    }
+
+    /// What comparing the desired entities with the current ones found.
+    private struct Comparison: Sendable {
+        var problems: [(id: EntityID, text: String)] = []
+        var changes: [Plan.Change] = []
+        /// How many desired entities exist in the current state.
+        var matched = 0
+
+        mutating func absorb(_ other: Comparison) {
+            problems += other.problems
+            changes += other.changes
+            matched += other.matched
+        }
+    }
+
+    /// Below this many desired entities the comparison runs on the calling thread alone.
+    package static let parallelComparisonThreshold = 20_000
+
+    /// Compares every desired entity with the current one of its identity: creates, updates and scope problems.
+    /// A large config is compared in two halves at once (a resync of 100,000 consumers is mostly this and
+    /// reading the file); the plan is sorted afterwards, so the halves' order does not matter.
+    private static func compare(desired: ConfigState, current: ConfigState, selectTags: [String]) -> Comparison {
+        let entities = desired.entities
+        guard entities.count >= parallelComparisonThreshold else {
+            return compare(entities[...], desired: desired, current: current, selectTags: selectTags)
+        }
+        let middle = entities.index(entities.startIndex, offsetBy: entities.count / 2)
+        let halves = [entities[..<middle], entities[middle...]]
+        let results = Mutex<[Comparison]>([])
+        DispatchQueue.concurrentPerform(iterations: halves.count) { part in
+            let result = compare(halves[part], desired: desired, current: current, selectTags: selectTags)
+            results.withLock { $0.append(result) }
+        }
+        var comparison = Comparison()
+        for part in results.withLock({ $0 }) { comparison.absorb(part) }
+        return comparison
+    }
+
+    private static func compare(
+        _ entities: Slice<[EntityID: Entity]>, desired: ConfigState, current: ConfigState, selectTags: [String]
+    ) -> Comparison {
+        var result = Comparison()
+        for (id, entity) in entities {
+            if !desired.isInScope(entity, selectTags: selectTags) {
+                result.problems.append(
+                    (
+                        id,
+                        "\(entity.kindAndName) lacks the select tags \(selectTags); "
+                            + "every entity of the file must carry them"
+                    ))
+                continue
+            }
+            guard let existing = current[id] else {
+                result.changes.append(.init(action: .create, old: nil, new: entity, fieldChanges: []))
+                continue
+            }
+            result.matched += 1
+            if !current.isInScope(existing, selectTags: selectTags) {
+                let tags = existing.tags.isEmpty ? "no tags" : "tags \(existing.tags)"
+                result.problems.append(
+                    (
+                        id,
+                        "\(entity.kindAndName) already exists outside the select-tag scope (it has \(tags)); "
+                            + "sync with its tags, or tag it first"
+                    ))
+                continue
+            }
+            if existing != entity {
+                let fieldChanges = FieldDiff.changes(from: existing.fields, to: entity.fields)
+                result.changes.append(.init(action: .update, old: existing, new: entity, fieldChanges: fieldChanges))
+            }
+        }
+        return result
     }
 
     /// The plan of `reset --select-tag`: delete everything in scope.
