@@ -9,7 +9,8 @@ package enum ConfigInputs {
     /// The limits in a sentence, for `--help`.
     package static var limitsSummary: String {
         "\(limits.maxFileBytes >> 20) MiB per file, \(limits.maxTotalBytes >> 20) MiB in all; "
-            + "\(limits.maxNodes) YAML nodes once aliases are expanded; nesting \(limits.maxDepth) levels deep, aliases included; "
+            + "\(limits.maxNodes) YAML nodes once aliases are expanded; "
+            + "nesting \(limits.maxDepth) levels deep, aliases included; "
             + "\(limits.maxDiagnostics) messages."
     }
 
