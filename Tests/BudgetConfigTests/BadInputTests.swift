@@ -90,6 +90,35 @@ struct BadInputTests {
             ])
     }
 
+    @Test("the node limit counts a node once per use and a mapping pair once, not its key")
+    func nodeCounting() {
+        // a is 1 + 10 pairs × 2 = 21 nodes, b is 1 + 100 × 21 = 2,101, and c is 1 + uses × 2,101: with 900 uses the
+        // document is 1,893,027 nodes, under the limit of 2,000,000; with 960, 2,019,087, over it. (Counting keys
+        // too refused ordinary files of 92,000 consumers.)
+        func document(uses: Int) -> String {
+            let keys = (0..<10).map { "k\($0): v" }.joined(separator: ", ")
+            return """
+                a: &a {\(keys)}
+                b: &b [\(Array(repeating: "*a", count: 100).joined(separator: ", "))]
+                c: [\(Array(repeating: "*b", count: uses).joined(separator: ", "))]
+                """
+        }
+        let under = load(document(uses: 900)).errorLines
+        #expect(!under.contains { $0.contains("YAML nodes") })
+        #expect(under.contains { $0.contains("unknown field \"a\"") })
+        let over = load(document(uses: 960)).errorLines
+        #expect(over.count == 1)
+        #expect(over.first?.contains("document expands to more than 2000000 YAML nodes") == true)
+    }
+
+    @Test("a key repeated through an alias is located where the alias is written")
+    func duplicateKeyThroughAlias() {
+        #expect(
+            load("_format_version: \"3.0\"\nconsumers: []\nx: &n consumers\n*n : []\n").errorLines == [
+                "config.yaml:4:1: duplicate key \"consumers\" in one mapping"
+            ])
+    }
+
     @Test("a control character libyaml refuses is located at its line and column")
     func controlCharacter() {
         #expect(

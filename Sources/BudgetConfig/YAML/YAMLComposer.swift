@@ -49,7 +49,8 @@ struct YAMLComposer {
         var pairs: [ConfigNode.Pair] = []
         /// A mapping's key, waiting for its value.
         var pendingKey: (text: String, location: SourceLocation)?
-        /// Nodes in this subtree so far, counted as the limit counts them (a mapping's pair counts one more).
+        /// Nodes in this subtree so far, counted as the limit counts them: each node, and each mapping pair once
+        /// more; keys are not counted.
         var size = 1
         /// Levels below this node so far.
         var height = 0
@@ -62,15 +63,16 @@ struct YAMLComposer {
         var height: Int
     }
 
-    /// The root node of `bytes` (UTF-8, already checked), nil for a stream with no document.
-    func compose(_ bytes: [UInt8]) throws(Problem) -> ConfigNode? {
+    /// The root node of `text`, nil for a stream with no document. libyaml reads the string's own UTF-8 storage.
+    func compose(_ text: String) throws(Problem) -> ConfigNode? {
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else {
             throw Problem(message: "cannot start the YAML parser (out of memory)", line: 1, column: 1)
         }
         defer { yaml_parser_delete(&parser) }
         yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
-        let result: Result<ConfigNode?, Problem> = bytes.withUnsafeBufferPointer { buffer in
+        var text = text
+        let result: Result<ConfigNode?, Problem> = text.withUTF8 { buffer in
             yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
             do throws(Problem) {
                 return .success(try run(&parser))
@@ -113,31 +115,41 @@ struct YAMLComposer {
             }
 
             /// Places a finished node in its parent (or as the root).
-            func attach(_ node: ConfigNode, size: Int, height: Int) throws(Problem) {
+            /// Whether the next node is a mapping's key. Keys are not counted against the node limit, nor their
+            /// depth checked, as before this composer: a pair counts one, besides its value.
+            var nextIsKey: Bool {
+                guard let top = stack.last else { return false }
+                return top.kind == .mapping && top.pendingKey == nil
+            }
+
+            /// Places a finished node in its parent (or as the root); `written` is where the node was written
+            /// (an alias's own place, for a key that is an alias).
+            func attach(_ node: ConfigNode, size: Int, height: Int, written: SourceLocation) throws(Problem) {
                 // The parent is changed where it lies on the stack, not popped and pushed back.
                 let top = stack.count - 1
                 guard top >= 0 else {
                     root = node
                     return
                 }
-                stack[top].size += size
-                stack[top].height = max(stack[top].height, height + 1)
                 switch stack[top].kind {
                 case .sequence:
                     stack[top].items.append(node)
+                    stack[top].size += size
+                    stack[top].height = max(stack[top].height, height + 1)
                 case .mapping:
                     if let key = stack[top].pendingKey {
                         stack[top].pairs.append(ConfigNode.Pair(key: key.text, keyLocation: key.location, value: node))
                         stack[top].pendingKey = nil
-                        stack[top].size += 1
+                        stack[top].size += size + 1
+                        stack[top].height = max(stack[top].height, height + 1)
                         visited += 1
                     } else {
                         guard case .scalar(let scalar) = node.value else {
                             throw Problem(
                                 message: "mapping keys must be plain strings, not \(node.kindDescription)",
-                                line: node.location.line, column: node.location.column)
+                                line: written.line, column: written.column)
                         }
-                        stack[top].pendingKey = (scalar.text, node.location)
+                        stack[top].pendingKey = (scalar.text, written)
                     }
                 }
             }
@@ -155,7 +167,7 @@ struct YAMLComposer {
                         line: location.line, column: location.column)
                 }
             case YAML_SCALAR_EVENT:
-                try admit(size: 1, height: 0)
+                if !nextIsKey { try admit(size: 1, height: 0) }
                 let data = event.data.scalar
                 let text = String(decoding: UnsafeBufferPointer(start: data.value, count: data.length), as: UTF8.self)
                 let tag = data.quoted_implicit == 1 ? Self.stringTag : data.tag.map { String(cString: $0) }
@@ -166,15 +178,15 @@ struct YAMLComposer {
                 if let anchor = data.anchor {
                     anchors[String(cString: anchor)] = Anchored(node: node, size: 1, height: 0)
                 }
-                try attach(node, size: 1, height: 0)
+                try attach(node, size: 1, height: 0, written: location)
             case YAML_ALIAS_EVENT:
                 let name = event.data.alias.anchor.map { String(cString: $0) } ?? ""
                 guard let anchored = anchors[name] else {
                     throw Problem(
                         message: "invalid YAML: found undefined alias", line: location.line, column: location.column)
                 }
-                try admit(size: anchored.size, height: anchored.height)
-                try attach(anchored.node, size: anchored.size, height: anchored.height)
+                if !nextIsKey { try admit(size: anchored.size, height: anchored.height) }
+                try attach(anchored.node, size: anchored.size, height: anchored.height, written: location)
             case YAML_SEQUENCE_START_EVENT:
                 try admit(size: 1, height: 0)
                 stack.append(
@@ -208,7 +220,7 @@ struct YAMLComposer {
                 if let anchor = open.anchor {
                     anchors[anchor] = Anchored(node: node, size: open.size, height: open.height)
                 }
-                try attach(node, size: open.size, height: open.height)
+                try attach(node, size: open.size, height: open.height, written: open.location)
             default:
                 continue
             }

@@ -34,7 +34,7 @@ struct YAMLLoader {
 
         do throws(YAMLComposer.Problem) {
             let composer = YAMLComposer(limits: limits, file: file)
-            guard let root = try composer.compose(Array(rendered.text.utf8)) else {
+            guard let root = try composer.compose(rendered.text) else {
                 diagnostics.error(
                     "the file holds no YAML document; a decK file is a mapping that starts "
                         + "with _format_version: \"3.0\"", at: start, path: YAMLPath())
