@@ -3,6 +3,8 @@ import Synchronization
 import BudgetLedger
 import BudgetWire
 import Foundation
+import NIOCore
+import NIOPosix
 
 /// `budget-bench`: load generators for the benchmarks (see bench/). Not installed.
 @main
@@ -11,6 +13,15 @@ struct BudgetBench: AsyncParsableCommand {
         commandName: "budget-bench",
         abstract: "Load generators for the project's benchmarks.",
         subcommands: [ControlThroughput.self, SyncPhases.self])
+
+    /// The client's tasks run on the event loop of its connection, as budget-proxyd's do (NIO's singleton group,
+    /// one loop, installed as the concurrency executor): a reply resumes its caller without a hop to another
+    /// thread, so the client is not what limits the control plane it measures.
+    static func main() async {
+        NIOSingletons.groupLoopCountSuggestion = 1
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        await main(nil)
+    }
 }
 
 /// Reserve+commit pairs per second over control.sock from one pipelining client.
