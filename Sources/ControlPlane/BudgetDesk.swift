@@ -212,7 +212,11 @@ package final class BudgetDesk: Sendable {
     /// Applies the commits to the ledger at once, from any thread (in the order the connection's frames came,
     /// with the reservations around them), and calls `done` once the buckets it changed are in the store: no
     /// task per commit frame. `done` gets `Stopping` after shutdown.
-    package func commit(_ commits: [BudgetMessages.Commit], done: @escaping Waiter) {
+    ///
+    /// With `wakingWriter` false the usage writer is not woken for them: the caller promises `wakeWriter()`
+    /// soon (a connection does, at the end of its read burst), so that the commits of one burst go into one
+    /// transaction rather than the first alone waking the writer, which on a shared core runs it at once.
+    package func commit(_ commits: [BudgetMessages.Commit], wakingWriter: Bool = true, done: @escaping Waiter) {
         let routing = self.routing.withLock { $0 }
         if let shared = routing.shared {
             // A commit is shared when its charges are (a commit without charges: when its hold is not here).
@@ -231,10 +235,20 @@ package final class BudgetDesk: Sendable {
                 guard !mine.isEmpty else { return shared.commit(theirs, done: done) }
                 let both = BothDone(done)
                 shared.commit(theirs, done: both.one)
-                return commitHere(mine, done: both.one)
+                return commitHere(mine, wakingWriter: wakingWriter, done: both.one)
             }
         }
-        commitHere(commits, done: done)
+        commitHere(commits, wakingWriter: wakingWriter, done: done)
+    }
+
+    /// Wakes the usage writer if it waits while commits are queued (after `commit(_:wakingWriter: false, done:)`).
+    package func wakeWriter() {
+        let wakeup = queue.withLock { queue -> CheckedContinuation<Void, Never>? in
+            guard !queue.waiters.isEmpty else { return nil }
+            defer { queue.wakeup = nil }
+            return queue.wakeup
+        }
+        wakeup?.resume()
     }
 
     /// Calls `done` once both halves are done: with the first failure, or success.
@@ -258,7 +272,7 @@ package final class BudgetDesk: Sendable {
     }
 
     /// `commit(_:done:)` for this node's budgets.
-    private func commitHere(_ commits: [BudgetMessages.Commit], done: @escaping Waiter) {
+    private func commitHere(_ commits: [BudgetMessages.Commit], wakingWriter: Bool, done: @escaping Waiter) {
         let now = Self.now()
         let (buckets, marks) = ledger.withLock { ledger in
             var buckets: [BucketUsage] = []
@@ -282,6 +296,7 @@ package final class BudgetDesk: Sendable {
             // repeats, queued before it, is in the store.
             for mark in marks { queue.marks[mark.source] = mark }
             queue.waiters.append(done)
+            guard wakingWriter else { return (true, nil) }
             defer { queue.wakeup = nil }
             return (true, queue.wakeup)
         }

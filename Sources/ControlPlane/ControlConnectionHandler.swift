@@ -30,6 +30,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private var stallDeadline: Scheduled<Void>?
     /// Replies made while a read burst is handled, flushed once at its end.
     private var replies: NIOLoopBound<ReplyBatch>?
+    /// Commits of this read burst are queued for the usage writer, which is woken at the burst's end.
+    private var commitsQueued = false
 
     init(
         context: ControlListener.Context, counter: Gauge,
@@ -70,7 +72,15 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    /// The end of a read burst, or of the connection: the writer takes the burst's commits in one transaction.
+    private func wakeWriterIfQueued() {
+        guard commitsQueued else { return }
+        commitsQueued = false
+        context.budgets.wakeWriter()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        wakeWriterIfQueued()
         if active { counter.add(-1) }
         active = false
         helloDeadline?.cancel()
@@ -197,6 +207,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        wakeWriterIfQueued()
         if let batch = replies?.value {
             batch.reading = false
             if batch.pending {
@@ -268,7 +279,11 @@ final class ControlConnectionHandler: ChannelInboundHandler {
                 // Applied to the ledger inline, in frame order with the reservations around it; acknowledged by
                 // the usage writer once durable, with no task per frame.
                 let count = commits.count
-                budgets.commit(commits) { result in
+                // Within a read burst the writer is woken at its end (channelReadComplete), once for all of its
+                // commits; frames handled outside one (held during the peer check) wake it at once.
+                let inBurst = replies?.value.reading == true
+                if inBurst { commitsQueued = true }
+                budgets.commit(commits, wakingWriter: !inBurst) { result in
                     switch result {
                     case .success: send(.commitAck, BudgetMessages.encodeAck(count: count))
                     case .failure(let error): fail(WireErrorBody(.unavailable, "usage could not be stored: \(error)"))
