@@ -69,6 +69,8 @@ let package = Package(
             dependencies: [
                 "BudgetConfig", "BudgetLedger", "EntityCodec", "CBudgetSystem",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // SQLite's C API, for the group commit's rows (BudgetStore.insert).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

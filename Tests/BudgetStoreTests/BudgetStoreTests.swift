@@ -51,11 +51,17 @@ struct BudgetStoreTests {
             }
             try await store.record([record("consumer:acme|prod", 5), record("consumer:bob", 1)])
             try await store.record([record("consumer:BOB", 2), record("consumer:bob_", 3)])
+            // Text bound by hand (the group commit's rows): an empty subject, non-ASCII, a fraction.
+            try await store.record([record("", 0.25), record("consumer:zoë 日本", 1.5)])
             #expect(try store.deleteUsage(subject: "consumer:bob") == 1)
             let reopened = try BudgetStore.open(stateDirectory: directory)
             let left = Dictionary(
                 uniqueKeysWithValues: try reopened.loadUsage(now: 0).map { ($0.key.subject, $0.units) })
-            #expect(left == ["consumer:acme|prod": 5, "consumer:BOB": 2, "consumer:bob_": 3])
+            #expect(
+                left == [
+                    "consumer:acme|prod": 5, "consumer:BOB": 2, "consumer:bob_": 3, "": 0.25, "consumer:zoë 日本": 1.5,
+                ])
+            #expect(try reopened.loadUsage(now: 0).allSatisfy { $0.key.plugin == "rl|x" && $0.key.windowSize == 60 })
         }
     }
 
@@ -167,7 +173,8 @@ struct BudgetStoreTests {
                 grouping: 0..<203, by: { "consumer:c\($0 % 7)" }
             ).mapValues { $0.reduce(0.0) { $0 + Double($1) } }
             #expect(totals == expected)
-            let stored = Dictionary(uniqueKeysWithValues: try reopened.loadCommitMarks().map { ($0.source, $0.sequence) })
+            let stored = Dictionary(
+                uniqueKeysWithValues: try reopened.loadCommitMarks().map { ($0.source, $0.sequence) })
             #expect(stored.count == 50)
             #expect(stored.allSatisfy { source, sequence in sequence == source + 100 })  // the highest of each
         }
