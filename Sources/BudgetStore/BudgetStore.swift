@@ -498,7 +498,8 @@ struct EntityRowIDs {
 }
 
 /// A GRDB cached statement driven with SQLite's C calls: bind, step, reset. It is left reset and unbound, as
-/// GRDB expects to find it.
+/// GRDB expects to find it. GRDB's per-statement hooks (its database observation) do not see these writes;
+/// nothing observes the usage and commit-mark tables. An error is thrown to GRDB's transaction, which rolls back.
 private struct RawStatement {
     let handle: SQLiteStatement
     let connection: SQLiteConnection?
