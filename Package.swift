@@ -44,6 +44,7 @@ let package = Package(
             name: "BudgetConfig",
             dependencies: [
                 "BudgetJSON",
+                // For the libyaml it bundles (its CYaml module), whose events YAMLComposer reads.
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

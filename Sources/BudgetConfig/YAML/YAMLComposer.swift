@@ -114,7 +114,6 @@ struct YAMLComposer {
                 }
             }
 
-            /// Places a finished node in its parent (or as the root).
             /// Whether the next node is a mapping's key. Keys are not counted against the node limit, nor their
             /// depth checked, as before this composer: a pair counts one, besides its value.
             var nextIsKey: Bool {
