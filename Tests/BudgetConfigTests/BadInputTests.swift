@@ -119,6 +119,18 @@ struct BadInputTests {
             ])
     }
 
+    @Test("a NUL character written as an escape is refused where it is, in a value or a key")
+    func nulCharacter() {
+        #expect(
+            load("_format_version: \"3.0\"\nconsumers:\n  - username: \"a\\0b\"\n").errorLines == [
+                "config.yaml:3:15: a string holds a NUL character (\\0), which no name, key or setting may contain"
+            ])
+        #expect(
+            load("_format_version: \"3.0\"\n\"x\\0\": 1\n").errorLines == [
+                "config.yaml:2:1: a string holds a NUL character (\\0), which no name, key or setting may contain"
+            ])
+    }
+
     @Test("a control character libyaml refuses is located at its line and column")
     func controlCharacter() {
         #expect(

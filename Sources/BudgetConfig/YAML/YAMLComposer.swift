@@ -168,7 +168,14 @@ struct YAMLComposer {
             case YAML_SCALAR_EVENT:
                 if !nextIsKey { try admit(size: 1, height: 0) }
                 let data = event.data.scalar
-                let text = String(decoding: UnsafeBufferPointer(start: data.value, count: data.length), as: UTF8.self)
+                let bytes = UnsafeBufferPointer(start: data.value, count: data.length)
+                if bytes.contains(0) {
+                    // Kong's database (PostgreSQL text) refuses it too, and SQLite text is read back up to it.
+                    throw Problem(
+                        message: "a string holds a NUL character (\\0), which no name, key or setting may contain",
+                        line: location.line, column: location.column)
+                }
+                let text = String(decoding: bytes, as: UTF8.self)
                 let tag = data.quoted_implicit == 1 ? Self.stringTag : data.tag.map { String(cString: $0) }
                 let plain =
                     data.style == YAML_PLAIN_SCALAR_STYLE && tag != Self.stringTag
