@@ -518,10 +518,6 @@ private struct RawStatement {
         sqlite3_bind_int64(handle, index, value)
     }
 
-    func bind(_ index: Int32, _ value: Int) {
-        sqlite3_bind_int64(handle, index, Int64(value))
-    }
-
     func bind(_ index: Int32, _ value: Double) {
         sqlite3_bind_double(handle, index, value)
     }
@@ -540,9 +536,10 @@ private struct RawStatement {
     /// Runs the statement once with its bindings, then resets it for the next row.
     func step() throws {
         let code = sqlite3_step(handle)
+        // The connection's message is read before the reset, which sets its own.
+        let message = code == SQLITE_DONE ? nil : connection.map { String(cString: sqlite3_errmsg($0)) }
         sqlite3_reset(handle)
         guard code == SQLITE_DONE else {
-            let message = connection.map { String(cString: sqlite3_errmsg($0)) }
             throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
         }
     }

@@ -193,18 +193,14 @@ struct YAMLComposer {
                 }
                 if !nextIsKey { try admit(size: anchored.size, height: anchored.height) }
                 try attach(anchored.node, size: anchored.size, height: anchored.height, written: location)
-            case YAML_SEQUENCE_START_EVENT:
+            case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
                 try admit(size: 1, height: 0)
+                let isSequence = event.type == YAML_SEQUENCE_START_EVENT
+                let anchor = isSequence ? event.data.sequence_start.anchor : event.data.mapping_start.anchor
                 stack.append(
                     Open(
-                        kind: .sequence, location: location,
-                        anchor: event.data.sequence_start.anchor.map { String(cString: $0) }))
-            case YAML_MAPPING_START_EVENT:
-                try admit(size: 1, height: 0)
-                stack.append(
-                    Open(
-                        kind: .mapping, location: location,
-                        anchor: event.data.mapping_start.anchor.map { String(cString: $0) }))
+                        kind: isSequence ? .sequence : .mapping, location: location,
+                        anchor: anchor.map { String(cString: $0) }))
             case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                 guard let open = stack.popLast() else {
                     throw Problem(
