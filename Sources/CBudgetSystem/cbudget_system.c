@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <sched.h>
 #include <sys/random.h>
+#include <dlfcn.h>
 #include "cbudget_system.h"
 
 _Static_assert(sizeof(struct cbudget_ucred) == sizeof(struct ucred), "struct cbudget_ucred must match struct ucred");
@@ -64,4 +65,36 @@ int cbudget_random_fill(void *buf, size_t count) {
         done += (size_t)n;
     }
     return 1;
+}
+
+/* The runtime's declarations (swift/Runtime/Concurrency.h): a SerialExecutorRef is two words, the executor's
+   identity and its implementation; the generic executor is both zero. The functions use the Swift calling
+   convention. */
+typedef struct {
+    const void *identity;
+    uintptr_t implementation;
+} cbudget_serial_executor_ref;
+extern void swift_job_run(void *job, cbudget_serial_executor_ref executor) __attribute__((swiftcall));
+typedef void (*cbudget_enqueue_original)(void *job) __attribute__((swiftcall));
+typedef void (*cbudget_enqueue_hook)(void *job, cbudget_enqueue_original original) __attribute__((swiftcall));
+
+static void (*cbudget_enqueue_target)(void *job);
+
+__attribute__((swiftcall)) static void cbudget_enqueue_global(void *job, cbudget_enqueue_original original) {
+    (void)original;
+    cbudget_enqueue_target(job);
+}
+
+int cbudget_install_global_enqueue(void (*enqueue)(void *job)) {
+    cbudget_enqueue_hook *slot = (cbudget_enqueue_hook *)dlsym(RTLD_DEFAULT, "swift_task_enqueueGlobal_hook");
+    if (slot == NULL || enqueue == NULL) return 0;
+    cbudget_enqueue_target = enqueue;
+    cbudget_enqueue_hook expected = NULL;
+    return __atomic_compare_exchange_n(
+        slot, &expected, cbudget_enqueue_global, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) ? 1 : 0;
+}
+
+void cbudget_run_job_as_generic(void *job) {
+    cbudget_serial_executor_ref generic = {NULL, 0};
+    swift_job_run(job, generic);
 }

@@ -160,9 +160,10 @@ extension ControlPlaneLossPolicy: ExpressibleByArgument {}
 
 extension BudgetProxyd {
     /// The event loops everything runs on: NIO's singleton group, installed as Swift Concurrency's global
-    /// executor by `main`, so that a request's tasks run on the event loop that does its I/O instead of hopping
-    /// between the concurrency pool and the loops (half the proxy's CPU samples were on the pool's threads, and a
-    /// hop is a context switch on a single core). Nil when the takeover was refused: a group of its own then.
+    /// executor by `main` (`EventLoopConcurrency`), so that a request's tasks run on the event loop that does its
+    /// I/O instead of hopping between the concurrency pool and the loops (half the proxy's CPU samples were on the
+    /// pool's threads, and a hop is a context switch on a single core). Nil when the takeover was refused: a
+    /// group of its own then.
     nonisolated(unsafe) static var eventLoops: MultiThreadedEventLoopGroup?
 }
 
@@ -187,7 +188,7 @@ enum BudgetProxydMain {
             }
         }
         NIOSingletons.groupLoopCountSuggestion = proxyd.threads ?? CPUs.available
-        if NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() {
+        if EventLoopConcurrency.install() {
             BudgetProxyd.eventLoops = MultiThreadedEventLoopGroup.singleton
         }
         do {

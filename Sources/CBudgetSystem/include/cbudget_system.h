@@ -40,4 +40,13 @@ int cbudget_random_fill(void *buf, size_t count);
 /* How many CPUs this thread may run on (sched_getaffinity), or 0 if that cannot be read. */
 int cbudget_affinity_cpu_count(void);
 
+/* Swift Concurrency's global executor on SwiftNIO's event loops (see DaemonKit's EventLoopConcurrency).
+   cbudget_install_global_enqueue sets the runtime's swift_task_enqueueGlobal_hook (if no hook is set yet) to one
+   that hands each job to enqueue; returns 1 when installed, 0 when the runtime has no hook or one is set.
+   cbudget_run_job_as_generic runs a job the way the runtime's own global executor does: on the calling thread,
+   as the generic executor (swift_job_run with SerialExecutorRef::generic()). Both are written by hand: neither
+   SwiftNIO nor the standard library offers them (the library's _swiftJobRun is internal). */
+int cbudget_install_global_enqueue(void (*enqueue)(void *job));
+void cbudget_run_job_as_generic(void *job);
+
 #endif
