@@ -12,15 +12,25 @@ public struct BudgetPolicy: Sendable {
         public var subject: String
         /// The provider entry that counts (the ai-proxy's provider).
         public var provider: AIRateLimitingAdvancedConfig.ProviderLimits
+        /// One rule per window, made once: admission and charging both need them.
+        public let rules: [WindowRule]
 
-        /// One rule per window.
-        public var rules: [WindowRule] {
-            provider.windows.map { window in
+        /// The budget of `plugin` (whose identity's key is `pluginKey`) for `subject`'s counters of `provider`.
+        public init(
+            plugin: Plugin, pluginKey: String? = nil, config: AIRateLimitingAdvancedConfig, subject: String,
+            provider: AIRateLimitingAdvancedConfig.ProviderLimits
+        ) {
+            self.plugin = plugin
+            self.config = config
+            self.subject = subject
+            self.provider = provider
+            let key = pluginKey ?? plugin.id.key
+            let kind: WindowKind = config.windowType == .sliding ? .sliding : .fixed
+            rules = provider.windows.map { window in
                 WindowRule(
                     key: LimitKey(
-                        plugin: plugin.id.key, provider: provider.name, subject: subject,
-                        windowSize: window.windowSize),
-                    kind: config.windowType == .sliding ? .sliding : .fixed, limit: window.limit)
+                        plugin: key, provider: provider.name, subject: subject, windowSize: window.windowSize),
+                    kind: kind, limit: window.limit)
             }
         }
 
@@ -48,16 +58,25 @@ public struct BudgetPolicy: Sendable {
         }
     }
 
-    private let rateLimitPlugins: [Plugin]
+    /// An enabled ai-rate-limiting-advanced plugin with what choosing it takes, worked out once per config
+    /// rather than once per request: its identity (the counters' key) and its precedence.
+    private struct Candidate: Sendable {
+        var plugin: Plugin
+        var id: EntityID
+        var rank: Int
+        var config: AIRateLimitingAdvancedConfig
+    }
+
+    private let candidates: [Candidate]
 
     /// The enabled ai-rate-limiting-advanced plugins the policy chooses among, sorted by identity.
-    package var plugins: [Plugin] { rateLimitPlugins }
+    package var plugins: [Plugin] { candidates.map(\.plugin) }
 
     /// The policy of `state`'s enabled ai-rate-limiting-advanced plugins.
     public init(state: ConfigState) {
-        rateLimitPlugins = state.plugins.filter { plugin in
-            if case .aiRateLimitingAdvanced = plugin.config { return plugin.enabled }
-            return false
+        candidates = state.plugins.compactMap { plugin in
+            guard plugin.enabled, case .aiRateLimitingAdvanced(let config) = plugin.config else { return nil }
+            return Candidate(plugin: plugin, id: plugin.id, rank: Self.rank(plugin.scope), config: config)
         }
     }
 
@@ -85,18 +104,20 @@ public struct BudgetPolicy: Sendable {
         route: String, service: String?, consumer: String?, groups: [String], credential: KeyHash?,
         provider: String
     ) -> Budget? {
-        let candidates = rateLimitPlugins.filter { plugin in
-            let scope = plugin.scope
-            if let wanted = scope.route, wanted != route { return false }
-            if let wanted = scope.service, wanted != service { return false }
-            if let wanted = scope.consumer, wanted != consumer { return false }
-            if let wanted = scope.consumerGroup, !groups.contains(wanted) { return false }
-            return true
+        var chosen: Candidate?
+        for candidate in candidates {
+            let scope = candidate.plugin.scope
+            if let wanted = scope.route, wanted != route { continue }
+            if let wanted = scope.service, wanted != service { continue }
+            if let wanted = scope.consumer, wanted != consumer { continue }
+            if let wanted = scope.consumerGroup, !groups.contains(wanted) { continue }
+            if let best = chosen, (best.rank, best.id) <= (candidate.rank, candidate.id) { continue }
+            chosen = candidate
         }
-        guard let plugin = candidates.min(by: { (Self.rank($0.scope), $0.id) < (Self.rank($1.scope), $1.id) }),
-            case .aiRateLimitingAdvanced(let config) = plugin.config,
-            let entry = config.llmProviders.first(where: { $0.name == provider })
-        else { return nil }
+        guard let chosen, let entry = chosen.config.llmProviders.first(where: { $0.name == provider }) else {
+            return nil
+        }
+        let (plugin, config) = (chosen.plugin, chosen.config)
         let subject: String
         switch config.identifier {
         case .consumer: subject = "consumer:" + (consumer ?? credential.map { "credential:\($0.hex)" } ?? "anonymous")
@@ -104,6 +125,6 @@ public struct BudgetPolicy: Sendable {
             subject = "consumer-group:" + (plugin.scope.consumerGroup ?? groups.sorted().first ?? "none")
         case .credential: subject = "credential:" + (credential?.hex ?? consumer ?? "anonymous")
         }
-        return Budget(plugin: plugin, config: config, subject: subject, provider: entry)
+        return Budget(plugin: plugin, pluginKey: chosen.id.key, config: config, subject: subject, provider: entry)
     }
 }
