@@ -1,4 +1,5 @@
 import Crypto
+import protocol Foundation.ContiguousBytes
 import Synchronization
 
 /// AWS Signature Version 4 for any service and region, as botocore's `SigV4Auth` computes it.
@@ -36,7 +37,10 @@ public struct SigV4Signer: Sendable {
     ) -> [(name: String, value: String)] {
         let stamp = stamp(date)
         var signed = headers
-        var added: [(name: String, value: String)] = [("X-Amz-Date", stamp.amzDate)]
+        signed.reserveCapacity(headers.count + 2)
+        var added: [(name: String, value: String)] = []
+        added.reserveCapacity(3)
+        added.append(("X-Amz-Date", stamp.amzDate))
         signed.append(("x-amz-date", stamp.amzDate))
         if let token = credentials.sessionToken {
             signed.append(("x-amz-security-token", token))
@@ -44,12 +48,19 @@ public struct SigV4Signer: Sendable {
         }
         let canonical = SigV4.canonicalRequest(
             method: method, canonicalPath: canonicalPath, query: query, headers: signed, payloadSHA256: payloadSHA256)
-        added.append(
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(stamp.scope), "
-                    + "SignedHeaders=\(canonical.signedHeaders), Signature=\(signature(canonical.text, stamp))"
-            ))
+        let signature = signature(canonical.text, stamp)
+        var authorization = ""
+        authorization.reserveCapacity(
+            80 + credentials.accessKeyID.utf8.count + stamp.scope.utf8.count + canonical.signedHeaders.utf8.count)
+        authorization += "AWS4-HMAC-SHA256 Credential="
+        authorization += credentials.accessKeyID
+        authorization += "/"
+        authorization += stamp.scope
+        authorization += ", SignedHeaders="
+        authorization += canonical.signedHeaders
+        authorization += ", Signature="
+        authorization += signature
+        added.append(("Authorization", authorization))
         return added
     }
 
@@ -64,7 +75,7 @@ public struct SigV4Signer: Sendable {
     }
 
     /// The forms of a request's date that a signature uses, formatted once per signature.
-    private struct Stamp {
+    struct Stamp: Sendable {
         /// `YYYYMMDDTHHMMSSZ`.
         var amzDate: String
         /// `YYYYMMDD`.
@@ -74,9 +85,21 @@ public struct SigV4Signer: Sendable {
     }
 
     private func stamp(_ date: AMZDate) -> Stamp {
+        // A second's stamp is the same for every request signed in it: the last one made is kept.
+        if let last = StampMemo.shared.last(date, region: region, service: service) { return last }
         let amzDate = date.description
         let dateStamp = String(amzDate.prefix(8))
-        return Stamp(amzDate: amzDate, dateStamp: dateStamp, scope: "\(dateStamp)/\(region)/\(service)/aws4_request")
+        var scope = ""
+        scope.reserveCapacity(dateStamp.utf8.count + region.utf8.count + service.utf8.count + 16)
+        scope += dateStamp
+        scope += "/"
+        scope += region
+        scope += "/"
+        scope += service
+        scope += "/aws4_request"
+        let stamp = Stamp(amzDate: amzDate, dateStamp: dateStamp, scope: scope)
+        StampMemo.shared.keep(stamp, of: date, region: region, service: service)
+        return stamp
     }
 
     /// `date/region/service/aws4_request`.
@@ -93,28 +116,49 @@ public struct SigV4Signer: Sendable {
     }
 
     private func stringToSign(_ canonicalRequest: String, _ stamp: Stamp) -> String {
-        "AWS4-HMAC-SHA256\n\(stamp.amzDate)\n\(stamp.scope)\n\(SigV4.hexSHA256(canonicalRequest.utf8))"
+        String(decoding: stringToSignBytes(canonicalRequest, stamp), as: UTF8.self)
+    }
+
+    /// The string to sign, as the bytes the HMAC reads.
+    private func stringToSignBytes(_ canonicalRequest: String, _ stamp: Stamp) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(17 + 16 + 1 + stamp.scope.utf8.count + 1 + 64)
+        bytes.append(contentsOf: "AWS4-HMAC-SHA256\n".utf8)
+        bytes.append(contentsOf: stamp.amzDate.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        bytes.append(contentsOf: stamp.scope.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        var text = canonicalRequest
+        let digest = text.withUTF8 { SHA256.hash(data: $0) }
+        appendHex(digest, to: &bytes)
+        return bytes
     }
 
     private func signature(_ canonicalRequest: String, _ stamp: Stamp) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(
-            for: Array(stringToSign(canonicalRequest, stamp).utf8), using: signingKey(dateStamp: stamp.dateStamp))
-        return hex(mac)
+        var mac = signingMAC(dateStamp: stamp.dateStamp)
+        mac.update(data: stringToSignBytes(canonicalRequest, stamp))
+        return hex(mac.finalize())
     }
 
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request"), derived once
     /// per key, day, region and service (the derivation is a large share of a signature's cost; bench/README.md).
-    func signingKey(dateStamp: String) -> SymmetricKey {
+    func signingKey(dateStamp: String) -> SymmetricKey { signing(dateStamp: dateStamp).key }
+
+    /// An HMAC keyed with the signing key and nothing written yet: copying it costs less than keying a new one.
+    func signingMAC(dateStamp: String) -> HMAC<SHA256> { signing(dateStamp: dateStamp).mac }
+
+    private func signing(dateStamp: String) -> SigningKeyCache.Signing {
         let cacheKey = SigningKeyCache.Key(
             accessKeyID: credentials.accessKeyID, secret: credentials.secretAccessKey, dateStamp: dateStamp,
             region: region, service: service)
-        if let cached = SigningKeyCache.shared.key(for: cacheKey) { return cached }
+        if let cached = SigningKeyCache.shared.signing(for: cacheKey) { return cached }
         var key = SymmetricKey(data: Array(("AWS4" + credentials.secretAccessKey).utf8))
         for part in [dateStamp, region, service, "aws4_request"] {
             key = SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
         }
-        SigningKeyCache.shared.store(key, for: cacheKey)
-        return key
+        let signing = SigningKeyCache.Signing(key: key, mac: HMAC<SHA256>(key: key))
+        SigningKeyCache.shared.store(signing, for: cacheKey)
+        return signing
     }
 }
 
@@ -132,17 +176,37 @@ final class SigningKeyCache: Sendable {
         var service: String
     }
 
-    private let entries = Mutex<[Key: [UInt8]]>([:])
-
-    func key(for key: Key) -> SymmetricKey? {
-        entries.withLock { $0[key] }.map { SymmetricKey(data: $0) }
+    /// A derived key, and an HMAC keyed with it. swift-crypto marks neither Sendable; both are values whose
+    /// storage is never written once made (an HMAC copies its state before its first update), so sharing them
+    /// between threads is safe.
+    struct Signing: @unchecked Sendable {
+        let key: SymmetricKey
+        let mac: HMAC<SHA256>
     }
 
-    func store(_ value: SymmetricKey, for key: Key) {
-        let bytes = value.withUnsafeBytes { Array($0) }
+    private struct Entries {
+        var byKey: [Key: Signing] = [:]
+        /// The entry found or stored last: a proxy signs for one key, day, region and service nearly always,
+        /// and comparing with it (the same strings, so mostly identity checks) costs less than hashing five.
+        var last: (key: Key, value: Signing)?
+    }
+
+    private let entries = Mutex(Entries())
+
+    func signing(for key: Key) -> Signing? {
+        entries.withLock { entries -> Signing? in
+            if let last = entries.last, last.key == key { return last.value }
+            guard let found = entries.byKey[key] else { return nil }
+            entries.last = (key, found)
+            return found
+        }
+    }
+
+    func store(_ value: Signing, for key: Key) {
         entries.withLock { entries in
-            if entries.count >= Self.capacity { entries.removeAll() }
-            entries[key] = bytes
+            if entries.byKey.count >= Self.capacity { entries.byKey.removeAll() }
+            entries.byKey[key] = value
+            entries.last = (key, value)
         }
     }
 }
@@ -171,7 +235,7 @@ public enum SigV4 {
     ) -> CanonicalRequest {
         // Lower-cased names, values with whitespace collapsed, sorted by name (stably: a repeated name keeps its
         // values in order), then one line per name.
-        var entries = headers.map { (name: $0.0.lowercased(), value: collapseWhitespace($0.1)) }
+        var entries = headers.map { (name: lowercasedName($0.0), value: collapseWhitespace($0.1)) }
         if !entries.isEmpty {
             for index in 1..<entries.count {
                 var position = index
@@ -192,6 +256,7 @@ public enum SigV4 {
         text += canonicalQuery(query)
         text += "\n"
         var signedHeaders = ""
+        signedHeaders.reserveCapacity(entries.reduce(0) { $0 + $1.name.utf8.count + 1 })
         var index = 0
         while index < entries.count {
             let name = entries[index].name
@@ -272,22 +337,85 @@ public enum SigV4 {
     }
 
     static func collapseWhitespace(_ value: String) -> String {
-        value.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        // Most values have nothing to collapse: no tab, no space at either end, no two spaces in a row.
+        var previous = UInt8(ascii: " ")
+        var clean = true
+        for byte in value.utf8 {
+            if byte == UInt8(ascii: "\t") || (byte == UInt8(ascii: " ") && previous == UInt8(ascii: " ")) {
+                clean = false
+                break
+            }
+            previous = byte
+        }
+        if clean && previous != UInt8(ascii: " ") { return value }
+        return value.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+    }
+
+    /// A header name in lower case (the name itself when it already is).
+    static func lowercasedName(_ name: String) -> String {
+        name.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ? name.lowercased() : name
     }
 
     private static let hexDigits = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F"]
 }
 
 /// Lowercase hex of a digest or MAC.
-func hex(_ bytes: some Sequence<UInt8>) -> String {
+func hex(_ value: some ContiguousBytes) -> String {
+    value.withUnsafeBytes { hex(bytes: $0) }
+}
+
+private func hex(bytes: UnsafeRawBufferPointer) -> String {
     let digits: StaticString = "0123456789abcdef"
-    var out: [UInt8] = []
-    out.reserveCapacity(64)
+    // Written into the string's own storage: one allocation.
+    return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+        digits.withUTF8Buffer { digits in
+            var index = 0
+            for byte in bytes {
+                out[index] = digits[Int(byte >> 4)]
+                out[index + 1] = digits[Int(byte & 0x0F)]
+                index += 2
+            }
+            return index
+        }
+    }
+}
+
+/// Appends the lowercase hex of `bytes`.
+func appendHex(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
+    let digits: StaticString = "0123456789abcdef"
     digits.withUTF8Buffer { digits in
         for byte in bytes {
             out.append(digits[Int(byte >> 4)])
             out.append(digits[Int(byte & 0x0F)])
         }
     }
-    return String(decoding: out, as: UTF8.self)
+}
+
+/// The stamp of the second signed last, per region and service.
+final class StampMemo: Sendable {
+    static let shared = StampMemo()
+
+    private struct Entry {
+        var epochSeconds: Int64
+        var region: String
+        var service: String
+        var stamp: SigV4Signer.Stamp
+    }
+
+    private let entry = Mutex<Entry?>(nil)
+
+    func last(_ date: AMZDate, region: String, service: String) -> SigV4Signer.Stamp? {
+        entry.withLock { entry in
+            guard let entry, entry.epochSeconds == date.epochSeconds, entry.region == region,
+                entry.service == service
+            else { return nil }
+            return entry.stamp
+        }
+    }
+
+    func keep(_ stamp: SigV4Signer.Stamp, of date: AMZDate, region: String, service: String) {
+        entry.withLock {
+            $0 = Entry(epochSeconds: date.epochSeconds, region: region, service: service, stamp: stamp)
+        }
+    }
 }
