@@ -107,7 +107,8 @@ private struct Cursor {
         guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
         index += 1
         var members: [JSONValue.Member] = []
-        var names: Set<String> = []
+        // Duplicates are looked for among the members so far; a set of names is built only for a large object.
+        var names: Set<String>?
         skipWhitespace()
         if current == UInt8(ascii: "}") {
             index += 1
@@ -118,7 +119,17 @@ private struct Cursor {
             guard current == UInt8(ascii: "\"") else { throw error("expected a member name in quotes") }
             let nameOffset = index
             let name = try string()
-            guard names.insert(name).inserted else {
+            let duplicate: Bool
+            if let inserted = names?.insert(name).inserted {
+                duplicate = !inserted
+            } else if members.count < 16 {
+                duplicate = members.contains { $0.name == name }
+            } else {
+                var all = Set(members.map(\.name))
+                duplicate = !all.insert(name).inserted
+                names = all
+            }
+            guard !duplicate else {
                 throw JSONParseError(offset: nameOffset, message: "duplicate member \"\(name)\"")
             }
             skipWhitespace()
@@ -197,8 +208,11 @@ private struct Cursor {
             guard let byte = current else { throw error("unterminated string") }
             switch byte {
             case UInt8(ascii: "\""):
-                result.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                let run = UnsafeBufferPointer(rebasing: bytes[runStart..<index])
                 index += 1
+                // Without escapes (the usual case) the string is made from the input directly.
+                if result.isEmpty { return String(decoding: run, as: UTF8.self) }
+                result.append(contentsOf: run)
                 return String(decoding: result, as: UTF8.self)
             case UInt8(ascii: "\\"):
                 result.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))

@@ -15,9 +15,14 @@ package struct WireWriter: Sendable {
 
     /// Writes a string as u16 length + UTF-8, cut to 65,535 bytes.
     package mutating func string(_ value: String) {
-        let utf8 = Array(value.utf8.prefix(Int(UInt16.max)))
-        u16(UInt16(utf8.count))
-        bytes += utf8
+        let count = min(value.utf8.count, Int(UInt16.max))
+        u16(UInt16(count))
+        // Copied straight from the string (no array in between): reservations write several strings each.
+        if count == value.utf8.count {
+            bytes.append(contentsOf: value.utf8)
+        } else {
+            bytes.append(contentsOf: value.utf8.prefix(count))
+        }
     }
 
     private mutating func append<T: FixedWidthInteger>(_ value: T) {

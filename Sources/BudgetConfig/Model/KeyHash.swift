@@ -13,14 +13,21 @@ public struct KeyHash: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// The hash of a plaintext key.
     public init(key: String) {
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        text.reserveCapacity(64)
-        for byte in SHA256.hash(data: Array(key.utf8)) {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
+        var key = key
+        let digest = key.withUTF8 { SHA256.hash(data: $0) }
+        let digits: StaticString = "0123456789abcdef"
+        // Hashed for every request: the digits go straight into the string's storage.
+        hex = String(unsafeUninitializedCapacity: 64) { out in
+            digits.withUTF8Buffer { digits in
+                var index = 0
+                for byte in digest {
+                    out[index] = digits[Int(byte >> 4)]
+                    out[index + 1] = digits[Int(byte & 0x0F)]
+                    index += 2
+                }
+                return index
+            }
         }
-        hex = String(decoding: text, as: UTF8.self)
     }
 
     /// Parses `sha256:<hex>`; nil when the text has another form.
