@@ -293,10 +293,8 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
             guard !refused else { return }  // a request pipelined behind a refused one: the connection is closing
             head = requestHead
             body = []
-            let channel = context.channel
-            readDeadline = context.eventLoop.scheduleTask(in: .seconds(Int64(limits.readTimeoutSeconds))) {
-                channel.close(promise: nil)
-            }
+            // The body's deadline is set at the end of this read burst, if the request is not whole by then
+            // (`channelReadComplete`): most requests arrive in one read, and need no timer.
             if requestHead.headers.count > limits.maxHeaderCount {
                 simple(
                     context, status: .requestHeaderFieldsTooLarge,
@@ -356,6 +354,16 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
                 context.close(promise: nil)
             }
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if head != nil && readDeadline == nil {
+            let channel = context.channel
+            readDeadline = context.eventLoop.scheduleTask(in: .seconds(Int64(limits.readTimeoutSeconds))) {
+                channel.close(promise: nil)
+            }
+        }
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

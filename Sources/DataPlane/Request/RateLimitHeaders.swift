@@ -1,6 +1,7 @@
 import BudgetConfig
 import BudgetLedger
 import Foundation
+import Synchronization
 
 /// `X-AI-RateLimit-*` headers, as Kong names them.
 enum RateLimitHeaders {
@@ -19,14 +20,49 @@ enum RateLimitHeaders {
     {
         guard let budget, !budget.config.hideClientHeaders else { return [] }
         let floored = budget.config.tokensCountStrategy != .cost
-        return windows.flatMap { window -> [(String, String)] in
-            let suffix = "\(windowName(window.key.windowSize))-\(window.key.provider)"
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(windows.count * 3)
+        for window in windows {
+            let names = HeaderNames.shared.names(windowSize: window.key.windowSize, provider: window.key.provider)
             let remaining = max(0, window.remaining - charged)
-            return [
-                ("X-AI-RateLimit-Limit-\(suffix)", number(window.limit)),
-                ("X-AI-RateLimit-Remaining-\(suffix)", number(floored ? floor(remaining) : remaining)),
-                ("X-AI-RateLimit-Reset-\(suffix)", String(window.reset)),
-            ]
+            headers.append((names.limit, number(window.limit)))
+            headers.append((names.remaining, number(floored ? floor(remaining) : remaining)))
+            headers.append((names.reset, String(window.reset)))
+        }
+        return headers
+    }
+
+    /// The three header names of a window and provider, made once: every answer with a budget carries them.
+    /// Bounded (256 entries; cleared when full), since providers and window sizes come from the config.
+    final class HeaderNames: Sendable {
+        static let shared = HeaderNames()
+        static let capacity = 256
+
+        struct Names: Sendable {
+            var limit: String
+            var remaining: String
+            var reset: String
+        }
+
+        private struct Key: Hashable, Sendable {
+            var windowSize: Int
+            var provider: String
+        }
+
+        private let known = Mutex<[Key: Names]>([:])
+
+        func names(windowSize: Int, provider: String) -> Names {
+            let key = Key(windowSize: windowSize, provider: provider)
+            if let names = known.withLock({ $0[key] }) { return names }
+            let suffix = "\(windowName(windowSize))-\(provider)"
+            let names = Names(
+                limit: "X-AI-RateLimit-Limit-\(suffix)", remaining: "X-AI-RateLimit-Remaining-\(suffix)",
+                reset: "X-AI-RateLimit-Reset-\(suffix)")
+            known.withLock { known in
+                if known.count >= Self.capacity { known.removeAll() }
+                known[key] = names
+            }
+            return names
         }
     }
 

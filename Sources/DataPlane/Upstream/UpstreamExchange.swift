@@ -147,12 +147,18 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     private var readPending = false
     private var lastActivity = NIODeadline.now()
     private var timer: Scheduled<Void>?
+    /// When `timer` fires.
+    private var timerDeadline = NIODeadline.uptimeNanoseconds(0)
 
     init(origin: UpstreamOrigin) { self.origin = origin }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        timer?.cancel()
+        timer = nil
+    }
 
     /// Writes `exchange`'s request, in one flush, and waits for its answer.
     func run(_ exchange: UpstreamExchange) {
@@ -179,16 +185,24 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         sent.futureResult.assumeIsolated().whenSuccess { exchange.requestSent = true }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
         lastActivity = .now()
-        armTimer(exchange.readTimeout)
+        // A timer left from an earlier exchange serves this one too when it fires no later than this one's
+        // time-out would: it then re-arms for what is left (`timerFired`). A pooled connection so schedules a
+        // timer about once per time-out, not once per call.
+        if timer == nil || timerDeadline > lastActivity + exchange.readTimeout {
+            timer?.cancel()
+            armTimer(exchange.readTimeout)
+        }
     }
 
     private func armTimer(_ delay: TimeAmount) {
         guard let context else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timerDeadline = .now() + delay
         timer = context.eventLoop.scheduleTask(in: delay) { bound.value.timerFired() }
     }
 
     /// The read time-out: no byte for `readTimeout` (a consumer that is behind does not count as silence).
+    /// Between exchanges the timer is left to fire, and then not re-armed.
     private func timerFired() {
         timer = nil
         guard let exchange, !exchange.isOver else { return }
@@ -205,11 +219,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         context?.close(promise: nil)
     }
 
-    /// The exchange is over on this connection: its time-out stops.
+    /// The exchange is over on this connection. Its timer is left to run (the next exchange may use it); firing
+    /// without an exchange, it does nothing.
     private func detach() {
         exchange = nil
-        timer?.cancel()
-        timer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
