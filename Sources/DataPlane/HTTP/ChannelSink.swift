@@ -41,7 +41,16 @@ struct ChannelSink: ResponseSink {
         if !keepAlive { httpHeaders.replaceOrAdd(name: "Connection", value: "close") }
         let head = HTTPResponseHead(
             version: version, status: HTTPResponseStatus(statusCode: status), headers: httpHeaders)
-        try await writeWithDeadline(.head(head))
+        // Not flushed: the body's first bytes (or its end) are, and the head goes in their system call. A head
+        // is small, so the connection takes it whether or not the client reads.
+        let channel = self.channel
+        let part = HTTPServerResponsePart.head(head)
+        guard channel.eventLoop.inEventLoop else {
+            try await channel.eventLoop.submit { channel.write(part, promise: nil) }.get()
+            return
+        }
+        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
+        channel.write(part, promise: nil)
     }
 
     func write(_ bytes: [UInt8]) async throws {
@@ -60,6 +69,13 @@ struct ChannelSink: ResponseSink {
     func finish() async throws {
         try await writeWithDeadline(.end(nil))
         if !keepAlive { try? await channel.close() }
+    }
+
+    func finish(last bytes: [UInt8]) async throws {
+        if !bytes.isEmpty {
+            channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: bytes))), promise: nil)
+        }
+        try await finish()
     }
 
     /// Head, body and end written together and flushed once.

@@ -34,16 +34,24 @@ struct ProxyRequest: Sendable {
 
 /// Where a response goes: the HTTP connection it came from.
 protocol ResponseSink: Sendable {
-    /// Sends the status and headers; `contentLength` nil means a chunked body.
+    /// Sends the status and headers (they may wait for the body's first bytes to be flushed with them);
+    /// `contentLength` nil means a chunked body. Throws when the client has gone.
     func start(status: Int, headers: [(String, String)], contentLength: Int?) async throws
     /// Sends and flushes body bytes; throws once the client has gone.
     func write(_ bytes: [UInt8]) async throws
     func finish() async throws
+    /// Sends the body's last bytes and ends it, flushed together.
+    func finish(last bytes: [UInt8]) async throws
     /// A whole response (status, headers and body) at once.
     func respond(status: Int, headers: [(String, String)], body: [UInt8]) async
 }
 
 extension ResponseSink {
+    func finish(last bytes: [UInt8]) async throws {
+        try await write(bytes)
+        try await finish()
+    }
+
     /// A whole response in one go: the default sends head, body and end one by one.
     func respond(status: Int, headers: [(String, String)], body: [UInt8]) async {
         try? await start(status: status, headers: headers, contentLength: body.count)

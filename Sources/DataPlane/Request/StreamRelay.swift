@@ -40,6 +40,8 @@ extension ProxyService {
                     out += translator.translate(message)
                     if translator.isFinished { break }
                 }
+                // The stream's last bytes go with its end, in one flush.
+                if translator.isFinished { break reading }
                 if !out.isEmpty {
                     do {
                         try await sink.write(out)
@@ -48,7 +50,14 @@ extension ProxyService {
                     }
                     out.removeAll(keepingCapacity: true)
                 }
-                if translator.isFinished { break reading }
+            }
+            if translator.isFinished {
+                do {
+                    try await sink.finish(last: out)
+                } catch {
+                    return !out.isEmpty  // as when a write of the stream's bytes fails: the client left before them
+                }
+                return false
             }
             if !translator.isFinished { try? await sink.write(translator.brokenOff()) }
         } catch let error as EventStreamError {

@@ -25,6 +25,8 @@ final class UpstreamExchange {
     var closeConnection: (() -> Void)?
     private var head: HTTPResponseHead?
     private var collected: ByteBuffer?
+    /// A streamed answer's parts of the current read burst, not yet handed over.
+    private var pending: ByteBuffer?
     private var body: NIOThrowingAsyncSequenceProducer<
         ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, UpstreamBodyDelegate
     >.Source?
@@ -79,13 +81,29 @@ final class UpstreamExchange {
             }
             return .readMore
         case .stream:
-            switch body?.yield(part) {
-            case .produceMore: return .readMore
-            case .stopProducing: return .pause
-            case .dropped, nil:
-                isOver = true
-                return .close
+            // Held until the end of the read burst (`flushStream`): the parts of one read (Bedrock sends a frame
+            // per HTTP chunk) reach the reader together, and become one write to the client.
+            if pending == nil {
+                pending = part
+            } else {
+                var part = part
+                pending?.writeBuffer(&part)
             }
+            return .readMore
+        }
+    }
+
+    /// Hands the stream's reader what the read burst brought.
+    func flushStream() -> PartOutcome {
+        guard case .stream = mode, let part = pending else { return .readMore }
+        pending = nil
+        guard !isOver else { return .close }
+        switch body?.yield(part) {
+        case .produceMore: return .readMore
+        case .stopProducing: return .pause
+        case .dropped, nil:
+            isOver = true
+            return .close
         }
     }
 
@@ -102,6 +120,10 @@ final class UpstreamExchange {
                     status: head.status, headers: head.headers,
                     body: .collected(collected ?? ByteBuffer())))
         case .stream:
+            if let part = pending {
+                pending = nil
+                _ = body?.yield(part)
+            }
             body?.finish()
         }
     }
@@ -113,6 +135,11 @@ final class UpstreamExchange {
         var failure = failure
         failure.answerBegan = head != nil
         if answered {
+            // What arrived before the failure is read first.
+            if let part = pending {
+                pending = nil
+                _ = body?.yield(part)
+            }
             body?.finish(failure)
         } else {
             answered = true
@@ -261,6 +288,19 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
             }
             exchange.ended()
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let exchange {
+            switch exchange.flushStream() {
+            case .readMore: break
+            case .pause: paused = true
+            case .close:
+                detach()
+                context.close(promise: nil)
+            }
+        }
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
