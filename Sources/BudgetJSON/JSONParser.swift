@@ -114,6 +114,8 @@ private struct Cursor {
             index += 1
             return .object(members)
         }
+        // Room for a small object's members at once, instead of growing through 1, 2 and 4.
+        members.reserveCapacity(4)
         while true {
             skipWhitespace()
             guard current == UInt8(ascii: "\"") else { throw error("expected a member name in quotes") }

@@ -31,14 +31,14 @@ struct ChannelSink: ResponseSink {
     }
 
     func start(status: Int, headers: [(String, String)], contentLength: Int?) async throws {
-        var httpHeaders = HTTPHeaders(headers)
+        var httpHeaders = Self.headers(headers)
         if let contentLength {
-            httpHeaders.replaceOrAdd(name: "Content-Length", value: String(contentLength))
+            httpHeaders.set(name: "Content-Length", value: String(contentLength))
         } else {
-            httpHeaders.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+            httpHeaders.set(name: "Transfer-Encoding", value: "chunked")
         }
-        httpHeaders.replaceOrAdd(name: "Date", value: httpDate())
-        if !keepAlive { httpHeaders.replaceOrAdd(name: "Connection", value: "close") }
+        httpHeaders.set(name: "Date", value: httpDate())
+        if !keepAlive { httpHeaders.set(name: "Connection", value: "close") }
         let head = HTTPResponseHead(
             version: version, status: HTTPResponseStatus(statusCode: status), headers: httpHeaders)
         // Not flushed: the body's first bytes (or its end) are, and the head goes in their system call. A head
@@ -80,10 +80,10 @@ struct ChannelSink: ResponseSink {
 
     /// Head, body and end written together and flushed once.
     func respond(status: Int, headers: [(String, String)], body: [UInt8]) async {
-        var httpHeaders = HTTPHeaders(headers)
-        httpHeaders.replaceOrAdd(name: "Content-Length", value: String(body.count))
-        httpHeaders.replaceOrAdd(name: "Date", value: httpDate())
-        if !keepAlive { httpHeaders.replaceOrAdd(name: "Connection", value: "close") }
+        var httpHeaders = Self.headers(headers)
+        httpHeaders.set(name: "Content-Length", value: String(body.count))
+        httpHeaders.set(name: "Date", value: httpDate())
+        if !keepAlive { httpHeaders.set(name: "Connection", value: "close") }
         let head = HTTPResponseHead(
             version: version, status: HTTPResponseStatus(statusCode: status), headers: httpHeaders)
         channel.write(HTTPServerResponsePart.head(head), promise: nil)
@@ -95,6 +95,27 @@ struct ChannelSink: ResponseSink {
             try? await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
         }
         if !keepAlive { try? await channel.close() }
+    }
+}
+
+extension ChannelSink {
+    /// `headers`, with room for the three the sink adds.
+    fileprivate static func headers(_ headers: [(String, String)]) -> HTTPHeaders {
+        var httpHeaders = HTTPHeaders()
+        httpHeaders.reserveCapacity(headers.count + 3)
+        for (name, value) in headers { httpHeaders.add(name: name, value: value) }
+        return httpHeaders
+    }
+}
+
+extension HTTPHeaders {
+    /// `replaceOrAdd` without its cost when the name is not there yet (the usual case: `remove` copies).
+    mutating func set(name: String, value: String) {
+        if contains(name: name) {
+            replaceOrAdd(name: name, value: value)
+        } else {
+            add(name: name, value: value)
+        }
     }
 }
 

@@ -210,7 +210,7 @@ final class BedrockUpstream: Sendable {
             method: "POST", canonicalPath: target.canonicalPath(for: operation),
             headers: [("host", target.hostHeader)] + headers, payloadSHA256: SigV4.hexSHA256(body), date: date)
         var requestHeaders = HTTPHeaders()
-        requestHeaders.reserveCapacity(headers.count + signed.count + 2)
+        requestHeaders.reserveCapacity(headers.count + signed.count + 3)  // and Content-Length, added on sending
         requestHeaders.add(name: "Host", value: target.hostHeader)
         for (name, value) in headers { requestHeaders.add(name: name, value: value) }
         requestHeaders.add(

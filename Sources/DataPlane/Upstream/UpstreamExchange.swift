@@ -200,7 +200,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         exchange.closeConnection = { channel.close(promise: nil) }
         let request = exchange.request
         var headers = request.headers
-        headers.replaceOrAdd(name: "Content-Length", value: String(request.body.count))
+        headers.set(name: "Content-Length", value: String(request.body.count))
         let head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if !request.body.isEmpty {
