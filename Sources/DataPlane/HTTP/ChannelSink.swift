@@ -73,7 +73,8 @@ struct ChannelSink: ResponseSink {
 
     func finish(last bytes: [UInt8]) async throws {
         if !bytes.isEmpty {
-            channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: bytes))), promise: nil)
+            channel.write(
+                HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: bytes))), promise: nil)
         }
         try await finish()
     }
