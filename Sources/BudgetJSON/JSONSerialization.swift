@@ -44,9 +44,14 @@ extension JSONValue {
     /// Appends `text` as a JSON string literal, escaped as `writeString(_:into:)` on a String escapes it.
     public static func writeString(_ text: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Nothing to escape (the usual case): the bytes are copied at once.
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
-            out.append(contentsOf: text.utf8)
+        // Nothing to escape (the usual case): the bytes are copied at once, scanned in the string's own storage.
+        var text = text
+        let plain = text.withUTF8 { utf8 in
+            for byte in utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5C { return false }
+            out.append(contentsOf: utf8)
+            return true
+        }
+        if plain {
             out.append(UInt8(ascii: "\""))
             return
         }
