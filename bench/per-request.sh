@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# What budget-proxyd does per proxied request, counted rather than timed (so this VM's speed does not matter):
+#   bench/per-request.sh BIN_DIR [plain|stream] [SECONDS]
+# Starts the emulator (signatures not checked), budget-controld and budget-proxyd from BIN_DIR (a release build)
+# with every tier's limit raised so that every answer is a 200, drives the proxy with wrk (64 connections), and
+# counts for SECONDS, with perf's uprobes and syscall tracepoints on the proxy alone: malloc calls, Swift
+# Concurrency jobs run (swift_job_run) and system calls, each divided by the requests served, which a uprobe on
+# ProxyService.handle counts. Needs root (perf probe) and linux-perf. Uprobes slow the proxy down; the counts
+# per request do not depend on it. Exits 1 if any answer was not a 2xx.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(cd "$1" && pwd); kind=${2:-plain}; seconds=${3:-2}
+for tool in wrk taskset perf nm; do command -v $tool >/dev/null || { echo "$tool is missing"; exit 1; }; done
+work=$(mktemp -d); pids=(); group="budgetbench$$"
+cleanup() {
+    perf probe -q -d "$group:*" 2>/dev/null || true
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+wait_line() { for _ in $(seq 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; cat "$1"; return 1; }
+
+taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" 2>&1 &
+pids+=($!)
+wait_line "$work/emu.out" "listening on"
+emulator=$(sed 's/listening on //' "$work/emu.out")
+sed -E 's/limit: \[[0-9]+\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/config.yaml"
+mkdir -p "$work/state"
+taskset -c 0 "$bin/budget-controld" --state-dir "$work/state" --control-socket "$work/c.sock" \
+    --admin-socket "$work/a.sock" --log-level warning >"$work/controld.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$work/a.sock" ] && break; sleep 0.05; done
+DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
+    "$bin/budgetctl" sync "$work/config.yaml" --socket "$work/a.sock" >/dev/null
+AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator" taskset -c 0 "$bin/budget-proxyd" --listen 127.0.0.1:0 \
+    --control-socket "$work/c.sock" --log-level warning >"$work/proxy.out" 2>&1 &
+proxy_pid=$!
+pids+=($proxy_pid)
+wait_line "$work/proxy.out" "listening on"
+address=$(sed -n 's/listening on //p' "$work/proxy.out")
+
+# The probes: ProxyService.handle (its specialization for the channel's sink), malloc, swift_job_run.
+nm "$bin/budget-proxyd" >"$work/symbols"
+handle=$(awk '/ t .*ProxyServiceC6handle_4sinkyAA0C7RequestV_AA12ResponseSink_pt.*Tg5$/ && !found {print $1; found=1}' \
+    "$work/symbols")
+[ -n "$handle" ] || { echo "ProxyService.handle not found in $bin/budget-proxyd"; exit 1; }
+ldd "$bin/budget-proxyd" >"$work/libraries"
+libc=$(awk '$1 == "libc.so.6" {print $3}' "$work/libraries")
+concurrency=$(awk '$1 == "libswift_Concurrency.so" {print $3}' "$work/libraries")
+perf probe -q -x "$bin/budget-proxyd" -a "$group:handle=0x$handle"
+perf probe -q -x "$libc" -a "$group:malloc=malloc"
+perf probe -q -x "$concurrency" -a "$group:job=swift_job_run"
+
+case $kind in
+plain) body='{"messages":[{"role":"user","content":"Hello"}]}' ;;
+stream) body='{"messages":[{"role":"user","content":"Hello"}],"stream":true}' ;;
+*) echo "kind is plain or stream"; exit 1 ;;
+esac
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = os.getenv("BODY")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["apikey"] = "production-key"
+LUA
+BODY=$body taskset -c 1 wrk -t1 -c64 -d"$((seconds + 3))s" -s "$work/post.lua" "http://$address/ai/budget" \
+    >"$work/wrk.out" 2>&1 &
+wrk_pid=$!
+sleep 1
+perf stat -x, -o "$work/counts" -p "$proxy_pid" \
+    -e "$group:handle,$group:malloc,$group:job" \
+    -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev \
+    -e syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_epoll_wait -- sleep "$seconds"
+wait $wrk_pid
+python3 - "$work/counts" "$kind" <<'PY'
+import sys
+counts = {}
+for line in open(sys.argv[1]):
+    fields = line.strip().split(",")
+    if len(fields) > 2 and fields[0].isdigit():
+        counts[fields[2].split(":", 1)[-1]] = int(fields[0])
+requests = counts.pop("handle", 0)
+if requests == 0:
+    sys.exit("no request was served while counting")
+print(f"budget-proxyd, {sys.argv[2]} requests: {requests} served while counting")
+print("| per request | count |")
+print("|---|---:|")
+names = {"malloc": "malloc calls", "job": "Swift Concurrency jobs run"}
+for name, value in counts.items():
+    label = names.get(name, name.replace("sys_enter_", "system call "))
+    print(f"| {label} | {value / requests:.2f} |")
+PY
+if grep -q "Non-2xx\|Socket errors" "$work/wrk.out"; then
+    cat "$work/wrk.out"
+    echo "some answers were not 2xx: the counts are not of proxied requests"
+    exit 1
+fi
