@@ -28,7 +28,9 @@ struct UpstreamClientTests {
     @Test("idle connections close after the idle time-out, and the counts say so")
     func idleTimeout() async throws {
         var settings = UpstreamClient.Settings()
-        settings.idleTimeout = .milliseconds(200)
+        // Long enough that a loaded machine does not close the connections before they are counted (200 ms
+        // did, once in a dozen runs beside a build), short enough for a test.
+        settings.idleTimeout = .seconds(1)
         try await withServer(settings: settings) { server, client in
             // Answered after 200 ms, so that both calls are in flight at once, on two connections.
             async let first = client.send(
@@ -39,7 +41,11 @@ struct UpstreamClientTests {
             #expect(server.accepted == 2)
             #expect(client.openConnections == 2)
             #expect(client.idleConnections == 2)
-            try await Task.sleep(for: .milliseconds(600))
+            // Closed between 1 and 1.25 s after their last use; waited for up to 10 s.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while (server.open > 0 || client.openConnections > 0) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(server.open == 0)
             #expect(client.openConnections == 0)
             #expect(client.idleConnections == 0)
