@@ -128,6 +128,29 @@ def test_curl_streams_server_sent_events_chunk_by_chunk(gateway):
     assert gateway.usage("signify-production") == 80 + 5  # completion + prompt ("Write a 60 word note": 20 bytes)
 
 
+def test_http_1_0_clients_get_streams_that_end_with_the_connection(gateway):
+    """HTTP/1.0 has no chunked encoding: a stream comes with `Connection: close`, unframed, and ends with the
+    connection, also when the client asked to keep it alive. (Before, the head said `Transfer-Encoding: chunked`
+    over a body that was not, and with keep-alive the client could not tell where the answer ended.)"""
+    body = json.dumps({"messages": [{"role": "user", "content": "Write a 60 word note"}], "stream": True}).encode()
+    for keep_alive in (False, True):
+        request = (b"POST /ai/budget HTTP/1.0\r\nHost: gateway\r\napikey: production-key\r\n"
+                   b"Content-Type: application/json\r\n" + (b"Connection: keep-alive\r\n" if keep_alive else b"")
+                   + b"Content-Length: %d\r\n\r\n" % len(body))
+        started = time.monotonic()
+        answer = raw(gateway.url, request + body, timeout=10)
+        assert time.monotonic() - started < 5, "the answer ended by a time-out, not by the connection's close"
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        lines = head.decode().lower().split("\r\n")
+        assert lines[0] == "http/1.0 200 ok", answer[:300]
+        assert "connection: close" in lines and not any(line.startswith("transfer-encoding") for line in lines)
+        events = [line[6:] for line in payload.decode().split("\n") if line.startswith("data: ")]
+        assert events[-1] == "[DONE]" and len(events) > 5
+        assert json.loads(events[-2])["choices"][0]["finish_reason"] == "stop"
+    time.sleep(0.2)
+    assert gateway.usage("signify-production") == 2 * (80 + 5)
+
+
 def test_upstream_errors_pass_through_and_charge_nothing(gateway):
     for marker, status, code in [("throttle", 429, "ThrottlingException"), ("error-500", 500, "InternalServerException"),
                                  ("error-503", 503, "ServiceUnavailableException")]:

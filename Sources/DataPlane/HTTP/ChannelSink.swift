@@ -30,27 +30,36 @@ struct ChannelSink: ResponseSink {
         try await (channel.eventLoop.inEventLoop ? write() : channel.eventLoop.flatSubmit(write)).get()
     }
 
+    /// Whether the client speaks HTTP/1.0, which has no chunked encoding: a body of unknown length is then
+    /// ended by closing the connection.
+    private var isHTTP10: Bool { version.major < 1 || (version.major == 1 && version.minor == 0) }
+
     func start(status: Int, headers: [(String, String)], contentLength: Int?) async throws {
         var httpHeaders = Self.headers(headers)
         if let contentLength {
             httpHeaders.set(name: "Content-Length", value: String(contentLength))
-        } else {
+        } else if !isHTTP10 {
             httpHeaders.set(name: "Transfer-Encoding", value: "chunked")
         }
         httpHeaders.set(name: "Date", value: httpDate())
-        if !keepAlive { httpHeaders.set(name: "Connection", value: "close") }
+        if !keepAlive || (contentLength == nil && isHTTP10) { httpHeaders.set(name: "Connection", value: "close") }
         let head = HTTPResponseHead(
             version: version, status: HTTPResponseStatus(statusCode: status), headers: httpHeaders)
-        // Not flushed: the body's first bytes (or its end) are, and the head goes in their system call. A head
-        // is small, so the connection takes it whether or not the client reads.
+        // Written now, flushed on the loop's next turn: when the body's first bytes are at hand (they usually
+        // arrive in the read that brought the answer's head), they are written before that turn and the head goes
+        // in their system call; when they are not, the head goes out at once, a sign of life for the client.
         let channel = self.channel
         let part = HTTPServerResponsePart.head(head)
+        @Sendable func write() {
+            channel.write(part, promise: nil)
+            channel.eventLoop.execute { channel.flush() }
+        }
         guard channel.eventLoop.inEventLoop else {
-            try await channel.eventLoop.submit { channel.write(part, promise: nil) }.get()
+            try await channel.eventLoop.submit(write).get()
             return
         }
         guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
-        channel.write(part, promise: nil)
+        write()
     }
 
     func write(_ bytes: [UInt8]) async throws {
@@ -68,7 +77,8 @@ struct ChannelSink: ResponseSink {
 
     func finish() async throws {
         try await writeWithDeadline(.end(nil))
-        if !keepAlive { try? await channel.close() }
+        // An HTTP/1.0 client's streamed body ends with the connection (`start`).
+        if !keepAlive || isHTTP10 { try? await channel.close() }
     }
 
     func finish(last bytes: [UInt8]) async throws {
