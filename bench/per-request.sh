@@ -6,20 +6,14 @@
 # counts for SECONDS, with perf's uprobes and syscall tracepoints on the proxy alone: malloc calls, Swift
 # Concurrency jobs run (swift_job_run) and system calls, each divided by the requests served, which a uprobe on
 # ProxyService.handle counts. Needs root (perf probe) and linux-perf. Uprobes slow the proxy down; the counts
-# per request do not depend on it. Exits 1 if any answer was not a 2xx.
+# per request do not depend on it. Exits 1 unless every answer was a 200 (bench/request.lua counts statuses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(cd "$1" && pwd); kind=${2:-plain}; seconds=${3:-2}
 for tool in wrk taskset perf nm; do command -v $tool >/dev/null || { echo "$tool is missing"; exit 1; }; done
-work=$(mktemp -d); pids=(); group="budgetbench$$"
-cleanup() {
-    perf probe -q -d "$group:*" 2>/dev/null || true
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-wait_line() { for _ in $(seq 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; cat "$1"; return 1; }
+. bench/lib.sh
+group="budgetbench$$"
+trap 'perf probe -q -d "$group:*" 2>/dev/null || true; cleanup' EXIT
 
 taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" 2>&1 &
 pids+=($!)
@@ -57,14 +51,8 @@ plain) body='{"messages":[{"role":"user","content":"Hello"}]}' ;;
 stream) body='{"messages":[{"role":"user","content":"Hello"}],"stream":true}' ;;
 *) echo "kind is plain or stream"; exit 1 ;;
 esac
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = os.getenv("BODY")
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["apikey"] = "production-key"
-LUA
-BODY=$body taskset -c 1 wrk -t1 -c64 -d"$((seconds + 3))s" -s "$work/post.lua" "http://$address/ai/budget" \
-    >"$work/wrk.out" 2>&1 &
+BENCH_PATH=/ai/budget BENCH_BODY=$body BENCH_APIKEY=production-key BENCH_OUT="$work/wrk.json" taskset -c 1 \
+    wrk -t1 -c64 -d"$((seconds + 3))s" -s bench/request.lua "http://$address" >/dev/null 2>&1 &
 wrk_pid=$!
 sleep 1
 perf stat -x, -o "$work/counts" -p "$proxy_pid" \
@@ -90,8 +78,10 @@ for name, value in counts.items():
     label = names.get(name, name.replace("sys_enter_", "system call "))
     print(f"| {label} | {value / requests:.2f} |")
 PY
-if grep -q "Non-2xx\|Socket errors" "$work/wrk.out"; then
-    cat "$work/wrk.out"
-    echo "some answers were not 2xx: the counts are not of proxied requests"
-    exit 1
-fi
+# Every answer of the run, the counted seconds included, must be a 200 (request.lua counts each status).
+python3 - "$work/wrk.json" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))
+if run["requests"] == 0 or run["non200"] or run["non2xx"] or run["errors"]:
+    sys.exit(f"not every answer was a 200 ({run}): the counts are not of proxied requests")
+PY

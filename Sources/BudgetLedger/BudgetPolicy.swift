@@ -15,21 +15,21 @@ public struct BudgetPolicy: Sendable {
         /// One rule per window, made once: admission and charging both need them.
         public let rules: [WindowRule]
 
-        /// The budget of `plugin` (whose identity's key is `pluginKey`) for `subject`'s counters of `provider`.
-        public init(
-            plugin: Plugin, pluginKey: String? = nil, config: AIRateLimitingAdvancedConfig, subject: String,
+        /// The budget of `plugin` (whose identity's key, worked out once per config, is `pluginKey`) for
+        /// `subject`'s counters of `provider`.
+        init(
+            plugin: Plugin, pluginKey: String, config: AIRateLimitingAdvancedConfig, subject: String,
             provider: AIRateLimitingAdvancedConfig.ProviderLimits
         ) {
             self.plugin = plugin
             self.config = config
             self.subject = subject
             self.provider = provider
-            let key = pluginKey ?? plugin.id.key
             let kind: WindowKind = config.windowType == .sliding ? .sliding : .fixed
             rules = provider.windows.map { window in
                 WindowRule(
                     key: LimitKey(
-                        plugin: key, provider: provider.name, subject: subject, windowSize: window.windowSize),
+                        plugin: pluginKey, provider: provider.name, subject: subject, windowSize: window.windowSize),
                     kind: kind, limit: window.limit)
             }
         }

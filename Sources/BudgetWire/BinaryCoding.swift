@@ -18,11 +18,7 @@ package struct WireWriter: Sendable {
         let count = min(value.utf8.count, Int(UInt16.max))
         u16(UInt16(count))
         // Copied straight from the string (no array in between): reservations write several strings each.
-        if count == value.utf8.count {
-            bytes.append(contentsOf: value.utf8)
-        } else {
-            bytes.append(contentsOf: value.utf8.prefix(count))
-        }
+        bytes.append(contentsOf: value.utf8.prefix(count))
     }
 
     private mutating func append<T: FixedWidthInteger>(_ value: T) {

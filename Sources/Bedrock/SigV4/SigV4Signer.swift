@@ -129,8 +129,7 @@ public struct SigV4Signer: Sendable {
         bytes.append(contentsOf: stamp.scope.utf8)
         bytes.append(UInt8(ascii: "\n"))
         var text = canonicalRequest
-        let digest = text.withUTF8 { SHA256.hash(data: $0) }
-        appendHex(digest, to: &bytes)
+        bytes.append(contentsOf: hex(text.withUTF8 { SHA256.hash(data: $0) }).utf8)
         return bytes
     }
 
@@ -376,17 +375,6 @@ private func hex(bytes: UnsafeRawBufferPointer) -> String {
                 index += 2
             }
             return index
-        }
-    }
-}
-
-/// Appends the lowercase hex of `bytes`.
-func appendHex(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
-    let digits: StaticString = "0123456789abcdef"
-    digits.withUTF8Buffer { digits in
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
         }
     }
 }

@@ -59,7 +59,7 @@ extension ProxyService {
                 }
                 return false
             }
-            if !translator.isFinished { try? await sink.write(translator.brokenOff()) }
+            try? await sink.write(translator.brokenOff())
         } catch let error as EventStreamError {
             try? await sink.write(out + translator.undecodable(error))
         } catch {

@@ -24,9 +24,9 @@ final class UpstreamExchange {
     /// Closes the call's connection, once it has one.
     var closeConnection: (() -> Void)?
     private var head: HTTPResponseHead?
-    private var collected: ByteBuffer?
-    /// A streamed answer's parts of the current read burst, not yet handed over.
-    private var pending: ByteBuffer?
+    /// The answer's bytes received and not yet handed over: the whole body when collecting, the current read
+    /// burst's when streaming.
+    private var buffered: ByteBuffer?
     private var body: NIOThrowingAsyncSequenceProducer<
         ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, UpstreamBodyDelegate
     >.Source?
@@ -64,40 +64,38 @@ final class UpstreamExchange {
 
     func received(_ part: ByteBuffer) -> PartOutcome {
         guard !isOver else { return .close }
-        switch mode {
-        case .collect(let limit):
-            if collected == nil {
-                collected = part
-            } else {
-                var part = part
-                collected?.writeBuffer(&part)
-            }
-            if let size = collected?.readableBytes, size > limit {
-                fail(
-                    UpstreamFailure(
-                        kind: .tooLarge, requestSent: true,
-                        detail: "the upstream's answer exceeds the limit of \(limit) bytes"))
-                return .close
-            }
-            return .readMore
-        case .stream:
-            // Held until the end of the read burst (`flushStream`): the parts of one read (Bedrock sends a frame
-            // per HTTP chunk) reach the reader together, and become one write to the client.
-            if pending == nil {
-                pending = part
-            } else {
-                var part = part
-                pending?.writeBuffer(&part)
-            }
+        if buffered == nil {
+            buffered = part
+        } else {
+            var part = part
+            buffered?.writeBuffer(&part)
+        }
+        // Streaming, the parts are held until the end of the read burst (`flushStream`): the parts of one read
+        // (Bedrock sends a frame per HTTP chunk) reach the reader together, and become one write to the client.
+        guard case .collect(let limit) = mode, let size = buffered?.readableBytes, size > limit else {
             return .readMore
         }
+        fail(
+            UpstreamFailure(
+                kind: .tooLarge, requestSent: true,
+                detail: "the upstream's answer exceeds the limit of \(limit) bytes"))
+        return .close
     }
 
     /// Hands the stream's reader what the read burst brought.
     func flushStream() -> PartOutcome {
-        guard case .stream = mode, let part = pending else { return .readMore }
-        pending = nil
-        guard !isOver else { return .close }
+        guard case .stream = mode, buffered != nil else { return .readMore }
+        guard !isOver else {
+            buffered = nil
+            return .close
+        }
+        return handOver() ?? .readMore
+    }
+
+    /// Hands what is buffered to the stream's reader; nil when nothing is.
+    private func handOver() -> PartOutcome? {
+        guard let part = buffered else { return nil }
+        buffered = nil
         switch body?.yield(part) {
         case .produceMore: return .readMore
         case .stopProducing: return .pause
@@ -118,12 +116,9 @@ final class UpstreamExchange {
             answer.succeed(
                 UpstreamResponse(
                     status: head.status, headers: head.headers,
-                    body: .collected(collected ?? ByteBuffer())))
+                    body: .collected(buffered ?? ByteBuffer())))
         case .stream:
-            if let part = pending {
-                pending = nil
-                _ = body?.yield(part)
-            }
+            _ = handOver()
             body?.finish()
         }
     }
@@ -135,11 +130,7 @@ final class UpstreamExchange {
         var failure = failure
         failure.answerBegan = head != nil
         if answered {
-            // What arrived before the failure is read first.
-            if let part = pending {
-                pending = nil
-                _ = body?.yield(part)
-            }
+            _ = handOver()  // what arrived before the failure is read first
             body?.finish(failure)
         } else {
             answered = true
