@@ -85,6 +85,71 @@ def test_a_refusal_pipelined_behind_an_answer_comes_in_order_and_the_proxy_survi
         stack.stop()
 
 
+def test_pipelined_answers_interim_and_refusals_keep_their_order(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path)
+    try:
+        hello = request(b"/ai/budget", HELLO, b"dev-team-key")
+        # Three requests read at once, then bytes that do not parse: three answers in order, then the 400.
+        reply = exchange(stack.url, hello * 3 + b"\x00garbage\r\n\r\n")
+        assert statuses(reply) == [b"200", b"200", b"200", b"400"], reply
+        assert b"malformed HTTP request" in reply and reply.count(b"Connection: close") == 1
+        # A request that asks to close: what is pipelined behind it is not served.
+        closing = request(b"/ai/budget", HELLO, b"dev-team-key", extra=b"Connection: close\r\n")
+        assert statuses(exchange(stack.url, closing + hello)) == [b"200"]
+        # A HEAD answer carries its headers, not its body: the next answer follows its blank line directly.
+        head = b"HEAD /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+        reply = exchange(stack.url, head + request(b"/nowhere"), timeout=2)
+        assert statuses(reply) == [b"404", b"404"], reply
+        assert reply.split(b"\r\n\r\n", 1)[1].startswith(b"HTTP/1.1 404"), reply
+        # Expect: 100-continue pipelined behind a request: the 100 comes after the first answer, not inside it.
+        with socket.create_connection(address(stack.url), timeout=5) as sock:
+            waiting = (b"POST /ai/budget HTTP/1.1\r\nHost: x\r\napikey: dev-team-key\r\nExpect: 100-continue\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(HELLO))
+            sock.sendall(hello + waiting)
+            reply = b""
+            while b"100 Continue" not in reply:
+                chunk = sock.recv(65536)
+                assert chunk, reply
+                reply += chunk
+            first, interim = reply.split(b"HTTP/1.1 100 Continue\r\n\r\n", 1)
+            assert statuses(first) == [b"200"] and first.endswith(b"}"), first
+            sock.sendall(HELLO)
+            reply = interim
+            while reply.count(b"\r\n\r\n") < 1 or not reply.endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, reply
+                reply += chunk
+            assert statuses(reply) == [b"200"], reply
+    finally:
+        stack.stop()
+
+
+def test_a_client_that_shuts_down_its_sending_side_gets_its_answers(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path)
+    try:
+        hello = request(b"/ai/budget", HELLO, b"dev-team-key")
+        stream = request(b"/ai/budget", b'{"stream":true,"messages":[{"role":"user","content":"Hello"}]}',
+                         b"dev-team-key")
+        with socket.create_connection(address(stack.url), timeout=5) as sock:
+            sock.sendall(hello + stream)
+            sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := sock.recv(65536):  # the proxy closes once both are answered
+                reply += chunk
+        assert statuses(reply) == [b"200", b"200"], reply
+        assert reply.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"), reply[-200:]
+        # A request cut short by the shutdown is refused, not left hanging.
+        with socket.create_connection(address(stack.url), timeout=5) as sock:
+            sock.sendall(hello[:-5])
+            sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert statuses(reply) == [b"400"], reply
+    finally:
+        stack.stop()
+
+
 def dribble(sock: socket.socket, data: bytes, seconds: float, step: int = 1) -> tuple[bytes, float | None]:
     """Sends `data` `step` bytes a second on `sock` (nothing if empty) while reading what comes back, for at most
     `seconds`: what the proxy answered, and after how long it closed the connection (None: still open)."""

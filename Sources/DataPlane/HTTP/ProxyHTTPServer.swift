@@ -11,8 +11,9 @@ typealias HTTPRequestHandler = @Sendable (ProxyRequest, any ResponseSink) async 
 /// bounded headers (NIO's parser: 80 KiB), bodies, connections and time-outs.
 ///
 /// Structure: `serve` runs one child task per connection in a discarding task group, and each connection's
-/// requests run one after another in that task (HTTP/1.1 answers in order). The channel handler only
-/// gathers and bounds requests; a connection that closes cancels the request it is serving. On graceful
+/// requests run one after another in that task (HTTP/1.1 answers in order). NIO's parser reads requests;
+/// the channel handler gathers and bounds them, and the connection's task writes each answer as bytes
+/// (`ChannelSink`), refusals included, so answers go out in the order of their requests. On graceful
 /// shutdown the listeners close, idle connections close, busy ones close after their response, and what is
 /// still running after `HTTPLimits.drainTimeout` is cancelled.
 final class ProxyHTTPServer: Sendable {
@@ -56,6 +57,8 @@ final class ProxyHTTPServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // A client that shuts down its sending side after its request still gets its answer.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard open.increment(below: limits.maxConnections) else {
@@ -73,7 +76,8 @@ final class ProxyHTTPServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(headDeadline)
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(allTimeout: .seconds(Int64(limits.idleTimeoutSeconds))))
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let connection = ProxyConnection(
                         channel: channel, requests: requests,
@@ -136,9 +140,16 @@ final class ProxyHTTPServer: Sendable {
 
 /// One accepted client connection: the requests its channel handler has gathered, served in order.
 struct ProxyConnection: Sendable {
-    /// A whole request and where its answer goes.
+    /// A whole request, or a refusal of the HTTP layer, and where its answer goes.
     struct Job: Sendable {
-        var request: ProxyRequest
+        enum Work: Sendable {
+            case request(ProxyRequest)
+            /// Written in its turn with `Connection: close`; the handler closes the connection once it is out
+            /// and the refused request has been read to its end.
+            case refusal(status: Int, headers: [(String, String)], body: [UInt8])
+        }
+
+        var work: Work
         var sink: ChannelSink
     }
 
@@ -155,8 +166,15 @@ struct ProxyConnection: Sendable {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await job in requests {
-                        await serveRequest(job.request, job.sink)
-                        channel.eventLoop.execute { handler.value.requestFinished() }
+                        switch job.work {
+                        case .request(let request):
+                            await serveRequest(request, job.sink)
+                            channel.eventLoop.execute { handler.value.requestFinished() }
+                        case .refusal(let status, let headers, let body):
+                            await job.sink.respond(
+                                status: status, headers: headers, body: body, close: true, thenClose: false)
+                            channel.eventLoop.execute { handler.value.refusalWritten() }
+                        }
                     }
                 }
                 // Cancelled (the drain ran out of time): close the connection, which fails the writes a request
@@ -176,7 +194,6 @@ struct ProxyConnection: Sendable {
     }
 }
 
-/// One client connection's pipeline end: gathers each request (bounded) and hands it to the connection's
 /// A refusal of the HTTP layer in another error shape: the headers and body for a request's method and path
 /// (no query), status and message; nil keeps the default shape.
 typealias RefusalRenderer =
@@ -184,10 +201,20 @@ typealias RefusalRenderer =
         headers: [(String, String)], body: [UInt8]
     )?
 
-/// task; refuses what breaks the limits with a short JSON answer.
-final class ProxyHTTPHandler: ChannelInboundHandler {
+/// One client connection's pipeline end: gathers each request that NIO's parser reads (bounded) and hands it to
+/// the connection's task; what breaks the limits, or does not parse, is handed over as a refusal with a short
+/// JSON answer, in its turn behind the answers before it.
+///
+/// Reads go on while requests are answered (a client may pipeline up to `pipelineDepth` requests past the one
+/// being answered, plus the rest of the read that brought the last of them); past that, they wait for answers.
+/// A client that shuts down its sending side gets the answers to what it sent, then the connection closes.
+final class ProxyHTTPHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Requests read and not yet answered past which reading waits.
+    static let pipelineDepth = 16
 
     private let limits: HTTPLimits
     private let requests: AsyncStream<ProxyConnection.Job>.Continuation
@@ -197,12 +224,23 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
+    /// A refusal has been handed over: everything read from here on is dropped.
     private var refused = false
-    /// Completes when the refusal's last part has been written.
-    private var refusalWritten: EventLoopFuture<Void>?
+    /// The refusal is written.
+    private var refusalOut = false
+    /// The refused request has been read to its end (or nothing more will be read).
+    private var refusedInputDone = false
+    /// A request without keep-alive has been read: what follows it is dropped (its answer closes the connection).
+    private var lastRequestRead = false
+    /// The client shut down its sending side.
+    private var inputClosed = false
     /// Requests handed over and not yet answered (more than one when the client pipelines).
     private var unanswered = 0
     private var closingWhenIdle = false
+    /// A `read` held back while `pipelineDepth` requests wait for their answers.
+    private var readHeld = false
+    /// A head asked for `100 Continue` while earlier answers were being written: it goes out after them.
+    private var continuePending = false
     private var readDeadline: Scheduled<Void>?
 
     init(
@@ -230,93 +268,131 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
             if unanswered == 0 && head == nil { context.close(promise: nil) }
             return
         }
+        if case .some(.inputClosed) = event as? ChannelEvent {
+            // The decoder has seen the end (a request cut short is a parse error, refused before this event).
+            inputClosed = true
+            if refused {
+                refusedInputDone = true
+                closeIfRefusalDone()
+            } else if unanswered == 0 {
+                context.close(promise: nil)
+            }
+            return
+        }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard unanswered < Self.pipelineDepth else {
+            readHeld = true
+            return
+        }
+        context.read()
     }
 
     /// Called on the event loop when the connection's task has answered a request.
     func requestFinished() {
         unanswered -= 1
-        if unanswered == 0 { headDeadline.answersDone() }
-        if closingWhenIdle && unanswered == 0 && head == nil { context?.close(promise: nil) }
+        if unanswered == 0 {
+            headDeadline.answersDone()
+            if continuePending {
+                continuePending = false
+                writeContinue()
+            }
+        }
+        if readHeld && unanswered < Self.pipelineDepth {
+            readHeld = false
+            context?.read()
+        }
+        if unanswered == 0 && !refused && (inputClosed || (closingWhenIdle && head == nil)) {
+            context?.close(promise: nil)
+        }
+    }
+
+    /// Called on the event loop when the connection's task has written the refusal.
+    func refusalWritten() {
+        refusalOut = true
+        closeIfRefusalDone()
     }
 
     /// Graceful shutdown: close now if nothing is in progress, else after the answers in progress.
     func closeWhenIdle() {
         closingWhenIdle = true
-        if unanswered == 0 && head == nil { context?.close(promise: nil) }
+        if unanswered == 0 && head == nil && !refused { context?.close(promise: nil) }
     }
 
-    /// Refuses the request in progress with a short JSON answer and `Connection: close`.
-    ///
-    /// The answer is written on the next turn of the event loop, not from inside `channelRead`: NIO hands over a
-    /// request pipelined behind an answered one from within the write of that answer's end, and a response
-    /// written there, before the earlier one is flushed, would be lost. `refused` is set at once, so the rest of
-    /// this request (and anything pipelined after it) is read and dropped, bounded by the read time-out; the
-    /// connection closes once the answer is out: closing while the client still sends would reset it before it
-    /// reads the answer.
-    private func simple(_ context: ChannelHandlerContext, status: HTTPResponseStatus, message: String) {
+    /// Closes once the refusal is on the wire and the refused request has been read: closing while the client
+    /// still sends would reset the connection before it reads the answer.
+    private func closeIfRefusalDone() {
+        if refusalOut && refusedInputDone { context?.close(promise: nil) }
+    }
+
+    private func writeContinue() {
+        guard let context, context.channel.isActive else { return }
+        context.writeAndFlush(
+            wrapOutboundOut(context.channel.allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")),
+            promise: nil)
+    }
+
+    /// Hands over a refusal of the request in progress (or of bytes that do not parse): a short JSON answer
+    /// with `Connection: close`, written by the connection's task in its turn. From here on, what is read is
+    /// dropped, bounded by the read time-out.
+    private func refuse(
+        _ context: ChannelHandlerContext, status: HTTPResponseStatus, message: String, inputDone: Bool = false
+    ) {
         refused = true
-        var shapedPayload = Array("{\"message\":\"\(message)\"}".utf8)
-        var extra: [(String, String)] = []
+        refusedInputDone = inputDone
+        continuePending = false
+        var payload = Array("{\"message\":\"\(message)\"}".utf8)
+        var headers: [(String, String)] = [("Content-Type", "application/json")]
         if let refusals, let head,
             let shaped = refusals(
                 head.method.rawValue, String(head.uri.prefix { $0 != "?" }), Int(status.code), message)
         {
-            shapedPayload = shaped.body
-            extra = shaped.headers
+            payload = shaped.body
+            headers = shaped.headers
         }
-        let payload = shapedPayload
-        var headers = HTTPHeaders(
-            [
-                ("Content-Type", "application/json"), ("Content-Length", String(payload.count)),
-                ("Connection", "close"),
-            ] + extra)
-        headers.add(name: "Date", value: httpDate())
-        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
-        let written = context.eventLoop.makePromise(of: Void.self)
-        refusalWritten = written.futureResult
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let context = bound.value
-            context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
-            context.write(
-                NIOAny(HTTPServerResponsePart.body(.byteBuffer(context.channel.allocator.buffer(bytes: payload)))),
-                promise: nil)
-            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: written)
-        }
+        let sink = ChannelSink(
+            channel: context.channel, keepAlive: false, version: .http1_1,
+            writeTimeout: .seconds(Int64(limits.writeTimeoutSeconds)))
+        let refusal = ProxyConnection.Job(
+            work: .refusal(status: Int(status.code), headers: headers, body: payload), sink: sink)
+        if case .terminated = requests.yield(refusal) { context.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let requestHead):
             headDeadline.headReceived()
-            guard !refused else { return }  // a request pipelined behind a refused one: the connection is closing
+            // Pipelined behind a refused request, or behind one that closes the connection: dropped.
+            guard !refused, !lastRequestRead else { return }
             head = requestHead
             body = []
             // The body's deadline is set at the end of this read burst, if the request is not whole by then
             // (`channelReadComplete`): most requests arrive in one read, and need no timer.
             if requestHead.headers.count > limits.maxHeaderCount {
-                simple(
+                refuse(
                     context, status: .requestHeaderFieldsTooLarge,
                     message: "\(requestHead.headers.count) header fields exceed the limit of \(limits.maxHeaderCount)")
                 return
             }
             let length = requestHead.headers.first(name: "content-length").flatMap(Int.init)
             if let length, length > limits.maxBodyBytes {
-                simple(
+                refuse(
                     context, status: .payloadTooLarge,
                     message: "request body of \(length) bytes exceeds the limit of \(limits.maxBodyBytes) bytes")
                 return
             }
-            if requestHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
-                context.writeAndFlush(
-                    wrapOutboundOut(.head(HTTPResponseHead(version: requestHead.version, status: .continue))),
-                    promise: nil)
+            if requestHead.version.minor >= 1,
+                requestHead.headers.first(name: "expect")?.lowercased() == "100-continue"
+            {
+                // Not into an answer still being written: after it.
+                if unanswered == 0 { writeContinue() } else { continuePending = true }
             }
         case .body(var buffer):
-            guard !refused else { return }
+            guard !refused, head != nil else { return }
             if body.count + buffer.readableBytes > limits.maxBodyBytes {
-                simple(
+                refuse(
                     context, status: .payloadTooLarge,
                     message: "request body exceeds the limit of \(limits.maxBodyBytes) bytes")
                 return
@@ -325,19 +401,14 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
         case .end:
             readDeadline?.cancel()
             readDeadline = nil
-            if refused {
-                // Once the refusal is on the wire: closing now could drop answers still being flushed (an earlier
-                // pipelined request's, or the refusal itself).
-                let channel = context.channel
-                if let refusalWritten {
-                    refusalWritten.whenComplete { _ in channel.close(promise: nil) }
-                } else {
-                    context.close(promise: nil)
-                }
-                return
-            }
             guard let head else { return }
             self.head = nil
+            if refused {
+                refusedInputDone = true
+                closeIfRefusalDone()
+                return
+            }
+            continuePending = false
             let target = head.uri
             let queryStart = target.firstIndex(of: "?")
             let request = ProxyRequest(
@@ -347,10 +418,11 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
             body = []
             unanswered += 1
             headDeadline.requestReceived()
+            if !head.isKeepAlive { lastRequestRead = true }
             let sink = ChannelSink(
                 channel: context.channel, keepAlive: head.isKeepAlive, version: head.version,
-                writeTimeout: .seconds(Int64(limits.writeTimeoutSeconds)))
-            if case .terminated = requests.yield(ProxyConnection.Job(request: request, sink: sink)) {
+                writeTimeout: .seconds(Int64(limits.writeTimeoutSeconds)), headOnly: head.method == .HEAD)
+            if case .terminated = requests.yield(ProxyConnection.Job(work: .request(request), sink: sink)) {
                 context.close(promise: nil)
             }
         }
@@ -367,6 +439,24 @@ final class ProxyHTTPHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parseError = error as? HTTPParserError {
+            // The decoder reads nothing more after this.
+            guard !refused else {
+                refusedInputDone = true
+                closeIfRefusalDone()
+                return
+            }
+            if parseError == .headerOverflow {
+                refuse(
+                    context, status: .requestHeaderFieldsTooLarge,
+                    message: "the request's header block exceeds 80 KiB", inputDone: true)
+            } else {
+                refuse(context, status: .badRequest, message: "malformed HTTP request: \(parseError)", inputDone: true)
+            }
+            return
+        }
+        // Bytes after a parse error, which the decoder drops: the refusal is on its way.
+        if error is ByteToMessageDecoderError { return }
         context.close(promise: nil)
     }
 }

@@ -418,3 +418,14 @@ enum UpstreamBody: AsyncSequence, Sendable {
         }
     }
 }
+
+extension HTTPHeaders {
+    /// `replaceOrAdd` without its cost when the name is not there yet (the usual case: `remove` copies).
+    mutating func set(name: String, value: String) {
+        if contains(name: name) {
+            replaceOrAdd(name: name, value: value)
+        } else {
+            add(name: name, value: value)
+        }
+    }
+}
