@@ -114,6 +114,24 @@ struct UpstreamClientTests {
         }
     }
 
+    @Test("a header that could split the request is refused before anything is sent; the connection serves on")
+    func invalidHeader() async throws {
+        try await withServer { server, client in
+            var request = server.request("/ok")
+            request.headers.add(name: "X-Injected", value: "a\r\nX-Other: b")
+            let failure = try await expectFailure {
+                try await client.send(request, to: server.origin, streaming: false, readTimeout: .seconds(5))
+            }
+            #expect(failure.kind == .broken)
+            #expect(!failure.requestSent)
+            #expect(failure.description.contains("X-Injected"))
+            let next = try await client.send(
+                server.request("/ok"), to: server.origin, streaming: false, readTimeout: .seconds(5))
+            #expect(next.status == .ok)
+            #expect(server.accepted == 1)
+        }
+    }
+
     @Test("a closed port is a connect failure: nothing was sent")
     func refused() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

@@ -274,8 +274,10 @@ final class LoopPool {
                         try channel.pipeline.syncOperations.addHandler(
                             try NIOSSLClientHandler(context: tls, serverHostname: serverName))
                     }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(UpstreamConnectionHandler(origin: origin))
+                    let decoder = UpstreamResponseDecoder()
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
+                    try channel.pipeline.syncOperations.addHandler(
+                        UpstreamConnectionHandler(origin: origin, decoder: decoder))
                 }
             }
             .connect(host: origin.host, port: origin.port)

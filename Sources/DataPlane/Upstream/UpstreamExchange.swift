@@ -150,12 +150,14 @@ final class UpstreamExchange {
 /// answer back; between exchanges the connection idles in its pool, and anything it receives then closes it.
 final class UpstreamConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// Where finished connections go back to; set once connected.
     weak var pool: LoopPool?
     let origin: UpstreamOrigin
+    /// The connection's response parser, told of each request this handler writes.
+    private let decoder: UpstreamResponseDecoder
     private var context: ChannelHandlerContext?
     private var exchange: UpstreamExchange?
     private var keepAlive = true
@@ -168,7 +170,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     /// When `timer` fires.
     private var timerDeadline = NIODeadline.uptimeNanoseconds(0)
 
-    init(origin: UpstreamOrigin) { self.origin = origin }
+    init(origin: UpstreamOrigin, decoder: UpstreamResponseDecoder) {
+        self.origin = origin
+        self.decoder = decoder
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
@@ -190,18 +195,21 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         let channel = context.channel
         exchange.closeConnection = { channel.close(promise: nil) }
         let request = exchange.request
-        var headers = request.headers
-        headers.set(name: "Content-Length", value: String(request.body.count))
-        let head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path, headers: headers)
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !request.body.isEmpty {
-            context.write(
-                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: request.body)))),
-                promise: nil)
+        var bytes = context.channel.allocator.buffer(capacity: 512 + request.body.count)
+        if let invalid = Self.write(request, into: &bytes) {
+            detach()
+            // Nothing was written: the connection goes back to its pool as it came.
+            if let pool { pool.release(UpstreamConnection(channel: channel, handler: self)) }
+            exchange.fail(
+                UpstreamFailure(
+                    kind: .broken, requestSent: false,
+                    detail: "the request header \"\(invalid)\" holds bytes that HTTP does not allow"))
+            return
         }
+        decoder.expectResponse(to: request.method)
         let sent = context.eventLoop.makePromise(of: Void.self)
         sent.futureResult.assumeIsolated().whenSuccess { exchange.requestSent = true }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: sent)
         lastActivity = .now()
         // A timer left from an earlier exchange serves this one too when it fires no later than this one's
         // time-out would: it then re-arms for what is left (`timerFired`). A pooled connection so schedules a
@@ -210,6 +218,29 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
             timer?.cancel()
             armTimer(exchange.readTimeout)
         }
+    }
+
+    /// The request line, headers (with its `Content-Length`) and body, as HTTP/1.1 bytes; the name of a header
+    /// that cannot go on the wire, if any.
+    private static func write(_ request: UpstreamRequest, into bytes: inout ByteBuffer) -> String? {
+        bytes.writeString(request.method.rawValue)
+        bytes.writeStaticString(" ")
+        bytes.writeString(request.path)
+        bytes.writeStaticString(" HTTP/1.1\r\n")
+        for (name, value) in request.headers {
+            guard HeaderField.isValid(name: name, value: value) else { return name }
+            guard !name.caseInsensitiveEquals("content-length"), !name.caseInsensitiveEquals("transfer-encoding")
+            else { continue }
+            bytes.writeString(name)
+            bytes.writeStaticString(": ")
+            bytes.writeString(value)
+            bytes.writeStaticString("\r\n")
+        }
+        bytes.writeStaticString("Content-Length: ")
+        bytes.writeString(String(request.body.count))
+        bytes.writeStaticString("\r\n\r\n")
+        bytes.writeBytes(request.body)
+        return nil
     }
 
     private func armTimer(_ delay: TimeAmount) {
@@ -419,13 +450,29 @@ enum UpstreamBody: AsyncSequence, Sendable {
     }
 }
 
-extension HTTPHeaders {
-    /// `replaceOrAdd` without its cost when the name is not there yet (the usual case: `remove` copies).
-    mutating func set(name: String, value: String) {
-        if contains(name: name) {
-            replaceOrAdd(name: name, value: value)
-        } else {
-            add(name: name, value: value)
-        }
+/// NIO's HTTP/1.1 response parser, told of each request by `UpstreamConnectionHandler`, which writes requests
+/// as bytes in one buffer and one flush (NIO's request encoder framed each in three pipeline writes, and its
+/// parser learnt of requests by watching them go by). The parser pairs each response with its request: a
+/// response to nothing is an error, and a `HEAD`'s has no body.
+final class UpstreamResponseDecoder: ByteToMessageDecoder {
+    typealias InboundOut = HTTPClientResponsePart
+
+    private let parser = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)
+
+    /// A request of `method` has been written: its response is the next to come.
+    func expectResponse(to method: HTTPMethod) {
+        parser.write(data: .head(HTTPRequestHead(version: .http1_1, method: method, uri: "/")))
+    }
+
+    func decoderAdded(context: ChannelHandlerContext) { parser.decoderAdded(context: context) }
+
+    func decoderRemoved(context: ChannelHandlerContext) { parser.decoderRemoved(context: context) }
+
+    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        try parser.decode(context: context, buffer: &buffer)
+    }
+
+    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try parser.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
     }
 }
