@@ -254,6 +254,7 @@ public enum BudgetMessages {
 
     /// How many of `items`, from the first, fit in one batch: at most `maxBatch`, and encoded (with the batch's
     /// 2-byte count) within `maxPayloadBytes`. 0 when the first item alone is too large to send.
+    @inlinable
     public static func batchCount<Item>(_ items: some Collection<Item>, size: (Item) -> Int) -> Int {
         var bytes = 2
         var count = 0

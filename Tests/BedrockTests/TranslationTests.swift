@@ -118,6 +118,18 @@ struct TranslationTests {
                 == true)
     }
 
+    @Test("completion ids: chatcmpl- and 24 base-36 digits, none repeated in 100,000")
+    func completionIDs() {
+        var seen = Set<String>()
+        for _ in 0..<100_000 {
+            let id = ChatCompletionRenderer.newID()
+            #expect(id.utf8.count == 33 && id.hasPrefix("chatcmpl-"))
+            #expect(id.utf8.dropFirst(9).allSatisfy { (48...57).contains($0) || (97...122).contains($0) })
+            seen.insert(id)
+        }
+        #expect(seen.count == 100_000)
+    }
+
     @Test(
         "a Converse reply becomes a chat.completion with mapped finish reasons",
         arguments: [

@@ -389,7 +389,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler {
                 // Not into an answer still being written: after it.
                 if unanswered == 0 { writeContinue() } else { continuePending = true }
             }
-        case .body(var buffer):
+        case .body(let buffer):
             guard !refused, head != nil else { return }
             if body.count + buffer.readableBytes > limits.maxBodyBytes {
                 refuse(
@@ -397,7 +397,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler {
                     message: "request body exceeds the limit of \(limits.maxBodyBytes) bytes")
                 return
             }
-            body += buffer.readBytes(length: buffer.readableBytes) ?? []
+            body.append(contentsOf: buffer.readableBytesView)
         case .end:
             readDeadline?.cancel()
             readDeadline = nil
