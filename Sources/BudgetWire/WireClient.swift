@@ -17,6 +17,8 @@ public final class WireClient: Sendable {
     public static let pushBuffer = 256
     /// How long a call waits for its reply.
     public let timeout: TimeAmount
+    /// The loop the connection runs on.
+    public var eventLoop: any EventLoop { channel.eventLoop }
 
     private init(channel: any Channel, welcome: Welcome, pushes: AsyncStream<WireFrame>, timeout: TimeAmount) {
         self.channel = channel
