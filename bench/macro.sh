@@ -2,6 +2,7 @@
 # make bench: wrk against four setups in one run, on one machine, reported side by side.
 #   (a) bedrock-emulator directly (signatures not checked): the ceiling
 #   (b) nginx as a plain reverse proxy in front of the emulator: the floor any proxy pays
+#   (b') the same nginx relaying the emulator's event stream (ConverseStream): (d)'s like-for-like floor
 #   (c) budget-proxyd: key-auth, budgets (too large to refuse), SigV4, translation, charging
 #   (d) the same with streaming responses
 # CPUs: wrk runs on core 1 (taskset -c 1); every server of a setup (emulator, nginx, control plane,
@@ -82,6 +83,7 @@ converse='{"messages":[{"role":"user","content":[{"text":"Hello"}]}]}'
 chat='{"messages":[{"role":"user","content":"Hello"}]}'
 stream='{"messages":[{"role":"user","content":"Hello"}],"stream":true}'
 model_path='/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse'
+stream_path='/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream'
 
 run() {  # name address path body apikey
     BENCH_PATH=$3 BENCH_BODY=$4 BENCH_APIKEY=$5 BENCH_OUT="$work/$1.json" \
@@ -97,6 +99,7 @@ BENCH_PATH=/ai/budget BENCH_BODY=$chat BENCH_APIKEY=production-key BENCH_OUT=/de
 
 a=$(run emulator "$emulator_unsigned" "$model_path" "$converse" "")
 b=$(run nginx "127.0.0.1:$nginx_port" "$model_path" "$converse" "")
+b_stream=$(run nginx-stream "127.0.0.1:$nginx_port" "$stream_path" "$converse" "")
 ticks_before=$(cpu_ticks "$proxy_pid")
 c=$(run proxy "$proxy" /ai/budget "$chat" production-key)
 ticks_after=$(cpu_ticks "$proxy_pid")
@@ -113,20 +116,23 @@ unset BENCH_DELAY_MS
 
 mkdir -p "$results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" "$e" "$f" "$cpu_us" <<'PY'
+python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" "$e" "$f" "$cpu_us" "$b_stream" <<'PY'
 import json, os, sys
 stamp, seconds, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 results, config = sys.argv[8], sys.argv[9]
 half_emulator, half_proxy = json.loads(sys.argv[10]), json.loads(sys.argv[11])
-names = ["(a) emulator directly", "(b) nginx -> emulator", "(c) budget-proxyd -> emulator", "(d) budget-proxyd, streaming"]
-rows = [json.loads(text) for text in sys.argv[4:8]]
+names = ["(a) emulator directly", "(b) nginx -> emulator", "(c) budget-proxyd -> emulator", "(d) budget-proxyd, streaming",
+         "(b') nginx -> emulator, streaming"]
+rows = [json.loads(text) for text in sys.argv[4:8]] + [json.loads(sys.argv[13])]
 summary = {
     "date": stamp, "seconds": seconds, "connections": connections, "build": config,
     "cpus": "wrk on core 1; all servers of a setup on core 0",
-    "setups": dict(zip(["emulator", "nginx", "proxy", "proxy_streaming"], rows)),
+    "setups": dict(zip(["emulator", "nginx", "proxy", "proxy_streaming", "nginx_streaming"], rows)),
     "proxy_added_p50_ms": rows[2]["p50_ms"] - rows[0]["p50_ms"],
     "proxy_added_p99_ms": rows[2]["p99_ms"] - rows[0]["p99_ms"],
     "throughput_ratio_proxy_to_nginx": rows[2]["rps"] / rows[1]["rps"],
+    "throughput_ratio_streaming_to_nginx": rows[3]["rps"] / rows[1]["rps"],
+    "throughput_ratio_streaming_to_nginx_streaming": rows[3]["rps"] / rows[4]["rps"],
     "half_rate": {"emulator": half_emulator, "proxy": half_proxy,
                   "proxy_added_p99_ms": half_proxy["p99_ms"] - half_emulator["p99_ms"]},
 }
@@ -137,6 +143,8 @@ for name, row in zip(names, rows):
     lines.append(f"| {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['p999_ms']:.2f} | {row['errors']} | {row['non200']} |")
 lines += ["", f"- proxy's added latency, (c) against (a): p50 {summary['proxy_added_p50_ms']:+.2f} ms, p99 {summary['proxy_added_p99_ms']:+.2f} ms",
           f"- throughput ratio (c)/(b): {summary['throughput_ratio_proxy_to_nginx']:.2f}",
+          f"- streaming: (d)/(b) {summary['throughput_ratio_streaming_to_nginx']:.2f}; against nginx relaying the same "
+          f"stream, (d)/(b') {summary['throughput_ratio_streaming_to_nginx_streaming']:.2f}",
           f"- at about half of (c)'s rate ({half_proxy['rps']:.0f} req/s through the proxy, {half_emulator['rps']:.0f} to the "
           f"emulator alone): p99 {half_proxy['p99_ms']:.2f} ms against {half_emulator['p99_ms']:.2f} ms, the proxy adds "
           f"{summary['half_rate']['proxy_added_p99_ms']:+.2f} ms"]
@@ -160,6 +168,10 @@ if os.environ.get("BENCH_ROWS"):
             {"measure": "proxy req/s, streaming", "value": rows[3]["rps"], "unit": "req/s",
              "baseline": "nginx", "baseline_value": nginx, "target": 0.6 * nginx,
              "non200": rows[3]["non200"] + rows[3]["non2xx"] + rows[3]["errors"]},
+            {"measure": "proxy req/s, streaming, like for like", "value": rows[3]["rps"], "unit": "req/s",
+             "baseline": "nginx relaying the stream", "baseline_value": rows[4]["rps"], "target": 0.6 * rows[4]["rps"],
+             "non200": rows[3]["non200"] + rows[3]["non2xx"] + rows[3]["errors"]
+                       + rows[4]["non200"] + rows[4]["non2xx"] + rows[4]["errors"]},
             {"measure": "proxy added p99 at half its rate", "value": summary["half_rate"]["proxy_added_p99_ms"],
              "unit": "ms", "baseline": "emulator alone p99", "baseline_value": half_emulator["p99_ms"],
              "target": 1.0, "better": "lower", "non200": half_proxy["non200"] + half_proxy["non2xx"] + half_proxy["errors"]},
