@@ -67,15 +67,14 @@ final class ProxyHTTPServer: Sendable {
                     }
                     channel.closeFuture.whenComplete { _ in open.add(-1) }
                     let (requests, requestSink) = AsyncStream.makeStream(of: ProxyConnection.Job.self)
-                    let headDeadline = HeadDeadline(
-                        timeoutSeconds: limits.readTimeoutSeconds, writeTimeoutSeconds: limits.writeTimeoutSeconds)
+                    let headDeadline = ConnectionDeadlines(
+                        timeoutSeconds: limits.readTimeoutSeconds, writeTimeoutSeconds: limits.writeTimeoutSeconds,
+                        idleTimeoutSeconds: limits.idleTimeoutSeconds)
                     let handler = ProxyHTTPHandler(
                         limits: limits, requests: requestSink, headDeadline: headDeadline, refusals: refusals)
                     // Both time-outs in front of the decoder, which is silent while a head is incomplete: the
                     // head's deadline sees a head begin, and bytes of one count as traffic for the idle one.
                     try channel.pipeline.syncOperations.addHandler(headDeadline)
-                    try channel.pipeline.syncOperations.addHandler(
-                        IdleStateHandler(allTimeout: .seconds(Int64(limits.idleTimeoutSeconds))))
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try channel.pipeline.syncOperations.addHandler(handler)
@@ -219,7 +218,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler {
     private let limits: HTTPLimits
     private let requests: AsyncStream<ProxyConnection.Job>.Continuation
     /// The head's deadline, in front of the decoder; this handler's `readDeadline` is the body's.
-    private let headDeadline: HeadDeadline
+    private let headDeadline: ConnectionDeadlines
     private let refusals: RefusalRenderer?
     private var context: ChannelHandlerContext?
     private var head: HTTPRequestHead?
@@ -244,7 +243,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler {
     private var readDeadline: Scheduled<Void>?
 
     init(
-        limits: HTTPLimits, requests: AsyncStream<ProxyConnection.Job>.Continuation, headDeadline: HeadDeadline,
+        limits: HTTPLimits, requests: AsyncStream<ProxyConnection.Job>.Continuation, headDeadline: ConnectionDeadlines,
         refusals: RefusalRenderer? = nil
     ) {
         self.refusals = refusals
