@@ -380,6 +380,30 @@ def test_a_client_that_hangs_up_is_charged_what_bedrock_reported(binaries, tmp_p
         stack.stop()
 
 
+def test_requests_queued_behind_one_are_not_started_once_their_client_has_gone(binaries, tmp_path):
+    """Pipelined requests read ahead of their turn are not served to a client that has closed its connection:
+    the one in progress runs to its end (Bedrock bills it); of the rest, at most the next may start before the
+    proxy's write of the first answer meets the closed connection."""
+    stack = Gateway(binaries, tmp_path)
+    try:
+        slow = b'{"messages":[{"role":"user","content":"[[emulator-fault:latency-700]] Hello"}]}'
+        one = request(b"/ai/budget", slow, b"dev-team-key")
+        with socket.create_connection(address(stack.url), timeout=10) as sock:
+            sock.sendall(one * 6)
+            time.sleep(0.3)  # all six read, the first under way
+        assert wait_until_nothing_in_flight(stack, "signify-dev-team", seconds=15) == 0
+        time.sleep(0.5)
+        single = stack.usage("signify-dev-team")
+        assert single > 0
+        # What one such request costs, from a client that stays: at most two of the six were charged.
+        assert statuses(exchange(stack.url, one, timeout=10)) == [b"200"]
+        time.sleep(0.5)
+        each = stack.usage("signify-dev-team") - single
+        assert each > 0 and single <= 2 * each, (single, each)
+    finally:
+        stack.stop()
+
+
 def proxied_tokens(stack, key=b"production-key") -> int:
     """One chat request answered 200; the total tokens Bedrock reported for it."""
     reply = exchange(stack.url, request(b"/ai/budget", HELLO, key, extra=b"Connection: close\r\n"), timeout=10)

@@ -167,7 +167,9 @@ struct ProxyConnection: Sendable {
                     for await job in requests {
                         switch job.work {
                         case .request(let request):
-                            await serveRequest(request, job.sink)
+                            // Read while an earlier one was answered, its client gone since (the connection has
+                            // closed): not started, so no one is charged for a Bedrock call nobody will read.
+                            if channel.isActive { await serveRequest(request, job.sink) }
                             channel.eventLoop.execute { handler.value.requestFinished() }
                         case .refusal(let status, let headers, let body):
                             await job.sink.respond(
