@@ -64,7 +64,7 @@ struct BudgetProxyd: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Seconds a client may leave a streamed answer unread before it is disconnected.",
+            "Seconds a client may leave an answer unread before it is disconnected.",
             valueName: "seconds"))
     var writeTimeout = 30
 

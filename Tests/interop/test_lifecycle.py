@@ -404,6 +404,55 @@ def test_requests_queued_behind_one_are_not_started_once_their_client_has_gone(b
         stack.stop()
 
 
+def test_a_client_that_pipelines_and_never_reads_is_disconnected_at_the_write_timeout(binaries, tmp_path):
+    """Small answers pile up in the socket's buffers too: the write time-out bounds them, not only streams."""
+    stack = Gateway(binaries, tmp_path, proxy_args=("--write-timeout", "2"))
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(address(stack.url))
+        sock.setblocking(False)
+        many = request(b"/nowhere") * 50
+        started = time.monotonic()
+        closed_after = None
+        while time.monotonic() - started < 30:
+            try:
+                sock.send(many)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+        sock.close()
+        assert closed_after is not None and closed_after < 20, closed_after
+        assert stack.proxy.process.poll() is None
+        assert statuses(exchange(stack.url, request(b"/ai/budget", HELLO, b"analytics-key",
+                                                    extra=b"Connection: close\r\n"))) == [b"200"]
+    finally:
+        stack.stop()
+
+
+def test_sigterm_gives_back_the_holds_of_the_requests_the_drain_cancelled(binaries, tmp_path):
+    stack = Gateway(binaries, tmp_path, proxy_args=("--drain-timeout", "2"))
+    try:
+        slow = b'{"messages":[{"role":"user","content":"[[emulator-fault:latency-300]] Hello"}]}'
+        clients = []
+        for _ in range(6):
+            sock = socket.create_connection(address(stack.url), timeout=30)
+            sock.sendall(request(b"/ai/budget", slow, b"production-key") * 20)
+            clients.append(sock)
+        time.sleep(1)
+        os.kill(stack.proxy.process.pid, signal.SIGTERM)
+        assert stack.proxy.process.wait(timeout=15) == 0
+        for sock in clients:
+            sock.close()
+        # Cancelled at the drain bound with their reservations held: given back before the exit, not left to
+        # expire after the reservation's lifetime (600 s).
+        assert in_flight(stack, "signify-production") == 0
+    finally:
+        stack.stop()
+
+
 def proxied_tokens(stack, key=b"production-key") -> int:
     """One chat request answered 200; the total tokens Bedrock reported for it."""
     reply = exchange(stack.url, request(b"/ai/budget", HELLO, key, extra=b"Connection: close\r\n"), timeout=10)

@@ -136,12 +136,9 @@ struct ChannelSink: ResponseSink {
             version: version, status: status, headers: headers, framing: .length(body.count), close: close,
             into: &buffer)
         if withBody { buffer.writeBytes(body) }
-        // A small answer fits the socket's buffers whether or not the client reads; only a large one can stall.
-        if body.count > 64 << 10 {
-            try? await writeWithDeadline(buffer)
-        } else {
-            try? await channel.writeAndFlush(buffer)
-        }
+        // Bounded for every answer, small ones too: a client that pipelines requests and never reads fills the
+        // socket's buffers with answers of any size.
+        try? await writeWithDeadline(buffer)
         if close && thenClose { try? await channel.close() }
     }
 }

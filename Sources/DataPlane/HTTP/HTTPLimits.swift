@@ -13,8 +13,8 @@ public struct HTTPLimits: Sendable {
     /// request and from its first bytes for a later one (else 408, or a close if nothing came), and then its body,
     /// from the head (else a close): slow-loris.
     public var readTimeoutSeconds = 30
-    /// Seconds a write of a streamed answer (or of a whole answer over 64 KiB) may wait for the client to read
-    /// before the connection is closed, which ends its request and gives back what it held.
+    /// Seconds a write of an answer may wait for the client to read before the connection is closed, which ends
+    /// its request and gives back what it held.
     public var writeTimeoutSeconds = 30
     /// How long a graceful shutdown waits for requests in progress before it cancels them.
     public var drainTimeout: Duration = .seconds(30)

@@ -112,10 +112,14 @@ final class ControlLink: ServiceLifecycle.Service, Sendable {
             group.addTask { await self.renewLeases() }
             if let spool { group.addTask { await self.commits.checkpoint(into: spool, logger: self.logger) } }
             try? await gracefulShutdown()
-            // Usage charged before the stop should reach the control plane: for at most the flush time-out,
-            // also when it is away at this moment (it may be restarting; the link retries every 100 ms now).
+            // Usage charged before the stop should reach the control plane, and holds given back (requests the
+            // drain cancelled) should be freed rather than left to expire: for at most the flush time-out, also
+            // when it is away at this moment (it may be restarting; the link retries every 100 ms now).
             stopping.withLock { $0 = true }
-            _ = await withDeadline(Self.shutdownFlushTimeout) { [commits] in await commits.waitUntilEmpty() }
+            _ = await withDeadline(Self.shutdownFlushTimeout) { [commits, releases] in
+                _ = await commits.waitUntilEmpty()
+                return await releases.waitUntilEmpty()
+            }
             group.cancelAll()
         }
         if let spool { commits.spool(into: spool, logger: logger) }
@@ -615,6 +619,8 @@ final class ReleaseQueue: Sendable {
 
     private let connection: CurrentConnection
     private let pending = Mutex<[UInt64]>([])
+    /// Ids queued and not yet sent.
+    private let unsent = Gauge()
     private let wakeups: AsyncStream<Void>
     private let wakeup: AsyncStream<Void>.Continuation
 
@@ -624,12 +630,18 @@ final class ReleaseQueue: Sendable {
     }
 
     func add(_ ids: [UInt64]) {
-        pending.withLock { pending in
+        let dropped = pending.withLock { pending -> Int in
             pending += ids
-            if pending.count > Self.maxPending { pending.removeFirst(pending.count - Self.maxPending) }
+            let over = max(0, pending.count - Self.maxPending)
+            if over > 0 { pending.removeFirst(over) }
+            return over
         }
+        unsent.add(ids.count - dropped)
         wakeup.yield()
     }
+
+    /// Returns once every queued release has been sent (at a stop, bounded by the caller).
+    func waitUntilEmpty() async -> Bool { await unsent.waitUntilZero() }
 
     /// Asks `run()` to try again (a connection came up).
     func wake() { wakeup.yield() }
@@ -646,6 +658,7 @@ final class ReleaseQueue: Sendable {
                 guard !batch.isEmpty else { break }
                 do {
                     _ = try await client.call(.release, payload: BudgetMessages.encode(releases: batch))
+                    unsent.add(-batch.count)
                 } catch {
                     // Back in front for the next connection (a release applied twice is harmless).
                     pending.withLock { $0.insert(contentsOf: batch, at: 0) }
