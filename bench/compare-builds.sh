@@ -11,34 +11,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 base=$1; new=$2; seconds=${3:-10}; connections=${4:-64}; rounds=${5:-2}
 for tool in wrk taskset; do command -v $tool >/dev/null || { echo "$tool is missing"; exit 1; }; done
-work=$(mktemp -d); pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-wait_line() { for _ in $(seq 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; cat "$1"; return 1; }
+. bench/lib.sh
 
 taskset -c 0 "$new/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" &
 pids+=($!)
 wait_line "$work/emu.out" "listening on"
 emulator=$(sed 's/listening on //' "$work/emu.out")
-sed -E 's/limit: \[[0-9]+\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/config.yaml"
-grep -q 'limit: \[1000000000000\]' "$work/config.yaml"
-
-start() {  # name bin
-    mkdir -p "$work/$1/state"
-    taskset -c 0 "$2/budget-controld" --state-dir "$work/$1/state" --control-socket "$work/$1/c.sock" \
-        --admin-socket "$work/$1/a.sock" --log-level warning &
-    pids+=($!)
-    for _ in $(seq 100); do [ -S "$work/$1/a.sock" ] && break; sleep 0.05; done
-    DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
-        "$2/budgetctl" sync "$work/config.yaml" --socket "$work/$1/a.sock" >/dev/null
-    AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator" taskset -c 0 "$2/budget-proxyd" --listen 127.0.0.1:0 \
-        --control-socket "$work/$1/c.sock" --log-level warning >"$work/$1/proxy.out" &
-    pids+=($!)
-    echo $! >"$work/$1/pid"
-    wait_line "$work/$1/proxy.out" "listening on"
-}
-start base "$base"
-start new "$new"
+raise_limits examples/consumer-budgets/config.yaml "$work/config.yaml"
+for name in base new; do
+    bin=$base; [ $name = new ] && bin=$new
+    start_gateway "$name" "$bin" "$emulator" "$work/config.yaml"
+    echo "$gateway_pid" >"$work/$name/pid"
+done
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = os.getenv("BODY")

@@ -56,27 +56,14 @@ NGINX
 taskset -c 0 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
-# Control plane and proxy with budgets too large to refuse.
-mkdir -p "$work/state"
-taskset -c 0 "$bin/budget-controld" --state-dir "$work/state" --control-socket "$work/control.sock" \
-    --admin-socket "$work/admin.sock" --log-level warning &
-pids+=($!)
-for _ in $(seq 100); do [ -S "$work/admin.sock" ] && break; sleep 0.05; done
-# Every tier's every limit raised far beyond what a run can spend: each answer must be a proxied 200, never a
-# cheap 429 (before, only the 10,000-token tier was raised and production-key's 200,000 ran out in a second).
-sed -E 's/limit: \[[0-9, ]+\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/config.yaml"
-if grep -E 'limit: \[' "$work/config.yaml" | grep -vq 'limit: \[1000000000000\]'; then
-    echo "bench/macro.sh: a limit in the example config was not raised" >&2; exit 1
-fi
-DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
-    "$bin/budgetctl" sync "$work/config.yaml" --socket "$work/admin.sock" >/dev/null
-AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator_unsigned" taskset -c 0 "$bin/budget-proxyd" --listen 127.0.0.1:0 \
-    --control-socket "$work/control.sock" --log-level warning >"$work/proxy.out" &
-pids+=($!)
-proxy_pid=$!
+# Control plane and proxy with budgets too large to refuse: every tier's every limit raised far beyond what a
+# run can spend, so each answer must be a proxied 200, never a cheap 429 (before, only the 10,000-token tier was
+# raised and production-key's 200,000 ran out in a second).
+raise_limits examples/consumer-budgets/config.yaml "$work/config.yaml"
+start_gateway gateway "$bin" "$emulator_unsigned" "$work/config.yaml"
+proxy_pid=$gateway_pid
+proxy=$gateway_address
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-wait_line "$work/proxy.out" "listening on"
-proxy=$(sed -n 's/listening on //p' "$work/proxy.out")
 sleep 0.5
 
 converse='{"messages":[{"role":"user","content":[{"text":"Hello"}]}]}'

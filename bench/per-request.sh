@@ -19,20 +19,10 @@ taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verif
 pids+=($!)
 wait_line "$work/emu.out" "listening on"
 emulator=$(sed 's/listening on //' "$work/emu.out")
-sed -E 's/limit: \[[0-9]+\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/config.yaml"
-mkdir -p "$work/state"
-taskset -c 0 "$bin/budget-controld" --state-dir "$work/state" --control-socket "$work/c.sock" \
-    --admin-socket "$work/a.sock" --log-level warning >"$work/controld.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -S "$work/a.sock" ] && break; sleep 0.05; done
-DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
-    "$bin/budgetctl" sync "$work/config.yaml" --socket "$work/a.sock" >/dev/null
-AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$emulator" taskset -c 0 "$bin/budget-proxyd" --listen 127.0.0.1:0 \
-    --control-socket "$work/c.sock" --log-level warning >"$work/proxy.out" 2>&1 &
-proxy_pid=$!
-pids+=($proxy_pid)
-wait_line "$work/proxy.out" "listening on"
-address=$(sed -n 's/listening on //p' "$work/proxy.out")
+raise_limits examples/consumer-budgets/config.yaml "$work/config.yaml"
+start_gateway gateway "$bin" "$emulator" "$work/config.yaml"
+proxy_pid=$gateway_pid
+address=$gateway_address
 
 # The probes: ProxyService.handle (its specialization for the channel's sink), malloc, swift_job_run.
 nm "$bin/budget-proxyd" >"$work/symbols"
