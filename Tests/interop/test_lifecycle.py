@@ -27,9 +27,12 @@ def address(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def exchange(url: str, payload: bytes, timeout: float = 5) -> bytes:
+def exchange(url: str, payload: bytes, timeout: float = 5, half_close: bool = False) -> bytes:
+    """Sends `payload` (then shuts down the sending side, with `half_close`) and reads until the proxy closes."""
     with socket.create_connection(address(url), timeout=timeout) as sock:
         sock.sendall(payload)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         chunks = []
         try:
             while data := sock.recv(65536):
@@ -37,6 +40,15 @@ def exchange(url: str, payload: bytes, timeout: float = 5) -> bytes:
         except (socket.timeout, ConnectionResetError):
             pass
         return b"".join(chunks)
+
+
+def read_until(sock: socket.socket, reply: bytes, done) -> bytes:
+    """Reads onto `reply` until `done(reply)`; the connection must not close first."""
+    while not done(reply):
+        chunk = sock.recv(65536)
+        assert chunk, reply
+        reply += chunk
+    return reply
 
 
 def statuses(reply: bytes) -> list[bytes]:
@@ -106,19 +118,11 @@ def test_pipelined_answers_interim_and_refusals_keep_their_order(binaries, tmp_p
             waiting = (b"POST /ai/budget HTTP/1.1\r\nHost: x\r\napikey: dev-team-key\r\nExpect: 100-continue\r\n"
                        b"Content-Length: %d\r\n\r\n" % len(HELLO))
             sock.sendall(hello + waiting)
-            reply = b""
-            while b"100 Continue" not in reply:
-                chunk = sock.recv(65536)
-                assert chunk, reply
-                reply += chunk
+            reply = read_until(sock, b"", lambda reply: b"100 Continue" in reply)
             first, interim = reply.split(b"HTTP/1.1 100 Continue\r\n\r\n", 1)
             assert statuses(first) == [b"200"] and first.endswith(b"}"), first
             sock.sendall(HELLO)
-            reply = interim
-            while reply.count(b"\r\n\r\n") < 1 or not reply.endswith(b"}"):
-                chunk = sock.recv(65536)
-                assert chunk, reply
-                reply += chunk
+            reply = read_until(sock, interim, lambda reply: b"\r\n\r\n" in reply and reply.endswith(b"}"))
             assert statuses(reply) == [b"200"], reply
     finally:
         stack.stop()
@@ -130,22 +134,16 @@ def test_a_client_that_shuts_down_its_sending_side_gets_its_answers(binaries, tm
         hello = request(b"/ai/budget", HELLO, b"dev-team-key")
         stream = request(b"/ai/budget", b'{"stream":true,"messages":[{"role":"user","content":"Hello"}]}',
                          b"dev-team-key")
-        with socket.create_connection(address(stack.url), timeout=5) as sock:
-            sock.sendall(hello + stream)
-            sock.shutdown(socket.SHUT_WR)
-            reply = b""
-            while chunk := sock.recv(65536):  # the proxy closes once both are answered
-                reply += chunk
+        # The proxy closes once both are answered: `exchange` returns at the close, long before its time-out.
+        started = time.monotonic()
+        reply = exchange(stack.url, hello + stream, timeout=10, half_close=True)
+        assert time.monotonic() - started < 8
         assert statuses(reply) == [b"200", b"200"], reply
         assert reply.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"), reply[-200:]
-        # A request cut short by the shutdown is refused, not left hanging.
-        with socket.create_connection(address(stack.url), timeout=5) as sock:
-            sock.sendall(hello[:-5])
-            sock.shutdown(socket.SHUT_WR)
-            reply = b""
-            while chunk := sock.recv(65536):
-                reply += chunk
-        assert statuses(reply) == [b"400"], reply
+        # A request cut short by the shutdown is refused and closed, not left hanging.
+        started = time.monotonic()
+        assert statuses(exchange(stack.url, hello[:-5], timeout=10, half_close=True)) == [b"400"]
+        assert time.monotonic() - started < 8
     finally:
         stack.stop()
 

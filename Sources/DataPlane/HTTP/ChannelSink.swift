@@ -93,11 +93,15 @@ struct ChannelSink: ResponseSink {
         return buffer
     }
 
+    /// `bodyPart`, from the channel's loop (where budget-proxyd's tasks run, so usually without a hop).
+    private func bodyPartOnLoop(_ bytes: [UInt8], last: Bool) async throws -> ByteBuffer {
+        guard !channel.eventLoop.inEventLoop else { return bodyPart(bytes, last: last) }
+        return try await channel.eventLoop.submit { bodyPart(bytes, last: last) }.get()
+    }
+
     func write(_ bytes: [UInt8]) async throws {
         guard !bytes.isEmpty else { return }
-        let part =
-            channel.eventLoop.inEventLoop
-            ? bodyPart(bytes, last: false) : try await channel.eventLoop.submit { bodyPart(bytes, last: false) }.get()
+        let part = try await bodyPartOnLoop(bytes, last: false)
         // While the connection takes what it is given (under NIO's 64 KiB high-water mark), a chunk is written
         // and flushed without waiting for it: `finish` waits for the end, and so for everything before it. A
         // client that reads slowly (or has gone) makes each chunk wait, bounded by the write time-out.
@@ -113,10 +117,7 @@ struct ChannelSink: ResponseSink {
     }
 
     func finish(last bytes: [UInt8]) async throws {
-        let part =
-            channel.eventLoop.inEventLoop
-            ? bodyPart(bytes, last: true) : try await channel.eventLoop.submit { bodyPart(bytes, last: true) }.get()
-        try await writeWithDeadline(part)
+        try await writeWithDeadline(bodyPartOnLoop(bytes, last: true))
         // An HTTP/1.0 client's streamed body ends with the connection (`start`).
         if !keepAlive || isHTTP10 { try? await channel.close() }
     }
@@ -173,26 +174,19 @@ enum ResponseHead {
         buffer.writeString(HTTPResponseStatus(statusCode: status).reasonPhrase)
         buffer.writeStaticString("\r\n")
         for (name, value) in headers where HeaderField.isValid(name: name, value: value) && !isOwned(name) {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+            buffer.writeHeaderField(name: name, value: value)
         }
         if mayHaveBody(status) {
             switch framing {
             case .length(let length):
-                buffer.writeStaticString("Content-Length: ")
-                buffer.writeString(String(length))
-                buffer.writeStaticString("\r\n")
+                buffer.writeHeaderField(name: "Content-Length", value: String(length))
             case .chunked:
                 buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
             case .untilClose:
                 break
             }
         }
-        buffer.writeStaticString("Date: ")
-        buffer.writeString(httpDate())
-        buffer.writeStaticString("\r\n")
+        buffer.writeHeaderField(name: "Date", value: httpDate())
         if close { buffer.writeStaticString("Connection: close\r\n") }
         buffer.writeStaticString("\r\n")
     }

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// What may go on the wire as a header field: the check that NIO's header validators made, for the bytes the
 /// proxy writes itself (its answers, and its requests to Bedrock).
 enum HeaderField {
@@ -16,5 +18,15 @@ enum HeaderField {
         default:
             "!#$%&'*+-.^_`|~".utf8.contains(byte)
         }
+    }
+}
+
+extension ByteBuffer {
+    /// `name: value` and its line end, as a message's header block has it.
+    mutating func writeHeaderField(name: String, value: String) {
+        writeString(name)
+        writeStaticString(": ")
+        writeString(value)
+        writeStaticString("\r\n")
     }
 }

@@ -275,8 +275,8 @@ final class ProxyHTTPHandler: ChannelDuplexHandler {
             if refused {
                 refusedInputDone = true
                 closeIfRefusalDone()
-            } else if unanswered == 0 {
-                context.close(promise: nil)
+            } else {
+                closeIfAnswered()
             }
             return
         }
@@ -305,9 +305,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler {
             readHeld = false
             context?.read()
         }
-        if unanswered == 0 && !refused && (inputClosed || (closingWhenIdle && head == nil)) {
-            context?.close(promise: nil)
-        }
+        closeIfAnswered()
     }
 
     /// Called on the event loop when the connection's task has written the refusal.
@@ -319,7 +317,15 @@ final class ProxyHTTPHandler: ChannelDuplexHandler {
     /// Graceful shutdown: close now if nothing is in progress, else after the answers in progress.
     func closeWhenIdle() {
         closingWhenIdle = true
-        if unanswered == 0 && head == nil && !refused { context?.close(promise: nil) }
+        closeIfAnswered()
+    }
+
+    /// Closes once every request read is answered, when nothing more will come: the client shut down its sending
+    /// side, or a graceful shutdown waits and no request has begun. (A refusal closes on its own terms.)
+    private func closeIfAnswered() {
+        if unanswered == 0 && !refused && (inputClosed || (closingWhenIdle && head == nil)) {
+            context?.close(promise: nil)
+        }
     }
 
     /// Closes once the refusal is on the wire and the refused request has been read: closing while the client

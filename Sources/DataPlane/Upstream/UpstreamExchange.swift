@@ -231,14 +231,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
             guard HeaderField.isValid(name: name, value: value) else { return name }
             guard !name.caseInsensitiveEquals("content-length"), !name.caseInsensitiveEquals("transfer-encoding")
             else { continue }
-            bytes.writeString(name)
-            bytes.writeStaticString(": ")
-            bytes.writeString(value)
-            bytes.writeStaticString("\r\n")
+            bytes.writeHeaderField(name: name, value: value)
         }
-        bytes.writeStaticString("Content-Length: ")
-        bytes.writeString(String(request.body.count))
-        bytes.writeStaticString("\r\n\r\n")
+        bytes.writeHeaderField(name: "Content-Length", value: String(request.body.count))
+        bytes.writeStaticString("\r\n")
         bytes.writeBytes(request.body)
         return nil
     }
