@@ -55,9 +55,16 @@ package struct WireReader: Sendable {
         let count = Int(try u16())
         guard index + count <= bytes.count else { throw WireDecodingError(message: "a string runs past the end") }
         defer { index += count }
-        guard let text = String(validating: bytes[index..<index + count], as: UTF8.self) else {
-            throw WireDecodingError(message: "a string is not UTF-8")
+        let start = index
+        let text = bytes.withUnsafeBufferPointer { all -> String? in
+            let slice = UnsafeBufferPointer(rebasing: all[start..<start + count])
+            // ASCII, which every key, id and tag the gateway sends is, needs no UTF-8 validation. The validating
+            // initializer is generic and runs unspecialized, instantiating its metadata on each call: about 2.5%
+            // of budget-controld's CPU under a reserve+commit load, which decodes three strings per window.
+            if slice.allSatisfy({ $0 < 0x80 }) { return String(decoding: slice, as: UTF8.self) }
+            return String(validating: slice, as: UTF8.self)
         }
+        guard let text else { throw WireDecodingError(message: "a string is not UTF-8") }
         return text
     }
 

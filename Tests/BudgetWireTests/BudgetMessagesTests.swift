@@ -78,6 +78,29 @@ struct BudgetMessagesTests {
         }
     }
 
+    @Test("keys that are not ASCII read back equal; a string that is not UTF-8 is an error naming it")
+    func strings() throws {
+        let zoe = LimitKey(plugin: "rl", provider: "bedrock", subject: "consumer:zoë-日本", windowSize: 60)
+        let commits = [BudgetMessages.Commit(reservation: 1, charges: [Charge(key: zoe, kind: .sliding, units: 1)])]
+        #expect(try BudgetMessages.decodeCommits(BudgetMessages.encode(commits: commits)) == commits)
+
+        // A lone continuation byte, a two-byte sequence cut short, a byte UTF-8 never uses, a three-byte one cut.
+        for bad: [UInt8] in [[0x80], [0xC3], [0xFF], [0x61, 0xE6, 0x97]] {
+            var bytes = BudgetMessages.encode(commits: [
+                BudgetMessages.Commit(
+                    reservation: 1,
+                    charges: [Charge(key: LimitKey(plugin: "rl", provider: "bedrock", subject: "Q", windowSize: 60),
+                        kind: .sliding, units: 1)])
+            ])
+            // The subject "Q" is the only Q in the payload: replace it, and fix its u16 length.
+            let at = try #require(bytes.firstIndex(of: UInt8(ascii: "Q")))
+            bytes.replaceSubrange(at..<at + 1, with: bad)
+            bytes[at - 1] = UInt8(bad.count)
+            let error = #expect(throws: WireDecodingError.self) { try BudgetMessages.decodeCommits(bytes) }
+            #expect(error?.message == "a string is not UTF-8")
+        }
+    }
+
     @Test("a batch of three-window commits is cut by its encoded size, not only by count, and fits a frame")
     func commitBatchesFitAFrame() throws {
         // As budget-proxyd queues them while the control plane is away: a tier with three windows, long names.
