@@ -85,12 +85,10 @@ struct BudgetMessagesTests {
         #expect(try BudgetMessages.decodeCommits(BudgetMessages.encode(commits: commits)) == commits)
 
         // A lone continuation byte, a two-byte sequence cut short, a byte UTF-8 never uses, a three-byte one cut.
+        let marked = LimitKey(plugin: "rl", provider: "bedrock", subject: "Q", windowSize: 60)
         for bad: [UInt8] in [[0x80], [0xC3], [0xFF], [0x61, 0xE6, 0x97]] {
             var bytes = BudgetMessages.encode(commits: [
-                BudgetMessages.Commit(
-                    reservation: 1,
-                    charges: [Charge(key: LimitKey(plugin: "rl", provider: "bedrock", subject: "Q", windowSize: 60),
-                        kind: .sliding, units: 1)])
+                BudgetMessages.Commit(reservation: 1, charges: [Charge(key: marked, kind: .sliding, units: 1)])
             ])
             // The subject "Q" is the only Q in the payload: replace it, and fix its u16 length.
             let at = try #require(bytes.firstIndex(of: UInt8(ascii: "Q")))
