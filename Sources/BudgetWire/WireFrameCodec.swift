@@ -67,12 +67,17 @@ public struct WireFrameEncoder: MessageToByteEncoder {
 
     public init() {}
 
-    public func encode(data: WireFrame, out: inout ByteBuffer) throws {
-        out.reserveCapacity(4 + WireFrame.headerBytes + data.payload.count)
-        out.writeInteger(UInt32(WireFrame.headerBytes + data.payload.count))
-        out.writeInteger(data.type.rawValue)
-        out.writeInteger(data.requestID)
-        out.writeBytes(data.payload)
+    public func encode(data: WireFrame, out: inout ByteBuffer) throws { data.write(into: &out) }
+}
+
+extension WireFrame {
+    /// Appends the frame, with its length prefix, to `buffer`.
+    public func write(into buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: 4 + WireFrame.headerBytes + payload.count)
+        buffer.writeInteger(UInt32(WireFrame.headerBytes + payload.count))
+        buffer.writeInteger(type.rawValue)
+        buffer.writeInteger(requestID)
+        buffer.writeBytes(payload)
     }
 }
 

@@ -4,6 +4,7 @@ import CBudgetSystem
 import DaemonKit
 import Logging
 import NIOCore
+import Synchronization
 
 /// One connection's protocol: hello first (within 10 s), then requests, each answered under its id.
 /// Reservations and releases are answered here, on the event loop; commits and admin requests go to the
@@ -12,9 +13,11 @@ import NIOCore
 /// Bounds: a frame larger than the socket's limit or of an unknown type gets an error reply and the
 /// connection is closed; a payload that does not decode gets an error reply and the connection stays; a
 /// peer that sends half a frame and stops, or stops reading replies, is cut off after the peer time-out.
+///
+/// Everything the connection sends goes through its `FrameOutbox`: no frame encoder in the pipeline.
 final class ControlConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = WireFrame
-    typealias OutboundOut = WireFrame
+    typealias OutboundOut = ByteBuffer
 
     private let context: ControlListener.Context
     private let hello: HelloResponder
@@ -28,8 +31,10 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private var watcher: UInt64?
     private var helloDeadline: Scheduled<Void>?
     private var stallDeadline: Scheduled<Void>?
-    /// Replies made while a read burst is handled, flushed once at its end.
-    private var replies: NIOLoopBound<ReplyBatch>?
+    /// The frames to send, written with one flush per read burst or loop turn; made when the handler is added.
+    private var outbox: FrameOutbox?
+    /// A read burst is being handled (from its first channelRead to channelReadComplete).
+    private var reading = false
     /// Commits of this read burst are queued for the usage writer, which is woken at the burst's end.
     private var commitsQueued = false
 
@@ -48,7 +53,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     // The handler is added by the child channel initializer, normally before the channel is active; should
     // it be active already, channelActive will not come, so start here.
     func handlerAdded(context: ChannelHandlerContext) {
-        replies = NIOLoopBound(ReplyBatch(), eventLoop: context.eventLoop)
+        outbox = FrameOutbox(channel: context.channel)
         if context.channel.isActive { start(context: context) }
     }
 
@@ -184,17 +189,30 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         }
         let frames = held
         held = []
+        // As one read burst: one flush for their replies.
+        reading = true
+        outbox?.beginBurst()
         for frame in frames { handle(frame, context: context) }
+        endReadBurst()
     }
 
     private func refuse(context: ChannelHandlerContext, requestID: UInt32) {
         let body = WireJSON.encode(WireErrorBody(.forbidden, refusal))
-        context.writeAndFlush(wrapOutboundOut(WireFrame(.error, requestID: requestID, payload: body))).assumeIsolated()
-            .whenComplete { _ in context.close(promise: nil) }
+        outbox?.send(WireFrame(.error, requestID: requestID, payload: body))
+        closeAfterSending(context: context)
+    }
+
+    /// Writes what the outbox holds and closes the connection once it is written.
+    private func closeAfterSending(context: ChannelHandlerContext) {
+        guard let written = outbox?.flush() else { return context.close(promise: nil) }
+        written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        replies?.value.reading = true
+        if !reading {
+            reading = true
+            outbox?.beginBurst()
+        }
         let frame = unwrapInboundIn(data)
         switch peerAllowed {
         case nil:
@@ -207,19 +225,21 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        wakeWriterIfQueued()
-        if let batch = replies?.value {
-            batch.reading = false
-            if batch.pending {
-                batch.pending = false
-                context.flush()
-            }
-        }
+        endReadBurst()
         context.fireChannelReadComplete()
     }
 
+    /// The writer takes the burst's commits, and its replies are written with one flush.
+    private func endReadBurst() {
+        wakeWriterIfQueued()
+        if reading {
+            reading = false
+            outbox?.endBurst()
+        }
+    }
+
     private func reply(_ context: ChannelHandlerContext, _ type: FrameType, _ id: UInt32, _ payload: [UInt8]) {
-        context.writeAndFlush(wrapOutboundOut(WireFrame(type, requestID: id, payload: payload)), promise: nil)
+        outbox?.send(WireFrame(type, requestID: id, payload: payload))
     }
 
     private func error(_ context: ChannelHandlerContext, _ id: UInt32, _ code: WireErrorCode, _ message: String) {
@@ -236,31 +256,12 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private func handle(_ frame: WireFrame, context: ChannelHandlerContext) {
         let id = frame.requestID
         guard greeted else { return greet(frame, context: context) }
-        let channel = context.channel
-        let replies = self.replies
+        guard let outbox else { return }
         let send: @Sendable (FrameType, [UInt8]) -> Void = { type, payload in
-            let frame = WireFrame(type, requestID: id, payload: payload)
-            guard let replies else { return channel.writeAndFlush(frame, promise: nil) }
-            // An answer made inline, within a read burst (reservations on the local ledger), waits for the burst's
-            // one flush. One made later (the acknowledgements of a group commit, all at once; a Redis reply) is
-            // written on the loop and flushed on its next turn, together with the others made meanwhile.
-            @Sendable func deliver() {
-                channel.write(frame, promise: nil)
-                let batch = replies.value
-                if batch.reading {
-                    batch.pending = true
-                } else if !batch.flushQueued {
-                    batch.flushQueued = true
-                    replies.eventLoop.execute {
-                        replies.value.flushQueued = false
-                        channel.flush()
-                    }
-                }
-            }
-            if replies.eventLoop.inEventLoop { deliver() } else { replies.eventLoop.execute(deliver) }
+            outbox.send(WireFrame(type, requestID: id, payload: payload))
         }
         let fail: @Sendable (WireErrorBody) -> Void = { body in
-            channel.writeAndFlush(WireFrame(.error, requestID: id, payload: WireJSON.encode(body)), promise: nil)
+            outbox.send(WireFrame(.error, requestID: id, payload: WireJSON.encode(body)))
         }
         let budgets = self.context.budgets
         switch (frame.type, self.context.role) {
@@ -281,7 +282,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
                 let count = commits.count
                 // Within a read burst the writer is woken at its end (channelReadComplete), once for all of its
                 // commits; frames handled outside one (held during the peer check) wake it at once.
-                let inBurst = replies?.value.reading == true
+                let inBurst = reading
                 if inBurst { commitsQueued = true }
                 budgets.commit(commits, wakingWriter: !inBurst) { result in
                     switch result {
@@ -349,25 +350,21 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             greeting = try hello.accept(frame)
         } catch {
             self.error(context, frame.requestID, error.code, error.message)
-            context.close(promise: nil)
+            closeAfterSending(context: context)
             return
         }
         greeted = true
         helloDeadline?.cancel()
         let board = self.context.board
+        guard let outbox else { return }
         if greeting.role == .dataPlane {
-            let channel = context.channel
-            let registration = board.watch { push in channel.writeAndFlush(push, promise: nil) }
+            let registration = board.watch { push in outbox.send(push) }
             watcher = registration.id
-            context.write(
-                wrapOutboundOut(hello.welcome(requestID: frame.requestID, configVersion: registration.version)),
-                promise: nil)
+            outbox.send(hello.welcome(requestID: frame.requestID, configVersion: registration.version))
             // The newest snapshot, then the deltas that bring it to the current version (see `SnapshotBoard`).
-            for first in registration.frames { context.write(wrapOutboundOut(first), promise: nil) }
-            context.flush()
+            for first in registration.frames { outbox.send(first) }
         } else {
-            context.writeAndFlush(
-                wrapOutboundOut(hello.welcome(requestID: frame.requestID, configVersion: board.version)), promise: nil)
+            outbox.send(hello.welcome(requestID: frame.requestID, configVersion: board.version))
         }
         self.context.logger.debug(
             "client connected", metadata: ["role": "\(greeting.role.rawValue)", "client": "\(greeting.client)"])
@@ -384,16 +381,74 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             message = "\(error)"
         }
         self.error(context, id, .badFrame, message)
-        context.close(promise: nil)
+        closeAfterSending(context: context)
     }
 }
 
-/// Replies written and not yet flushed on one connection: in a read burst (flushed at its end), or queued for
-/// the loop's next turn. Confined to the connection's event loop.
-final class ReplyBatch {
-    var reading = false
-    /// Written during the read burst.
-    var pending = false
-    /// A flush is queued on the loop.
-    var flushQueued = false
+/// The frames one connection sends, encoded into one buffer as they are made and written with one flush:
+/// replies made inline during a read burst (reservations on the local ledger) at the burst's end; those made on
+/// another thread (the acknowledgements of a group commit, all at once; a Redis reply; a config push) on the
+/// loop's next turn, together with the others made meanwhile. One made on the loop outside a burst goes at once.
+///
+/// Frames are appended under a lock from any thread; the channel's own write queue, bounded by the peer time-out
+/// on a peer that stops reading (`channelWritabilityChanged`), is where they wait after that.
+final class FrameOutbox: Sendable {
+    private struct State {
+        var bytes = ByteBuffer()
+        var reading = false
+        var flushQueued = false
+    }
+    private let state = Mutex(State())
+    private let channel: any Channel
+
+    init(channel: any Channel) { self.channel = channel }
+
+    /// Queues `frame`; it is written at the end of the read burst, or on the loop's next turn.
+    func send(_ frame: WireFrame) {
+        let onLoop = channel.eventLoop.inEventLoop
+        let action = state.withLock { state -> Action in
+            if state.bytes.capacity == 0 { state.bytes.reserveCapacity(1024) }
+            frame.write(into: &state.bytes)
+            if state.reading { return .none }
+            if onLoop { return .flushNow }
+            if state.flushQueued { return .none }
+            state.flushQueued = true
+            return .flushLater
+        }
+        switch action {
+        case .none: break
+        case .flushNow: flush()
+        case .flushLater: channel.eventLoop.execute { self.flush() }
+        }
+    }
+
+    private enum Action {
+        case none
+        case flushNow
+        case flushLater
+    }
+
+    /// A read burst begins (on the loop): frames wait for `endBurst()`.
+    func beginBurst() { state.withLock { $0.reading = true } }
+
+    /// The read burst ended (on the loop): writes what it made.
+    func endBurst() {
+        state.withLock { $0.reading = false }
+        flush()
+    }
+
+    /// Writes and flushes what is queued (on the loop); returns when that write is done, or nil when nothing was
+    /// queued.
+    @discardableResult
+    func flush() -> EventLoopFuture<Void>? {
+        let bytes = state.withLock { state -> ByteBuffer? in
+            state.flushQueued = false
+            guard state.bytes.readableBytes > 0 else { return nil }
+            // A new buffer rather than clearing this one: the write still holds it.
+            defer { state.bytes = ByteBuffer() }
+            return state.bytes
+        }
+        guard let bytes else { return nil }
+        return channel.writeAndFlush(bytes)
+    }
 }

@@ -72,7 +72,6 @@ package struct ControlListener: Service {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(
                             WireFrameDecoder(maxFrameBytes: maxFrame, assemblyTimeout: context.peerTimeout)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(WireFrameEncoder()))
                     try channel.pipeline.syncOperations.addHandler(
                         ControlConnectionHandler(context: context, counter: counter, work: queue))
                     return ControlConnection(channel: channel, work: work, queue: queue)
