@@ -129,6 +129,9 @@ public struct Ledger: Sendable {
     public private(set) var counters: [LimitKey: WindowCounter] = [:]
     /// Requests in flight, by reservation id.
     public private(set) var reservations: [UInt64: Reservation] = [:]
+    /// No reservation expires before this second: a lower bound, lowered as holds are made and set to the true
+    /// next expiry by each scan, so that a reservation does not walk every hold in flight.
+    private var nextExpiry = Int64.max
     /// The last commit applied from each data plane (`CommitOrigin`), so a commit sent again is not charged again.
     public private(set) var commitMarks: [UInt64: CommitMark] = [:]
     private var held: [LimitKey: Double] = [:]
@@ -244,6 +247,7 @@ public struct Ledger: Sendable {
             held[rule.key, default: 0] += hold
         }
         reservations[id] = Reservation(id: id, holds: holds, expiresAt: now + reservationLifetime)
+        nextExpiry = min(nextExpiry, now + reservationLifetime)
         return .admitted(id: id, maxTokens: allowedTokens, windows: statuses)
     }
 
@@ -319,6 +323,7 @@ public struct Ledger: Sendable {
                     held[key, default: 0] += lease.units
                 }
                 reservations[lease.id] = Reservation(id: lease.id, holds: holds, expiresAt: now + reservationLifetime)
+                nextExpiry = min(nextExpiry, now + reservationLifetime)
                 count += 1
             }
         }
@@ -384,9 +389,16 @@ public struct Ledger: Sendable {
     /// Releases reservations whose lifetime has passed, so a dead data plane cannot pin a budget.
     public mutating func expireReservations(now: Int64) {
         if expectsHeartbeats { heartbeat(now: now) }
-        for reservation in reservations.values where reservation.expiresAt <= now {
-            release(id: reservation.id, now: now)
+        guard now >= nextExpiry else { return }
+        var next = Int64.max
+        for reservation in reservations.values {
+            if reservation.expiresAt <= now {
+                release(id: reservation.id, now: now)
+            } else {
+                next = min(next, reservation.expiresAt)
+            }
         }
+        nextExpiry = next
     }
 
     /// Units used in a counter's window at `now`.

@@ -67,6 +67,34 @@ struct FaultLedgerTests {
         #expect(ledger.inFlight(day) == 110)
     }
 
+    @Test("holds expire each at its own time, however they were made, renewed or adopted, and in whatever order")
+    func expiriesInterleaved() throws {
+        var ledger = Ledger(boot: 2)
+        ledger.reservationLifetime = 10
+        let rule = WindowRule(key: day, kind: .sliding, limit: 1_000_000)
+        let early = try #require(admitted(ledger.reserve(request(rule), now: t0)))  // until t0 + 10
+        let late = try #require(admitted(ledger.reserve(request(rule), now: t0 + 5)))  // until t0 + 15
+        ledger.expireReservations(now: t0 + 9)
+        #expect(ledger.reservations.count == 2)
+        ledger.expireReservations(now: t0 + 10)
+        #expect(ledger.reservations[early.id] == nil && ledger.reservations[late.id] != nil)
+        // Renewed at t0 + 12: until t0 + 22. An adopted hold of an earlier run at t0 + 13: until t0 + 23.
+        ledger.renew([Lease(id: late.id, keys: [day], units: 110)], adopt: false, now: t0 + 12)
+        let adopted = Lease(id: 1 << 44 | 9, keys: [day], units: 50)
+        #expect(ledger.renew([adopted], adopt: true, now: t0 + 13) == 1)
+        ledger.expireReservations(now: t0 + 21)
+        #expect(ledger.reservations.count == 2)
+        ledger.expireReservations(now: t0 + 22)
+        #expect(ledger.reservations[late.id] == nil && ledger.reservations[adopted.id] != nil)
+        #expect(ledger.inFlight(day) == 50)
+        // A reservation, made while another is due sooner, does not hide that one's expiry.
+        let third = try #require(admitted(ledger.reserve(request(rule), now: t0 + 22)))  // until t0 + 32
+        ledger.expireReservations(now: t0 + 23)
+        #expect(ledger.reservations[adopted.id] == nil && ledger.reservations[third.id] != nil)
+        ledger.expireReservations(now: t0 + 32)
+        #expect(ledger.reservations.isEmpty && ledger.inFlight(day) == 0)
+    }
+
     @Test("after a restart, adopted holds keep a hard budget: what was in flight is not admitted twice")
     func adoptAfterRestart() throws {
         let rule = WindowRule(key: day, kind: .sliding, limit: 8000)
