@@ -205,9 +205,10 @@ public struct Ledger: Sendable {
         var retryAfter: Int64 = 0
         var allowedTokens = request.maxTokens
         for rule in request.rules {
-            var counter = counter(rule.key, kind: rule.kind, now: now)
-            counter.advance(to: now)
-            counters[rule.key] = counter
+            let counter = withCounter(rule.key, kind: rule.kind, now: now) { counter in
+                counter.advance(to: now)
+                return counter
+            }
             let inFlight = held[rule.key, default: 0]
             let committed = counter.total
             statuses.append(
@@ -335,8 +336,10 @@ public struct Ledger: Sendable {
         _ = monotonic(wallClock)
         guard let reservation = reservations.removeValue(forKey: id) else { return }
         for (key, amount) in reservation.holds {
-            let remaining = held[key, default: 0] - amount
-            held[key] = remaining > 1e-9 ? remaining : nil
+            // One lookup of the key, not two: this runs for every commit.
+            guard let index = held.index(forKey: key) else { continue }
+            let remaining = held.values[index] - amount
+            if remaining > 1e-9 { held.values[index] = remaining } else { held.remove(at: index) }
         }
     }
 
@@ -345,13 +348,13 @@ public struct Ledger: Sendable {
     public mutating func apply(_ charge: Charge, now wallClock: Int64) -> BucketUsage? {
         let now = monotonic(wallClock)
         guard charge.units > 0 else { return nil }
-        var counter = counter(charge.key, kind: charge.kind, now: now)
-        counter.add(charge.units, at: now)
-        counters[charge.key] = counter
-        let bucket = counter.bucketIndex(at: now)
-        return BucketUsage(
-            key: charge.key, kind: counter.kind, bucket: bucket, units: charge.units,
-            expiresAt: counter.expiry(ofBucket: bucket))
+        return withCounter(charge.key, kind: charge.kind, now: now) { counter in
+            counter.add(charge.units, at: now)
+            let bucket = counter.bucketIndex(at: now)
+            return BucketUsage(
+                key: charge.key, kind: counter.kind, bucket: bucket, units: charge.units,
+                expiresAt: counter.expiry(ofBucket: bucket))
+        }
     }
 
     /// Loads stored usage into bucket `bucket` of a counter. Usage stored under the other window kind (the
@@ -377,13 +380,26 @@ public struct Ledger: Sendable {
     /// The counter of `key` in window kind `kind`. A counter kept in the other kind (the plugin's
     /// `window_type` changed) is started again in the new kind with all its usage counted as used at `now`:
     /// never less than before, and released one new window later at most.
-    private func counter(_ key: LimitKey, kind: WindowKind, now: Int64) -> WindowCounter {
-        guard var existing = counters[key] else { return WindowCounter(kind: kind, windowSize: key.windowSize) }
-        guard existing.kind != kind else { return existing }
-        existing.advance(to: now)
-        var converted = WindowCounter(kind: kind, windowSize: key.windowSize)
-        if existing.total > 0 { converted.add(existing.total, at: now) }
-        return converted
+    ///
+    /// `body` changes it in place, with one lookup of the key for a counter that exists: this runs for every
+    /// reservation and commit, and a `LimitKey` hashes three strings.
+    private mutating func withCounter<T>(
+        _ key: LimitKey, kind: WindowKind, now: Int64, _ body: (inout WindowCounter) -> T
+    ) -> T {
+        guard let index = counters.index(forKey: key) else {
+            var counter = WindowCounter(kind: kind, windowSize: key.windowSize)
+            let result = body(&counter)
+            counters[key] = counter
+            return result
+        }
+        if counters.values[index].kind != kind {
+            var existing = counters.values[index]
+            existing.advance(to: now)
+            var converted = WindowCounter(kind: kind, windowSize: key.windowSize)
+            if existing.total > 0 { converted.add(existing.total, at: now) }
+            counters.values[index] = converted
+        }
+        return body(&counters.values[index])
     }
 
     /// Releases reservations whose lifetime has passed, so a dead data plane cannot pin a budget.

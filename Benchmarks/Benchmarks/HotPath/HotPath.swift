@@ -58,6 +58,21 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // A key busy all day: a bucket for each of the last 1,440 minutes, as a tier's shared counter has.
+    let busyNow: Int64 = 1_780_000_000
+    Benchmark("Ledger reserve + commit on a counter busy all day (1,440 buckets)") { benchmark in
+        var ledger = Ledger()
+        for minute in 0..<1440 {
+            ledger.apply(Charge(key: key, kind: .sliding, units: 1), now: busyNow - 86_400 + Int64(minute) * 60 + 60)
+        }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            if case .admitted(let id, _, _) = ledger.reserve(reserve, now: busyNow) {
+                ledger.commit(id: id, charges: [Charge(key: key, kind: .sliding, units: 42)], now: busyNow)
+            }
+        }
+    }
+
     var state = ConfigState()
     state.insert(.consumerGroup(ConsumerGroup(name: "basic")))
     var route = Route(name: "chat")
