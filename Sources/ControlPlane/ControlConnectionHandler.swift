@@ -202,10 +202,17 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         closeAfterSending(context: context)
     }
 
-    /// Writes what the outbox holds and closes the connection once it is written.
+    /// Writes what the outbox holds and closes the connection once it is written, or after the peer time-out: a
+    /// peer that does not read would never let that write complete.
     private func closeAfterSending(context: ChannelHandlerContext) {
         guard let written = outbox?.flush() else { return context.close(promise: nil) }
-        written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        let cutOff = context.eventLoop.assumeIsolated().scheduleTask(in: self.context.peerTimeout) {
+            context.close(promise: nil)
+        }
+        written.assumeIsolated().whenComplete { _ in
+            cutOff.cancel()
+            context.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

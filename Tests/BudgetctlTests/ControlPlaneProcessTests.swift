@@ -474,6 +474,67 @@ struct SlowPeerTests {
     }
 }
 
+extension SlowPeerTests {
+    /// A frame of the budget protocol: u32 length | u8 type | u32 request id | payload.
+    static func frame(_ type: FrameType, id: UInt32, _ payload: [UInt8]) -> [UInt8] {
+        let length = UInt32(WireFrame.headerBytes + payload.count)
+        return withUnsafeBytes(of: length.bigEndian, Array.init) + [type.rawValue]
+            + withUnsafeBytes(of: id.bigEndian, Array.init) + payload
+    }
+
+    @Test("a data plane that stops reading, then sends a bad frame behind a good one, is cut off at the peer time-out")
+    func badFrameToNonReader() throws {
+        let daemon = try ControlDaemon(extraArguments: ["--peer-timeout", "1"])
+        defer { daemon.removeDirectory() }
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var small: Int32 = 4096
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            let path = Array(daemon.controlSocket.utf8)
+            buffer.copyBytes(from: path)
+            buffer[path.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        try #require(connected == 0)
+        func write(_ bytes: [UInt8]) {
+            _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        write(Self.frame(.hello, id: 1, WireJSON.encode(Hello(role: .dataPlane, client: "non-reader"))))
+        // Releases, each answered, until the replies fill the socket: then some wait in the daemon, far below its
+        // write-buffer mark, so the connection still counts as writable.
+        let release = BudgetMessages.encode(releases: [1])
+        var queued: Int32 = -1
+        var steady = 0
+        var id: UInt32 = 2
+        while steady < 3 {
+            write((0..<20).flatMap { index in Self.frame(.release, id: id + index, release) })
+            id += 20
+            usleep(30_000)
+            var now: Int32 = 0
+            _ = ioctl(descriptor, UInt(FIONREAD), &now)
+            steady = now == queued ? steady + 1 : 0
+            queued = now
+        }
+        // One write: a frame that is answered, then one of an unknown type (an error, then the close).
+        write(Self.frame(.release, id: id, release) + [0, 0, 0, 5, 0x7F, 0, 0, 0, 9])
+        func dataPlanes() throws -> String {
+            let status = try daemon.budgetctl(["status"])
+            return status.stdout.split(separator: "\n").first { $0.hasPrefix("data planes:") }.map(String.init) ?? ""
+        }
+        #expect(try dataPlanes().hasSuffix(" 1 connected"))
+        sleep(4)
+        let after = try dataPlanes()
+        #expect(after.hasSuffix(" 0 connected"), "4 s after the bad frame, with a 1-s peer time-out: \(after)")
+    }
+}
+
 /// A /proc that hides other users' processes, as systemd's ProtectProc=invisible makes it: a mount namespace
 /// with its own /proc mounted hidepid=invisible.
 enum HiddenProc {
