@@ -141,6 +141,12 @@ public struct Ledger: Sendable {
     private var latest: Int64 = 0
     /// How long a reservation lives without a commit or release (default 10 minutes).
     public var reservationLifetime: Int64 = 600
+    /// Most reservations held at once (each some 300 bytes); past it a reservation is answered `unavailable`. A
+    /// data plane that reserves and never commits (or never reads its answers) cannot grow the ledger without
+    /// bound within the reservations' lifetime.
+    public var maxReservations = Ledger.defaultMaxReservations
+    /// 1,000,000: far above what the requests in flight of a fleet hold, below what fills a small server.
+    public static let defaultMaxReservations = 1_000_000
     /// Whether `heartbeat(now:)` is called every second: then a longer gap between two calls is time the
     /// control plane did not run (stopped, starved, or the clock jumped), which does not count towards any
     /// hold's lifetime.
@@ -200,6 +206,11 @@ public struct Ledger: Sendable {
     {
         let now = monotonic(wallClock)
         expireReservations(now: now)
+        guard reservations.count < maxReservations else {
+            return .unavailable(
+                reason: "the control plane holds \(maxReservations) reservations, its limit: requests in flight are "
+                    + "not being committed or released")
+        }
         var statuses: [WindowStatus] = []
         var exceeded: [LimitKey] = []
         var retryAfter: Int64 = 0

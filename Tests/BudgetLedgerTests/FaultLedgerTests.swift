@@ -67,6 +67,29 @@ struct FaultLedgerTests {
         #expect(ledger.inFlight(day) == 110)
     }
 
+    @Test("past its most reservations the ledger answers unavailable, until one is committed, released or expired")
+    func reservationsBounded() throws {
+        var ledger = Ledger()
+        ledger.maxReservations = 3
+        ledger.reservationLifetime = 10
+        let rule = WindowRule(key: day, kind: .sliding, limit: 1_000_000)
+        let first = try #require(admitted(ledger.reserve(request(rule), now: t0)))
+        _ = try #require(admitted(ledger.reserve(request(rule), now: t0)))
+        _ = try #require(admitted(ledger.reserve(request(rule), now: t0 + 1)))
+        guard case .unavailable(let reason) = ledger.reserve(request(rule), now: t0 + 1) else {
+            Issue.record("a fourth reservation was admitted")
+            return
+        }
+        #expect(reason.contains("holds 3 reservations"))
+        #expect(ledger.reservations.count == 3 && ledger.inFlight(day) == 3 * 110)
+        ledger.commit(id: first.id, charges: [Charge(key: day, kind: .sliding, units: 5)], now: t0 + 2)
+        _ = try #require(admitted(ledger.reserve(request(rule), now: t0 + 2)))
+        #expect(ledger.reserve(request(rule), now: t0 + 3) == .unavailable(reason: reason))
+        // The one left of those made at t0 expires at t0 + 10: room again.
+        _ = try #require(admitted(ledger.reserve(request(rule), now: t0 + 10)))
+        #expect(ledger.reservations.count == 3)
+    }
+
     @Test("holds expire each at its own time, however they were made, renewed or adopted, and in whatever order")
     func expiriesInterleaved() throws {
         var ledger = Ledger(boot: 2)
