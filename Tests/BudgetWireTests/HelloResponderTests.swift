@@ -31,29 +31,8 @@ private final class HelloServerHandler: ChannelInboundHandler, Sendable {
 struct HelloResponderTests {
     /// Runs `body` with a server for `role` on a Unix socket in a temporary directory, removed afterwards.
     private func withServer(role: ClientRole, _ body: (String) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("wire-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("s.sock").path
         let responder = HelloResponder(role: role, server: "test-server/1")
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(WireFrameDecoder(maxFrameBytes: 1 << 16)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(WireFrameEncoder()))
-                    try channel.pipeline.syncOperations.addHandler(HelloServerHandler(responder: responder))
-                }
-            }
-            .bind(unixDomainSocketPath: path).get()
-        do {
-            try await body(path)
-        } catch {
-            try? await server.close()
-            throw error
-        }
-        try? await server.close()
+        try await withFrameServer({ HelloServerHandler(responder: responder) }, body)
     }
 
     @Test("a client of the socket's role is welcomed with the server's name and config version")

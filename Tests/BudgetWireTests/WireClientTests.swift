@@ -32,28 +32,7 @@ private final class SlowServerHandler: ChannelInboundHandler, Sendable {
 @Suite("WireClient's calls: replies matched by id, a time-out per call")
 struct WireClientTests {
     private func withServer(_ body: (String) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("wire-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("s.sock").path
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(WireFrameDecoder(maxFrameBytes: 1 << 16)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(WireFrameEncoder()))
-                    try channel.pipeline.syncOperations.addHandler(SlowServerHandler())
-                }
-            }
-            .bind(unixDomainSocketPath: path).get()
-        do {
-            try await body(path)
-        } catch {
-            try? await server.close()
-            throw error
-        }
-        try? await server.close()
+        try await withFrameServer({ SlowServerHandler() }, body)
     }
 
     private static func payload(delay: Int, tag: UInt8) -> [UInt8] { [UInt8(delay >> 8), UInt8(delay & 0xFF), tag] }

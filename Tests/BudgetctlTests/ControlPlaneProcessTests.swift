@@ -408,10 +408,13 @@ struct ControlPlaneProcessTests {
     }
 }
 
-/// Sends raw bytes to a Unix socket, half-closes, and returns what comes back within 2 s.
-func rawExchange(path: String, bytes: [UInt8]) throws -> [UInt8] {
+/// A socket connected to the Unix socket at `path`, with a receive buffer of `receiveBuffer` bytes when given;
+/// the caller closes it.
+func unixConnect(_ path: String, receiveBuffer: Int32? = nil) throws -> Int32 {
     let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(descriptor) }
+    if var size = receiveBuffer {
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
     withUnsafeMutableBytes(of: &address.sun_path) { buffer in
@@ -424,7 +427,18 @@ func rawExchange(path: String, bytes: [UInt8]) throws -> [UInt8] {
             connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
         }
     }
-    guard connected == 0 else { throw DaemonError(message: "connect failed: \(errno)") }
+    guard connected == 0 else {
+        let error = errno
+        close(descriptor)
+        throw DaemonError(message: "connect to \(path) failed: \(error)")
+    }
+    return descriptor
+}
+
+/// Sends raw bytes to a Unix socket, half-closes, and returns what comes back within 2 s.
+func rawExchange(path: String, bytes: [UInt8]) throws -> [UInt8] {
+    let descriptor = try unixConnect(path)
+    defer { close(descriptor) }
     var timeout = timeval(tv_sec: 2, tv_usec: 0)
     setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -447,21 +461,8 @@ struct SlowPeerTests {
         defer { daemon.removeDirectory() }
         let started = Date()
         // rawExchange half-closes its side, so use a socket that keeps its side open.
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let descriptor = try unixConnect(daemon.adminSocket)
         defer { close(descriptor) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            let path = Array(daemon.adminSocket.utf8)
-            buffer.copyBytes(from: path)
-            buffer[path.count] = 0
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        #expect(connected == 0)
         let half: [UInt8] = [0, 0, 0, 50, 1, 0, 0]
         _ = half.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
@@ -486,23 +487,8 @@ extension SlowPeerTests {
     func badFrameToNonReader() throws {
         let daemon = try ControlDaemon(extraArguments: ["--peer-timeout", "1"])
         defer { daemon.removeDirectory() }
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let descriptor = try unixConnect(daemon.controlSocket, receiveBuffer: 4096)
         defer { close(descriptor) }
-        var small: Int32 = 4096
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            let path = Array(daemon.controlSocket.utf8)
-            buffer.copyBytes(from: path)
-            buffer[path.count] = 0
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        try #require(connected == 0)
         func write(_ bytes: [UInt8]) {
             _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         }
