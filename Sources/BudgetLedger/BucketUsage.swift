@@ -33,3 +33,32 @@ public struct CommittedUsage: Sendable, Hashable {
         self.applied = applied
     }
 }
+
+extension BucketUsage {
+    /// `buckets` with the units of entries for the same bucket of the same counter summed into the first of them,
+    /// in order of first appearance: what a group commit writes, one row change per bucket rather than one per
+    /// commit (the requests of one consumer, or of one tier's shared counter, all charge the same bucket).
+    public static func merged(_ buckets: [BucketUsage]) -> [BucketUsage] {
+        guard buckets.count > 1 else { return buckets }
+        struct Slot: Hashable {
+            let key: LimitKey
+            let kind: WindowKind
+            let bucket: Int64
+        }
+        var positions: [Slot: Int] = [:]
+        positions.reserveCapacity(buckets.count)
+        var merged: [BucketUsage] = []
+        merged.reserveCapacity(buckets.count)
+        for usage in buckets {
+            let slot = Slot(key: usage.key, kind: usage.kind, bucket: usage.bucket)
+            if let position = positions[slot] {
+                merged[position].units += usage.units
+                merged[position].expiresAt = max(merged[position].expiresAt, usage.expiresAt)
+            } else {
+                positions[slot] = merged.count
+                merged.append(usage)
+            }
+        }
+        return merged
+    }
+}

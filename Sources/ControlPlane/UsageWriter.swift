@@ -62,10 +62,11 @@ package struct UsageWriter: Service {
     private func write(_ batch: BudgetDesk.Batch) async {
         var backoff = Duration.milliseconds(100)
         var failures = 0
+        let buckets = BucketUsage.merged(batch.buckets)
         while true {
             do {
                 // On this task's thread: one batch at a time, and no hop to GRDB's queue and back.
-                try desk.store.recordNow(batch.buckets, marks: batch.marks)
+                try desk.store.recordNow(buckets, marks: batch.marks)
                 if failures > 0 { logger.notice("usage recorded again", metadata: ["attempts": "\(failures + 1)"]) }
                 for waiter in batch.waiters { waiter(.success(())) }
                 return

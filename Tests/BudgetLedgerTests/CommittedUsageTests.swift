@@ -22,6 +22,25 @@ struct CommittedUsageTests {
             ])
     }
 
+    @Test("a group commit's buckets are merged per counter bucket: units summed, order of first appearance kept")
+    func merged() {
+        let bob = LimitKey(plugin: "rl", provider: "bedrock", subject: "consumer:bob", windowSize: 60)
+        func usage(_ key: LimitKey, _ kind: WindowKind, _ bucket: Int64, _ units: Double) -> BucketUsage {
+            BucketUsage(key: key, kind: kind, bucket: bucket, units: units, expiresAt: bucket * 60 + 120)
+        }
+        let batch = [
+            usage(minute, .sliding, 10, 1), usage(bob, .sliding, 10, 2), usage(minute, .sliding, 10, 3),
+            usage(minute, .fixed, 10, 4), usage(minute, .sliding, 11, 5), usage(bob, .sliding, 10, 6),
+        ]
+        #expect(
+            BucketUsage.merged(batch) == [
+                usage(minute, .sliding, 10, 4), usage(bob, .sliding, 10, 8), usage(minute, .fixed, 10, 4),
+                usage(minute, .sliding, 11, 5),
+            ])
+        #expect(BucketUsage.merged(batch).reduce(0) { $0 + $1.units } == batch.reduce(0) { $0 + $1.units })
+        #expect(BucketUsage.merged([]) == [] && BucketUsage.merged([batch[0]]) == [batch[0]])
+    }
+
     @Test("when the clock steps back, the buckets are those of the ledger's latest time, as the counters have it")
     func clockSteppedBack() {
         var ledger = Ledger()
