@@ -381,9 +381,17 @@ def test_two_nodes_on_one_redis_hold_hard_and_soft_budgets_fleet_wide_under_200_
     assert {r.status for r in replies} <= {200, 429}, [r for r in replies if r.status not in (200, 429)][:3]
     hard = by_key(replies, "signify-dev-team")
     soft = by_key(replies, "signify-analytics")
-    for group in (hard, soft):
-        # The limits bind (some refused) and both nodes admitted some.
-        assert any(r.status == 429 for r in group) and {r.node.name for r in group if r.status == 200} == {"node-a", "node-b"}
+    def spread(group):
+        return {(r.node.name, r.status): sum(1 for x in group if (x.node.name, x.status) == (r.node.name, r.status))
+                for r in group}
+    for name, group in (("hard", hard), ("soft", soft)):
+        # The limits bind: some refused.
+        assert any(r.status == 429 for r in group), (name, spread(group))
+    # Both nodes admitted some of the load. Not of each budget: the soft one's last 300 tokens admit about five
+    # requests, one or two at a time (each holds its 100 max tokens), and all five fell to one node in about one
+    # run in twenty.
+    assert {r.node.name for r in hard + soft if r.status == 200} == {"node-a", "node-b"}, \
+        (spread(hard), spread(soft))
 
     counted = settle(redis, ["signify-dev-team", "signify-analytics"])
     hard_used, hard_held = counted["signify-dev-team"]
