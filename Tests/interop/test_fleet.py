@@ -6,6 +6,7 @@ The invariants are read where they live: in Redis (`budget:c:*` hashes, `t` used
 `budgetctl usage` and `budgetctl status` on each node, and from what the clients got (the `usage.total_tokens`
 of every 200)."""
 
+import collections
 import concurrent.futures
 import http.client
 import json
@@ -382,8 +383,7 @@ def test_two_nodes_on_one_redis_hold_hard_and_soft_budgets_fleet_wide_under_200_
     hard = by_key(replies, "signify-dev-team")
     soft = by_key(replies, "signify-analytics")
     def spread(group):
-        return {(r.node.name, r.status): sum(1 for x in group if (x.node.name, x.status) == (r.node.name, r.status))
-                for r in group}
+        return dict(collections.Counter((r.node.name, r.status) for r in group))
     for name, group in (("hard", hard), ("soft", soft)):
         # The limits bind: some refused.
         assert any(r.status == 429 for r in group), (name, spread(group))
