@@ -141,9 +141,10 @@ public struct Ledger: Sendable {
     private var latest: Int64 = 0
     /// How long a reservation lives without a commit or release (default 10 minutes).
     public var reservationLifetime: Int64 = 600
-    /// Most reservations held at once (each some 300 bytes); past it a reservation is answered `unavailable`. A
-    /// data plane that reserves and never commits (or never reads its answers) cannot grow the ledger without
-    /// bound within the reservations' lifetime.
+    /// Most reservations held at once (each some 300 bytes); past it a new reservation is answered `unavailable`.
+    /// A data plane that reserves and never commits (or never reads its answers) cannot grow the ledger without
+    /// bound within the reservations' lifetime. Holds adopted in `renew` are not counted against it: they were
+    /// granted before a restart, and refusing them would free budget that requests in flight still use.
     public var maxReservations = Ledger.defaultMaxReservations
     /// 1,000,000: far above what the requests in flight of a fleet hold, below what fills a small server.
     public static let defaultMaxReservations = 1_000_000
