@@ -44,6 +44,8 @@ let package = Package(
             name: "BudgetConfig",
             dependencies: [
                 "BudgetJSON",
+                // The CPUs a large file's consumers may be read on (ConfigLoader.defaultWorkers).
+                "CBudgetSystem",
                 // For the libyaml it bundles (its CYaml module), whose events YAMLComposer reads.
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),

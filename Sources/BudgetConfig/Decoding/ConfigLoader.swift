@@ -1,3 +1,5 @@
+import CBudgetSystem
+
 /// One input file: a name for messages (`<stdin>` for `-`) and its bytes.
 public struct ConfigSource: Sendable {
     public var name: String
@@ -34,12 +36,21 @@ public struct LoadedConfig: Sendable {
 ///
 /// Nothing here does I/O: callers pass the bytes and the environment.
 public enum ConfigLoader {
+    /// The CPUs this process may run on (its affinity mask), at most 4: more threads gain little on a list that
+    /// one thread reads in about a second.
+    public static var defaultWorkers: Int { min(4, max(1, Int(cbudget_affinity_cpu_count()))) }
+
     /// The `_format_version` files must declare.
     public static let formatVersion = "3.0"
 
     /// Reads, merges and checks `sources`; the result carries every problem rather than throwing.
+    ///
+    /// `workers` threads at most read a long `consumers` list (`DeckFileDecoder.decodeConsumers`); by default, as
+    /// many as the CPUs this process may run on, and 1 reads everything on the calling thread. The result is
+    /// the same either way.
     public static func load(
-        _ sources: [ConfigSource], environment: [String: String], limits: ConfigLimits = .standard
+        _ sources: [ConfigSource], environment: [String: String], limits: ConfigLimits = .standard,
+        workers: Int = defaultWorkers
     ) -> LoadedConfig {
         let context = DecodeContext(limits: limits)
         let builder = StateBuilder(context: context)
@@ -61,7 +72,7 @@ public enum ConfigLoader {
             context.diagnostics.append(contentsOf: diagnostics)
             substituted += loaded.substitutedValues
             guard let root = loaded.root else { continue }
-            var file = DeckFileDecoder(context: context, builder: builder)
+            var file = DeckFileDecoder(context: context, builder: builder, workers: workers)
             if let tags = file.decode(root) { declaredTags.append(tags) }
             ExitRetention.keep(root)
         }
@@ -77,8 +88,10 @@ public enum ConfigLoader {
             }
         }
 
-        for issue in StateValidator.issues(in: builder.state) {
-            context.diagnostics.append(builder.sourceMap.diagnostic(for: issue))
+        let issues = StateValidator.issues(in: builder.state)
+        if !issues.isEmpty {
+            let origins = builder.sourceMap.indexed()
+            for issue in issues { context.diagnostics.append(origins.diagnostic(for: issue)) }
         }
         return LoadedConfig(
             state: builder.state, selectTags: selectTags, diagnostics: context.diagnostics,
@@ -92,33 +105,69 @@ final class StateBuilder {
     var state = ConfigState()
     var sourceMap = SourceMap()
     let context: DecodeContext
+    /// In a part read on a thread of its own (`DecodedPart`): what was added and recorded, in order, for the
+    /// file's builder to add in turn. Nil: added here at once.
+    private(set) var held: DecodedPart.Additions?
+    /// `sourceMap` as tables, made at the first entity defined twice (most files have none) and kept up to date.
+    private var origins: SourceMap.Index?
 
-    init(context: DecodeContext) { self.context = context }
+    init(context: DecodeContext, holding: Bool = false) {
+        self.context = context
+        held = holding ? DecodedPart.Additions() : nil
+    }
 
     /// Room for `count` more entities.
     func reserveCapacity(_ count: Int) {
+        if held != nil {
+            held?.entities.reserveCapacity(count)
+            return
+        }
         state.reserveCapacity(state.count + count)
         sourceMap.reserveCapacity(state.count + count)
     }
 
-    func add(_ entity: Entity, at location: SourceLocation, path: YAMLPath, what: @autoclosure () -> String) {
+    func add(_ entity: Entity, at location: SourceLocation, path: YAMLPath) {
+        let origin = SourceMap.Origin(location: location, path: path)
+        if held != nil {
+            held?.entities.append((entity, origin))
+            return
+        }
+        add(entity, at: origin)
+    }
+
+    private func add(_ entity: Entity, at origin: SourceMap.Origin) {
         let id = entity.id
         if state.insert(entity, id: id) {
-            sourceMap.record(id, at: SourceMap.Origin(location: location, path: path))
+            sourceMap.record(id, at: origin)
+            origins?.record(id, at: origin)
             return
         }
         if case .consumerGroupConsumer = entity { return }  // the same membership, written both ways
-        let first = sourceMap.origin(of: id).map { " (first at \($0.location), \($0.path))" } ?? ""
+        if origins == nil { origins = sourceMap.indexed() }
+        let first = origins?.origin(of: id).map { " (first at \($0.location), \($0.path))" } ?? ""
         if case .keyAuth(let existing)? = state[id] {
             context.error(
                 "this key is already the key of consumer \(existing.consumer)\(first); keys must be unique",
-                at: location, path: path)
+                at: origin.location, path: origin.path)
         } else {
-            context.error("\(what()) is defined more than once\(first)", at: location, path: path)
+            context.error(
+                "\(entity.definitionPhrase) is defined more than once\(first)", at: origin.location, path: origin.path)
         }
     }
 
+    /// Adds and records, in their order, what a part read on another thread held (`held`), as if it had been
+    /// read here.
+    func replay(_ additions: DecodedPart.Additions) {
+        for (entity, origin) in additions.entities { add(entity, at: origin) }
+        for (id, field, origin) in additions.fields { sourceMap.record(id, field: field, at: origin) }
+    }
+
     func recordField(_ id: EntityID, _ field: String, at location: SourceLocation, path: YAMLPath) {
-        sourceMap.record(id, field: field, at: SourceMap.Origin(location: location, path: path))
+        let origin = SourceMap.Origin(location: location, path: path)
+        if held != nil {
+            held?.fields.append((id, field, origin))
+            return
+        }
+        sourceMap.record(id, field: field, at: origin)
     }
 }

@@ -1,13 +1,19 @@
+import Foundation
+import Synchronization
+
 /// Decodes one decK file's entities, in every nesting form decK accepts, into a `StateBuilder`.
 struct DeckFileDecoder {
     let context: DecodeContext
     let builder: StateBuilder
     /// This file's `_info.select_tags`, added to each entity it declares.
     private var selectTags: [String] = []
+    /// Threads that may read a long `consumers` list at once (`decodeConsumers`).
+    private let workers: Int
 
-    init(context: DecodeContext, builder: StateBuilder) {
+    init(context: DecodeContext, builder: StateBuilder, workers: Int = 1) {
         self.context = context
         self.builder = builder
+        self.workers = workers
     }
 
     /// Top-level keys of Kong's decK format that name entities this gateway does not have.
@@ -65,11 +71,7 @@ struct DeckFileDecoder {
         for (node, path) in file.list("services") { decodeService(node, path: path) }
         for (node, path) in file.list("routes") { decodeRoute(node, path: path, service: nil) }
         for (node, path) in file.list("consumer_groups") { decodeConsumerGroup(node, path: path) }
-        let consumers = file.list("consumers")
-        // A consumer usually brings a credential and a membership: room for them up front, instead of growing
-        // (and rehashing) the tables over and over for a large file.
-        builder.reserveCapacity(3 * consumers.count)
-        for (node, path) in consumers { decodeConsumer(node, path: path) }
+        decodeConsumers(file.list("consumers"))
         for (node, path) in file.list("plugins") { decodePlugin(node, path: path, parent: PluginScope()) }
 
         file.finish(
@@ -155,8 +157,8 @@ struct DeckFileDecoder {
         service.retries = reader.integer("retries", in: 0...32767) ?? service.retries
         service.enabled = reader.bool("enabled", default: true)
         service.tags = tags(reader)
-        if let name {
-            builder.add(.service(service), at: node.location, path: path, what: "service \"\(name)\"")
+        if name != nil {
+            builder.add(.service(service), at: node.location, path: path)
         }
         for (routeNode, routePath) in reader.list("routes") {
             decodeRoute(routeNode, path: routePath, service: name)
@@ -229,8 +231,8 @@ struct DeckFileDecoder {
         route.stripPath = reader.bool("strip_path", default: true)
         route.preserveHost = reader.bool("preserve_host", default: false)
         route.tags = tags(reader)
-        if let name {
-            builder.add(.route(route), at: node.location, path: path, what: "route \"\(name)\"")
+        if name != nil {
+            builder.add(.route(route), at: node.location, path: path)
         }
         for (pluginNode, pluginPath) in reader.list("plugins") {
             decodePlugin(pluginNode, path: pluginPath, parent: PluginScope(route: name))
@@ -251,6 +253,66 @@ struct DeckFileDecoder {
 
     // MARK: - Consumers, credentials and groups
 
+    /// Consumers read per thread, at least: fewer are read on the calling thread alone.
+    static let consumersPerPart = 1_024
+
+    /// Reads the `consumers` list. A long one is cut into `workers` parts in order: the first is read here, the
+    /// others each on a thread of their own, which only gather what they read (entities, field origins, problems).
+    /// Then, part by part in order, this builder adds their entities (`StateBuilder.replay`, which finds a
+    /// consumer or key defined twice as reading in one go would) and this context takes their problems
+    /// (`DecodeContext.absorb`). The state, the problems and where they point are what reading the list in one go
+    /// gives; only which problems are kept past `ConfigLimits.maxDiagnostics` may differ.
+    ///
+    /// 100,000 consumers took about 0.8 s to read on one core of the development machine, the largest step of a
+    /// resync. The threads are plain threads, not tasks: the caller (budgetctl's, on the concurrency pool) blocks
+    /// until they are done, and they never wait for the pool.
+    private func decodeConsumers(_ consumers: [(node: ConfigNode, path: YAMLPath)]) {
+        // A consumer usually brings a credential and a membership: room for them up front, instead of growing
+        // (and rehashing) the tables over and over for a large file.
+        builder.reserveCapacity(3 * consumers.count)
+        let parts = min(workers, consumers.count / Self.consumersPerPart)
+        guard parts > 1 else {
+            for (node, path) in consumers { decodeConsumer(node, path: path) }
+            return
+        }
+        let size = (consumers.count + parts - 1) / parts
+        let slices = stride(from: 0, to: consumers.count, by: size).map {
+            consumers[$0..<min($0 + size, consumers.count)]
+        }
+        let results = DecodedPart.Slots(count: slices.count)
+        let limits = context.diagnostics.limit
+        let selectTags = self.selectTags
+        for index in slices.indices.dropFirst() {
+            let slice = Array(slices[index])
+            Thread {
+                results.store(Self.readPart(slice, selectTags: selectTags, diagnosticLimit: limits), at: index)
+            }.start()
+        }
+        for (node, path) in slices[0] { decodeConsumer(node, path: path) }
+        results.waitForAll(slices.count - 1)
+        for part in results.parts {
+            context.absorb(part)
+            builder.replay(part.additions)
+        }
+    }
+
+    /// Reads `consumers` as the file's decoder would, into a builder and context of their own.
+    private static func readPart(
+        _ consumers: [(node: ConfigNode, path: YAMLPath)], selectTags: [String], diagnosticLimit: Int
+    ) -> DecodedPart {
+        var limits = ConfigLimits()
+        limits.maxDiagnostics = diagnosticLimit
+        let context = DecodeContext(limits: limits, holdingOnceWarnings: true)
+        let builder = StateBuilder(context: context, holding: true)
+        builder.reserveCapacity(3 * consumers.count)
+        var decoder = DeckFileDecoder(context: context, builder: builder)
+        decoder.selectTags = selectTags
+        for (node, path) in consumers { decoder.decodeConsumer(node, path: path) }
+        return DecodedPart(
+            additions: builder.held ?? DecodedPart.Additions(), diagnostics: context.diagnostics,
+            onceWarnings: context.heldOnceWarnings ?? [])
+    }
+
     private func decodeConsumer(_ node: ConfigNode, path: YAMLPath) {
         guard let reader = MappingReader(node, path: path, kind: "consumer", context: context) else { return }
         let username = reader.string("username")
@@ -262,7 +324,7 @@ struct DeckFileDecoder {
         consumer.tags = tags(reader)
         let name = consumer.name
         if !name.isEmpty {
-            builder.add(.consumer(consumer), at: node.location, path: path, what: "consumer \"\(name)\"")
+            builder.add(.consumer(consumer), at: node.location, path: path)
         }
         for (credentialNode, credentialPath) in reader.list("keyauth_credentials") {
             decodeKeyAuth(credentialNode, path: credentialPath, consumer: name)
@@ -285,8 +347,7 @@ struct DeckFileDecoder {
             if let groupName, !name.isEmpty {
                 let membership = ConsumerGroupMembership(consumer: name, group: groupName)
                 builder.add(
-                    .consumerGroupConsumer(membership), at: nameNode.location, path: namePath,
-                    what: "membership of \(name) in \(groupName)")
+                    .consumerGroupConsumer(membership), at: nameNode.location, path: namePath)
                 builder.recordField(membership.id, "name", at: nameNode.location, path: namePath)
             }
         }
@@ -340,8 +401,7 @@ struct DeckFileDecoder {
         if var credential, !consumer.isEmpty {
             credential.tags = tags(reader)
             builder.add(
-                .keyAuth(credential), at: node.location, path: path,
-                what: "key-auth credential \(credential.displayName) (keys must be unique across consumers)")
+                .keyAuth(credential), at: node.location, path: path)
         }
         reader.finish(
             ignoring: Self.timestampFields.merging(["consumer": .any]) { $1 },
@@ -355,8 +415,8 @@ struct DeckFileDecoder {
         let name = reader.string("name", required: true)
         var group = ConsumerGroup(name: name ?? "")
         group.tags = tags(reader)
-        if let name {
-            builder.add(.consumerGroup(group), at: node.location, path: path, what: "consumer group \"\(name)\"")
+        if name != nil {
+            builder.add(.consumerGroup(group), at: node.location, path: path)
         }
         for (memberNode, memberPath) in reader.list("consumers") {
             var username: String?
@@ -379,8 +439,7 @@ struct DeckFileDecoder {
             if let username, let name {
                 let membership = ConsumerGroupMembership(consumer: username, group: name)
                 builder.add(
-                    .consumerGroupConsumer(membership), at: at, path: atPath,
-                    what: "membership of \(username) in \(name)")
+                    .consumerGroupConsumer(membership), at: at, path: atPath)
                 builder.recordField(membership.id, "username", at: at, path: atPath)
             }
         }
@@ -459,8 +518,7 @@ struct DeckFileDecoder {
             }
             plugin.tags = tags(reader)
             builder.add(
-                .plugin(plugin), at: node.location, path: path,
-                what: "plugin \(plugin.name) \(plugin.scope.phrase)")
+                .plugin(plugin), at: node.location, path: path)
             for (key, refNode) in refLocations {
                 builder.recordField(plugin.id, key, at: refNode.location, path: reader.pathOf(key))
             }
@@ -523,5 +581,45 @@ struct ServiceURL {
             port = scheme == "https" ? 443 : 80
         }
         guard !host.isEmpty, !host.contains(where: { $0.isWhitespace }) else { return nil }
+    }
+}
+
+/// What one part of a long `consumers` list gathers on a thread of its own (`DeckFileDecoder.decodeConsumers`).
+struct DecodedPart: Sendable {
+    /// A once-per-field warning held back until the whole run's context absorbs the part.
+    struct OnceWarning: Sendable {
+        var key: String
+        var diagnostic: Diagnostic
+    }
+
+    /// The entities a part's builder was given, and the field origins it recorded, each in order.
+    struct Additions: Sendable {
+        var entities: [(entity: Entity, origin: SourceMap.Origin)] = []
+        var fields: [(entity: EntityID, field: String, origin: SourceMap.Origin)] = []
+    }
+
+    var additions: Additions
+    var diagnostics: DiagnosticBag
+    var onceWarnings: [OnceWarning]
+
+    /// The parts the threads read, by index, and a wait for them.
+    final class Slots: Sendable {
+        private let slots: Mutex<[DecodedPart?]>
+        private let done = DispatchSemaphore(value: 0)
+
+        init(count: Int) { slots = Mutex(Array(repeating: nil, count: count)) }
+
+        func store(_ part: DecodedPart, at index: Int) {
+            slots.withLock { $0[index] = part }
+            done.signal()
+        }
+
+        /// Blocks until `count` parts are stored.
+        func waitForAll(_ count: Int) {
+            for _ in 0..<count { done.wait() }
+        }
+
+        /// The parts stored, in order (slot 0, read by the calling thread into the file's own builder, is empty).
+        var parts: [DecodedPart] { slots.withLock { $0.compactMap { $0 } } }
     }
 }

@@ -24,6 +24,21 @@ public enum Entity: Sendable, Hashable, Codable {
         }
     }
 
+    /// The entity in the words of a "defined more than once" error: `consumer "alice"`, `plugin key-auth on
+    /// route "chat"`.
+    var definitionPhrase: String {
+        switch self {
+        case .service(let entity): return "service \"\(entity.name)\""
+        case .route(let entity): return "route \"\(entity.name)\""
+        case .consumer(let entity): return "consumer \"\(entity.name)\""
+        case .consumerGroup(let entity): return "consumer group \"\(entity.name)\""
+        case .keyAuth(let entity):
+            return "key-auth credential \(entity.displayName) (keys must be unique across consumers)"
+        case .consumerGroupConsumer(let entity): return "membership of \(entity.consumer) in \(entity.group)"
+        case .plugin(let entity): return "plugin \(entity.name) \(entity.scope.phrase)"
+        }
+    }
+
     /// The entity's own tags; a group membership has none (it follows its consumer's scope).
     public var tags: [String] {
         switch self {
