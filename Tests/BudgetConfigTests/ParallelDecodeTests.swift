@@ -29,9 +29,16 @@ struct ParallelDecodeTests {
             case 1_500, 3_500:
                 // A field that has no effect, warned about once for the whole file.
                 extra = "    plugins:\n      - name: key-auth\n        ordering: {before: {access: [acl]}}\n"
+            case 2_000:
+                // An aliased plugin list without a name: an error and a warning at one place, then the error again
+                // where the alias is used; messages at one place keep the order they were found in.
+                extra = "    plugins: &unnamed\n      - ordering: {before: {access: [acl]}}\n        instance_name: x\n"
+            case 2_001: extra = "    plugins: *unnamed\n"
             default: break
             }
-            text += "  - username: \(username)\n    keyauth_credentials: [{key: \(key)}]\n"
+            // A duplicate whose first key is itself an error: two messages at the mapping's one place.
+            let first = index == 4_200 ? "acls: [x]\n    username: user-30" : "username: \(username)"
+            text += "  - \(first)\n    keyauth_credentials: [{key: \(key)}]\n"
             text += "    groups: [{name: \(group)}]\n" + extra
         }
         return text
@@ -55,12 +62,37 @@ struct ParallelDecodeTests {
         #expect(count("consumer group \"silver\" is not defined") == 1)
         #expect(count("unknown field \"usrname\" in consumer; did you mean \"username\"?") == 1)
         #expect(count("plugin field ordering has no effect") == 1)
+        #expect(count("consumers[2001].plugins[0]: name is required") == 1)
+        #expect(count("consumers[4200].acls: only key-auth credentials") == 1)
+        #expect(count("consumer \"user-30\" is defined more than once") == 1)
         // The warning is given at the first consumer that has the field, whichever thread read the second.
         let line = lines.first { $0.contains("ordering has no effect") } ?? ""
         #expect(line.contains("consumers[1500].plugins[0].ordering"))
         // The membership written both ways (the group's list and the consumer's) is one entity, not an error.
         #expect(count("user-3001 in gold") == 0)
         #expect(parallel.state[EntityID(.consumerGroupConsumer, "user-3001 in gold")] != nil)
+    }
+
+    @Test("past the 500-message limit, the same messages are kept and the same number left out")
+    func pastTheLimit() {
+        var text = minimalFile("consumers:\n")
+        for index in 0..<3_000 {
+            switch index {
+            case 1_600:
+                text += "  - username: user-\(index)\n    plugins:\n      - name: key-auth\n"
+                text += "        ordering: {before: {access: [acl]}}\n"
+            case 1_700..<2_300 where index % 3 == 0: text += "  - username: user-\(index - 1_000)\n"
+            case 1_700..<2_300: text += "  - username: user-\(index)\n    keyauth_credentials: 5\n"
+            default: text += "  - username: user-\(index)\n"
+            }
+        }
+        let source = [ConfigSource(name: "config.yaml", text: text)]
+        let serial = ConfigLoader.load(source, environment: [:], workers: 1)
+        let parallel = ConfigLoader.load(source, environment: [:], workers: 2)
+        #expect(serial.diagnostics.suppressed > 0)
+        #expect(parallel.diagnostics.suppressed == serial.diagnostics.suppressed)
+        #expect(parallel.diagnostics.rendered == serial.diagnostics.rendered)
+        #expect(parallel.diagnostics.warnings.count == 1)
     }
 
     @Test("a list too short to split is read on the calling thread, with the same result")

@@ -105,21 +105,15 @@ final class StateBuilder {
     var state = ConfigState()
     var sourceMap = SourceMap()
     let context: DecodeContext
-    /// In a part read on a thread of its own (`DecodedPart`): what was added and recorded, in order, for the
-    /// file's builder to add in turn. Nil: added here at once.
-    private(set) var held: DecodedPart.Additions?
     /// `sourceMap` as tables, made at the first entity defined twice (most files have none) and kept up to date.
     private var origins: SourceMap.Index?
 
-    init(context: DecodeContext, holding: Bool = false) {
-        self.context = context
-        held = holding ? DecodedPart.Additions() : nil
-    }
+    init(context: DecodeContext) { self.context = context }
 
     /// Room for `count` more entities.
     func reserveCapacity(_ count: Int) {
-        if held != nil {
-            held?.entities.reserveCapacity(count)
+        if let log = context.log {
+            log.events.reserveCapacity(log.events.count + count)
             return
         }
         state.reserveCapacity(state.count + count)
@@ -128,8 +122,8 @@ final class StateBuilder {
 
     func add(_ entity: Entity, at location: SourceLocation, path: YAMLPath) {
         let origin = SourceMap.Origin(location: location, path: path)
-        if held != nil {
-            held?.entities.append((entity, origin))
+        if let log = context.log {
+            log.events.append(.entity(entity, origin))
             return
         }
         add(entity, at: origin)
@@ -155,19 +149,26 @@ final class StateBuilder {
         }
     }
 
-    /// Adds and records, in their order, what a part read on another thread held (`held`), as if it had been
-    /// read here.
-    func replay(_ additions: DecodedPart.Additions) {
-        for (entity, origin) in additions.entities { add(entity, at: origin) }
-        for (id, field, origin) in additions.fields { sourceMap.record(id, field: field, at: origin) }
-    }
-
     func recordField(_ id: EntityID, _ field: String, at location: SourceLocation, path: YAMLPath) {
         let origin = SourceMap.Origin(location: location, path: path)
-        if held != nil {
-            held?.fields.append((id, field, origin))
+        if let log = context.log {
+            log.events.append(.field(id, field, origin))
             return
         }
         sourceMap.record(id, field: field, at: origin)
+    }
+
+    /// Takes in, in their order, the entities, field origins and problems of a part read on another thread
+    /// (`DecodedPart`), as if it had been read here: the same entities found twice, the same problems in the
+    /// same order, the same ones kept past the diagnostics' limit.
+    func replay(_ part: DecodedPart) {
+        for event in part.events {
+            switch event {
+            case .entity(let entity, let origin): add(entity, at: origin)
+            case .field(let id, let field, let origin): sourceMap.record(id, field: field, at: origin)
+            case .diagnostic(let diagnostic): context.diagnostics.append(diagnostic)
+            case .onceWarning(let key, let warning): context.warnOnce(key: key, warning)
+            }
+        }
     }
 }

@@ -257,11 +257,11 @@ struct DeckFileDecoder {
     static let consumersPerPart = 1_024
 
     /// Reads the `consumers` list. A long one is cut into `workers` parts in order: the first is read here, the
-    /// others each on a thread of their own, which only gather what they read (entities, field origins, problems).
-    /// Then, part by part in order, this builder adds their entities (`StateBuilder.replay`, which finds a
-    /// consumer or key defined twice as reading in one go would) and this context takes their problems
-    /// (`DecodeContext.absorb`). The state, the problems and where they point are what reading the list in one go
-    /// gives; only which problems are kept past `ConfigLimits.maxDiagnostics` may differ.
+    /// others each on a thread of their own, which only logs what it read (entities, field origins, problems) in
+    /// order. Then, part by part, this builder takes each log in its order (`StateBuilder.replay`): a consumer or
+    /// key defined twice is found as reading in one go finds it, and every problem is recorded in the same order.
+    /// The state and the messages are what reading the list in one go gives, byte for byte, the 500-message limit
+    /// included.
     ///
     /// 100,000 consumers took about 0.8 s to read on one core of the development machine, the largest step of a
     /// resync. The threads are plain threads, not tasks: the caller (budgetctl's, on the concurrency pool) blocks
@@ -280,37 +280,30 @@ struct DeckFileDecoder {
             consumers[$0..<min($0 + size, consumers.count)]
         }
         let results = DecodedPart.Slots(count: slices.count)
-        let limits = context.diagnostics.limit
         let selectTags = self.selectTags
         for index in slices.indices.dropFirst() {
             let slice = Array(slices[index])
             Thread {
-                results.store(Self.readPart(slice, selectTags: selectTags, diagnosticLimit: limits), at: index)
+                results.store(Self.readPart(slice, selectTags: selectTags), at: index)
             }.start()
         }
         for (node, path) in slices[0] { decodeConsumer(node, path: path) }
         results.waitForAll(slices.count - 1)
-        for part in results.parts {
-            context.absorb(part)
-            builder.replay(part.additions)
-        }
+        for part in results.parts { builder.replay(part) }
     }
 
-    /// Reads `consumers` as the file's decoder would, into a builder and context of their own.
+    /// Reads `consumers` as the file's decoder would, into a log of what it found, in order.
     private static func readPart(
-        _ consumers: [(node: ConfigNode, path: YAMLPath)], selectTags: [String], diagnosticLimit: Int
+        _ consumers: [(node: ConfigNode, path: YAMLPath)], selectTags: [String]
     ) -> DecodedPart {
-        var limits = ConfigLimits()
-        limits.maxDiagnostics = diagnosticLimit
-        let context = DecodeContext(limits: limits, holdingOnceWarnings: true)
-        let builder = StateBuilder(context: context, holding: true)
+        let log = DecodedPart.Log()
+        let context = DecodeContext(limits: .standard, log: log)
+        let builder = StateBuilder(context: context)
         builder.reserveCapacity(3 * consumers.count)
         var decoder = DeckFileDecoder(context: context, builder: builder)
         decoder.selectTags = selectTags
         for (node, path) in consumers { decoder.decodeConsumer(node, path: path) }
-        return DecodedPart(
-            additions: builder.held ?? DecodedPart.Additions(), diagnostics: context.diagnostics,
-            onceWarnings: context.heldOnceWarnings ?? [])
+        return DecodedPart(events: log.events)
     }
 
     private func decodeConsumer(_ node: ConfigNode, path: YAMLPath) {
@@ -584,23 +577,26 @@ struct ServiceURL {
     }
 }
 
-/// What one part of a long `consumers` list gathers on a thread of its own (`DeckFileDecoder.decodeConsumers`).
+/// What one part of a long `consumers` list gathers on a thread of its own (`DeckFileDecoder.decodeConsumers`):
+/// everything its builder and context were given, in order, for the file's builder to take in turn
+/// (`StateBuilder.replay`).
 struct DecodedPart: Sendable {
-    /// A once-per-field warning held back until the whole run's context absorbs the part.
-    struct OnceWarning: Sendable {
-        var key: String
-        var diagnostic: Diagnostic
+    enum Event: Sendable {
+        /// An entity defined at `origin`.
+        case entity(Entity, SourceMap.Origin)
+        /// Where a field of an entity was written.
+        case field(EntityID, String, SourceMap.Origin)
+        case diagnostic(Diagnostic)
+        /// A once-per-field warning, given unless the run gave one for `key` already.
+        case onceWarning(key: String, Diagnostic)
     }
 
-    /// The entities a part's builder was given, and the field origins it recorded, each in order.
-    struct Additions: Sendable {
-        var entities: [(entity: Entity, origin: SourceMap.Origin)] = []
-        var fields: [(entity: EntityID, field: String, origin: SourceMap.Origin)] = []
+    /// The events of one part as they happen, on the part's thread.
+    final class Log {
+        var events: [Event] = []
     }
 
-    var additions: Additions
-    var diagnostics: DiagnosticBag
-    var onceWarnings: [OnceWarning]
+    var events: [Event]
 
     /// The parts the threads read, by index, and a wait for them.
     final class Slots: Sendable {

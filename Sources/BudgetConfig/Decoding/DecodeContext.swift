@@ -3,40 +3,46 @@
 final class DecodeContext {
     var diagnostics: DiagnosticBag
     private var warnedFields: Set<String> = []
-    /// In the context of a part read on its own thread (`DecodedPart`): the once-per-field warnings, held back
-    /// so that the whole run's context gives each once when it absorbs the part. Nil: given at once.
-    private(set) var heldOnceWarnings: [DecodedPart.OnceWarning]?
+    /// In the context of a part read on a thread of its own (`DecodedPart`): where its problems go, in order
+    /// with its entities, for the whole run's context and builder to take in turn. Nil: recorded here.
+    let log: DecodedPart.Log?
 
-    init(limits: ConfigLimits, holdingOnceWarnings: Bool = false) {
+    init(limits: ConfigLimits, log: DecodedPart.Log? = nil) {
         diagnostics = DiagnosticBag(limit: limits.maxDiagnostics)
-        heldOnceWarnings = holdingOnceWarnings ? [] : nil
+        self.log = log
     }
 
     func error(_ message: String, at location: SourceLocation, path: YAMLPath) {
-        diagnostics.error(message, at: location, path: path)
+        record(Diagnostic(.error, at: location, path: path, message))
     }
 
     func warning(_ message: String, at location: SourceLocation, path: YAMLPath) {
-        diagnostics.warning(message, at: location, path: path)
+        record(Diagnostic(.warning, at: location, path: path, message))
     }
 
     /// Warns about `field` of `kind` once for the whole run.
     func warnOnce(kind: String, field: String, _ message: String, at location: SourceLocation, path: YAMLPath) {
         let key = "\(kind).\(field)"
         guard warnedFields.insert(key).inserted else { return }
-        if heldOnceWarnings != nil {
-            heldOnceWarnings?.append(
-                DecodedPart.OnceWarning(key: key, diagnostic: Diagnostic(.warning, at: location, path: path, message)))
+        let warning = Diagnostic(.warning, at: location, path: path, message)
+        if let log {
+            log.events.append(.onceWarning(key: key, warning))
         } else {
-            warning(message, at: location, path: path)
+            diagnostics.append(warning)
         }
     }
 
-    /// Takes in a part's diagnostics, after those of the parts before it.
-    func absorb(_ part: DecodedPart) {
-        diagnostics.append(contentsOf: part.diagnostics)
-        for held in part.onceWarnings where warnedFields.insert(held.key).inserted {
-            diagnostics.append(held.diagnostic)
+    /// A once-per-field warning that a part held back: given unless this run gave it already.
+    func warnOnce(key: String, _ warning: Diagnostic) {
+        guard warnedFields.insert(key).inserted else { return }
+        record(warning)
+    }
+
+    private func record(_ diagnostic: Diagnostic) {
+        if let log {
+            log.events.append(.diagnostic(diagnostic))
+        } else {
+            diagnostics.append(diagnostic)
         }
     }
 }
