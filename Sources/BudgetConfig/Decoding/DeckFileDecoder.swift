@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import Glibc
 import Synchronization
 
 /// Decodes one decK file's entities, in every nesting form decK accepts, into a `StateBuilder`.
@@ -283,9 +284,12 @@ struct DeckFileDecoder {
         let selectTags = self.selectTags
         for index in slices.indices.dropFirst() {
             let slice = Array(slices[index])
-            Thread {
+            let read: @Sendable () -> Void = {
                 results.store(Self.readPart(slice, selectTags: selectTags), at: index)
-            }.start()
+            }
+            // A thread that cannot be made (a process or thread limit) does not leave the wait below hanging:
+            // its part is read here instead.
+            if !DetachedThread.start(read) { read() }
         }
         for (node, path) in slices[0] { decodeConsumer(node, path: path) }
         results.waitForAll(slices.count - 1)
@@ -617,5 +621,33 @@ struct DecodedPart: Sendable {
 
         /// The parts stored, in order (slot 0, read by the calling thread into the file's own builder, is empty).
         var parts: [DecodedPart] { slots.withLock { $0.compactMap { $0 } } }
+    }
+}
+
+/// A plain detached POSIX thread. Foundation's `Thread.start()` returns nothing, so a caller could not tell that no
+/// thread was made, and would wait for its work for ever.
+enum DetachedThread {
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+
+    /// Runs `body` on a new thread; false (and `body` not run) when the thread cannot be created.
+    static func start(_ body: @escaping @Sendable () -> Void) -> Bool {
+        let context = Unmanaged.passRetained(Body(body)).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(
+            &thread, nil,
+            { context in
+                guard let context else { return nil }
+                Unmanaged<Body>.fromOpaque(context).takeRetainedValue().run()
+                return nil
+            }, context)
+        guard created == 0 else {
+            Unmanaged<Body>.fromOpaque(context).release()
+            return false
+        }
+        pthread_detach(thread)
+        return true
     }
 }
