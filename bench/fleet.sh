@@ -68,8 +68,14 @@ wrk_run() {  # out address
     cat "$work/$1.json"
 }
 pairs() {  # socket plugin
-    taskset -c 1 "$bin/budget-bench" control --socket "$1" --seconds "$seconds" --in-flight 64 --batch 1 \
-        --plugin "$2" | tee /dev/stderr | sed -E 's/.*: ([0-9]+) reserve\+commit pairs\/s.*/\1/'
+    local line
+    # A run that budget-bench calls not valid (a reservation refused) fails the script, as before.
+    line=$(taskset -c 1 "$bin/budget-bench" control --socket "$1" --seconds "$seconds" --in-flight 64 --batch 1 \
+        --plugin "$2") || { echo "$line" >&2; return 1; }
+    # To stderr through the shell's own descriptor: `tee /dev/stderr` reopens the file when stderr is one
+    # (`make bench >log 2>&1`), and truncated everything the run had logged before.
+    echo "$line" >&2
+    sed -E 's/.*: ([0-9]+) reserve\+commit pairs\/s.*/\1/' <<<"$line"
 }
 
 start_stack local "$work/local.yaml"
