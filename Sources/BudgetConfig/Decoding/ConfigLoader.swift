@@ -158,7 +158,7 @@ final class StateBuilder {
         sourceMap.record(id, field: field, at: origin)
     }
 
-    /// Takes in, in their order, the entities, field origins and problems of a part read on another thread
+    /// Takes in, in their order, the entities, field origins and problems a part of a list logged as it was read
     /// (`DecodedPart`), as if it had been read here: the same entities found twice, the same problems in the
     /// same order, the same ones kept past the diagnostics' limit.
     func replay(_ part: DecodedPart) {

@@ -1,5 +1,4 @@
 import Dispatch
-import Glibc
 import Synchronization
 
 /// Decodes one decK file's entities, in every nesting form decK accepts, into a `StateBuilder`.
@@ -257,16 +256,16 @@ struct DeckFileDecoder {
     /// Consumers read per thread, at least: fewer are read on the calling thread alone.
     static let consumersPerPart = 1_024
 
-    /// Reads the `consumers` list. A long one is cut into `workers` parts in order: the first is read here, the
-    /// others each on a thread of their own, which only logs what it read (entities, field origins, problems) in
-    /// order. Then, part by part, this builder takes each log in its order (`StateBuilder.replay`): a consumer or
-    /// key defined twice is found as reading in one go finds it, and every problem is recorded in the same order.
-    /// The state and the messages are what reading the list in one go gives, byte for byte, the 500-message limit
-    /// included.
+    /// Reads the `consumers` list. A long one is cut into `workers` parts in order, read at once
+    /// (`DispatchQueue.concurrentPerform`, as `Planner` compares a large config), each into a log of what it read
+    /// (entities, field origins, problems) in order. Then, part by part, this builder takes each log in its order
+    /// (`StateBuilder.replay`): a consumer or key defined twice is found as reading in one go finds it, and every
+    /// problem is recorded in the same order. The state and the messages are what reading the list in one go
+    /// gives, byte for byte, the 500-message limit included.
     ///
     /// 100,000 consumers took about 0.8 s to read on one core of the development machine, the largest step of a
-    /// resync. The threads are plain threads, not tasks: the caller (budgetctl's, on the concurrency pool) blocks
-    /// until they are done, and they never wait for the pool.
+    /// resync. The calling thread reads parts too and blocks until all are read, so the work ends even when
+    /// Dispatch can give it no other thread.
     private func decodeConsumers(_ consumers: [(node: ConfigNode, path: YAMLPath)]) {
         // A consumer usually brings a credential and a membership: room for them up front, instead of growing
         // (and rehashing) the tables over and over for a large file.
@@ -280,25 +279,21 @@ struct DeckFileDecoder {
         let slices = stride(from: 0, to: consumers.count, by: size).map {
             consumers[$0..<min($0 + size, consumers.count)]
         }
-        let results = DecodedPart.Slots(count: slices.count)
+        let logged = Mutex<[Int: DecodedPart]>([:])
         let selectTags = self.selectTags
-        for index in slices.indices.dropFirst() {
-            let slice = Array(slices[index])
-            let read: @Sendable () -> Void = {
-                results.store(Self.readPart(slice, selectTags: selectTags), at: index)
-            }
-            // A thread that cannot be made (a process or thread limit) does not leave the wait below hanging:
-            // its part is read here instead.
-            if !DetachedThread.start(read) { read() }
+        DispatchQueue.concurrentPerform(iterations: slices.count) { index in
+            let part = Self.readPart(slices[index], selectTags: selectTags)
+            logged.withLock { $0[index] = part }
         }
-        for (node, path) in slices[0] { decodeConsumer(node, path: path) }
-        results.waitForAll(slices.count - 1)
-        for part in results.parts { builder.replay(part) }
+        let read = logged.withLock { $0 }
+        for index in slices.indices {
+            if let part = read[index] { builder.replay(part) }
+        }
     }
 
     /// Reads `consumers` as the file's decoder would, into a log of what it found, in order.
     private static func readPart(
-        _ consumers: [(node: ConfigNode, path: YAMLPath)], selectTags: [String]
+        _ consumers: ArraySlice<(node: ConfigNode, path: YAMLPath)>, selectTags: [String]
     ) -> DecodedPart {
         let log = DecodedPart.Log()
         let context = DecodeContext(limits: .standard, log: log)
@@ -581,7 +576,7 @@ struct ServiceURL {
     }
 }
 
-/// What one part of a long `consumers` list gathers on a thread of its own (`DeckFileDecoder.decodeConsumers`):
+/// What one part of a long `consumers` list gathers as it is read (`DeckFileDecoder.decodeConsumers`):
 /// everything its builder and context were given, in order, for the file's builder to take in turn
 /// (`StateBuilder.replay`).
 struct DecodedPart: Sendable {
@@ -595,59 +590,10 @@ struct DecodedPart: Sendable {
         case onceWarning(key: String, Diagnostic)
     }
 
-    /// The events of one part as they happen, on the part's thread.
+    /// The events of one part as they happen, on the thread that reads it.
     final class Log {
         var events: [Event] = []
     }
 
     var events: [Event]
-
-    /// The parts the threads read, by index, and a wait for them.
-    final class Slots: Sendable {
-        private let slots: Mutex<[DecodedPart?]>
-        private let done = DispatchSemaphore(value: 0)
-
-        init(count: Int) { slots = Mutex(Array(repeating: nil, count: count)) }
-
-        func store(_ part: DecodedPart, at index: Int) {
-            slots.withLock { $0[index] = part }
-            done.signal()
-        }
-
-        /// Blocks until `count` parts are stored.
-        func waitForAll(_ count: Int) {
-            for _ in 0..<count { done.wait() }
-        }
-
-        /// The parts stored, in order (slot 0, read by the calling thread into the file's own builder, is empty).
-        var parts: [DecodedPart] { slots.withLock { $0.compactMap { $0 } } }
-    }
-}
-
-/// A plain detached POSIX thread. Foundation's `Thread.start()` returns nothing, so a caller could not tell that no
-/// thread was made, and would wait for its work for ever.
-enum DetachedThread {
-    private final class Body {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-
-    /// Runs `body` on a new thread; false (and `body` not run) when the thread cannot be created.
-    static func start(_ body: @escaping @Sendable () -> Void) -> Bool {
-        let context = Unmanaged.passRetained(Body(body)).toOpaque()
-        var thread = pthread_t()
-        let created = pthread_create(
-            &thread, nil,
-            { context in
-                guard let context else { return nil }
-                Unmanaged<Body>.fromOpaque(context).takeRetainedValue().run()
-                return nil
-            }, context)
-        guard created == 0 else {
-            Unmanaged<Body>.fromOpaque(context).release()
-            return false
-        }
-        pthread_detach(thread)
-        return true
-    }
 }

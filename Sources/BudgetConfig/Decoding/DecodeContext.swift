@@ -3,7 +3,7 @@
 final class DecodeContext {
     var diagnostics: DiagnosticBag
     private var warnedFields: Set<String> = []
-    /// In the context of a part read on a thread of its own (`DecodedPart`): where its problems go, in order
+    /// In the context of a part of a long list (`DecodedPart`): where its problems go, in order
     /// with its entities, for the whole run's context and builder to take in turn. Nil: recorded here.
     let log: DecodedPart.Log?
 
