@@ -228,6 +228,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What the tests that run processes share: waiting on them off Swift's cooperative pool.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "BudgetConfigTests",
             dependencies: ["BudgetConfig", "EntityCodec"],
@@ -246,7 +248,7 @@ let package = Package(
             name: "DataPlaneTests",
             dependencies: [
                 "DataPlane", "DaemonKit", "BedrockEmulator", "budget-controld", "budgetctl", "BudgetConfig", "BudgetWire",
-                "ControlPlane",
+                "ControlPlane", "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -261,7 +263,7 @@ let package = Package(
             name: "BudgetctlTests",
             dependencies: [
                 "budgetctl", "bedrock-emulator", "budget-controld", "budget-proxyd", "BudgetConfig", "BudgetWire",
-                "BudgetLedger", "DaemonKit",
+                "BudgetLedger", "DaemonKit", "TestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
@@ -280,7 +282,7 @@ let package = Package(
         .testTarget(
             name: "BudgetRedisTests",
             dependencies: [
-                "BudgetRedis", "ControlPlane", "BudgetLedger", "BudgetWire",
+                "BudgetRedis", "ControlPlane", "BudgetLedger", "BudgetWire", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

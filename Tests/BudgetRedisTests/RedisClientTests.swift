@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
 
 private let logger = Logger(label: "BudgetRedisTests")
@@ -30,7 +31,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
 
 @Suite struct RedisClientTests {
     @Test func pipelineKeepsOrderAndErrorsStayInTheirSlots() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.started()
         defer { server.remove() }
         let redis = client(local(server))
         defer { Task { await redis.close() } }
@@ -67,7 +68,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func queueAndPipelineBounds() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.started()
         defer { server.remove() }
         var limits = RedisClient.Limits()
         limits.maxQueued = 10
@@ -83,7 +84,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func passwordAndWrongPassword() async throws {
-        let server = try RedisServer(extra: ["--requirepass", "s3cret-pw"])
+        let server = try await RedisServer.started(extra: ["--requirepass", "s3cret-pw"])
         defer { server.remove() }
         var endpoint = local(server)
         endpoint.password = "s3cret-pw"
@@ -110,7 +111,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func aclUserAndDatabase() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.started()
         defer { server.remove() }
         let admin = client(local(server))
         defer { Task { await admin.close() } }
@@ -140,7 +141,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func scriptsAreLoadedOnNoscript() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.started()
         defer { server.remove() }
         let redis = client(local(server))
         defer { Task { await redis.close() } }
@@ -161,7 +162,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func readTimeoutFailsAndTheNextCallReconnects() async throws {
-        let server = try RedisServer(extra: ["--enable-debug-command", "yes"])
+        let server = try await RedisServer.started(extra: ["--enable-debug-command", "yes"])
         defer { server.remove() }
         var endpoint = local(server)
         endpoint.readTimeout = .milliseconds(200)
@@ -180,7 +181,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func reconnectsAfterAKillWithBackoff() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.started()
         defer { server.remove() }
         let redis = client(local(server))
         defer { Task { await redis.close() } }
@@ -206,7 +207,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
         }
         #expect(redis.health.failures == failures)
 
-        try server.start()
+        try await server.launch()
         let back = await eventually(within: 10) {
             (try? await redis.send(RedisCommand("PING", []))) == .simpleString("PONG")
         }
@@ -216,7 +217,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func largeRepliesAreRefused() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.started()
         defer { server.remove() }
         let writer = client(local(server))
         defer { Task { await writer.close() } }
@@ -236,7 +237,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
 
     @Test func verifiedTLSWithCAFile() async throws {
         let tls = try certificates()
-        let server = try RedisServer(tls: tls)
+        let server = try await RedisServer.started(tls: tls)
         defer { server.remove() }
         var endpoint = local(server)
         endpoint.tls = .init(verify: true, serverName: "localhost", caFile: tls.caCert)
@@ -252,7 +253,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
 
     @Test func wrongServerNameFailsVerification() async throws {
         let tls = try certificates().dnsOnly
-        let server = try RedisServer(tls: tls)
+        let server = try await RedisServer.started(tls: tls)
         defer { server.remove() }
         var endpoint = local(server)
         endpoint.tls = .init(verify: true, serverName: "localhost", caFile: tls.caCert)
@@ -269,7 +270,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func tlsToAPlaintextPort() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.started()
         defer { server.remove() }
         var endpoint = local(server)
         endpoint.tls = .init()
@@ -282,7 +283,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func plaintextToATLSPort() async throws {
-        let server = try RedisServer(tls: try certificates())
+        let server = try await RedisServer.started(tls: try certificates())
         defer { server.remove() }
         let redis = client(local(server))
         let error = await redisError { _ = try await redis.send(RedisCommand("PING", [])) }
@@ -293,9 +294,9 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
 
 @Suite struct RedisSentinelTests {
     @Test func writesFollowAFailover() async throws {
-        let master = try RedisServer()
+        let master = try await RedisServer.started()
         defer { master.remove() }
-        let replica = try RedisServer(extra: ["--replicaof", "127.0.0.1", String(master.port)])
+        let replica = try await RedisServer.started(extra: ["--replicaof", "127.0.0.1", String(master.port)])
         defer { replica.remove() }
         let replicaClient = client(local(replica))
         defer { Task { await replicaClient.close() } }
@@ -305,7 +306,7 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
         }
         try #require(synced, "the replica did not sync")
 
-        let sentinel = try RedisServer(sentinelFor: "m", masterPort: master.port)
+        let sentinel = try await RedisServer.sentinel(for: "m", masterPort: master.port)
         defer { sentinel.remove() }
         let sentinelClient = client(local(sentinel))
         defer { Task { await sentinelClient.close() } }
@@ -344,9 +345,9 @@ private func redisError(_ call: () async throws -> Void) async -> RedisError? {
     }
 
     @Test func unknownMasterSaysWhatEachSentinelSaid() async throws {
-        let master = try RedisServer()
+        let master = try await RedisServer.started()
         defer { master.remove() }
-        let sentinel = try RedisServer(sentinelFor: "m", masterPort: master.port)
+        let sentinel = try await RedisServer.sentinel(for: "m", masterPort: master.port)
         defer { sentinel.remove() }
         let closedPort = try freePort()
         var endpoint = RedisEndpoint(host: "ignored.invalid")

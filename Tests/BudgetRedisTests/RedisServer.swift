@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -14,7 +15,22 @@ final class RedisServer: @unchecked Sendable {
     private var process: Process?
 
     /// Starts `redis-server` with the test's usual flags plus `extra`; `port` reuses one (a restart).
-    init(extra: [String] = [], port: Int? = nil, tls: TestCertificates? = nil, directory: URL? = nil) throws {
+    static func started(extra: [String] = [], port: Int? = nil, tls: TestCertificates? = nil, directory: URL? = nil)
+        async throws -> RedisServer
+    {
+        let server = try RedisServer(extra: extra, port: port, tls: tls, directory: directory)
+        try await server.launch()
+        return server
+    }
+
+    /// Starts `redis-sentinel` with a generated config monitoring master `name` at `masterPort`.
+    static func sentinel(for name: String, masterPort: Int) async throws -> RedisServer {
+        let server = try RedisServer(sentinelFor: name, masterPort: masterPort)
+        try await server.launch()
+        return server
+    }
+
+    private init(extra: [String], port: Int?, tls: TestCertificates?, directory: URL?) throws {
         self.port = try port ?? freePort()
         self.directory = try directory ?? temporaryDirectory("redis")
         executable = try findExecutable("redis-server")
@@ -31,11 +47,9 @@ final class RedisServer: @unchecked Sendable {
             arguments += ["--port", String(self.port)]
         }
         self.arguments = arguments + extra
-        try start()
     }
 
-    /// Starts `redis-sentinel` with a generated config monitoring master `name` at `masterPort`.
-    init(sentinelFor name: String, masterPort: Int) throws {
+    private init(sentinelFor name: String, masterPort: Int) throws {
         port = try freePort()
         directory = try temporaryDirectory("sentinel")
         executable = try findExecutable("redis-sentinel")
@@ -51,11 +65,11 @@ final class RedisServer: @unchecked Sendable {
 
         """.write(to: config, atomically: true, encoding: .utf8)
         arguments = [config.path]
-        try start()
     }
 
-    /// Starts the process (again) and waits until its port accepts connections.
-    func start() throws {
+    /// Starts the process (again) and waits, without holding a thread of the cooperative pool, until its port
+    /// accepts connections.
+    func launch() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -63,17 +77,16 @@ final class RedisServer: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         self.process = process
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if canConnect(port: port) { return }
-            if !process.isRunning { break }
-            Thread.sleep(forTimeInterval: 0.01)
+        let port = port
+        let up = await poll(every: .milliseconds(10), for: .seconds(10)) {
+            canConnect(port: port) || !process.isRunning
         }
+        if up && process.isRunning { return }
         stop()
         throw TestFailure("\(executable) did not start on port \(port): \(logText())")
     }
 
-    /// SIGKILL and wait.
+    /// SIGKILL and wait (synchronous, for `defer`: a killed redis-server is gone at once).
     func stop() {
         guard let process else { return }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
@@ -161,11 +174,6 @@ struct TestCertificates: Sendable {
             caCert: caCert, serverCert: dnsOnlyCert, serverKey: dnsOnlyKey, dnsOnlyCert: dnsOnlyCert,
             dnsOnlyKey: dnsOnlyKey)
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// The executable's path, or a failure saying how to install it.

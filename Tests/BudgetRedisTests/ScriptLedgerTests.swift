@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
 
 @testable import ControlPlane
@@ -27,7 +28,7 @@ struct ScriptLedgerTests {
 
     /// Runs `body` with a client of a redis-server of its own, stopped afterwards (also when `body` throws).
     static func withRedis(_ body: (RedisClient) async throws -> Void) async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.started()
         defer {
             server.stop()
             server.remove()

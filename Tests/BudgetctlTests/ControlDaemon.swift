@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// A budget-controld started by a test on its own temporary state directory and sockets, stopped by
 /// PID when the test is done (also when it failed).
@@ -10,9 +11,24 @@ final class ControlDaemon: @unchecked Sendable {
     var stateDirectory: String { directory.appendingPathComponent("state").path }
     private let log: Pipe
 
-    /// Starts the daemon and waits until both sockets exist. `launcher`, if given, is a command line that
-    /// ends by exec-ing the daemon's (as `setpriv ... --`), so the process is still the daemon.
-    init(directory existing: URL? = nil, extraArguments: [String] = [], launcher: [String] = []) throws {
+    /// Starts the daemon and waits, without holding a thread of the cooperative pool, until both sockets exist.
+    /// `launcher`, if given, is a command line that ends by exec-ing the daemon's (as `setpriv ... --`), so the
+    /// process is still the daemon.
+    static func start(directory: URL? = nil, extraArguments: [String] = [], launcher: [String] = []) async throws
+        -> ControlDaemon
+    {
+        let daemon = try ControlDaemon(directory: directory, extraArguments: extraArguments, launcher: launcher)
+        let started = await poll(for: .seconds(20)) {
+            (FileManager.default.fileExists(atPath: daemon.adminSocket)
+                && FileManager.default.fileExists(atPath: daemon.controlSocket)) || !daemon.process.isRunning
+        }
+        if started && daemon.process.isRunning { return daemon }
+        await terminate(daemon.process)
+        throw DaemonError(message: "budget-controld did not start: \(daemon.logText())")
+    }
+
+    /// Launches the daemon; `start` waits for it.
+    private init(directory existing: URL?, extraArguments: [String], launcher: [String]) throws {
         if let existing {
             directory = existing
         } else {
@@ -42,25 +58,14 @@ final class ControlDaemon: @unchecked Sendable {
         process.standardError = log
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if FileManager.default.fileExists(atPath: adminSocket)
-                && FileManager.default.fileExists(atPath: controlSocket)
-            {
-                return
-            }
-            if !process.isRunning { break }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        stop()
-        throw DaemonError(message: "budget-controld did not start: \(logText())")
     }
 
     func logText() -> String {
         String(decoding: log.fileHandleForReading.availableData, as: UTF8.self)
     }
 
-    /// SIGTERM and wait; returns the exit status.
+    /// SIGTERM and wait; returns the exit status. Synchronous, for `defer` and `deinit`: budget-controld exits
+    /// within milliseconds of SIGTERM, so this holds its thread that long; `terminate(process)` is the async form.
     @discardableResult
     func stop() -> Int32 {
         if process.isRunning {
@@ -80,10 +85,10 @@ final class ControlDaemon: @unchecked Sendable {
     }
 
     /// budgetctl against this daemon.
-    func budgetctl(_ arguments: [String], environment: [String: String] = fixtureEnvironment, input: Data? = nil) throws
-        -> ProcessResult
+    func budgetctl(_ arguments: [String], environment: [String: String] = fixtureEnvironment, input: Data? = nil)
+        async throws -> ProcessResult
     {
-        try runBudgetctl(
+        try await runBudgetctl(
             arguments, environment: environment.merging(["BUDGETCTL_SOCKET": adminSocket]) { $1 }, input: input)
     }
 

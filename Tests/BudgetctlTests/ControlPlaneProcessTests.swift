@@ -4,6 +4,7 @@ import BudgetWire
 import DaemonKit
 import Foundation
 import NIOPosix
+import TestSupport
 import Testing
 
 @Suite("budget-controld and budgetctl as processes")
@@ -11,24 +12,24 @@ struct ControlPlaneProcessTests {
     func fixtureText() throws -> String { try String(contentsOfFile: try fixturePath(), encoding: .utf8) }
 
     @Test("sync the fixture, sync again, change one limit, diff exit codes")
-    func syncCycle() throws {
-        let daemon = try ControlDaemon()
+    func syncCycle() async throws {
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
         let fixture = try fixturePath()
-        let first = try daemon.budgetctl(["sync", fixture])
+        let first = try await daemon.budgetctl(["sync", fixture])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.hasSuffix("Summary:\n  Created: 19\n  Updated: 0\n  Deleted: 0\n"))
         #expect(first.stdout.contains("creating key-auth m-key for consumer signify-dev-team\n"))
         #expect(
             !first.stdout.contains("dev-team-key")
                 && !first.stdout.contains(fixtureEnvironment["DECK_AWS_SECRET_ACCESS_KEY"] ?? "?"))
-        let again = try daemon.budgetctl(["sync", fixture])
+        let again = try await daemon.budgetctl(["sync", fixture])
         #expect(again.stdout == "Summary:\n  Created: 0\n  Updated: 0\n  Deleted: 0\n")
-        #expect(try daemon.budgetctl(["diff", fixture, "--non-zero-exit-code"]).status == 0)
+        #expect(try await daemon.budgetctl(["diff", fixture, "--non-zero-exit-code"]).status == 0)
 
         let changed = try temporaryFile(
             try fixtureText().replacingOccurrences(of: "limit: [50000]", with: "limit: [60000]"))
-        let diff = try daemon.budgetctl(["gateway", "diff", changed, "--non-zero-exit-code"])
+        let diff = try await daemon.budgetctl(["gateway", "diff", changed, "--non-zero-exit-code"])
         #expect(diff.status == 2)
         #expect(
             diff.stdout == """
@@ -41,64 +42,64 @@ struct ControlPlaneProcessTests {
                   Deleted: 0
 
                 """)
-        #expect(try daemon.budgetctl(["sync", changed]).stdout.hasSuffix("Updated: 1\n  Deleted: 0\n"))
-        #expect(try daemon.budgetctl(["diff", changed, "--non-zero-exit-code"]).status == 0)
+        #expect(try await daemon.budgetctl(["sync", changed]).stdout.hasSuffix("Updated: 1\n  Deleted: 0\n"))
+        #expect(try await daemon.budgetctl(["diff", changed, "--non-zero-exit-code"]).status == 0)
     }
 
     @Test("reset --select-tag deletes only the tagged entities, and asks unless --force")
-    func resetScope() throws {
-        let daemon = try ControlDaemon()
+    func resetScope() async throws {
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
-        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        #expect(try await daemon.budgetctl(["sync", try fixturePath()]).status == 0)
         let other = try temporaryFile(
             """
             _format_version: "3.0"
             _info: {select_tags: [other-team]}
             consumers: [{username: outsider, keyauth_credentials: [{key: outsider-key}]}]
             """)
-        #expect(try daemon.budgetctl(["sync", other]).status == 0)
-        let refused = try daemon.budgetctl(["reset", "--select-tag", "signify-demo"])
+        #expect(try await daemon.budgetctl(["sync", other]).status == 0)
+        let refused = try await daemon.budgetctl(["reset", "--select-tag", "signify-demo"])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("standard input is not a terminal"))
-        let reset = try daemon.budgetctl(["reset", "--tag", "signify-demo", "--force"])
+        let reset = try await daemon.budgetctl(["reset", "--tag", "signify-demo", "--force"])
         #expect(reset.status == 0)
         #expect(reset.stdout.hasSuffix("Deleted: 19\n"))
-        let remaining = try daemon.budgetctl(["get", "consumers"])
+        let remaining = try await daemon.budgetctl(["get", "consumers"])
         #expect(remaining.stdout == "outsider  tags: other-team\n")
     }
 
     @Test("a broken file changes nothing")
-    func brokenFileChangesNothing() throws {
-        let daemon = try ControlDaemon()
+    func brokenFileChangesNothing() async throws {
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
-        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
-        let before = try daemon.budgetctl(["dump"]).stdout
+        #expect(try await daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let before = try await daemon.budgetctl(["dump"]).stdout
         let broken = try temporaryFile(
             try fixtureText()
                 .replacingOccurrences(of: "limit: [10000]", with: "limit: [0]")
                 .replacingOccurrences(of: "username: signify-production", with: "username: signify-production-2"))
-        let result = try daemon.budgetctl(["sync", broken])
+        let result = try await daemon.budgetctl(["sync", broken])
         #expect(result.status == 1)
         #expect(result.stderr.contains("limit[0]: 0 is out of range"))
         #expect(result.stderr.hasSuffix("Error: nothing was changed\n"))
-        #expect(try daemon.budgetctl(["dump"]).stdout == before)
+        #expect(try await daemon.budgetctl(["dump"]).stdout == before)
         let redis = try temporaryFile(
             try fixtureText().replacingOccurrences(
                 of: "      strategy: local              # no sync_rate with local",
                 with: "      strategy: redis\n      sync_rate: 0\n      redis: {cluster_nodes: [{ip: 127.0.0.1, port: 7000}]}"))
-        let refused = try daemon.budgetctl(["sync", redis])
+        let refused = try await daemon.budgetctl(["sync", redis])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("Redis Cluster (redis.cluster_nodes) is not supported"))
-        #expect(try daemon.budgetctl(["dump"]).stdout == before)
+        #expect(try await daemon.budgetctl(["dump"]).stdout == before)
     }
 
     @Test("two syncs at once are serialized: one applies, the other fails cleanly or finds nothing to do")
     func concurrentSyncs() async throws {
-        let daemon = try ControlDaemon()
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
         let fixture = try fixturePath()
         let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
-            for _ in 0..<2 { group.addTask { try daemon.budgetctl(["sync", fixture]) } }
+            for _ in 0..<2 { group.addTask { try await daemon.budgetctl(["sync", fixture]) } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         let created = results.filter { $0.stdout.contains("Created: 19") }
@@ -110,37 +111,37 @@ struct ControlPlaneProcessTests {
                     || loser.stderr.contains("the config changed since the plan was made"),
                 "\(loser.stdout) \(loser.stderr)")
         }
-        #expect(try daemon.budgetctl(["diff", fixture, "--non-zero-exit-code"]).status == 0)
-        #expect(try daemon.budgetctl(["status"]).stdout.contains("entities:       19\n"))
+        #expect(try await daemon.budgetctl(["diff", fixture, "--non-zero-exit-code"]).status == 0)
+        #expect(try await daemon.budgetctl(["status"]).stdout.contains("entities:       19\n"))
     }
 
     @Test("dump writes key hashes and DECK_ placeholders, and syncs back unchanged")
-    func dumpRoundTrip() throws {
-        let daemon = try ControlDaemon()
+    func dumpRoundTrip() async throws {
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
-        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
-        let dump = try daemon.budgetctl(["dump", "--select-tag", "signify-demo"]).stdout
+        #expect(try await daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let dump = try await daemon.budgetctl(["dump", "--select-tag", "signify-demo"]).stdout
         #expect(
             !dump.contains("dev-team-key") && !dump.contains(fixtureEnvironment["DECK_AWS_SECRET_ACCESS_KEY"] ?? "?"))
         #expect(dump.contains("aws_secret_access_key: ${{ env \"DECK_AWS_SECRET_ACCESS_KEY\" }}"))
         #expect(dump.contains("key_hash: \"sha256:"))
         let file = try temporaryFile(dump)
-        let diff = try daemon.budgetctl(["diff", file, "--non-zero-exit-code"])
+        let diff = try await daemon.budgetctl(["diff", file, "--non-zero-exit-code"])
         #expect(diff.status == 0, "\(diff.stdout)\(diff.stderr)")
     }
 
     @Test("tag add and remove change one entity")
-    func tags() throws {
-        let daemon = try ControlDaemon()
+    func tags() async throws {
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
-        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
-        let added = try daemon.budgetctl(["tag", "add", "consumer", "signify-dev-team", "vip"])
+        #expect(try await daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        let added = try await daemon.budgetctl(["tag", "add", "consumer", "signify-dev-team", "vip"])
         #expect(added.stdout.hasPrefix("updating consumer signify-dev-team\n"))
         #expect(
-            try daemon.budgetctl(["get", "consumers", "--tag", "vip"]).stdout
+            try await daemon.budgetctl(["get", "consumers", "--tag", "vip"]).stdout
                 == "signify-dev-team  tags: signify-demo,vip\n")
-        #expect(try daemon.budgetctl(["tag", "remove", "consumer", "signify-dev-team", "vip"]).status == 0)
-        #expect(try daemon.budgetctl(["get", "consumers", "--tag", "vip"]).stdout == "")
+        #expect(try await daemon.budgetctl(["tag", "remove", "consumer", "signify-dev-team", "vip"]).status == 0)
+        #expect(try await daemon.budgetctl(["get", "consumers", "--tag", "vip"]).stdout == "")
     }
 
     /// kill -9 of `daemon` once `ready` (the load under test has got going) and 700 ms have passed, or after 20 s:
@@ -156,9 +157,9 @@ struct ControlPlaneProcessTests {
 
     @Test("every charge acknowledged before kill -9 is there after the restart")
     func durability() async throws {
-        let daemon = try ControlDaemon()
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
-        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        #expect(try await daemon.budgetctl(["sync", try fixturePath()]).status == 0)
         let client = try await WireClient.connect(path: daemon.controlSocket, role: .dataPlane, client: "test")
         let key = LimitKey(
             plugin: "ai-rate-limiting-advanced for consumer-group signify-basic", provider: "bedrock",
@@ -184,9 +185,9 @@ struct ControlPlaneProcessTests {
             group.addTask { await Self.crash(daemon, once: { acknowledged.value > 100 }) }
         }
         #expect(acknowledged.value > 100, "too few charges acknowledged before the crash to mean anything")
-        let restarted = try ControlDaemon(directory: daemon.directory)
+        let restarted = try await ControlDaemon.start(directory: daemon.directory)
         defer { restarted.stop() }
-        let usage = try restarted.budgetctl(["usage", "signify-dev-team", "--json"])
+        let usage = try await restarted.budgetctl(["usage", "signify-dev-team", "--json"])
         let rows = try JSONSerialization.jsonObject(with: Data(usage.stdout.utf8)) as? [[String: Any]]
         let used = rows?.first?["used"] as? Double ?? -1
         #expect(used >= Double(acknowledged.value), "acknowledged \(acknowledged.value), found \(used)")
@@ -195,9 +196,9 @@ struct ControlPlaneProcessTests {
 
     @Test("commits sent again after a kill -9 (acknowledged or not) are charged exactly once")
     func exactlyOnceAcrossCrash() async throws {
-        let daemon = try ControlDaemon()
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
-        #expect(try daemon.budgetctl(["sync", try fixturePath()]).status == 0)
+        #expect(try await daemon.budgetctl(["sync", try fixturePath()]).status == 0)
         let client = try await WireClient.connect(path: daemon.controlSocket, role: .dataPlane, client: "test")
         let key = LimitKey(
             plugin: "ai-rate-limiting-advanced for consumer-group signify-basic", provider: "bedrock",
@@ -230,7 +231,7 @@ struct ControlPlaneProcessTests {
         let sent = lastSent.map { UInt64($0.value) }
         #expect(sent.allSatisfy { $0 > 10 }, "too few commits before the crash to mean anything: \(sent)")
         // After the restart every stream sends everything again, from its first commit, twice.
-        let restarted = try ControlDaemon(directory: daemon.directory)
+        let restarted = try await ControlDaemon.start(directory: daemon.directory)
         defer { restarted.stop() }
         let again = try await WireClient.connect(path: restarted.controlSocket, role: .dataPlane, client: "test")
         for _ in 0..<2 {
@@ -243,25 +244,25 @@ struct ControlPlaneProcessTests {
             }
         }
         await again.close()
-        let usage = try restarted.budgetctl(["usage", "signify-dev-team", "--json"])
+        let usage = try await restarted.budgetctl(["usage", "signify-dev-team", "--json"])
         let rows = try JSONSerialization.jsonObject(with: Data(usage.stdout.utf8)) as? [[String: Any]]
         let used = rows?.first?["used"] as? Double ?? -1
         #expect(used == Double(sent.reduce(0, +)), "sent \(sent.reduce(0, +)) distinct commits, charged \(used)")
         // And once more after another restart: the marks are durable.
         restarted.stop()
-        let third = try ControlDaemon(directory: daemon.directory)
+        let third = try await ControlDaemon.start(directory: daemon.directory)
         defer { third.stop() }
         let late = try await WireClient.connect(path: third.controlSocket, role: .dataPlane, client: "test")
         _ = try await late.call(.commit, payload: BudgetMessages.encode(commits: [commit(0, 1)]))
         await late.close()
-        let final = try third.budgetctl(["usage", "signify-dev-team", "--json"])
+        let final = try await third.budgetctl(["usage", "signify-dev-team", "--json"])
         let finalRows = try JSONSerialization.jsonObject(with: Data(final.stdout.utf8)) as? [[String: Any]]
         #expect(finalRows?.first?["used"] as? Double == used)
     }
 
     @Test("bad frames get error replies; the daemon and its other connections carry on")
     func protocolFuzz() async throws {
-        let daemon = try ControlDaemon()
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
         let bystander = try await WireClient.connect(path: daemon.adminSocket, role: .admin, client: "bystander")
         var generator = SystemRandomNumberGenerator()
@@ -278,7 +279,7 @@ struct ControlPlaneProcessTests {
                 })
         }
         for payload in payloads {
-            let reply = try rawExchange(path: daemon.adminSocket, bytes: payload)
+            let reply = try await rawExchange(path: daemon.adminSocket, bytes: payload)
             // Either an error frame, or a closed connection for bytes that are not even a whole frame.
             if reply.count >= 9 { #expect(reply[4] == FrameType.error.rawValue, "\(payload)") }
         }
@@ -304,29 +305,29 @@ struct ControlPlaneProcessTests {
         }
         #expect(try await bystander.admin(AdminRequest(op: .dump)).state == ConfigState())
         #expect(try await bystander.admin(AdminRequest(op: .ping)).server?.hasPrefix("budget-controld/") == true)
-        #expect(try daemon.budgetctl(["ping"]).status == 0)
+        #expect(try await daemon.budgetctl(["ping"]).status == 0)
         await bystander.close()
     }
 
     @Test("the admin socket refuses a peer of another uid, by SO_PEERCRED", .enabled(if: getuid() == 0))
-    func peerCredentials() throws {
-        let daemon = try ControlDaemon()
+    func peerCredentials() async throws {
+        let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: daemon.directory.path)
         let asNobody = [
             "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", budgetctlURL.path, "ping",
             "--socket", daemon.adminSocket,
         ]
-        let denied = try runBinary("/usr/bin/env", asNobody)
+        let denied = try await runBinary("/usr/bin/env", asNobody)
         #expect(denied.status == 1)
         #expect(denied.stderr.contains("permission denied"), "\(denied.stderr)")
         // Even with the file mode opened up, the daemon itself refuses the other uid.
         chmod(daemon.adminSocket, 0o666)
-        let refused = try runBinary("/usr/bin/env", asNobody)
+        let refused = try await runBinary("/usr/bin/env", asNobody)
         #expect(refused.status == 1)
         #expect(
             refused.stderr.contains("permission denied: uid 65534 may not use the admin socket"), "\(refused.stderr)")
-        #expect(try daemon.budgetctl(["ping"]).status == 0)
+        #expect(try await daemon.budgetctl(["ping"]).status == 0)
     }
 
     @Test(
@@ -335,7 +336,7 @@ struct ControlPlaneProcessTests {
         .enabled(
             if: HiddenProc.available,
             "needs a mount namespace (unshare --mount) to hide /proc as the unit's ProtectProc=invisible does"))
-    func adminGroupBySupplementaryGroup() throws {
+    func adminGroupBySupplementaryGroup() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "controld-group-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(
@@ -347,12 +348,12 @@ struct ControlPlaneProcessTests {
         // The daemon runs as an ordinary user, like the unit's User=budget, so it cannot see other users'
         // processes in /proc: the way it was run in production when supplementary members were refused. It is in
         // the admin group itself, to give the socket that group.
-        let daemon = try ControlDaemon(
+        let daemon = try await ControlDaemon.start(
             directory: directory, extraArguments: ["--admin-group", String(HiddenProc.adminGroup)],
             launcher: HiddenProc.launcher(user: HiddenProc.daemonUser, groups: [HiddenProc.adminGroup]))
         defer { daemon.removeDirectory() }
-        func ping(groups: [UInt32], primary: String = "nogroup") throws -> ProcessResult {
-            try runBinary(
+        func ping(groups: [UInt32], primary: String = "nogroup") async throws -> ProcessResult {
+            try await runBinary(
                 "/usr/bin/env",
                 [
                     "setpriv", "--reuid=nobody", "--regid=\(primary)",
@@ -361,49 +362,49 @@ struct ControlPlaneProcessTests {
                 ])
         }
         let group = HiddenProc.adminGroup
-        let member = try ping(groups: [group])
+        let member = try await ping(groups: [group])
         #expect(member.status == 0, "\(member.stderr) \(daemon.logText())")
         // More groups than the first buffer holds (64): the kernel's ERANGE and its count, then the whole list.
-        let many = try ping(groups: (0..<100).map { UInt32(60_000 + $0) } + [group])
+        let many = try await ping(groups: (0..<100).map { UInt32(60_000 + $0) } + [group])
         #expect(many.status == 0, "\(many.stderr) \(daemon.logText())")
-        let primary = try ping(groups: [], primary: String(group))
+        let primary = try await ping(groups: [], primary: String(group))
         #expect(primary.status == 0, "\(primary.stderr)")
 
         // The file mode opened up, so that the daemon's own check is what refuses.
         chmod(daemon.adminSocket, 0o666)
         let others: [[UInt32]] = [[], [group + 1], (0..<100).map { 60_000 + $0 }]
         for groups in others {
-            let refused = try ping(groups: groups)
+            let refused = try await ping(groups: groups)
             #expect(refused.status == 1)
             #expect(
                 refused.stderr.contains(
                     "permission denied: uid 65534 may not use the admin socket (allowed: uid \(HiddenProc.daemonUser) "
                         + "and members of group \(group))"), "\(refused.stderr)")
         }
-        #expect(try daemon.budgetctl(["ping"]).status == 0)
+        #expect(try await daemon.budgetctl(["ping"]).status == 0)
     }
 
     @Test("a missing, unwritable or corrupt state directory is a clear message at start-up")
-    func badStateDirectory() throws {
+    func badStateDirectory() async throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent(
             "controld-bad-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: base) }
         let controld = budgetctlURL.deletingLastPathComponent().appendingPathComponent("budget-controld").path
-        func start(_ state: String) throws -> ProcessResult {
-            try runBinary(
+        func start(_ state: String) async throws -> ProcessResult {
+            try await runBinary(
                 controld.split(separator: "/").last.map(String.init) ?? "budget-controld",
                 [
                     "--state-dir", state, "--control-socket", base.appendingPathComponent("c.sock").path,
                     "--admin-socket", base.appendingPathComponent("a.sock").path,
                 ])
         }
-        let missing = try start(base.appendingPathComponent("nope").path)
+        let missing = try await start(base.appendingPathComponent("nope").path)
         #expect(missing.status == 1 && missing.stderr.contains("does not exist"))
         let corruptDirectory = base.appendingPathComponent("corrupt")
         try FileManager.default.createDirectory(at: corruptDirectory, withIntermediateDirectories: true)
         try Data(repeating: 0x41, count: 8192).write(to: corruptDirectory.appendingPathComponent("budget.sqlite3"))
-        let corrupt = try start(corruptDirectory.path)
+        let corrupt = try await start(corruptDirectory.path)
         #expect(corrupt.status == 1 && corrupt.stderr.contains("cannot open the store"), "\(corrupt.stderr)")
     }
 }
@@ -435,8 +436,13 @@ func unixConnect(_ path: String, receiveBuffer: Int32? = nil) throws -> Int32 {
     return descriptor
 }
 
-/// Sends raw bytes to a Unix socket, half-closes, and returns what comes back within 2 s.
-func rawExchange(path: String, bytes: [UInt8]) throws -> [UInt8] {
+/// Sends raw bytes to a Unix socket, half-closes, and returns what comes back within 2 s (waiting off the
+/// cooperative pool).
+func rawExchange(path: String, bytes: [UInt8]) async throws -> [UInt8] {
+    try await offPool { try rawExchangeBlocking(path: path, bytes: bytes) }
+}
+
+private func rawExchangeBlocking(path: String, bytes: [UInt8]) throws -> [UInt8] {
     let descriptor = try unixConnect(path)
     defer { close(descriptor) }
     var timeout = timeval(tv_sec: 2, tv_usec: 0)
@@ -456,8 +462,8 @@ func rawExchange(path: String, bytes: [UInt8]) throws -> [UInt8] {
 @Suite("budget-controld's bounds on slow peers")
 struct SlowPeerTests {
     @Test("a peer that sends half a frame and stops is cut off; others carry on")
-    func halfFrame() throws {
-        let daemon = try ControlDaemon(extraArguments: ["--peer-timeout", "1"])
+    func halfFrame() async throws {
+        let daemon = try await ControlDaemon.start(extraArguments: ["--peer-timeout", "1"])
         defer { daemon.removeDirectory() }
         let started = Date()
         // rawExchange half-closes its side, so use a socket that keeps its side open.
@@ -467,11 +473,13 @@ struct SlowPeerTests {
         _ = half.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let received = recv(descriptor, &buffer, buffer.count, 0)
+        let received = try await offPool {
+            var buffer = [UInt8](repeating: 0, count: 64)
+            return recv(descriptor, &buffer, buffer.count, 0)
+        }
         #expect(received == 0, "the daemon should have closed the connection")
         #expect(Date().timeIntervalSince(started) < 8)
-        #expect(try daemon.budgetctl(["ping"]).status == 0)
+        #expect(try await daemon.budgetctl(["ping"]).status == 0)
     }
 }
 
@@ -484,8 +492,8 @@ extension SlowPeerTests {
     }
 
     @Test("a data plane that stops reading, then sends a bad frame behind a good one, is cut off at the peer time-out")
-    func badFrameToNonReader() throws {
-        let daemon = try ControlDaemon(extraArguments: ["--peer-timeout", "1"])
+    func badFrameToNonReader() async throws {
+        let daemon = try await ControlDaemon.start(extraArguments: ["--peer-timeout", "1"])
         defer { daemon.removeDirectory() }
         let descriptor = try unixConnect(daemon.controlSocket, receiveBuffer: 4096)
         defer { close(descriptor) }
@@ -502,7 +510,7 @@ extension SlowPeerTests {
         while steady < 3 {
             write((0..<20).flatMap { index in Self.frame(.release, id: id + index, release) })
             id += 20
-            usleep(30_000)
+            try await Task.sleep(for: .milliseconds(30))
             var now: Int32 = 0
             _ = ioctl(descriptor, UInt(FIONREAD), &now)
             steady = now == queued ? steady + 1 : 0
@@ -510,13 +518,13 @@ extension SlowPeerTests {
         }
         // One write: a frame that is answered, then one of an unknown type (an error, then the close).
         write(Self.frame(.release, id: id, release) + [0, 0, 0, 5, 0x7F, 0, 0, 0, 9])
-        func dataPlanes() throws -> String {
-            let status = try daemon.budgetctl(["status"])
+        func dataPlanes() async throws -> String {
+            let status = try await daemon.budgetctl(["status"])
             return status.stdout.split(separator: "\n").first { $0.hasPrefix("data planes:") }.map(String.init) ?? ""
         }
-        #expect(try dataPlanes().hasSuffix(" 1 connected"))
-        sleep(4)
-        let after = try dataPlanes()
+        #expect(try await dataPlanes().hasSuffix(" 1 connected"))
+        try await Task.sleep(for: .seconds(4))
+        let after = try await dataPlanes()
         #expect(after.hasSuffix(" 0 connected"), "4 s after the bad frame, with a 1-s peer time-out: \(after)")
     }
 }
@@ -541,7 +549,15 @@ enum HiddenProc {
     /// Whether this machine can make one, and it hides process 1 from the daemon's user.
     static let available: Bool = {
         let probe = launcher(user: daemonUser) + ["test", "!", "-e", "/proc/1/status"]
-        guard getuid() == 0, let result = try? runBinary("/usr/bin/env", probe) else { return false }
-        return result.status == 0
+        // Evaluated once, while the run is planned, before any test runs: it may block.
+        guard getuid() == 0 else { return false }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = probe
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
     }()
 }

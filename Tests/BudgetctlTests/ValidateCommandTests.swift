@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("budgetctl as a process")
 struct ValidateCommandTests {
     @Test("validate accepts the fixture silently with exit 0")
-    func validFixture() throws {
-        let result = try runBudgetctl(["validate", try fixturePath()], environment: fixtureEnvironment)
+    func validFixture() async throws {
+        let result = try await runBudgetctl(["validate", try fixturePath()], environment: fixtureEnvironment)
         #expect(result.status == 0)
         #expect(result.stdout == "")
         #expect(result.stderr == "")
@@ -14,22 +15,22 @@ struct ValidateCommandTests {
 
 @Suite("budgetctl validate on broken files")
 struct ValidateFailureTests {
-    func withTemporaryFile(_ text: String, _ body: (String) throws -> Void) throws {
+    func withTemporaryFile(_ text: String, _ body: (String) async throws -> Void) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("budgetctl-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("config.yaml")
         try text.write(to: file, atomically: true, encoding: .utf8)
-        try body(file.path)
+        try await body(file.path)
     }
 
     @Test("a typo in a group name fails with exit 1 and the located message")
-    func typo() throws {
+    func typo() async throws {
         let text = try String(contentsOfFile: try fixturePath(), encoding: .utf8)
             .replacingOccurrences(
                 of: "    groups:\n      - name: signify-premium", with: "    groups:\n      - name: signify-premum")
-        try withTemporaryFile(text) { path in
-            let result = try runBudgetctl(["validate", path], environment: fixtureEnvironment)
+        try await withTemporaryFile(text) { path in
+            let result = try await runBudgetctl(["validate", path], environment: fixtureEnvironment)
             #expect(result.status == 1)
             #expect(result.stdout == "")
             #expect(
@@ -42,21 +43,22 @@ struct ValidateFailureTests {
     }
 
     @Test("standard input is read with -, and named <stdin>")
-    func stdin() throws {
-        let result = try runBudgetctl(["validate", "-"], input: Data("_format_version: \"3.0\"\nservices: 5\n".utf8))
+    func stdin() async throws {
+        let result = try await runBudgetctl(
+            ["validate", "-"], input: Data("_format_version: \"3.0\"\nservices: 5\n".utf8))
         #expect(result.status == 1)
         #expect(result.stderr.hasPrefix("<stdin>:2:11: services: expected a list, found the number 5\n"))
     }
 
     @Test("a missing file and a directory are named, exit 1")
-    func unreadable() throws {
-        let result = try runBudgetctl(["validate", "/nonexistent/config.yaml", "/tmp"])
+    func unreadable() async throws {
+        let result = try await runBudgetctl(["validate", "/nonexistent/config.yaml", "/tmp"])
         #expect(result.status == 1)
         #expect(result.stderr == "/nonexistent/config.yaml: no such file\n/tmp: is a directory; name the YAML files\n")
     }
 
     @Test("a file over 16 MiB is refused without being read whole")
-    func hugeFile() throws {
+    func hugeFile() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("budgetctl-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -66,7 +68,7 @@ struct ValidateFailureTests {
         let handle = try #require(FileHandle(forWritingAtPath: path))
         try handle.truncate(atOffset: 200_000_000)
         try handle.close()
-        let result = try runBudgetctl(["validate", path])
+        let result = try await runBudgetctl(["validate", path])
         #expect(result.status == 1)
         #expect(result.stderr.hasPrefix("\(path):1:1: file is 16777217 bytes, over the limit of 16777216 bytes"))
     }
@@ -75,8 +77,8 @@ struct ValidateFailureTests {
 @Suite("budgetctl's help and its man page")
 struct HelpTests {
     @Test("--help lists the verbs that exist, each with a one-line purpose")
-    func help() throws {
-        let result = try runBudgetctl(["--help"])
+    func help() async throws {
+        let result = try await runBudgetctl(["--help"])
         #expect(result.status == 0)
         #expect(
             result.stdout.contains("  validate                Check decK files offline (prints nothing when valid).\n"))
@@ -93,7 +95,7 @@ struct HelpTests {
     }
 
     @Test("every verb and flag in budgetctl's --help appears in budgetctl(1)")
-    func manPageCoversHelp() throws {
+    func manPageCoversHelp() async throws {
         let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budgetctl.1"), encoding: .utf8)
         let verbs: [[String]] = [
             ["validate"], ["sync"], ["diff"], ["dump"], ["reset"], ["ping"], ["status"], ["get"], ["tag"], ["usage"],
@@ -101,16 +103,16 @@ struct HelpTests {
         ]
         for verb in verbs {
             #expect(page.contains("Cm \(verb.last ?? "")"), "verb \(verb) missing from budgetctl.1")
-            for flag in flags(inHelp: try runBudgetctl(verb + ["--help"]).stdout) {
+            for flag in flags(inHelp: try await runBudgetctl(verb + ["--help"]).stdout) {
                 #expect(manPageMentions(page, flag: flag), "\(flag) of \(verb) missing from budgetctl.1")
             }
         }
     }
 
     @Test("every flag in budget-proxyd's --help appears in budget-proxyd(8)")
-    func proxydManPage() throws {
+    func proxydManPage() async throws {
         let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budget-proxyd.8"), encoding: .utf8)
-        let found = flags(inHelp: try runBinary("budget-proxyd", ["--help"]).stdout)
+        let found = flags(inHelp: try await runBinary("budget-proxyd", ["--help"]).stdout)
         #expect(found.count >= 10)
         for flag in found {
             #expect(manPageMentions(page, flag: flag), "\(flag) missing from budget-proxyd.8")
@@ -118,9 +120,9 @@ struct HelpTests {
     }
 
     @Test("every flag in budget-controld's --help appears in budget-controld(8)")
-    func controldManPage() throws {
+    func controldManPage() async throws {
         let page = try String(contentsOf: packageRoot.appendingPathComponent("man/budget-controld.8"), encoding: .utf8)
-        let found = flags(inHelp: try runBinary("budget-controld", ["--help"]).stdout)
+        let found = flags(inHelp: try await runBinary("budget-controld", ["--help"]).stdout)
         #expect(found.count >= 8)
         for flag in found {
             #expect(manPageMentions(page, flag: flag), "\(flag) missing from budget-controld.8")
@@ -128,9 +130,9 @@ struct HelpTests {
     }
 
     @Test("every flag in bedrock-emulator's --help appears in bedrock-emulator(1)")
-    func emulatorManPage() throws {
+    func emulatorManPage() async throws {
         let page = try String(contentsOf: packageRoot.appendingPathComponent("man/bedrock-emulator.1"), encoding: .utf8)
-        let help = try runBinary("bedrock-emulator", ["--help"]).stdout
+        let help = try await runBinary("bedrock-emulator", ["--help"]).stdout
         let found = flags(inHelp: help)
         #expect(found.count >= 7)
         for flag in found {
@@ -139,20 +141,13 @@ struct HelpTests {
     }
 
     @Test("the man pages pass mandoc -Tlint -Wwarning")
-    func manLint() throws {
+    func manLint() async throws {
         let pages = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("man").path)
         #expect(!pages.isEmpty)
         for page in pages {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/mandoc")
-            process.arguments = ["-Tlint", "-Wwarning", packageRoot.appendingPathComponent("man/\(page)").path]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(page): \(text)")
+            let lint = try await runBinary(
+                "/usr/bin/mandoc", ["-Tlint", "-Wwarning", packageRoot.appendingPathComponent("man/\(page)").path])
+            #expect(lint.status == 0, "\(page): \(lint.stdout)\(lint.stderr)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Config changes synced with budgetctl reach the proxy in process, from a real budget-controld, as deltas.
@@ -7,10 +8,10 @@ struct ConfigChangeTests {
     static let hello = #"{"messages":[{"role":"user","content":"Hello"}]}"#
 
     /// Syncs `config` with budgetctl.
-    private func sync(_ config: String, _ gateway: GatewayUnderTest) throws {
+    private func sync(_ config: String, _ gateway: GatewayUnderTest) async throws {
         let file = gateway.directory.appendingPathComponent("config-\(UUID().uuidString.prefix(6)).yaml")
         try config.write(to: file, atomically: true, encoding: .utf8)
-        let result = try runBinary("budgetctl", ["sync", file.path], admin: gateway.directory)
+        let result = try await runBinary("budgetctl", ["sync", file.path], admin: gateway.directory)
         guard result.status == 0 else { throw TestFailure("budgetctl sync failed: \(result.stderr)") }
     }
 
@@ -30,13 +31,13 @@ struct ConfigChangeTests {
         try await GatewayUnderTest.withGateway { gateway in
             #expect(try await gateway.chat(Self.hello, key: "dev-team-key").status == 200)
             let rotated = fixtureText().replacingOccurrences(of: "key: dev-team-key", with: "key: dev-team-key-2")
-            try sync(rotated, gateway)
+            try await sync(rotated, gateway)
             #expect(try await status(of: "dev-team-key-2", until: 200, gateway) == 200)
             #expect(try await gateway.chat(Self.hello, key: "dev-team-key").status == 401)
             #expect(try await gateway.chat(Self.hello, key: "analytics-key").status == 200)
             // And back, with a route change in the same sync (the routes are compiled again).
             let moved = fixtureText().replacingOccurrences(of: "/ai/budget", with: "/ai/moved")
-            try sync(moved, gateway)
+            try await sync(moved, gateway)
             let deadline = ContinuousClock.now + .seconds(10)
             var reply = try await gateway.chat(Self.hello, key: "dev-team-key", path: "/ai/moved")
             while reply.status != 200 && ContinuousClock.now < deadline {
@@ -61,11 +62,12 @@ struct ConfigChangeTests {
             for key in ["dev-team-key", "analytics-key", "production-key"] {
                 renamed = renamed.replacingOccurrences(of: "key: \(key)", with: "key: \(key)-2")
             }
-            try sync(renamed, gateway)
+            try await sync(renamed, gateway)
             #expect(try await status(of: "production-key-2", until: 200, gateway) == 200)
             #expect(try await gateway.chat(Self.hello, key: "production-key").status == 401)
             // And a small change after it is a delta again, from the snapshot's version.
-            try sync(renamed.replacingOccurrences(of: "key: analytics-key-2", with: "key: analytics-key-3"), gateway)
+            try await sync(
+                renamed.replacingOccurrences(of: "key: analytics-key-2", with: "key: analytics-key-3"), gateway)
             #expect(try await status(of: "analytics-key-3", until: 200, gateway) == 200)
             #expect(try await gateway.chat(Self.hello, key: "analytics-key-2").status == 401)
         }

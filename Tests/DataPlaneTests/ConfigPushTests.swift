@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
+import TestSupport
 import Testing
 
 /// A control plane reduced to its push side: the real `SnapshotBoard`, greeted as budget-controld greets a data

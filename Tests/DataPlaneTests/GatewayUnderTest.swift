@@ -8,6 +8,7 @@ import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 import Synchronization
+import TestSupport
 
 /// The data plane in this process, in front of a real emulator (also in process) and a real budget-controld
 /// (the built executable, on its own temporary sockets, stopped by PID). `withGateway` tears it all down, also
@@ -55,7 +56,7 @@ final class GatewayUnderTest: Sendable {
             host: "127.0.0.1", port: 0, configuration: EmulatorConfiguration(), threads: 1)
         let controld: Process
         do {
-            controld = try startControlPlane(in: directory, arguments: controlPlaneArguments)
+            controld = try await startControlPlane(in: directory, arguments: controlPlaneArguments)
         } catch {
             try? await emulator.close()
             throw error
@@ -64,13 +65,13 @@ final class GatewayUnderTest: Sendable {
         do {
             let configFile = directory.appendingPathComponent("config.yaml")
             try config.write(to: configFile, atomically: true, encoding: .utf8)
-            let sync = try runBinary("budgetctl", ["sync", configFile.path], admin: directory)
+            let sync = try await runBinary("budgetctl", ["sync", configFile.path], admin: directory)
             guard sync.status == 0 else { throw TestFailure("budgetctl sync failed: \(sync.stderr)") }
             gateway = try await startProxy(
                 directory: directory, emulator: emulator, controld: controld,
                 controlPlaneArguments: controlPlaneArguments, lossPolicy: lossPolicy)
         } catch {
-            stop(controld)
+            await terminate(controld)
             try? await emulator.close()
             throw error
         }
@@ -125,21 +126,21 @@ final class GatewayUnderTest: Sendable {
         await services.triggerGracefulShutdown()
         _ = try? await running.value
         try? await client.shutdown()
-        Self.stop(controld)
+        await terminate(controld)
         try? await emulator.close()
     }
 
     /// kill -9 of budget-controld.
-    func killControlPlane() {
+    func killControlPlane() async {
         let process = controld
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        _ = try? await offPool { process.waitUntilExit() }
     }
 
     /// Starts budget-controld again on the same state directory and sockets.
-    func restartControlPlane() throws {
+    func restartControlPlane() async throws {
         unlink(adminSocket)
-        let process = try Self.startControlPlane(in: directory, arguments: controlPlaneArguments)
+        let process = try await Self.startControlPlane(in: directory, arguments: controlPlaneArguments)
         controlPlane.withLock { $0 = process }
     }
 
@@ -158,8 +159,8 @@ final class GatewayUnderTest: Sendable {
     }
 
     /// `budgetctl usage CONSUMER --json`: the used and in-flight units of its first window.
-    func usage(of consumer: String) throws -> (used: Double, inFlight: Double) {
-        let result = try runBinary("budgetctl", ["usage", consumer, "--json"], admin: directory)
+    func usage(of consumer: String) async throws -> (used: Double, inFlight: Double) {
+        let result = try await runBinary("budgetctl", ["usage", consumer, "--json"], admin: directory)
         guard result.status == 0,
             let rows = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]],
             let row = rows.first, let used = row["used"] as? Double, let inFlight = row["inFlight"] as? Double
@@ -173,10 +174,10 @@ final class GatewayUnderTest: Sendable {
         -> (used: Double, inFlight: Double)
     {
         let deadline = ContinuousClock.now + .seconds(10)
-        var reading = try usage(of: consumer)
+        var reading = try await usage(of: consumer)
         while !condition(reading) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))
-            reading = try usage(of: consumer)
+            reading = try await usage(of: consumer)
         }
         return reading
     }
@@ -197,7 +198,7 @@ final class GatewayUnderTest: Sendable {
 
     // MARK: - Processes
 
-    private static func startControlPlane(in directory: URL, arguments: [String]) throws -> Process {
+    private static func startControlPlane(in directory: URL, arguments: [String]) async throws -> Process {
         let process = Process()
         process.executableURL = binaryURL("budget-controld")
         process.arguments = [
@@ -210,23 +211,12 @@ final class GatewayUnderTest: Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         let admin = directory.appendingPathComponent("admin.sock").path
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if FileManager.default.fileExists(atPath: admin) { return process }
-            if !process.isRunning { break }
-            Thread.sleep(forTimeInterval: 0.02)
+        let ready = await poll(for: .seconds(20)) {
+            FileManager.default.fileExists(atPath: admin) || !process.isRunning
         }
-        stop(process)
+        if ready && process.isRunning { return process }
+        await terminate(process)
         throw TestFailure("budget-controld did not start")
-    }
-
-    private static func stop(_ process: Process) {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(10)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
     }
 }
 
@@ -245,47 +235,14 @@ func binaryURL(_ name: String) -> URL {
     URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
 }
 
-struct ProcessResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-/// Runs a built executable to completion against the gateway's admin socket.
-func runBinary(_ name: String, _ arguments: [String], admin directory: URL) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = binaryURL(name)
-    process.arguments = arguments
-    process.environment = [
-        "PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(),
-        "BUDGETCTL_SOCKET": directory.appendingPathComponent("admin.sock").path,
-        "DECK_AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-        "DECK_AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-    ]
-    let stdout = Pipe()
-    let stderr = Pipe()
-    process.standardOutput = stdout
-    process.standardError = stderr
-    try process.run()
-    let output = Mutex((Data(), Data()))
-    let group = DispatchGroup()
-    DispatchQueue.global().async(group: group) {
-        let data = stdout.fileHandleForReading.readDataToEndOfFile()
-        output.withLock { $0.0 = data }
-    }
-    DispatchQueue.global().async(group: group) {
-        let data = stderr.fileHandleForReading.readDataToEndOfFile()
-        output.withLock { $0.1 = data }
-    }
-    group.wait()
-    process.waitUntilExit()
-    let (out, err) = output.withLock { $0 }
-    return ProcessResult(
-        status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
-        stderr: String(decoding: err, as: UTF8.self))
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+/// Runs a built executable to completion against the gateway's admin socket, off Swift's cooperative pool.
+func runBinary(_ name: String, _ arguments: [String], admin directory: URL) async throws -> ProcessResult {
+    try await runProcess(
+        binaryURL(name), arguments,
+        environment: [
+            "PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(),
+            "BUDGETCTL_SOCKET": directory.appendingPathComponent("admin.sock").path,
+            "DECK_AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+            "DECK_AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ])
 }

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
+import TestSupport
 import Testing
 
 /// The hot path, in process: budget-proxyd's `ProxyDaemon` against a real emulator and budget-controld.
@@ -52,7 +53,7 @@ struct ProxyPathTests {
             #expect(otherModel.status == 400)
             #expect(otherModel.body.contains("cannot use own model"))
             // Nothing above reached the budget.
-            #expect(try gateway.usage(of: "signify-dev-team") == (used: 0, inFlight: 0))
+            #expect(try await gateway.usage(of: "signify-dev-team") == (used: 0, inFlight: 0))
         }
     }
 
@@ -176,7 +177,7 @@ struct ProxyPathTests {
                 _ = try await gateway.chat(Self.hello, key: "production-key", timeout: .seconds(1))
             }
             let tokens = try #require(reply.totalTokens)
-            #expect(try gateway.usage(of: "signify-production").used == Double(tokens))
+            #expect(try await gateway.usage(of: "signify-production").used == Double(tokens))
         }
     }
 }
@@ -192,7 +193,7 @@ struct PendingUsageTests {
                 options: .regularExpression)
             .replacingOccurrences(of: "window_size: [86400]", with: "window_size: [60, 3600, 86400]")
         try await GatewayUnderTest.withGateway(config: config, lossPolicy: .failOpen) { gateway in
-            gateway.killControlPlane()
+            await gateway.killControlPlane()
             let requests = 4_500
             let tokens = try await withThrowingTaskGroup(of: Int.self) { group in
                 var sent = 0
@@ -210,7 +211,7 @@ struct PendingUsageTests {
                 }
                 return total
             }
-            try gateway.restartControlPlane()
+            try await gateway.restartControlPlane()
             let usage = try await gateway.usage(of: "signify-production") { $0.used == Double(tokens) }
             #expect(usage.used == Double(tokens), "charged \(usage.used) of \(tokens) tokens Bedrock reported")
         }
@@ -260,8 +261,8 @@ struct HardBudgetFaultTests {
         try await GatewayUnderTest.withGateway(config: Self.config) { gateway in
             async let first = gateway.chat(Self.essay(latencyMs: 3000), key: "dev-team-key")
             try await Task.sleep(for: .milliseconds(700))
-            gateway.killControlPlane()
-            try gateway.restartControlPlane()
+            await gateway.killControlPlane()
+            try await gateway.restartControlPlane()
             let second = try await Self.sendWhenConnected(gateway, Self.essay())
             let third = try await gateway.chat(Self.essay(), key: "dev-team-key")
             let answers = [try await first, second, third]

@@ -1,6 +1,7 @@
 import BudgetConfig
 import BudgetWire
 import DataPlane
+import TestSupport
 import Testing
 
 /// A config shaped as bench/scale.sh's: one route with key-auth and ai-proxy, three groups with budgets, and
