@@ -96,6 +96,13 @@ final class ControlDaemon: @unchecked Sendable {
         stop()
     }
 
+    /// A file holding `text` in the daemon's directory, removed with it.
+    func file(_ text: String) throws -> String {
+        let file = directory.appendingPathComponent("config-\(UUID().uuidString.prefix(8)).yaml")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+
     /// Removes the whole directory (call at the end of a test that owns it).
     func removeDirectory() {
         stop()
@@ -106,14 +113,4 @@ final class ControlDaemon: @unchecked Sendable {
 struct DaemonError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
-}
-
-/// A temporary file holding `text`.
-func temporaryFile(_ text: String, name: String = "config.yaml") throws -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "budgetctl-\(UUID().uuidString.prefix(8))")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    let file = directory.appendingPathComponent(name)
-    try text.write(to: file, atomically: true, encoding: .utf8)
-    return file.path
 }

@@ -27,7 +27,7 @@ struct ControlPlaneProcessTests {
         #expect(again.stdout == "Summary:\n  Created: 0\n  Updated: 0\n  Deleted: 0\n")
         #expect(try await daemon.budgetctl(["diff", fixture, "--non-zero-exit-code"]).status == 0)
 
-        let changed = try temporaryFile(
+        let changed = try daemon.file(
             try fixtureText().replacingOccurrences(of: "limit: [50000]", with: "limit: [60000]"))
         let diff = try await daemon.budgetctl(["gateway", "diff", changed, "--non-zero-exit-code"])
         #expect(diff.status == 2)
@@ -51,7 +51,7 @@ struct ControlPlaneProcessTests {
         let daemon = try await ControlDaemon.start()
         defer { daemon.removeDirectory() }
         #expect(try await daemon.budgetctl(["sync", try fixturePath()]).status == 0)
-        let other = try temporaryFile(
+        let other = try daemon.file(
             """
             _format_version: "3.0"
             _info: {select_tags: [other-team]}
@@ -74,7 +74,7 @@ struct ControlPlaneProcessTests {
         defer { daemon.removeDirectory() }
         #expect(try await daemon.budgetctl(["sync", try fixturePath()]).status == 0)
         let before = try await daemon.budgetctl(["dump"]).stdout
-        let broken = try temporaryFile(
+        let broken = try daemon.file(
             try fixtureText()
                 .replacingOccurrences(of: "limit: [10000]", with: "limit: [0]")
                 .replacingOccurrences(of: "username: signify-production", with: "username: signify-production-2"))
@@ -83,7 +83,7 @@ struct ControlPlaneProcessTests {
         #expect(result.stderr.contains("limit[0]: 0 is out of range"))
         #expect(result.stderr.hasSuffix("Error: nothing was changed\n"))
         #expect(try await daemon.budgetctl(["dump"]).stdout == before)
-        let redis = try temporaryFile(
+        let redis = try daemon.file(
             try fixtureText().replacingOccurrences(
                 of: "      strategy: local              # no sync_rate with local",
                 with: "      strategy: redis\n      sync_rate: 0\n      redis: {cluster_nodes: [{ip: 127.0.0.1, port: 7000}]}"))
@@ -125,7 +125,7 @@ struct ControlPlaneProcessTests {
             !dump.contains("dev-team-key") && !dump.contains(fixtureEnvironment["DECK_AWS_SECRET_ACCESS_KEY"] ?? "?"))
         #expect(dump.contains("aws_secret_access_key: ${{ env \"DECK_AWS_SECRET_ACCESS_KEY\" }}"))
         #expect(dump.contains("key_hash: \"sha256:"))
-        let file = try temporaryFile(dump)
+        let file = try daemon.file(dump)
         let diff = try await daemon.budgetctl(["diff", file, "--non-zero-exit-code"])
         #expect(diff.status == 0, "\(diff.stdout)\(diff.stderr)")
     }
