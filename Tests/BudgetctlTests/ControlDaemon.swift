@@ -9,7 +9,9 @@ final class ControlDaemon: @unchecked Sendable {
     var adminSocket: String { directory.appendingPathComponent("admin.sock").path }
     var controlSocket: String { directory.appendingPathComponent("control.sock").path }
     var stateDirectory: String { directory.appendingPathComponent("state").path }
-    private let log: Pipe
+    /// budget-controld's stderr, appended to across restarts: a file, so that a daemon that logs much never
+    /// blocks on a pipe nobody reads, and reading it (on a failure) never waits for the daemon.
+    var logFile: URL { directory.appendingPathComponent("controld.log") }
 
     /// Starts the daemon and waits, without holding a thread of the cooperative pool, until both sockets exist.
     /// `launcher`, if given, is a command line that ends by exec-ing the daemon's (as `setpriv ... --`), so the
@@ -54,14 +56,19 @@ final class ControlDaemon: @unchecked Sendable {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = launcher + [controld.path] + arguments
         }
-        log = Pipe()
+        if !FileManager.default.fileExists(atPath: logFile.path) {
+            _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: logFile)
+        try log.seekToEnd()
         process.standardError = log
         process.standardOutput = FileHandle.nullDevice
+        defer { try? log.close() }
         try process.run()
     }
 
     func logText() -> String {
-        String(decoding: log.fileHandleForReading.availableData, as: UTF8.self)
+        (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
     }
 
     /// SIGTERM and wait; returns the exit status. Synchronous, for `defer` and `deinit`: budget-controld exits
