@@ -4,6 +4,7 @@ A plain module (no pytest), so that the interop tests (through conftest.py) and 
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -32,6 +33,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def read_line(stream, deadline: float) -> str:
+    """One line of a child's stdout, or what of it came before `deadline` (a `time.monotonic()` value).
+
+    `readline()` blocks until the line comes, whatever the deadline, so a daemon that hangs silently before its ready
+    line would hang the suite. This waits with `select` and reads byte by byte off the descriptor, so that nothing
+    past the line is taken from whoever reads the stream next."""
+    fd = stream.fileno()
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            break
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
 def _stderr_target(log):
     """PIPE (the default, for tests that read it), or a file the log is appended to (for long runs: a pipe
     nobody reads fills up and blocks the daemon)."""
@@ -57,7 +77,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         line = ""
         while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
+            line = read_line(self.process.stdout, deadline)
             if line.startswith(ready_prefix) or self.process.poll() is not None:
                 break
         if not line.startswith(ready_prefix):
@@ -170,7 +190,7 @@ class Gateway:
                             log=self._log("budget-proxyd"))
         self.url = "http://" + proxy.ready_line.removeprefix("listening on ")
         if "--status-listen" in args:
-            line = proxy.process.stdout.readline().strip()
+            line = read_line(proxy.process.stdout, time.monotonic() + 30).strip()
             assert line.startswith("status on "), line
             self.status_url = "http://" + line.removeprefix("status on ")
         return proxy
