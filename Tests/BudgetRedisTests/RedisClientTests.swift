@@ -3,7 +3,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import TestSupport
 import Testing
 
 private let logger = Logger(label: "BudgetRedisTests")

@@ -78,10 +78,9 @@ final class RedisServer: @unchecked Sendable {
         try process.run()
         self.process = process
         let port = port
-        let up = await poll(every: .milliseconds(10), for: .seconds(10)) {
-            canConnect(port: port) || !process.isRunning
+        if await waitUntilReady(process, within: .seconds(10), every: .milliseconds(10), { canConnect(port: port) }) {
+            return
         }
-        if up && process.isRunning { return }
         stop()
         throw TestFailure("\(executable) did not start on port \(port): \(logText())")
     }

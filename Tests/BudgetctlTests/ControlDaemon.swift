@@ -20,11 +20,11 @@ final class ControlDaemon: @unchecked Sendable {
         -> ControlDaemon
     {
         let daemon = try ControlDaemon(directory: directory, extraArguments: extraArguments, launcher: launcher)
-        let started = await poll(for: .seconds(20)) {
-            (FileManager.default.fileExists(atPath: daemon.adminSocket)
-                && FileManager.default.fileExists(atPath: daemon.controlSocket)) || !daemon.process.isRunning
+        let started = await waitUntilReady(daemon.process, within: .seconds(20)) {
+            FileManager.default.fileExists(atPath: daemon.adminSocket)
+                && FileManager.default.fileExists(atPath: daemon.controlSocket)
         }
-        if started && daemon.process.isRunning { return daemon }
+        if started { return daemon }
         await terminate(daemon.process)
         throw DaemonError(message: "budget-controld did not start: \(daemon.logText())")
     }
@@ -71,18 +71,10 @@ final class ControlDaemon: @unchecked Sendable {
         (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
     }
 
-    /// SIGTERM and wait; returns the exit status. Synchronous, for `defer` and `deinit`: budget-controld exits
-    /// within milliseconds of SIGTERM, so this holds its thread that long; `terminate(process)` is the async form.
+    /// SIGTERM and wait (`terminateNow`: synchronous, for `defer` and `deinit`); returns the exit status.
     @discardableResult
     func stop() -> Int32 {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(10)
-            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        process.waitUntilExit()
-        return process.terminationStatus
+        terminateNow(process)
     }
 
     /// SIGKILL, as a crash.

@@ -211,10 +211,9 @@ final class GatewayUnderTest: Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         let admin = directory.appendingPathComponent("admin.sock").path
-        let ready = await poll(for: .seconds(20)) {
-            FileManager.default.fileExists(atPath: admin) || !process.isRunning
+        if await waitUntilReady(process, within: .seconds(20), { FileManager.default.fileExists(atPath: admin) }) {
+            return process
         }
-        if ready && process.isRunning { return process }
         await terminate(process)
         throw TestFailure("budget-controld did not start")
     }

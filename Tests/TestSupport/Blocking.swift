@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Runs `body`, which blocks (waits for a process, sleeps, reads a socket), on a thread of its own, and awaits it.
 ///
@@ -23,6 +23,14 @@ public func poll(
         if ContinuousClock.now >= deadline { return false }
         try? await Task.sleep(for: interval)
     }
+}
+
+/// Polls `ready` while `process` runs, for at most `timeout`, without holding a thread: whether the process came
+/// up (`ready` held and it still runs). A process that exits ends the wait at once.
+public func waitUntilReady(
+    _ process: Process, within timeout: Duration, every interval: Duration = .milliseconds(20), _ ready: () -> Bool
+) async -> Bool {
+    await poll(every: interval, for: timeout) { ready() || !process.isRunning } && process.isRunning
 }
 
 /// A test's failure that is not an expectation: a daemon that did not start, a tool that failed.

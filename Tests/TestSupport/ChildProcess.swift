@@ -41,15 +41,23 @@ public func runProcess(
     }
 }
 
-/// SIGTERM, then SIGKILL after `grace`; waits for the exit off the cooperative pool and returns the status.
+/// SIGTERM, then SIGKILL after `grace`; blocks until the process has exited and returns its status. For `defer` and
+/// `deinit`, which cannot await (a daemon exits within milliseconds of SIGTERM); `terminate` waits off the pool.
 @discardableResult
-public func terminate(_ process: Process, grace: Duration = .seconds(10)) async -> Int32 {
+public func terminateNow(_ process: Process, grace: Duration = .seconds(10)) -> Int32 {
     if process.isRunning {
         kill(process.processIdentifier, SIGTERM)
-        if !(await poll(every: .milliseconds(10), for: grace, until: { !process.isRunning })) {
-            kill(process.processIdentifier, SIGKILL)
-        }
+        let deadline = ContinuousClock.now + grace
+        while process.isRunning && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
-    _ = try? await offPool { process.waitUntilExit() }
+    process.waitUntilExit()
+    return process.terminationStatus
+}
+
+/// `terminateNow` on a thread of its own (see `offPool`).
+@discardableResult
+public func terminate(_ process: Process, grace: Duration = .seconds(10)) async -> Int32 {
+    _ = try? await offPool { terminateNow(process, grace: grace) }
     return process.terminationStatus
 }
