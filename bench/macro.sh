@@ -3,6 +3,8 @@
 #   (a) bedrock-emulator directly (signatures not checked): the ceiling
 #   (b) nginx as a plain reverse proxy in front of the emulator: the floor any proxy pays
 #   (b') the same nginx relaying the emulator's event stream (ConverseStream): (d)'s like-for-like floor
+#   (r) a bare TCP relay on one SwiftNIO event loop (budget-bench relay): what the framework the proxy is built
+#       on costs per request before the proxy does anything of its own
 #   (c) budget-proxyd: key-auth, budgets (too large to refuse), SigV4, translation, charging
 #   (d) the same with streaming responses
 # CPUs: wrk runs on core 1 (taskset -c 1); every server of a setup (emulator, nginx, control plane,
@@ -16,7 +18,7 @@ connections=${2:-64}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk"; exit 1; }
 command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y nginx"; exit 1; }
 config=${CONFIG:-release}
-for program in bedrock-emulator budget-controld budget-proxyd budgetctl; do
+for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-bench; do
     swift build -c "$config" --product "$program" >/dev/null
 done
 bin=$(swift build -c "$config" --show-bin-path)
@@ -55,6 +57,16 @@ http {
 NGINX
 taskset -c 0 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+for _ in $(seq 100); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done
+nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
+[ -n "$nginx_worker" ] || { echo "nginx's worker did not start"; cat "$work/nginx/error.log"; exit 1; }
+
+# The bare NIO relay in front of the same emulator, on the same core.
+taskset -c 0 "$bin/budget-bench" relay --upstream "$emulator_unsigned" >"$work/relay.out" 2>&1 &
+relay_pid=$!
+pids+=($relay_pid)
+wait_line "$work/relay.out" "listening on"
+relay=$(sed 's/listening on //' "$work/relay.out")
 
 # Control plane and proxy with budgets too large to refuse: every tier's every limit raised far beyond what a
 # run can spend, so each answer must be a proxied 200, never a cheap 429 (before, only the 10,000-token tier was
@@ -64,6 +76,10 @@ start_gateway gateway "$bin" "$emulator_unsigned" "$work/config.yaml"
 proxy_pid=$gateway_pid
 proxy=$gateway_address
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A process's user+system CPU per request over a run: cpu_per_request TICKS_BEFORE TICKS_AFTER RUN_JSON.
+cpu_per_request() {
+    python3 -c "import json,sys; print(round(($2 - $1) / $(getconf CLK_TCK) * 1e6 / max(1, json.loads(sys.argv[1])['requests']), 1))" "$3"
+}
 sleep 0.5
 
 converse='{"messages":[{"role":"user","content":[{"text":"Hello"}]}]}'
@@ -78,20 +94,25 @@ run() {  # name address path body apikey
     cat "$work/$1.json"
 }
 # A short warm-up of each path, then the measured runs.
-for target in "$emulator_unsigned $model_path $converse" "127.0.0.1:$nginx_port $model_path $converse"; do
+for target in "$emulator_unsigned $model_path $converse" "127.0.0.1:$nginx_port $model_path $converse" \
+    "$relay $model_path $converse"; do
     set -- $target
     BENCH_PATH=$2 BENCH_BODY=$3 BENCH_APIKEY="" BENCH_OUT=/dev/null taskset -c 1 wrk -t1 -c8 -d1s -s bench/request.lua "http://$1" >/dev/null
 done
 BENCH_PATH=/ai/budget BENCH_BODY=$chat BENCH_APIKEY=production-key BENCH_OUT=/dev/null taskset -c 1 wrk -t1 -c8 -d1s -s bench/request.lua "http://$proxy" >/dev/null
 
 a=$(run emulator "$emulator_unsigned" "$model_path" "$converse" "")
+ticks_before=$(cpu_ticks "$nginx_worker")
 b=$(run nginx "127.0.0.1:$nginx_port" "$model_path" "$converse" "")
+nginx_cpu_us=$(cpu_per_request "$ticks_before" "$(cpu_ticks "$nginx_worker")" "$b")
+ticks_before=$(cpu_ticks "$relay_pid")
+r=$(run relay "$relay" "$model_path" "$converse" "")
+relay_cpu_us=$(cpu_per_request "$ticks_before" "$(cpu_ticks "$relay_pid")" "$r")
 b_stream=$(run nginx-stream "127.0.0.1:$nginx_port" "$stream_path" "$converse" "")
 ticks_before=$(cpu_ticks "$proxy_pid")
 c=$(run proxy "$proxy" /ai/budget "$chat" production-key)
-ticks_after=$(cpu_ticks "$proxy_pid")
 # The proxy's CPU per request of (c): its user+system time over the requests answered.
-cpu_us=$(python3 -c "import json,sys; print(round(($ticks_after - $ticks_before) / $(getconf CLK_TCK) * 1e6 / max(1, json.loads(sys.argv[1])['requests']), 1))" "$c")
+cpu_us=$(cpu_per_request "$ticks_before" "$(cpu_ticks "$proxy_pid")" "$c")
 d=$(run proxy-stream "$proxy" /ai/budget "$stream" production-key)
 # Half of the proxy's maximum rate: each connection pauses so that all together send about half of (c)'s
 # requests per second; the emulator alone and the proxy are measured at that same pace.
@@ -103,18 +124,20 @@ unset BENCH_DELAY_MS
 
 mkdir -p "$results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" "$e" "$f" "$cpu_us" "$b_stream" <<'PY'
+python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$config" "$e" "$f" "$cpu_us" "$b_stream" \
+    "$r" "$nginx_cpu_us" "$relay_cpu_us" <<'PY'
 import json, os, sys
 stamp, seconds, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 results, config = sys.argv[8], sys.argv[9]
 half_emulator, half_proxy = json.loads(sys.argv[10]), json.loads(sys.argv[11])
 names = ["(a) emulator directly", "(b) nginx -> emulator", "(c) budget-proxyd -> emulator", "(d) budget-proxyd, streaming",
-         "(b') nginx -> emulator, streaming"]
-rows = [json.loads(text) for text in sys.argv[4:8]] + [json.loads(sys.argv[13])]
+         "(b') nginx -> emulator, streaming", "(r) bare NIO relay -> emulator"]
+rows = [json.loads(text) for text in sys.argv[4:8]] + [json.loads(sys.argv[13]), json.loads(sys.argv[14])]
+nginx_cpu_us, relay_cpu_us = float(sys.argv[15]), float(sys.argv[16])
 summary = {
     "date": stamp, "seconds": seconds, "connections": connections, "build": config,
     "cpus": "wrk on core 1; all servers of a setup on core 0",
-    "setups": dict(zip(["emulator", "nginx", "proxy", "proxy_streaming", "nginx_streaming"], rows)),
+    "setups": dict(zip(["emulator", "nginx", "proxy", "proxy_streaming", "nginx_streaming", "relay"], rows)),
     "proxy_added_p50_ms": rows[2]["p50_ms"] - rows[0]["p50_ms"],
     "proxy_added_p99_ms": rows[2]["p99_ms"] - rows[0]["p99_ms"],
     "throughput_ratio_proxy_to_nginx": rows[2]["rps"] / rows[1]["rps"],
@@ -144,7 +167,10 @@ if bad:
 summary["valid"] = not bad
 cpu_us = float(sys.argv[12])
 summary["proxy_cpu_us_per_request"] = cpu_us
-lines.append(f"- budget-proxyd's CPU per request in (c): {cpu_us:.0f} µs (user+system time over requests answered)")
+summary["front_cpu_us_per_request"] = {"nginx": nginx_cpu_us, "relay": relay_cpu_us, "proxy": cpu_us}
+lines.append(f"- CPU per request of the process in front of the emulator (user+system time over requests answered): "
+             f"budget-proxyd {cpu_us:.0f} µs in (c), nginx's worker {nginx_cpu_us:.0f} µs in (b), the bare NIO relay "
+             f"{relay_cpu_us:.0f} µs in (r)")
 if os.environ.get("BENCH_ROWS"):
     nginx = rows[1]["rps"]
     with open(os.environ["BENCH_ROWS"], "a") as out:
@@ -162,7 +188,11 @@ if os.environ.get("BENCH_ROWS"):
             {"measure": "proxy added p99 at half its rate", "value": summary["half_rate"]["proxy_added_p99_ms"],
              "unit": "ms", "baseline": "emulator alone p99", "baseline_value": half_emulator["p99_ms"],
              "target": 1.0, "better": "lower", "non200": half_proxy["non200"] + half_proxy["non2xx"] + half_proxy["errors"]},
-            {"measure": "proxy CPU per request", "value": cpu_us, "unit": "µs", "target": 60, "better": "lower"},
+            {"measure": "proxy CPU per request", "value": cpu_us, "unit": "µs", "baseline": "nginx's worker",
+             "baseline_value": nginx_cpu_us, "target": 60, "better": "lower"},
+            {"measure": "bare NIO relay CPU per request (the framework's floor)", "value": relay_cpu_us, "unit": "µs",
+             "baseline": "nginx's worker", "baseline_value": nginx_cpu_us, "better": "lower",
+             "non200": rows[5]["non200"] + rows[5]["non2xx"] + rows[5]["errors"]},
         ]:
             out.write(json.dumps(row) + "\n")
 text = "\n".join(lines) + "\n"

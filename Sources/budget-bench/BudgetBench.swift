@@ -12,7 +12,7 @@ struct BudgetBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "budget-bench",
         abstract: "Load generators for the project's benchmarks.",
-        subcommands: [ControlThroughput.self, SyncPhases.self])
+        subcommands: [ControlThroughput.self, SyncPhases.self, Relay.self])
 
     /// The client's tasks run on the event loop of its connection, as budget-proxyd's do (NIO's singleton group,
     /// one loop, installed as the concurrency executor): a reply resumes its caller without a hop to another

@@ -11,24 +11,27 @@ from conftest import ROOT
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("nginx") is None, reason="needs wrk and nginx")
-def test_macro_benchmark_harness_runs_all_five_setups(tmp_path):
+def test_macro_benchmark_harness_runs_all_six_setups(tmp_path):
     rows = tmp_path / "rows.jsonl"
     env = dict(os.environ, CONFIG="debug", BENCH_RESULTS=str(tmp_path), BENCH_ROWS=str(rows))
     result = subprocess.run(["bench/macro.sh", "1", "4"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     [summary_file] = list(tmp_path.glob("macro-*.json"))
     summary = json.loads(summary_file.read_text())
-    for setup in ["emulator", "nginx", "proxy", "proxy_streaming", "nginx_streaming"]:
+    for setup in ["emulator", "nginx", "proxy", "proxy_streaming", "nginx_streaming", "relay"]:
         row = summary["setups"][setup]
         assert row["requests"] > 0 and row["non200"] == 0 and row["non2xx"] == 0 and row["errors"] == 0, (setup, row)
     assert summary["valid"] is True
     assert "| (c) budget-proxyd -> emulator |" in next(tmp_path.glob("macro-*.md")).read_text()
     assert summary["proxy_cpu_us_per_request"] > 0
+    # The CPU per request of each process in front of the emulator, the bare NIO relay's included.
+    assert all(summary["front_cpu_us_per_request"][front] > 0 for front in ["nginx", "relay", "proxy"]), summary
     # make bench's one table: each figure beside its baseline from the same run, non-200s counted.
     table = subprocess.run(["python3", "bench/summary.py", str(rows)], cwd=ROOT, capture_output=True, text=True)
     assert table.returncode == 0, table.stdout + table.stderr
     assert "| proxy req/s (every answer a 200) |" in table.stdout and "nginx:" in table.stdout, table.stdout
-    assert "| proxy CPU per request |" in table.stdout, table.stdout
+    assert "| proxy CPU per request |" in table.stdout and "nginx's worker:" in table.stdout, table.stdout
+    assert "| bare NIO relay CPU per request (the framework's floor) |" in table.stdout, table.stdout
     assert "| proxy req/s, streaming, like for like |" in table.stdout and "nginx relaying the stream:" in table.stdout
 
 
