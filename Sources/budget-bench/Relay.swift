@@ -17,10 +17,10 @@ struct Relay: AsyncParsableCommand {
     var upstream: String
 
     func run() async throws {
-        guard let colon = upstream.lastIndex(of: ":"), let port = Int(upstream[upstream.index(after: colon)...]),
-            let listenColon = listen.lastIndex(of: ":"), let listenPort = Int(listen[listen.index(after: listenColon)...])
-        else { throw ValidationError("addresses are host:port") }
-        let target = try SocketAddress(ipAddress: String(upstream[..<colon]), port: port)
+        guard let (upstreamHost, upstreamPort) = Self.hostAndPort(upstream),
+            let (listenHost, listenPort) = Self.hostAndPort(listen)
+        else { throw ValidationError("--listen and --upstream are host:port, the host an IP address") }
+        let target = try SocketAddress(ipAddress: upstreamHost, port: upstreamPort)
         let loop = NIOSingletons.posixEventLoopGroup.next()
         let server = try await ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 512)
@@ -31,11 +31,18 @@ struct Relay: AsyncParsableCommand {
                     try channel.pipeline.syncOperations.addHandler(RelayHandler(target: target))
                 }
             }
-            .bind(host: String(listen[..<listenColon]), port: listenPort).get()
+            .bind(host: listenHost, port: listenPort).get()
         let bound = server.localAddress
         // Unbuffered: the harness waits for this line.
         FileHandle.standardOutput.write(Data("listening on \(bound?.ipAddress ?? "?"):\(bound?.port ?? 0)\n".utf8))
         try await server.closeFuture.get()
+    }
+
+    static func hostAndPort(_ address: String) -> (String, Int)? {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        return (String(address[..<colon]), port)
     }
 }
 
