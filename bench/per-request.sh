@@ -4,7 +4,7 @@
 # Starts the emulator (signatures not checked), budget-controld and budget-proxyd from BIN_DIR (a release build)
 # with every tier's limit raised so that every answer is a 200, drives the proxy with wrk (64 connections), and
 # counts for SECONDS, with perf's uprobes and syscall tracepoints on the proxy alone: malloc calls, Swift
-# Concurrency jobs run (swift_job_run) and system calls, each divided by the requests served, which a uprobe on
+# Concurrency jobs run (swift_job_run), reference counting (swift_retain, swift_release) and system calls, each divided by the requests served, which a uprobe on
 # ProxyService.handle counts. Needs root (perf probe) and linux-perf. Uprobes slow the proxy down; the counts
 # per request do not depend on it. Exits 1 unless every answer was a 200 (bench/request.lua counts statuses).
 set -euo pipefail
@@ -32,9 +32,12 @@ handle=$(awk '/ t .*ProxyServiceC6handle_4sinkyAA0C7RequestV_AA12ResponseSink_pt
 ldd "$bin/budget-proxyd" >"$work/libraries"
 libc=$(awk '$1 == "libc.so.6" {print $3}' "$work/libraries")
 concurrency=$(awk '$1 == "libswift_Concurrency.so" {print $3}' "$work/libraries")
+core=$(awk '$1 == "libswiftCore.so" {print $3}' "$work/libraries")
 perf probe -q -x "$bin/budget-proxyd" -a "$group:handle=0x$handle"
 perf probe -q -x "$libc" -a "$group:malloc=malloc"
 perf probe -q -x "$concurrency" -a "$group:job=swift_job_run"
+perf probe -q -x "$core" -a "$group:retain=swift_retain"
+perf probe -q -x "$core" -a "$group:release=swift_release"
 
 case $kind in
 plain) body='{"messages":[{"role":"user","content":"Hello"}]}' ;;
@@ -46,7 +49,7 @@ BENCH_PATH=/ai/budget BENCH_BODY=$body BENCH_APIKEY=production-key BENCH_OUT="$w
 wrk_pid=$!
 sleep 1
 perf stat -x, -o "$work/counts" -p "$proxy_pid" \
-    -e "$group:handle,$group:malloc,$group:job" \
+    -e "$group:handle,$group:malloc,$group:job,$group:retain,$group:release" \
     -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev \
     -e syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_epoll_wait -- sleep "$seconds"
 wait $wrk_pid
@@ -63,7 +66,8 @@ if requests == 0:
 print(f"budget-proxyd, {sys.argv[2]} requests: {requests} served while counting")
 print("| per request | count |")
 print("|---|---:|")
-names = {"malloc": "malloc calls", "job": "Swift Concurrency jobs run"}
+names = {"malloc": "malloc calls", "job": "Swift Concurrency jobs run", "retain": "swift_retain calls",
+         "release": "swift_release calls"}
 for name, value in counts.items():
     label = names.get(name, name.replace("sys_enter_", "system call "))
     print(f"| {label} | {value / requests:.2f} |")
