@@ -4,16 +4,30 @@ public import BudgetConfig
 /// config state with Kong's plugin precedence. Shared by the data plane (per request) and the control
 /// plane (for `budgetctl usage`).
 public struct BudgetPolicy: Sendable {
-    /// A resolved budget: the plugin, its config, and how to count.
-    public struct Budget: Sendable, Hashable {
-        public var plugin: Plugin
-        public var config: AIRateLimitingAdvancedConfig
+    /// A resolved budget: the plugin, its config, and how to count. A class, immutable: the proxy carries a
+    /// request's budget from admission to charging, and copies of the plugin's and its config's strings cost
+    /// a retain each.
+    public final class Budget: Sendable, Hashable {
+        public let plugin: Plugin
+        public let config: AIRateLimitingAdvancedConfig
         /// The subject the counters belong to: `consumer:…`, `consumer-group:…` or `credential:…`.
-        public var subject: String
+        public let subject: String
         /// The provider entry that counts (the ai-proxy's provider).
-        public var provider: AIRateLimitingAdvancedConfig.ProviderLimits
+        public let provider: AIRateLimitingAdvancedConfig.ProviderLimits
         /// One rule per window, made once: admission and charging both need them.
         public let rules: [WindowRule]
+
+        public static func == (left: Budget, right: Budget) -> Bool {
+            left === right
+                || (left.plugin == right.plugin && left.config == right.config && left.subject == right.subject
+                    && left.provider == right.provider && left.rules == right.rules)
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(plugin.id)
+            hasher.combine(subject)
+            hasher.combine(provider.name)
+        }
 
         /// The budget of `plugin` (whose identity's key, worked out once per config, is `pluginKey`) for
         /// `subject`'s counters of `provider`.
@@ -60,11 +74,19 @@ public struct BudgetPolicy: Sendable {
 
     /// An enabled ai-rate-limiting-advanced plugin with what choosing it takes, worked out once per config
     /// rather than once per request: its identity (the counters' key) and its precedence.
-    private struct Candidate: Sendable {
-        var plugin: Plugin
-        var id: EntityID
-        var rank: Int
-        var config: AIRateLimitingAdvancedConfig
+    /// A class, so that choosing among candidates per request retains one reference, not a plugin's strings.
+    private final class Candidate: Sendable {
+        let plugin: Plugin
+        let id: EntityID
+        let rank: Int
+        let config: AIRateLimitingAdvancedConfig
+
+        init(plugin: Plugin, id: EntityID, rank: Int, config: AIRateLimitingAdvancedConfig) {
+            self.plugin = plugin
+            self.id = id
+            self.rank = rank
+            self.config = config
+        }
     }
 
     private let candidates: [Candidate]
@@ -106,11 +128,10 @@ public struct BudgetPolicy: Sendable {
     ) -> Budget? {
         var chosen: Candidate?
         for candidate in candidates {
-            let scope = candidate.plugin.scope
-            if let wanted = scope.route, wanted != route { continue }
-            if let wanted = scope.service, wanted != service { continue }
-            if let wanted = scope.consumer, wanted != consumer { continue }
-            if let wanted = scope.consumerGroup, !groups.contains(wanted) { continue }
+            if let wanted = candidate.plugin.scope.route, wanted != route { continue }
+            if let wanted = candidate.plugin.scope.service, wanted != service { continue }
+            if let wanted = candidate.plugin.scope.consumer, wanted != consumer { continue }
+            if let wanted = candidate.plugin.scope.consumerGroup, !groups.contains(wanted) { continue }
             if let best = chosen, (best.rank, best.id) <= (candidate.rank, candidate.id) { continue }
             chosen = candidate
         }

@@ -7,15 +7,34 @@ public import BudgetLedger
 public final class ProxyTables: Sendable {
     public let version: UInt64
 
-    /// A route with what serves it.
-    public struct CompiledRoute: Sendable, Equatable {
-        public var route: Route
-        public var service: Service?
-        public var keyAuth: KeyAuthConfig?
-        public var aiProxy: AIProxyConfig?
+    /// A route with what serves it. A class, immutable: every request passes its route through several stages,
+    /// and a copy of the structs inside (a route's, a service's and the plugins' strings and arrays) retained
+    /// each of their references.
+    public final class CompiledRoute: Sendable, Equatable {
+        public let route: Route
+        public let service: Service?
+        public let keyAuth: KeyAuthConfig?
+        public let aiProxy: AIProxyConfig?
         /// Where the ai-proxy sends requests, resolved once per snapshot (nil without an ai-proxy or a
         /// model name); a setup error (no region, no credentials) is answered to each request as it was.
-        var upstream: Result<BedrockTarget, UpstreamSetupError>?
+        let upstream: Result<BedrockTarget, UpstreamSetupError>?
+
+        init(
+            route: Route, service: Service?, keyAuth: KeyAuthConfig?, aiProxy: AIProxyConfig?,
+            upstream: Result<BedrockTarget, UpstreamSetupError>?
+        ) {
+            self.route = route
+            self.service = service
+            self.keyAuth = keyAuth
+            self.aiProxy = aiProxy
+            self.upstream = upstream
+        }
+
+        public static func == (left: CompiledRoute, right: CompiledRoute) -> Bool {
+            left === right
+                || (left.route == right.route && left.service == right.service && left.keyAuth == right.keyAuth
+                    && left.aiProxy == right.aiProxy && left.upstream == right.upstream)
+        }
     }
 
     /// Who a key belongs to.

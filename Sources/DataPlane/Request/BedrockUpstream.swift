@@ -6,8 +6,9 @@ import NIOHTTP1
 import NIOSSL
 
 /// Where and as whom one ai-proxy reaches Bedrock, with what every request to it repeats worked out once
-/// (per config snapshot): the `Host` header that is signed and the model's two paths.
-struct BedrockTarget: Sendable, Hashable {
+/// (per config snapshot): the `Host` header that is signed and the model's paths. A class, immutable, so that a
+/// request's stages share it rather than retain each of its strings at every copy.
+final class BedrockTarget: Sendable, Hashable {
     /// `scheme://host[:port]`, without a path.
     let endpoint: String
     /// The endpoint's scheme, host and port, where connections go.
@@ -27,6 +28,20 @@ struct BedrockTarget: Sendable, Hashable {
     let invokeStreamPath: String
     /// The four paths as SigV4 canonicalizes them (percent-encoded once more), in `BedrockOperation` order.
     let canonicalPaths: [String]
+
+    /// Targets are equal when their endpoint, region, model and credentials are (the rest derives from them).
+    static func == (left: BedrockTarget, right: BedrockTarget) -> Bool {
+        left === right
+            || (left.endpoint == right.endpoint && left.region == right.region && left.modelID == right.modelID
+                && left.credentials == right.credentials)
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(endpoint)
+        hasher.combine(region)
+        hasher.combine(modelID)
+        hasher.combine(credentials)
+    }
 
     /// Nil when `endpoint` is not `http(s)://host[:port]`.
     init?(endpoint: String, region: String, modelID: String, credentials: AWSCredentials) {
