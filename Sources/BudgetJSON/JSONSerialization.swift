@@ -24,18 +24,18 @@ extension JSONValue {
         case .string(let text): JSONValue.writeString(text, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
-            for (index, item) in items.enumerated() {
+            for index in items.indices {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                item.write(into: &out)
+                items[index].write(into: &out)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
-            for (index, member) in members.enumerated() {
+            for index in members.indices {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                JSONValue.writeString(member.name, into: &out)
+                JSONValue.writeString(members[index].name, into: &out)
                 out.append(UInt8(ascii: ":"))
-                member.value.write(into: &out)
+                members[index].value.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -44,13 +44,14 @@ extension JSONValue {
     /// Appends `text` as a JSON string literal, escaped as `writeString(_:into:)` on a String escapes it.
     public static func writeString(_ text: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Nothing to escape (the usual case): the bytes are copied at once, scanned in the string's own storage.
-        var text = text
-        let plain = text.withUTF8 { utf8 in
-            for byte in utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5C { return false }
-            out.append(contentsOf: utf8)
-            return true
-        }
+        // Nothing to escape (the usual case): the bytes are copied at once, scanned in the string's own storage
+        // (read in place: `withUTF8` on a copy would retain it to be able to write).
+        let plain =
+            text.utf8.withContiguousStorageIfAvailable { utf8 in
+                for byte in utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5C { return false }
+                out.append(contentsOf: utf8)
+                return true
+            } ?? false
         if plain {
             out.append(UInt8(ascii: "\""))
             return

@@ -14,13 +14,13 @@ public final class ProxyTables: Sendable {
         public let route: Route
         public let service: Service?
         public let keyAuth: KeyAuthConfig?
-        public let aiProxy: AIProxyConfig?
+        public let aiProxy: CompiledAIProxy?
         /// Where the ai-proxy sends requests, resolved once per snapshot (nil without an ai-proxy or a
         /// model name); a setup error (no region, no credentials) is answered to each request as it was.
         let upstream: Result<BedrockTarget, UpstreamSetupError>?
 
         init(
-            route: Route, service: Service?, keyAuth: KeyAuthConfig?, aiProxy: AIProxyConfig?,
+            route: Route, service: Service?, keyAuth: KeyAuthConfig?, aiProxy: CompiledAIProxy?,
             upstream: Result<BedrockTarget, UpstreamSetupError>?
         ) {
             self.route = route
@@ -33,8 +33,16 @@ public final class ProxyTables: Sendable {
         public static func == (left: CompiledRoute, right: CompiledRoute) -> Bool {
             left === right
                 || (left.route == right.route && left.service == right.service && left.keyAuth == right.keyAuth
-                    && left.aiProxy == right.aiProxy && left.upstream == right.upstream)
+                    && left.aiProxy?.config == right.aiProxy?.config && left.upstream == right.upstream)
         }
+    }
+
+    /// A route's ai-proxy plugin config, shared by reference: every stage of a request reads it, and a copy of
+    /// the struct retained each of its strings.
+    public final class CompiledAIProxy: Sendable {
+        public let config: AIProxyConfig
+
+        init(_ config: AIProxyConfig) { self.config = config }
     }
 
     /// Who a key belongs to.
@@ -144,7 +152,7 @@ public final class ProxyTables: Sendable {
                 keyAuth: PluginPrecedence.forRoute(route, plugins: plugins) {
                     if case .keyAuth(let config) = $0 { config } else { nil }
                 },
-                aiProxy: aiProxy, upstream: upstream)
+                aiProxy: aiProxy.map(CompiledAIProxy.init), upstream: upstream)
             for prefix in route.paths { prefixes.append((prefix, compiled)) }
         }
         return prefixes.sorted { $0.0.utf8.count > $1.0.utf8.count }

@@ -65,7 +65,7 @@ extension ProxyService {
                     "cannot use own model - must be: \(modelID) (or \(Self.anthropicName(of: modelID)))"
                 ).body)
         }
-        switch proxy.responseStreaming {
+        switch proxy.config.responseStreaming {
         case .deny where messages.stream:
             throw .rendered(
                 400, body: AnthropicRequestError(at: "stream", "response streaming is not enabled for this LLM").body)
@@ -78,7 +78,7 @@ extension ProxyService {
         return MessagesCall(
             ask: BudgetAsk(
                 proxy: proxy, promptTokens: messages.estimatedPromptTokens,
-                maxTokens: proxy.model.options.maxTokens ?? messages.maxTokens),
+                maxTokens: proxy.config.model.options.maxTokens ?? messages.maxTokens),
             modelID: modelID, target: target, request: messages, betas: betas,
             timeout: .milliseconds(Int64(caller.route.service?.readTimeout ?? 60_000)))
     }
@@ -108,14 +108,14 @@ extension ProxyService {
         outcome: inout Outcome
     ) async throws(ProxyAnswer) {
         let target = try Self.bedrockTarget(call.target)
-        let options = call.ask.proxy.model.options
+        let options = call.ask.proxy.config.model.options
         let body = call.request.invokeBody(
             maxTokens: admission.maxTokens,
             overrides: ModelOverrides(temperature: options.temperature, topP: options.topP, topK: options.topK),
             betas: call.betas
         ).serializedBytes
         var common: [(String, String)] = []
-        if call.ask.proxy.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
+        if call.ask.proxy.config.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
 
         let started = ContinuousClock.now
         let response: UpstreamResponse

@@ -58,7 +58,7 @@ extension ProxyService {
                 .validation(
                     "cannot use own model - must be: \(modelID) (this route serves only its configured model)"))
         }
-        if proxy.responseStreaming == .deny && operation.isStream {
+        if proxy.config.responseStreaming == .deny && operation.isStream {
             throw .bedrock(.validation("response streaming is not enabled for this LLM"))
         }
         let native: BedrockNativeRequest
@@ -84,7 +84,7 @@ extension ProxyService {
         return NativeCall(
             ask: BudgetAsk(
                 proxy: proxy, promptTokens: native.estimatedPromptTokens,
-                maxTokens: proxy.model.options.maxTokens ?? native.maxTokens ?? ClaudeHaiku.maxOutputTokens),
+                maxTokens: proxy.config.model.options.maxTokens ?? native.maxTokens ?? ClaudeHaiku.maxOutputTokens),
             modelID: modelID, target: target, request: native, removing: removing, bedrockHeaders: bedrockHeaders,
             timeout: .milliseconds(Int64(caller.route.service?.readTimeout ?? 60_000)), original: request.body)
     }
@@ -105,7 +105,7 @@ extension ProxyService {
         let target = try Self.bedrockTarget(call.target)
         let operation = call.request.operation
         var common: [(String, String)] = []
-        if call.ask.proxy.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
+        if call.ask.proxy.config.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
         let started = ContinuousClock.now
         let response: UpstreamResponse
         do {

@@ -144,7 +144,7 @@ final class ProxyService: Sendable {
             throw .message(404, "no Route matched with those values")
         }
         outcome.route = route.route.name
-        outcome.format = route.aiProxy?.llmFormat ?? .openai
+        outcome.format = route.aiProxy?.config.llmFormat ?? .openai
         var caller = Caller(tables: tables, route: route, consumer: nil, credential: nil, groups: [])
         if let keyAuth = route.keyAuth {
             let challenge = [("WWW-Authenticate", "Key realm=\"\(keyAuth.realm ?? "budget-gateway")\"")]
@@ -168,7 +168,8 @@ final class ProxyService: Sendable {
     func refusal(method: String, path: String, status: Int, message: String) -> (
         headers: [(String, String)], body: [UInt8]
     )? {
-        guard let format = link.tables?.route(method: method, path: path)?.aiProxy?.llmFormat, format != .openai
+        guard let format = link.tables?.route(method: method, path: path)?.aiProxy?.config.llmFormat,
+            format != .openai
         else { return nil }
         let answer = ProxyAnswer.message(status, message).rendered(for: format)
         return (answer.headers, answer.body.serializedBytes)
@@ -207,7 +208,7 @@ final class ProxyService: Sendable {
 
     /// A chat request bound for one ai-proxy.
     struct ChatCall {
-        var proxy: AIProxyConfig
+        var proxy: ProxyTables.CompiledAIProxy
         var modelID: String
         /// Where the call goes, or why it cannot (answered after admission, as a 500).
         var target: Result<BedrockTarget, UpstreamSetupError>
@@ -223,7 +224,7 @@ final class ProxyService: Sendable {
 
     /// What admission and charging need of a call, whatever format the client speaks.
     struct BudgetAsk {
-        var proxy: AIProxyConfig
+        var proxy: ProxyTables.CompiledAIProxy
         var promptTokens: Int
         /// The effective `max_tokens`: the config's, else the client's, else the model's maximum.
         var maxTokens: Int
@@ -251,7 +252,7 @@ final class ProxyService: Sendable {
         if let model = chat.model, !model.isEmpty, model != modelID {
             throw .badRequest(ChatRequestError(param: "model", message: "cannot use own model - must be: \(modelID)"))
         }
-        switch proxy.responseStreaming {
+        switch proxy.config.responseStreaming {
         case .deny where chat.stream:
             throw .badRequest(
                 ChatRequestError(param: "stream", message: "response streaming is not enabled for this LLM"))
@@ -261,20 +262,22 @@ final class ProxyService: Sendable {
         return ChatCall(
             proxy: proxy, modelID: modelID, target: target, chat: chat,
             promptTokens: chat.estimatedPromptTokens,
-            maxTokens: proxy.model.options.maxTokens ?? chat.maxTokens ?? ClaudeHaiku.maxOutputTokens,
+            maxTokens: proxy.config.model.options.maxTokens ?? chat.maxTokens ?? ClaudeHaiku.maxOutputTokens,
             timeout: .milliseconds(Int64(caller.route.service?.readTimeout ?? 60_000)))
     }
 
     /// The route's ai-proxy with its model and upstream, and the largest body the route takes (its
     /// `max_request_body_size` within `--max-body-bytes`): where every client format's parse starts.
     static func aiProxy(of caller: Caller, maxBodyBytes: Int) throws(ProxyAnswer) -> (
-        proxy: AIProxyConfig, modelID: String, target: Result<BedrockTarget, UpstreamSetupError>, bodyLimit: Int
+        proxy: ProxyTables.CompiledAIProxy, modelID: String, target: Result<BedrockTarget, UpstreamSetupError>,
+        bodyLimit: Int
     ) {
-        guard let proxy = caller.route.aiProxy, let modelID = proxy.model.name, let target = caller.route.upstream
+        guard let proxy = caller.route.aiProxy, let modelID = proxy.config.model.name,
+            let target = caller.route.upstream
         else {
             throw .message(503, "route \(caller.route.route.name) has no ai-proxy plugin, so there is no upstream")
         }
-        let limit = proxy.maxRequestBodySize.flatMap { $0 > 0 ? min($0, maxBodyBytes) : nil } ?? maxBodyBytes
+        let limit = proxy.config.maxRequestBodySize.flatMap { $0 > 0 ? min($0, maxBodyBytes) : nil } ?? maxBodyBytes
         return (proxy, modelID, target, limit)
     }
 
@@ -307,11 +310,11 @@ final class ProxyService: Sendable {
     {
         let budget = caller.tables.policy.budget(
             route: caller.route.route.name, service: caller.route.route.service, consumer: caller.consumer,
-            groups: caller.groups, credential: caller.credential, provider: call.proxy.model.provider)
+            groups: caller.groups, credential: caller.credential, provider: call.proxy.config.model.provider)
         outcome.group = budget?.plugin.scope.consumerGroup ?? caller.groups.first ?? "-"
         var admission = Admission(budget: budget, maxTokens: call.maxTokens)
         guard let budget else { return admission }
-        let price = budget.units(promptTokens: call.promptTokens, pricing: call.proxy.model.options)
+        let price = budget.units(promptTokens: call.promptTokens, pricing: call.proxy.config.model.options)
         let asked = ContinuousClock.now
         let reservation = await link.reserve(
             ReserveRequest(
@@ -360,12 +363,12 @@ final class ProxyService: Sendable {
     ) async throws(ProxyAnswer) {
         let target = try Self.bedrockTarget(call.target)
         let overrides = ModelOverrides(
-            maxTokens: nil, temperature: call.proxy.model.options.temperature,
-            topP: call.proxy.model.options.topP, topK: call.proxy.model.options.topK)
+            maxTokens: nil, temperature: call.proxy.config.model.options.temperature,
+            topP: call.proxy.config.model.options.topP, topK: call.proxy.config.model.options.topK)
         let body = ConverseTranslator.converseBody(call.chat, maxTokens: admission.maxTokens, overrides: overrides)
             .serializedBytes
         var common: [(String, String)] = []
-        if call.proxy.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
+        if call.proxy.config.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
 
         let upstreamStarted = ContinuousClock.now
         let response: UpstreamResponse
@@ -530,7 +533,7 @@ final class ProxyService: Sendable {
         outcome.completionTokens = usage.outputTokens
         guard let budget = admission.budget else { return 0 }
         let charges = budget.charges(
-            promptTokens: usage.inputTokens, completionTokens: usage.outputTokens, pricing: call.proxy.model.options)
+            promptTokens: usage.inputTokens, completionTokens: usage.outputTokens, pricing: call.proxy.config.model.options)
         hold.commit(charges)
         metrics.tokens(
             consumer: outcome.consumer, group: outcome.group, provider: budget.provider.name, tokens: usage.totalTokens)
