@@ -148,6 +148,26 @@ struct TranslationTests {
                 + #""model":"anthropic.claude-3-haiku-20240307-v1:0","choices":[{"index":0,"message":{"role":"assistant","#
                 + #""content":"Hello!"},"logprobs":null,"finish_reason":""# + finishReason + #""}],"#
                 + #""usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#)
+        // The bytes the proxy writes are the tree's.
+        #expect(
+            ChatCompletionRenderer.completionBytes(
+                converse, id: "chatcmpl-1", created: 1700000000, model: "anthropic.claude-3-haiku-20240307-v1:0")
+                == completion.serializedBytes)
+    }
+
+    @Test(
+        "a completion written straight to bytes is the tree's JSON, whatever its text, tool calls or usage",
+        arguments: [
+            #"{"output":{"message":{"role":"assistant","content":[{"text":"line\n\"quoted\" \u0001 é"}]}},"stopReason":"weird_reason","usage":{"inputTokens":0,"outputTokens":0,"totalTokens":0}}"#,
+            #"{"output":{"message":{"role":"assistant","content":[]}},"stopReason":"end_turn","usage":{"inputTokens":7,"outputTokens":0,"totalTokens":7}}"#,
+            #"{"output":{"message":{"role":"assistant","content":[{"toolUse":{"toolUseId":"t1","name":"f","input":{"a":1}}}]}},"stopReason":"tool_use","usage":{"inputTokens":5,"outputTokens":9,"totalTokens":14}}"#,
+        ])
+    func completionBytes(body: String) throws {
+        let converse = try ConverseResponse.parse(Array(body.utf8))
+        let tree = ChatCompletionRenderer.completion(converse, id: "chatcmpl-\"x\"", created: 0, model: "m\u{7}")
+        #expect(
+            ChatCompletionRenderer.completionBytes(converse, id: "chatcmpl-\"x\"", created: 0, model: "m\u{7}")
+                == tree.serializedBytes)
     }
 
     @Test("Bedrock errors keep their status in OpenAI's error shape")

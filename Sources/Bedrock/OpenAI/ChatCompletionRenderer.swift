@@ -49,6 +49,36 @@ public enum ChatCompletionRenderer {
         ])
     }
 
+    /// `completion(…).serializedBytes`, written straight to bytes when the reply has no tool calls (a plain
+    /// chat answer, the proxy's usual one) rather than built as a tree first.
+    public static func completionBytes(_ response: ConverseResponse, id: String, created: Int, model: String)
+        -> [UInt8]
+    {
+        guard response.toolUses.isEmpty else {
+            return completion(response, id: id, created: created, model: model).serializedBytes
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(320 + id.utf8.count + model.utf8.count + response.text.utf8.count)
+        out += #"{"id":"#.utf8
+        JSONValue.writeString(id, into: &out)
+        out += #","object":"chat.completion","created":"#.utf8
+        out += String(created).utf8
+        out += #","model":"#.utf8
+        JSONValue.writeString(model, into: &out)
+        out += #","choices":[{"index":0,"message":{"role":"assistant","content":"#.utf8
+        JSONValue.writeString(response.text, into: &out)
+        out += #"},"logprobs":null,"finish_reason":"#.utf8
+        JSONValue.writeString(finishReason(response.stopReason), into: &out)
+        out += #"}],"usage":{"prompt_tokens":"#.utf8
+        out += String(response.usage.inputTokens).utf8
+        out += #","completion_tokens":"#.utf8
+        out += String(response.usage.outputTokens).utf8
+        out += #","total_tokens":"#.utf8
+        out += String(response.usage.totalTokens).utf8
+        out += "}}".utf8
+        return out
+    }
+
     static func usage(_ usage: TokenUsage) -> JSONValue {
         .object([
             "prompt_tokens": .int(usage.inputTokens),

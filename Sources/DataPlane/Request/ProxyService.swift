@@ -440,14 +440,14 @@ final class ProxyService: Sendable {
             throw .upstream(502, errorType: "UpstreamFormatError", message: error.message)
         }
         let charged = charge(converse.usage, call: call.ask, admission: admission, hold: hold, outcome: &outcome)
-        let completion = ChatCompletionRenderer.completion(
+        let completion = ChatCompletionRenderer.completionBytes(
             converse, id: reply.id, created: reply.created, model: reply.modelID)
         outcome.status = 200
         await sink.respond(
             status: 200,
             headers: [("Content-Type", "application/json")] + common
                 + RateLimitHeaders.headers(admission.windows, charged: charged, for: admission.budget),
-            body: completion.serializedBytes)
+            body: completion)
     }
 
     /// The id, creation time and model that every chunk of one completion carries.
