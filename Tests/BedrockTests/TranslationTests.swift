@@ -156,6 +156,25 @@ struct TranslationTests {
     }
 
     @Test(
+        "a Converse body written straight to bytes is the tree's JSON: turns merged, system, options, tools",
+        arguments: [
+            #"{"messages":[{"role":"user","content":"Hello"}]}"#,
+            #"{"messages":[{"role":"system","content":"be \"brief\""},{"role":"developer","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},{"role":"user","content":"one"},{"role":"user","content":[{"type":"text","text":"two"},{"type":"text","text":"three\n"}]},{"role":"assistant","content":""},{"role":"assistant","content":"ok é \u0001"},{"role":"user","content":"again"}],"temperature":0.5,"top_p":1,"stop":["x","y"]}"#,
+            #"{"messages":[{"role":"assistant","content":"first"},{"role":"user","content":""}],"temperature":0.25}"#,
+            #"{"messages":[{"role":"system","content":"only system"}]}"#,
+            #"{"messages":[{"role":"user","content":"call"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"c1","content":"42"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}"#,
+        ])
+    func converseBodyBytes(body: String) throws {
+        let chat = try ChatCompletionRequest.parse(Array(body.utf8))
+        for overrides in [ModelOverrides(), ModelOverrides(temperature: 0.1, topP: 0.9, topK: 40)] {
+            let written = ConverseTranslator.converseBodyBytes(chat, maxTokens: 321, overrides: overrides)
+            #expect(
+                written == ConverseTranslator.converseBody(chat, maxTokens: 321, overrides: overrides).serializedBytes,
+                "\(String(decoding: written, as: UTF8.self))")
+        }
+    }
+
+    @Test(
         "a completion written straight to bytes is the tree's JSON, whatever its text, tool calls or usage",
         arguments: [
             #"{"output":{"message":{"role":"assistant","content":[{"text":"line\n\"quoted\" \u0001 é"}]}},"stopReason":"weird_reason","usage":{"inputTokens":0,"outputTokens":0,"totalTokens":0}}"#,

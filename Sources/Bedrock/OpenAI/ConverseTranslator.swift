@@ -83,6 +83,75 @@ public enum ConverseTranslator {
         return .object(body)
     }
 
+    /// `converseBody(…).serializedBytes`, written straight to bytes when the request has no tools and no tool
+    /// messages (a plain chat, the proxy's usual request) rather than built as a tree first.
+    public static func converseBodyBytes(
+        _ request: ChatCompletionRequest, maxTokens: Int, overrides: ModelOverrides = ModelOverrides()
+    ) -> [UInt8] {
+        let plain =
+            request.tools.isEmpty
+            && request.messages.allSatisfy { $0.role != .tool && $0.toolCalls.isEmpty }
+        guard plain else { return converseBody(request, maxTokens: maxTokens, overrides: overrides).serializedBytes }
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + request.promptUTF8Count + request.messages.count * 40)
+        // The turns: user and assistant text blocks, a role's consecutive messages merged into one turn, messages
+        // without a block left out (as `converseBody` does).
+        out += #"{"messages":["#.utf8
+        var role: ChatCompletionRequest.Role?
+        for message in request.messages where message.role == .user || message.role == .assistant {
+            var first = true
+            for text in message.text where message.role == .user || !text.isEmpty {
+                if first && role != message.role {
+                    if role != nil { out += "]},".utf8 }
+                    out += #"{"role":"#.utf8
+                    out += message.role == .user ? #""user""#.utf8 : #""assistant""#.utf8
+                    out += #","content":["#.utf8
+                    role = message.role
+                } else {
+                    out.append(UInt8(ascii: ","))
+                }
+                first = false
+                out += #"{"text":"#.utf8
+                JSONValue.writeString(text, into: &out)
+                out.append(UInt8(ascii: "}"))
+            }
+        }
+        if role != nil { out += "]}".utf8 }
+        out.append(UInt8(ascii: "]"))
+        var system = true
+        for message in request.messages where message.role == .system || message.role == .developer {
+            for text in message.text {
+                out += system ? #","system":[{"text":"#.utf8 : #",{"text":"#.utf8
+                system = false
+                JSONValue.writeString(text, into: &out)
+                out.append(UInt8(ascii: "}"))
+            }
+        }
+        if !system { out.append(UInt8(ascii: "]")) }
+        out += #","inferenceConfig":{"maxTokens":"#.utf8
+        out += String(maxTokens).utf8
+        if let temperature = overrides.temperature ?? request.temperature {
+            out += #","temperature":"#.utf8
+            JSONValue.double(temperature).write(into: &out)
+        }
+        if let topP = overrides.topP ?? request.topP {
+            out += #","topP":"#.utf8
+            JSONValue.double(topP).write(into: &out)
+        }
+        if !request.stop.isEmpty {
+            out += #","stopSequences":"#.utf8
+            JSONValue.array(request.stop.map { .string($0) }).write(into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        if let topK = overrides.topK {
+            out += #","additionalModelRequestFields":{"top_k":"#.utf8
+            out += String(topK).utf8
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     private static func toolConfig(_ request: ChatCompletionRequest) -> JSONValue? {
         guard !request.tools.isEmpty, request.toolChoice != ChatCompletionRequest.ToolChoice.none else { return nil }
         let tools = request.tools.map { tool -> JSONValue in

@@ -365,8 +365,7 @@ final class ProxyService: Sendable {
         let overrides = ModelOverrides(
             maxTokens: nil, temperature: call.proxy.config.model.options.temperature,
             topP: call.proxy.config.model.options.topP, topK: call.proxy.config.model.options.topK)
-        let body = ConverseTranslator.converseBody(call.chat, maxTokens: admission.maxTokens, overrides: overrides)
-            .serializedBytes
+        let body = ConverseTranslator.converseBodyBytes(call.chat, maxTokens: admission.maxTokens, overrides: overrides)
         var common: [(String, String)] = []
         if call.proxy.config.modelNameHeader { common.append(("X-Kong-LLM-Model", "bedrock/\(call.modelID)")) }
 
