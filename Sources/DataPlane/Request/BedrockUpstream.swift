@@ -217,17 +217,22 @@ final class BedrockUpstream: Sendable {
         let path = target.path(for: operation)
         let signer = SigV4Signer(credentials: target.credentials, region: target.region, service: "bedrock")
         let date = AMZDate(epochSeconds: Int64(Date().timeIntervalSince1970))
-        var headers = [("content-type", "application/json")] + bedrockHeaders
+        // The headers to sign: host, content-type, then the client's Bedrock headers (one array, made once).
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(bedrockHeaders.count + 4)
+        headers.append(("host", target.hostHeader))
+        headers.append(("content-type", "application/json"))
+        headers.append(contentsOf: bedrockHeaders)
         if operation == .invokeStream && !bedrockHeaders.contains(where: { $0.0 == "x-amzn-bedrock-accept" }) {
             headers.append(("x-amzn-bedrock-accept", "application/json"))
         }
         let signed = signer.sign(
-            method: "POST", canonicalPath: target.canonicalPath(for: operation),
-            headers: [("host", target.hostHeader)] + headers, payloadSHA256: SigV4.hexSHA256(body), date: date)
+            method: "POST", canonicalPath: target.canonicalPath(for: operation), headers: headers,
+            payloadSHA256: SigV4.hexSHA256(body), date: date)
         var requestHeaders = HTTPHeaders()
-        requestHeaders.reserveCapacity(headers.count + signed.count + 3)  // and Content-Length, added on sending
+        requestHeaders.reserveCapacity(headers.count + signed.count + 2)  // and Content-Length, added on sending
         requestHeaders.add(name: "Host", value: target.hostHeader)
-        for (name, value) in headers { requestHeaders.add(name: name, value: value) }
+        for (name, value) in headers.dropFirst() { requestHeaders.add(name: name, value: value) }
         requestHeaders.add(
             name: "Accept", value: operation.isStream ? "application/vnd.amazon.eventstream" : "application/json")
         for header in signed { requestHeaders.add(name: header.name, value: header.value) }
