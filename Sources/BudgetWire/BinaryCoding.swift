@@ -6,6 +6,9 @@ package struct WireWriter: Sendable {
 
     package init() {}
 
+    /// A writer with room for `capacity` bytes, for a caller that knows what it will write.
+    package init(capacity: Int) { bytes.reserveCapacity(capacity) }
+
     package mutating func u8(_ value: UInt8) { bytes.append(value) }
     package mutating func u16(_ value: UInt16) { append(value) }
     package mutating func u32(_ value: UInt32) { append(value) }
@@ -17,8 +20,13 @@ package struct WireWriter: Sendable {
     package mutating func string(_ value: String) {
         let count = min(value.utf8.count, Int(UInt16.max))
         u16(UInt16(count))
-        // Copied straight from the string (no array in between): reservations write several strings each.
-        bytes.append(contentsOf: value.utf8.prefix(count))
+        // Copied straight from the string's storage (no array in between): reservations write several strings
+        // each. A prefix (a string cut short) is a Substring's view, which is copied byte by byte.
+        if count == value.utf8.count {
+            bytes.append(contentsOf: value.utf8)
+        } else {
+            bytes.append(contentsOf: value.utf8.prefix(count))
+        }
     }
 
     private mutating func append<T: FixedWidthInteger>(_ value: T) {

@@ -12,7 +12,7 @@ public enum BudgetMessages {
 
     /// A batch of reserve requests.
     public static func encode(reserves: [ReserveRequest]) -> [UInt8] {
-        var writer = WireWriter()
+        var writer = WireWriter(capacity: reserves.reduce(2) { $0 + encodedSize($1) })
         writer.u16(UInt16(reserves.count))
         for request in reserves {
             writer.u16(UInt16(request.rules.count))
@@ -130,7 +130,7 @@ public enum BudgetMessages {
 
     /// A batch of commits.
     public static func encode(commits: [Commit]) -> [UInt8] {
-        var writer = WireWriter()
+        var writer = WireWriter(capacity: commits.reduce(2) { $0 + encodedSize($1) })
         writer.u16(UInt16(commits.count))
         for commit in commits {
             writer.u64(commit.origin.source)
@@ -282,7 +282,10 @@ public enum BudgetMessages {
     }
 
     static func encodedSize(_ key: LimitKey) -> Int {
-        [key.plugin, key.provider, key.subject].reduce(4) { $0 + 2 + min($1.utf8.count, Int(UInt16.max)) }
+        // Summed field by field: an array of the three strings would be made (and retained) for every key.
+        let cut = Int(UInt16.max)
+        return 4 + 6 + min(key.plugin.utf8.count, cut) + min(key.provider.utf8.count, cut)
+            + min(key.subject.utf8.count, cut)
     }
 
     static func write(_ key: LimitKey, into writer: inout WireWriter) {
