@@ -18,16 +18,40 @@ final class RedisServer: @unchecked Sendable {
     static func started(extra: [String] = [], port: Int? = nil, tls: TestCertificates? = nil, directory: URL? = nil)
         async throws -> RedisServer
     {
-        let server = try RedisServer(extra: extra, port: port, tls: tls, directory: directory)
-        try await server.launch()
-        return server
+        try await withFreshPort(retrying: port == nil) {
+            try RedisServer(extra: extra, port: port, tls: tls, directory: directory)
+        } cleanUp: { server in
+            directory == nil ? server.remove() : server.stop()
+        }
     }
 
     /// Starts `redis-sentinel` with a generated config monitoring master `name` at `masterPort`.
     static func sentinel(for name: String, masterPort: Int) async throws -> RedisServer {
-        let server = try RedisServer(sentinelFor: name, masterPort: masterPort)
-        try await server.launch()
-        return server
+        try await withFreshPort(retrying: true) {
+            try RedisServer(sentinelFor: name, masterPort: masterPort)
+        } cleanUp: { server in
+            server.remove()
+        }
+    }
+
+    /// Launches the server `make` sets up. A free port is found by binding port 0 and closing it, so another
+    /// process (a parallel test's connection) can take it before the server binds it: the server then exits with
+    /// "Address already in use", and one set up on a new port is tried, up to three times.
+    private static func withFreshPort(
+        retrying: Bool, _ make: () throws -> RedisServer, cleanUp: (RedisServer) -> Void
+    ) async throws -> RedisServer {
+        var attempt = 1
+        while true {
+            let server = try make()
+            do {
+                try await server.launch()
+                return server
+            } catch {
+                guard retrying, attempt < 3, server.logText().contains("Address already in use") else { throw error }
+                cleanUp(server)
+                attempt += 1
+            }
+        }
     }
 
     private init(extra: [String], port: Int?, tls: TestCertificates?, directory: URL?) throws {
@@ -78,9 +102,13 @@ final class RedisServer: @unchecked Sendable {
         try process.run()
         self.process = process
         let port = port
-        if await waitUntilReady(process, within: .seconds(10), every: .milliseconds(10), { canConnect(port: port) }) {
-            return
+        // Ready when this process says it listens ("Running mode=…, port=…" comes after its listeners are bound)
+        // and the port takes connections: a port that only accepts could be another process's, taken between
+        // `freePort()` and this bind.
+        let ready = await waitUntilReady(process, within: .seconds(10), every: .milliseconds(10)) {
+            logText().contains("Running mode=") && canConnect(port: port)
         }
+        if ready { return }
         stop()
         throw TestFailure("\(executable) did not start on port \(port): \(logText())")
     }
