@@ -442,11 +442,13 @@ final class ProxyService: Sendable {
         let completion = ChatCompletionRenderer.completionBytes(
             converse, id: reply.id, created: reply.created, model: reply.modelID)
         outcome.status = 200
-        await sink.respond(
-            status: 200,
-            headers: [("Content-Type", "application/json")] + common
-                + RateLimitHeaders.headers(admission.windows, charged: charged, for: admission.budget),
-            body: completion)
+        // One array with room for all: the answer's headers, then the budget's.
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(1 + common.count + 3 * admission.windows.count)
+        headers.append(("Content-Type", "application/json"))
+        headers.append(contentsOf: common)
+        RateLimitHeaders.append(admission.windows, charged: charged, for: admission.budget, to: &headers)
+        await sink.respond(status: 200, headers: headers, body: completion)
     }
 
     /// The id, creation time and model that every chunk of one completion carries.

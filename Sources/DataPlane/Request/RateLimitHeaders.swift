@@ -18,10 +18,19 @@ enum RateLimitHeaders {
     static func headers(_ windows: [WindowStatus], charged: Double = 0, for budget: BudgetPolicy.Budget?)
         -> [(String, String)]
     {
-        guard let budget, !budget.config.hideClientHeaders else { return [] }
-        let floored = budget.config.tokensCountStrategy != .cost
         var headers: [(String, String)] = []
-        headers.reserveCapacity(windows.count * 3)
+        append(windows, charged: charged, for: budget, to: &headers)
+        return headers
+    }
+
+    /// `headers(…)` appended to `headers`, for an answer that builds its header list in one array.
+    static func append(
+        _ windows: [WindowStatus], charged: Double = 0, for budget: BudgetPolicy.Budget?,
+        to headers: inout [(String, String)]
+    ) {
+        guard let budget, !budget.config.hideClientHeaders else { return }
+        let floored = budget.config.tokensCountStrategy != .cost
+        headers.reserveCapacity(headers.count + windows.count * 3)
         for window in windows {
             let names = HeaderNames.shared.names(windowSize: window.key.windowSize, provider: window.key.provider)
             let remaining = max(0, window.remaining - charged)
@@ -29,7 +38,6 @@ enum RateLimitHeaders {
             headers.append((names.remaining, number(floored ? floor(remaining) : remaining)))
             headers.append((names.reset, String(window.reset)))
         }
-        return headers
     }
 
     /// The three header names of a window and provider, made once: every answer with a budget carries them.
