@@ -232,7 +232,17 @@ class RedisServer:
         self.sentinel_of = sentinel_of
         self.log = self.directory / (log_name or f"redis-{self.port}.log")
         self.process = None
-        self.start()
+        # free_port() binds port 0 and closes it: another process can take the port before redis binds it. A
+        # server that exits with "Address already in use" is started again on a new port (when none was asked).
+        for attempt in range(3):
+            try:
+                self.start()
+                return
+            except RuntimeError as error:
+                if port is not None or attempt == 2 or "Address already in use" not in str(error):
+                    raise
+                self.port = free_port()
+                self.log = self.directory / (log_name or f"redis-{self.port}.log")
 
     def command_line(self):
         if self.sentinel_of is not None:
