@@ -248,7 +248,7 @@ let package = Package(
             name: "DataPlaneTests",
             dependencies: [
                 "DataPlane", "DaemonKit", "BedrockEmulator", "budget-controld", "budgetctl", "BudgetConfig", "BudgetWire",
-                "ControlPlane", "TestSupport",
+                "BudgetLedger", "ControlPlane", "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 public import BudgetConfig
+import Synchronization
 
 /// Which rate-limit plugin governs a request, and the windows and prices it implies, resolved from a
 /// config state with Kong's plugin precedence. Shared by the data plane (per request) and the control
@@ -81,13 +82,37 @@ public struct BudgetPolicy: Sendable {
         let rank: Int
         let config: AIRateLimitingAdvancedConfig
 
+        /// The budgets made of this plugin, by subject and provider: the same consumers and groups come back
+        /// request after request, and a budget (its rules, their keys) is immutable. Bounded: cleared when
+        /// `budgetCacheCapacity` are held.
+        private let made = Mutex<[BudgetKey: Budget]>([:])
+
+        private struct BudgetKey: Hashable {
+            var subject: String
+            var provider: String
+        }
+
         init(plugin: Plugin, id: EntityID, rank: Int, config: AIRateLimitingAdvancedConfig) {
             self.plugin = plugin
             self.id = id
             self.rank = rank
             self.config = config
         }
+
+        func budget(subject: String, provider: AIRateLimitingAdvancedConfig.ProviderLimits) -> Budget {
+            let key = BudgetKey(subject: subject, provider: provider.name)
+            if let known = made.withLock({ $0[key] }) { return known }
+            let budget = Budget(plugin: plugin, pluginKey: id.key, config: config, subject: subject, provider: provider)
+            made.withLock { made in
+                if made.count >= BudgetPolicy.budgetCacheCapacity { made.removeAll() }
+                made[key] = budget
+            }
+            return budget
+        }
     }
+
+    /// How many budgets a plugin keeps made (per config: a new config makes a new policy).
+    package static let budgetCacheCapacity = 4096
 
     private let candidates: [Candidate]
 
@@ -138,14 +163,13 @@ public struct BudgetPolicy: Sendable {
         guard let chosen, let entry = chosen.config.llmProviders.first(where: { $0.name == provider }) else {
             return nil
         }
-        let (plugin, config) = (chosen.plugin, chosen.config)
         let subject: String
-        switch config.identifier {
+        switch chosen.config.identifier {
         case .consumer: subject = "consumer:" + (consumer ?? credential.map { "credential:\($0.hex)" } ?? "anonymous")
         case .consumerGroup:
-            subject = "consumer-group:" + (plugin.scope.consumerGroup ?? groups.sorted().first ?? "none")
+            subject = "consumer-group:" + (chosen.plugin.scope.consumerGroup ?? groups.sorted().first ?? "none")
         case .credential: subject = "credential:" + (credential?.hex ?? consumer ?? "anonymous")
         }
-        return Budget(plugin: plugin, pluginKey: chosen.id.key, config: config, subject: subject, provider: entry)
+        return chosen.budget(subject: subject, provider: entry)
     }
 }

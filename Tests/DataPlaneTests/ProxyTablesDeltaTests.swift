@@ -1,4 +1,5 @@
 import BudgetConfig
+import BudgetLedger
 import BudgetWire
 import DataPlane
 import TestSupport
@@ -208,5 +209,29 @@ struct ProxyTablesDeltaTests {
             try follower.receive(WireFrame(.snapshotDelta, requestID: 0, payload: Array("{}".utf8)))
         }
         #expect(follower.tables === before)
+    }
+}
+
+@Suite("the budget policy's budgets, made once per subject")
+struct BudgetPolicyCacheTests {
+    @Test("a consumer's budget is made once and shared; other consumers get their own; a full cache starts over")
+    func budgetsShared() throws {
+        let tables = ProxyTables(version: 1, state: try ScaleConfig(consumers: 6).state)
+        func budget(_ consumer: String, _ group: String) -> BudgetPolicy.Budget? {
+            tables.policy.budget(
+                route: "chat", service: "llm", consumer: consumer, groups: [group], credential: nil, provider: "bedrock")
+        }
+        let first = try #require(budget("user-0", "basic"))
+        #expect(budget("user-0", "basic") === first)
+        #expect(first.subject == "consumer:user-0" && first.rules.map(\.key.subject) == ["consumer:user-0"])
+        let other = try #require(budget("user-3", "basic"))
+        #expect(other !== first && other.subject == "consumer:user-3" && other.rules.first?.limit == 10_000)
+        #expect(try #require(budget("user-1", "premium")).rules.first?.limit == 50_000)
+        // More subjects than the cache holds: it is cleared and made again, and every answer stays right.
+        for index in 0...BudgetPolicy.budgetCacheCapacity {
+            #expect(budget("someone-\(index)", "basic")?.subject == "consumer:someone-\(index)")
+        }
+        let again = try #require(budget("user-0", "basic"))
+        #expect(again.subject == "consumer:user-0" && again.rules == first.rules)
     }
 }
