@@ -119,7 +119,7 @@ struct UpstreamClientTests {
     func invalidHeader() async throws {
         try await withServer { server, client in
             var request = server.request("/ok")
-            request.headers.add(name: "X-Injected", value: "a\r\nX-Other: b")
+            request.headers.append(("X-Injected", "a\r\nX-Other: b"))
             let failure = try await expectFailure {
                 try await client.send(request, to: server.origin, streaming: false, readTimeout: .seconds(5))
             }
@@ -144,7 +144,7 @@ struct UpstreamClientTests {
         let origin = try #require(UpstreamOrigin(endpoint: "http://127.0.0.1:\(port)"))
         let failure = try await expectFailure {
             try await client.send(
-                UpstreamRequest(path: "/", headers: [:], body: []), to: origin, streaming: false,
+                UpstreamRequest(path: "/", headers: [], body: []), to: origin, streaming: false,
                 readTimeout: .seconds(5))
         }
         #expect(failure.kind == .connect)
@@ -308,10 +308,9 @@ private final class ScriptedServer: Sendable {
     }
 
     func request(_ path: String) -> UpstreamRequest {
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: "127.0.0.1")
-        headers.add(name: "Content-Type", value: "application/json")
-        return UpstreamRequest(path: path, headers: headers, body: Array("{\"hello\":1}".utf8))
+        UpstreamRequest(
+            path: path, headers: [("Host", "127.0.0.1"), ("Content-Type", "application/json")],
+            body: Array("{\"hello\":1}".utf8))
     }
 }
 

@@ -229,13 +229,13 @@ final class BedrockUpstream: Sendable {
         let signed = signer.sign(
             method: "POST", canonicalPath: target.canonicalPath(for: operation), headers: headers,
             payloadSHA256: SigV4.hexSHA256(body), date: date)
-        var requestHeaders = HTTPHeaders()
-        requestHeaders.reserveCapacity(headers.count + signed.count + 2)  // and Content-Length, added on sending
-        requestHeaders.add(name: "Host", value: target.hostHeader)
-        for (name, value) in headers.dropFirst() { requestHeaders.add(name: name, value: value) }
-        requestHeaders.add(
-            name: "Accept", value: operation.isStream ? "application/vnd.amazon.eventstream" : "application/json")
-        for header in signed { requestHeaders.add(name: header.name, value: header.value) }
+        var requestHeaders: [(String, String)] = []
+        requestHeaders.reserveCapacity(headers.count + signed.count + 1)  // Content-Length is written on sending
+        requestHeaders.append(("Host", target.hostHeader))
+        requestHeaders.append(contentsOf: headers.dropFirst())
+        requestHeaders.append(
+            ("Accept", operation.isStream ? "application/vnd.amazon.eventstream" : "application/json"))
+        for header in signed { requestHeaders.append((header.name, header.value)) }
         return try await client.send(
             UpstreamRequest(path: path, headers: requestHeaders, body: body), to: target.origin,
             streaming: operation.isStream, readTimeout: timeout)

@@ -65,8 +65,9 @@ struct UpstreamOrigin: Sendable, Hashable, CustomStringConvertible {
 struct UpstreamRequest: Sendable {
     var method: HTTPMethod = .POST
     var path: String
-    /// Sent as given, in order; `Content-Length` is added.
-    var headers: HTTPHeaders
+    /// Sent as given, in order (a name that is not a token or a value with CR, LF or NUL fails the call);
+    /// `Content-Length` is added.
+    var headers: [(String, String)]
     var body: [UInt8]
 }
 
