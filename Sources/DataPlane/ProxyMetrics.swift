@@ -81,15 +81,14 @@ final class ProxyMetrics: Sendable {
 /// A latency histogram in Prometheus' text format, as swift-prometheus writes its duration histograms (same
 /// buckets, same number formats). swift-prometheus' `Histogram` is generic and runs unspecialized from this
 /// module: each record took its lock and compared every bucket through the generic witnesses, 2 to 3 µs of the
-/// three records a request makes (bench/README.md). This one finds the request's bucket by nanoseconds and
-/// counts it alone; the cumulative counts are summed when written.
+/// three records a request makes (bench/README.md). This one finds the value's bucket and counts it alone; the
+/// cumulative counts are summed when written.
 final class LatencyHistogram: Sendable {
     static let buckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
         .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
         .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
     ]
-    private static let bucketNanoseconds = buckets.map(nanoseconds)
 
     let name: String
     let help: String
@@ -108,9 +107,10 @@ final class LatencyHistogram: Sendable {
     }
 
     func record(_ duration: Duration) {
-        let value = Self.nanoseconds(duration)
-        var index = Self.bucketNanoseconds.count
-        for (position, bound) in Self.bucketNanoseconds.enumerated() where value <= bound {
+        // Compared as `Duration`s (not generic here, so cheap), as swift-prometheus compares them: a value equal to a
+        // bound counts in its bucket, and no duration, however large, overflows anything.
+        var index = Self.buckets.count
+        for (position, bound) in Self.buckets.enumerated() where duration <= bound {
             index = position
             break
         }
@@ -134,12 +134,6 @@ final class LatencyHistogram: Sendable {
         buffer += "\(name)_bucket{le=\"+Inf\"} \(total)\n".utf8
         buffer += "\(name)_sum \(state.sum.bucketRepresentation)\n".utf8
         buffer += "\(name)_count \(total)\n".utf8
-    }
-
-    private static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds.multipliedReportingOverflow(by: 1_000_000_000).overflow
-            ? (seconds < 0 ? .min : .max) : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }
 

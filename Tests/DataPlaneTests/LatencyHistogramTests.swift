@@ -25,4 +25,17 @@ struct LatencyHistogramTests {
         #expect(lines.last == "budget_proxy_test_seconds_count 5")
         #expect(lines.count == 2 + LatencyHistogram.buckets.count + 3)
     }
+
+    @Test("a duration past any clock's reach, or negative, is counted without overflow")
+    func extremes() {
+        let histogram = LatencyHistogram(name: "budget_proxy_test_seconds", help: "")
+        histogram.record(.seconds(Int64.max / 1_000_000_000) + .milliseconds(999))
+        histogram.record(.seconds(-1))
+        var buffer: [UInt8] = []
+        histogram.emit(into: &buffer)
+        let lines = String(decoding: buffer, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(lines.contains(#"budget_proxy_test_seconds_bucket{le="0.00025"} 1"#))  // the negative one
+        #expect(lines.contains(#"budget_proxy_test_seconds_bucket{le="60.0"} 1"#))
+        #expect(lines.contains(#"budget_proxy_test_seconds_bucket{le="+Inf"} 2"#))
+    }
 }
