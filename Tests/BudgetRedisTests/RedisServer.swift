@@ -12,6 +12,10 @@ final class RedisServer: @unchecked Sendable {
     let directory: URL
     let executable: String
     let arguments: [String]
+    /// The log file, and the line the server writes there once its listeners are bound (in every Redis version:
+    /// "Running mode=…" comes before the bind from 7.2 on).
+    let logFile: URL
+    let readyLine: String
     private var process: Process?
 
     /// Starts `redis-server` with the test's usual flags plus `extra`; `port` reuses one (a restart).
@@ -58,9 +62,11 @@ final class RedisServer: @unchecked Sendable {
         self.port = try port ?? freePort()
         self.directory = try directory ?? temporaryDirectory("redis")
         executable = try findExecutable("redis-server")
+        logFile = self.directory.appendingPathComponent("redis.log")
+        readyLine = "Ready to accept connections"
         var arguments = [
             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory.path,
-            "--logfile", self.directory.appendingPathComponent("redis.log").path,
+            "--logfile", logFile.path,
         ]
         if let tls {
             arguments += [
@@ -77,12 +83,14 @@ final class RedisServer: @unchecked Sendable {
         port = try freePort()
         directory = try temporaryDirectory("sentinel")
         executable = try findExecutable("redis-sentinel")
+        logFile = directory.appendingPathComponent("sentinel.log")
+        readyLine = "Sentinel ID is"
         let config = directory.appendingPathComponent("sentinel.conf")
         try """
         port \(port)
         bind 127.0.0.1
         dir \(directory.path)
-        logfile \(directory.appendingPathComponent("sentinel.log").path)
+        logfile \(logFile.path)
         sentinel monitor \(name) 127.0.0.1 \(masterPort) 1
         sentinel down-after-milliseconds \(name) 1000
         sentinel failover-timeout \(name) 5000
@@ -99,14 +107,15 @@ final class RedisServer: @unchecked Sendable {
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        // What the log held before: a restart appends to the same file, and only this run's lines count.
+        let logStart = (try? FileManager.default.attributesOfItem(atPath: logFile.path)[.size] as? Int) ?? 0
         try process.run()
         self.process = process
         let port = port
-        // Ready when this process says it listens ("Running mode=…, port=…" comes after its listeners are bound)
-        // and the port takes connections: a port that only accepts could be another process's, taken between
-        // `freePort()` and this bind.
+        // Ready when this process says it listens and the port takes connections: a port that only accepts could
+        // be another process's, taken between `freePort()` and this bind.
         let ready = await waitUntilReady(process, within: .seconds(10), every: .milliseconds(10)) {
-            logText().contains("Running mode=") && canConnect(port: port)
+            logWritten(since: logStart).contains(readyLine) && canConnect(port: port)
         }
         if ready { return }
         stop()
@@ -119,6 +128,14 @@ final class RedisServer: @unchecked Sendable {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         self.process = nil
+    }
+
+    /// The log file's text past its first `offset` bytes.
+    private func logWritten(since offset: Int) -> String {
+        guard let handle = try? FileHandle(forReadingFrom: logFile) else { return "" }
+        defer { try? handle.close() }
+        guard (try? handle.seek(toOffset: UInt64(offset))) != nil, let data = try? handle.readToEnd() else { return "" }
+        return String(decoding: data, as: UTF8.self)
     }
 
     func logText() -> String {

@@ -262,17 +262,29 @@ class RedisServer:
                 str(self.directory), "--logfile", str(self.log), "--daemonize", "no", *persistence, *self.args]
 
     def start(self, timeout=10.0):
+        # Ready when this process's own log (its lines of this run: a restart appends to the file) says its listeners
+        # are bound, and the port answers PING: a PING alone could be answered by another process's server.
+        ready_line = b"Sentinel ID is" if self.sentinel_of is not None else b"Ready to accept connections"
+        log_start = self.log.stat().st_size if self.log.exists() else 0
         self.process = subprocess.Popen(self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis on port {self.port} exited {self.process.returncode}: "
                                    f"{self.log.read_text()[-2000:] if self.log.exists() else ''}")
-            if self.ping():
+            if self.log_since(log_start).find(ready_line) >= 0 and self.ping():
                 return self
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"redis on port {self.port} does not answer PING")
+
+    def log_since(self, offset: int) -> bytes:
+        try:
+            with open(self.log, "rb") as log:
+                log.seek(offset)
+                return log.read()
+        except OSError:
+            return b""
 
     def ping(self) -> bool:
         try:
