@@ -77,6 +77,11 @@ final class RelayHandler: ChannelInboundHandler {
                 let handler = loopBound.value
                 switch result {
                 case .success(let channel):
+                    // The client may have gone while this connected: nothing to relay, so the upstream goes too.
+                    guard inbound.isActive else {
+                        channel.close(promise: nil)
+                        return
+                    }
                     handler.peer = channel
                     for buffer in handler.waiting { channel.write(buffer, promise: nil) }
                     handler.waiting = []
