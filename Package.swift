@@ -204,7 +204,7 @@ let package = Package(
         .executableTarget(
             name: "budget-bench",
             dependencies: [
-                "BudgetWire", "BudgetLedger", "BudgetConfig",
+                "BudgetWire", "BudgetLedger", "BudgetConfig", "DaemonKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

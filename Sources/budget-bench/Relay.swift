@@ -1,4 +1,5 @@
 import ArgumentParser
+import DaemonKit
 import Foundation
 import NIOCore
 import NIOPosix
@@ -11,14 +12,14 @@ struct Relay: AsyncParsableCommand {
         commandName: "relay", abstract: "A bare NIO TCP relay (the framework's floor for a proxy).")
 
     @Option(help: ArgumentHelp("Where to listen.", valueName: "host:port"))
-    var listen = "127.0.0.1:0"
+    var listen = ListenAddress.tcp(host: "127.0.0.1", port: 0)
 
     @Option(help: ArgumentHelp("Where to relay to.", valueName: "host:port"))
-    var upstream: String
+    var upstream: ListenAddress
 
     func run() async throws {
-        guard let (upstreamHost, upstreamPort) = Self.hostAndPort(upstream),
-            let (listenHost, listenPort) = Self.hostAndPort(listen)
+        guard case .tcp(let upstreamHost, let upstreamPort) = upstream,
+            case .tcp(let listenHost, let listenPort) = listen
         else { throw ValidationError("--listen and --upstream are host:port, the host an IP address") }
         let target = try SocketAddress(ipAddress: upstreamHost, port: upstreamPort)
         let loop = NIOSingletons.posixEventLoopGroup.next()
@@ -36,13 +37,6 @@ struct Relay: AsyncParsableCommand {
         // Unbuffered: the harness waits for this line.
         FileHandle.standardOutput.write(Data("listening on \(bound?.ipAddress ?? "?"):\(bound?.port ?? 0)\n".utf8))
         try await server.closeFuture.get()
-    }
-
-    static func hostAndPort(_ address: String) -> (String, Int)? {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-            (0...65535).contains(port)
-        else { return nil }
-        return (String(address[..<colon]), port)
     }
 }
 
