@@ -10,11 +10,10 @@ final class ProxyMetrics: Sendable {
     private let upstreamLatency = LatencyHistogram(
         name: "budget_proxy_upstream_latency_seconds", help: "Time from sending a request to Bedrock to its last byte.")
     private let overhead = LatencyHistogram(
-        name: "budget_proxy_overhead_seconds", help: "Time a request spends in the proxy itself (total minus upstream).")
+        name: "budget_proxy_overhead_seconds",
+        help: "Time a request spends in the proxy itself (total minus upstream).")
     private let controlRoundTrip = LatencyHistogram(
         name: "budget_proxy_control_plane_rtt_seconds", help: "Round trip of a reservation to budget-controld.")
-
-    init() {}
 
     /// The counters of the two metrics every request touches, by their labels: the registry's own lookup
     /// (descriptor to name, labels to a key, under its lock) showed in profiles. As many entries as the
@@ -109,11 +108,7 @@ final class LatencyHistogram: Sendable {
     func record(_ duration: Duration) {
         // Compared as `Duration`s (not generic here, so cheap), as swift-prometheus compares them: a value equal to a
         // bound counts in its bucket, and no duration, however large, overflows anything.
-        var index = Self.buckets.count
-        for (position, bound) in Self.buckets.enumerated() where duration <= bound {
-            index = position
-            break
-        }
+        let index = Self.buckets.firstIndex { duration <= $0 } ?? Self.buckets.count
         state.withLock { state in
             state.counts[index] += 1
             state.sum += duration

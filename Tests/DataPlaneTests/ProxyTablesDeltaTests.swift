@@ -219,7 +219,8 @@ struct BudgetPolicyCacheTests {
         let tables = ProxyTables(version: 1, state: try ScaleConfig(consumers: 6).state)
         func budget(_ consumer: String, _ group: String) -> BudgetPolicy.Budget? {
             tables.policy.budget(
-                route: "chat", service: "llm", consumer: consumer, groups: [group], credential: nil, provider: "bedrock")
+                route: "chat", service: "llm", consumer: consumer, groups: [group], credential: nil,
+                provider: "bedrock")
         }
         let first = try #require(budget("user-0", "basic"))
         #expect(budget("user-0", "basic") === first)

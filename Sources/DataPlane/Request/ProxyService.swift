@@ -534,7 +534,8 @@ final class ProxyService: Sendable {
         outcome.completionTokens = usage.outputTokens
         guard let budget = admission.budget else { return 0 }
         let charges = budget.charges(
-            promptTokens: usage.inputTokens, completionTokens: usage.outputTokens, pricing: call.proxy.config.model.options)
+            promptTokens: usage.inputTokens, completionTokens: usage.outputTokens,
+            pricing: call.proxy.config.model.options)
         hold.commit(charges)
         metrics.tokens(
             consumer: outcome.consumer, group: outcome.group, provider: budget.provider.name, tokens: usage.totalTokens)
