@@ -112,6 +112,70 @@ struct EventStreamTests {
         #expect(throws: EventStreamError.self) { try preludeDecoder.next() }
     }
 
+    @Test("CRC-32 eight bytes a step equals the bit-by-bit definition, at every length and alignment up to 300")
+    func crcMatchesDefinition() {
+        var rng = SplitMix64(seed: 32)
+        let bytes = (0..<310).map { _ in UInt8(rng.next() % 256) }
+        func bitwise(_ bytes: ArraySlice<UInt8>, from initial: UInt32 = 0) -> UInt32 {
+            var crc = ~initial
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+            }
+            return ~crc
+        }
+        #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)  // the catalogue's check value
+        for offset in 0..<8 {
+            for length in 0...300 - offset {
+                let slice = bytes[offset..<offset + length]
+                #expect(CRC32.checksum(slice) == bitwise(slice), "offset \(offset) length \(length)")
+            }
+        }
+        // Continued in two parts, as the decoder continues the prelude's CRC into the message's.
+        var continued = CRC32(continuing: CRC32.checksum(bytes[..<13]))
+        continued.update(bytes[13...])
+        #expect(continued.value == bitwise(bytes[...]))
+        // A sequence without contiguous storage takes the same path.
+        #expect(CRC32.checksum(bytes.lazy.map { $0 }) == bitwise(bytes[...]))
+    }
+
+    @Test("a header name that repeats is refused, among few headers and past the set's threshold", arguments: [2, 40])
+    func duplicateHeaders(count: Int) throws {
+        var headers = (0..<count - 1).map { EventStreamMessage.Header("h\($0)", .bool(true)) }
+        var decoder = EventStreamDecoder()
+        decoder.append(EventStreamEncoder.encode(EventStreamMessage(headers: headers, payload: [])))
+        #expect(try decoder.next()?.headers == headers)
+        headers.append(.init("h\(count / 10)", .string("again")))
+        var repeated = EventStreamDecoder()
+        repeated.append(EventStreamEncoder.encode(EventStreamMessage(headers: headers, payload: [])))
+        #expect(throws: EventStreamError.duplicateHeader("h\(count / 10)")) { try repeated.next() }
+    }
+
+    @Test("headers cut short, with an empty name, or of an unknown type give their typed errors")
+    func malformedHeaders() throws {
+        func bigEndian(_ value: UInt32) -> [UInt8] {
+            [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+        }
+        func frame(headers: [UInt8]) -> [UInt8] {
+            var out = bigEndian(UInt32(16 + headers.count)) + bigEndian(UInt32(headers.count))
+            out += bigEndian(CRC32.checksum(out)) + headers
+            return out + bigEndian(CRC32.checksum(out))
+        }
+        let cases: [([UInt8], EventStreamError)] = [
+            ([1, 0x61, 7, 0, 5, 0x62], .truncatedHeader),  // a string of 5 bytes with 1 there
+            ([1, 0x61, 4, 0, 0], .truncatedHeader),  // an int of 4 bytes with 2 there
+            ([0, 0], .invalidHeaderName),
+            ([2, 0xC3, 0x28, 0], .invalidHeaderName),  // not UTF-8
+            ([1, 0x61, 7, 0, 1, 0xFF], .invalidHeaderValue("a")),
+            ([1, 0x61, 10], .unknownHeaderType(10, name: "a")),
+        ]
+        for (headers, error) in cases {
+            var decoder = EventStreamDecoder()
+            decoder.append(frame(headers: headers))
+            #expect(throws: error, "headers \(headers)") { try decoder.next() }
+        }
+    }
+
     @Test("fuzz: random splits and random corruptions never crash and never yield a wrong message", arguments: 0..<8)
     func fuzz(seed: UInt64) {
         var rng = SplitMix64(seed: seed)

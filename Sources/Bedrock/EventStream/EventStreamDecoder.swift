@@ -38,12 +38,37 @@ public struct EventStreamDecoder: Sendable {
     /// (after which the decoder should be dropped).
     public mutating func next() throws(EventStreamError) -> EventStreamMessage? {
         guard bufferedByteCount >= 12 else { return nil }
-        let totalLength = Int(readUInt32(at: start))
-        let headersLength = Int(readUInt32(at: start + 4))
-        let preludeCRC = readUInt32(at: start + 8)
-        let computedPrelude = CRC32.checksum(buffer[start..<start + 8])
-        guard computedPrelude == preludeCRC else {
-            throw .preludeChecksumMismatch(expected: preludeCRC, computed: computedPrelude)
+        let start = self.start
+        let limits = self.limits
+        // Array's withUnsafeBytes does not carry a typed throw through: the closure returns its error.
+        let result = buffer.withUnsafeBytes { all in
+            Result { () throws(EventStreamError) -> EventStreamMessage? in
+                try Self.message(in: all[start...], limits: limits)
+            }
+        }
+        guard let decoded = try result.get() else { return nil }
+        let totalLength = Int(Self.uint32(buffer, at: start))
+        self.start += totalLength
+        decodedByteCount += totalLength
+        if self.start == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            self.start = 0
+        }
+        return decoded
+    }
+
+    /// The message at the start of `bytes`, or nil when they hold only part of it.
+    private static func message(in bytes: Slice<UnsafeRawBufferPointer>, limits: Limits) throws(EventStreamError)
+        -> EventStreamMessage?
+    {
+        let frame = UnsafeRawBufferPointer(rebasing: bytes)
+        let totalLength = Int(Self.uint32(frame, at: 0))
+        let headersLength = Int(Self.uint32(frame, at: 4))
+        let preludeCRC = Self.uint32(frame, at: 8)
+        var prelude = CRC32()
+        prelude.update(UnsafeRawBufferPointer(rebasing: frame[..<8]))
+        guard prelude.value == preludeCRC else {
+            throw .preludeChecksumMismatch(expected: preludeCRC, computed: prelude.value)
         }
         guard headersLength <= limits.maxHeadersBytes else {
             throw .headersTooLong(headersLength, limit: limits.maxHeadersBytes)
@@ -55,48 +80,62 @@ public struct EventStreamDecoder: Sendable {
         guard payloadLength <= limits.maxPayloadBytes else {
             throw .payloadTooLong(payloadLength, limit: limits.maxPayloadBytes)
         }
-        guard bufferedByteCount >= totalLength else { return nil }
+        guard frame.count >= totalLength else { return nil }
 
-        let messageCRC = readUInt32(at: start + totalLength - 4)
+        let messageCRC = Self.uint32(frame, at: totalLength - 4)
         var crc = CRC32(continuing: preludeCRC)
-        crc.update(buffer[start + 8..<start + totalLength - 4])
+        crc.update(UnsafeRawBufferPointer(rebasing: frame[8..<totalLength - 4]))
         guard crc.value == messageCRC else {
             throw .messageChecksumMismatch(expected: messageCRC, computed: crc.value)
         }
-        let headers = try decodeHeaders(buffer[start + 12..<start + 12 + headersLength])
-        let payloadStart = start + 12 + headersLength
-        let payload = Array(buffer[payloadStart..<payloadStart + payloadLength])
-        start += totalLength
-        decodedByteCount += totalLength
-        if start == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
-            start = 0
-        }
+        let headers = try Self.decodeHeaders(UnsafeRawBufferPointer(rebasing: frame[12..<12 + headersLength]))
+        let payload = Array(frame[12 + headersLength..<12 + headersLength + payloadLength])
         return EventStreamMessage(headers: headers, payload: payload)
     }
 
-    private func readUInt32(at index: Int) -> UInt32 {
-        UInt32(buffer[index]) << 24 | UInt32(buffer[index + 1]) << 16 | UInt32(buffer[index + 2]) << 8
-            | UInt32(buffer[index + 3])
+    private static func uint32(_ bytes: UnsafeRawBufferPointer, at index: Int) -> UInt32 {
+        UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt32.self))
     }
 
-    private func decodeHeaders(_ bytes: ArraySlice<UInt8>) throws(EventStreamError) -> [EventStreamMessage.Header] {
+    private static func uint32(_ bytes: [UInt8], at index: Int) -> UInt32 {
+        UInt32(bytes[index]) << 24 | UInt32(bytes[index + 1]) << 16 | UInt32(bytes[index + 2]) << 8
+            | UInt32(bytes[index + 3])
+    }
+
+    /// Up to this many headers, a name is checked for a repeat against those before it one by one (Bedrock sends
+    /// three); past it, against a set, so that 128 KiB of one-byte headers costs no quadratic time.
+    private static let linearDuplicateCheck = 16
+
+    private static func decodeHeaders(_ bytes: UnsafeRawBufferPointer) throws(EventStreamError)
+        -> [EventStreamMessage.Header]
+    {
         var headers: [EventStreamMessage.Header] = []
+        headers.reserveCapacity(4)
         var names: Set<String> = []
-        var index = bytes.startIndex
-        func take(_ count: Int) throws(EventStreamError) -> ArraySlice<UInt8> {
-            guard count >= 0, index + count <= bytes.endIndex else { throw .truncatedHeader }
+        var index = 0
+        func take(_ count: Int) throws(EventStreamError) -> UnsafeRawBufferPointer {
+            guard count >= 0, count <= bytes.count - index else { throw .truncatedHeader }
             defer { index += count }
-            return bytes[index..<index + count]
+            return UnsafeRawBufferPointer(rebasing: bytes[index..<index + count])
         }
         func integer(_ count: Int) throws(EventStreamError) -> UInt64 {
-            try take(count).reduce(0) { $0 << 8 | UInt64($1) }
+            var value: UInt64 = 0
+            for byte in try take(count) { value = value << 8 | UInt64(byte) }
+            return value
         }
-        while index < bytes.endIndex {
+        func text(_ count: Int) throws(EventStreamError) -> String? {
+            String(validating: try take(count).assumingMemoryBound(to: UInt8.self), as: UTF8.self)
+        }
+        while index < bytes.count {
             let nameLength = Int(try integer(1))
             guard nameLength > 0 else { throw .invalidHeaderName }
-            guard let name = String(validating: try take(nameLength), as: UTF8.self) else { throw .invalidHeaderName }
-            guard names.insert(name).inserted else { throw .duplicateHeader(name) }
+            guard let name = try text(nameLength) else { throw .invalidHeaderName }
+            if headers.count < linearDuplicateCheck {
+                guard !headers.contains(where: { $0.name == name }) else { throw .duplicateHeader(name) }
+            } else {
+                if names.isEmpty { names = Set(headers.map(\.name)) }
+                guard names.insert(name).inserted else { throw .duplicateHeader(name) }
+            }
             let type = try integer(1)
             let value: EventStreamMessage.HeaderValue
             switch type {
@@ -108,10 +147,8 @@ public struct EventStreamDecoder: Sendable {
             case 5: value = .long(Int64(bitPattern: try integer(8)))
             case 6: value = .bytes(Array(try take(Int(try integer(2)))))
             case 7:
-                guard let text = String(validating: try take(Int(try integer(2))), as: UTF8.self) else {
-                    throw .invalidHeaderValue(name)
-                }
-                value = .string(text)
+                guard let string = try text(Int(try integer(2))) else { throw .invalidHeaderValue(name) }
+                value = .string(string)
             case 8: value = .timestamp(Int64(bitPattern: try integer(8)))
             case 9: value = .uuid(Array(try take(16)))
             default: throw .unknownHeaderType(UInt8(type), name: name)
