@@ -18,13 +18,16 @@ package enum EmulatorFault: Sendable, Hashable {
     case drop
     /// A streaming reply whose connection closes after its first text delta.
     case dropMidStream
+    /// A streaming reply whose second text delta arrives with a byte changed (its message CRC no longer
+    /// matches), as a mangled connection would deliver it; the stream ends there.
+    case corruptMidStream
 
     /// The request header that names faults for that request alone.
     package static let headerName = "x-emulator-fault"
     static let markerPrefix = "[[emulator-fault:"
 
     /// The faults named in `text` (`throttle`, `error-500`, `error-503`, `latency-250`, `stream-throttle`,
-    /// `drop`, `drop-mid-stream`); nil when a name is not one of these.
+    /// `drop`, `drop-mid-stream`, `corrupt-mid-stream`); nil when a name is not one of these.
     package static func parse(_ text: String) -> [EmulatorFault]? {
         var faults: [EmulatorFault] = []
         for name in text.split(separator: ",").map({ $0.trimmingCharacters() }) where !name.isEmpty {
@@ -35,6 +38,7 @@ package enum EmulatorFault: Sendable, Hashable {
             case "stream-throttle": faults.append(.streamThrottle)
             case "drop": faults.append(.drop)
             case "drop-mid-stream": faults.append(.dropMidStream)
+            case "corrupt-mid-stream": faults.append(.corruptMidStream)
             default:
                 guard name.hasPrefix("latency-"), let milliseconds = Int(name.dropFirst("latency-".count)),
                     (0...60_000).contains(milliseconds)

@@ -118,7 +118,7 @@ package struct EmulatorService: Sendable {
         let midStream: MidStreamFault? =
             faults.contains(.streamThrottle)
             ? .throttle
-            : faults.contains(.dropMidStream) ? .drop : nil
+            : faults.contains(.dropMidStream) ? .drop : faults.contains(.corruptMidStream) ? .corrupt : nil
         switch operation {
         case .converse: return (delay, converse(conversation, reply))
         case .converseStream: return (delay, converseStream(reply, conversation: conversation, fault: midStream))
@@ -127,7 +127,14 @@ package struct EmulatorService: Sendable {
         }
     }
 
-    enum MidStreamFault { case throttle, drop }
+    enum MidStreamFault { case throttle, drop, corrupt }
+
+    /// `frame` with one byte of its payload changed, so that its message CRC no longer matches.
+    static func corrupted(_ frame: [UInt8]) -> [UInt8] {
+        var frame = frame
+        frame[frame.count - 5] ^= 0x20  // the payload's last byte, just before the message CRC
+        return frame
+    }
 
     /// The frame that ends a stream with a `throttlingException`, as Bedrock sends it mid-stream.
     static let throttlingFrame = EventStreamEncoder.encode(
@@ -202,6 +209,14 @@ package struct EmulatorService: Sendable {
                     return .stream(status: 200, headers: streamHeaders(), frames: frames, dropAfter: nil)
                 case .drop:
                     dropAfter = frames.count
+                case .corrupt:
+                    frames.append(
+                        Self.corrupted(
+                            event(
+                                "contentBlockDelta",
+                                .object(["delta": .object(["text": .string(" mangled")]), "contentBlockIndex": .int(0)])
+                            )))
+                    return .stream(status: 200, headers: streamHeaders(), frames: frames, dropAfter: nil)
                 }
             }
         }
@@ -320,6 +335,18 @@ package struct EmulatorService: Sendable {
                         frames: frames, dropAfter: nil)
                 case .drop:
                     dropAfter = frames.count
+                case .corrupt:
+                    frames.append(
+                        Self.corrupted(
+                            chunk(
+                                .object([
+                                    "type": .string("content_block_delta"), "index": .int(0),
+                                    "delta": .object(["type": .string("text_delta"), "text": .string(" mangled")]),
+                                ]))))
+                    return .stream(
+                        status: 200,
+                        headers: streamHeaders(extra: [("X-Amzn-Bedrock-Content-Type", "application/json")]),
+                        frames: frames, dropAfter: nil)
                 }
             }
         }

@@ -20,7 +20,7 @@ struct BedrockEmulatorCommand: AsyncParsableCommand {
 
             Faults for tests, per request with the x-emulator-fault header or [[emulator-fault:NAME]] in the \
             last user message, or for every request with --fault: throttle, error-500, error-503, \
-            latency-MS, stream-throttle, drop, drop-mid-stream (comma-separated to combine).
+            latency-MS, stream-throttle, drop, drop-mid-stream, corrupt-mid-stream (comma-separated to combine).
 
             Prints "listening on HOST:PORT" once it accepts connections; SIGTERM or SIGINT stops it (exit 0).
             """,

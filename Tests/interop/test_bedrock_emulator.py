@@ -119,6 +119,17 @@ def test_mid_stream_throttle_raises_after_the_first_delta(emulator):
     assert raised.value.response["Error"]["Code"] == "throttlingException"
 
 
+def test_corrupt_mid_stream_fails_botocore_checksum(emulator):
+    # The fault is a real wire fault: botocore's own decoder refuses the frame on its message CRC.
+    from botocore.eventstream import ChecksumMismatch
+    response = client(emulator).converse_stream(modelId=MODEL_ID, messages=user("Write a 50 word note [[emulator-fault:corrupt-mid-stream]]"))
+    seen = []
+    with pytest.raises(ChecksumMismatch):
+        for event in response["stream"]:
+            seen.append(next(iter(event)))
+    assert seen == ["messageStart", "contentBlockDelta"]
+
+
 def test_wrong_secret_is_rejected(emulator):
     with pytest.raises(ClientError) as raised:
         client(emulator, secret="not-the-secret").converse(modelId=MODEL_ID, messages=user("Hello"))

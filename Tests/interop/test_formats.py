@@ -273,6 +273,34 @@ def test_boto3_streams_pass_through_and_are_charged_their_usage(stack):
     assert charged(stack, "signify-production", total + streamed + used) == total + streamed + used
 
 
+def test_a_corrupt_bedrock_frame_ends_anthropic_and_bedrock_streams_in_their_error_shape(stack):
+    # The emulator sends the second text delta with a byte changed, so its CRC fails in the proxy's decoder: the
+    # Anthropic SDK sees an error event after the first delta, boto3 an exception frame; the mangled text reaches
+    # neither, and what was generated before is charged (an estimate: the stream's usage never came).
+    note = "Write a 60 word note [[emulator-fault:corrupt-mid-stream]]"
+    seen = []
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        with claude(stack).messages.stream(model="claude-3-haiku-20240307", max_tokens=300,
+                                           messages=[{"role": "user", "content": note}]) as stream:
+            for event in stream:
+                seen.append(event.type)
+    assert "content_block_delta" in seen and "message_stop" not in seen
+    assert "EventStreamError" in str(raised.value) and "mangled" not in str(raised.value)
+    used = charged(stack, "signify-analytics", -1, timeout=1.0)
+    assert 0 < used < 30, used
+
+    events = []
+    with pytest.raises(botocore.exceptions.EventStreamError) as failed:
+        for event in bedrock(stack, key="production-key").converse_stream(
+                modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": note}]}])["stream"]:
+            events.append(event)
+    assert [next(iter(e)) for e in events] == ["messageStart", "contentBlockDelta"]
+    assert "mangled" not in json.dumps(events)
+    assert failed.value.response["Error"]["Code"] == "internalServerException"
+    used = charged(stack, "signify-production", -1, timeout=1.0)
+    assert 0 < used < 30, used
+
+
 def test_boto3_refusals_are_bedrock_errors(stack):
     client = bedrock(stack, key="dev-team-key")
     with pytest.raises(client.exceptions.ValidationException) as caught:

@@ -170,6 +170,27 @@ def test_mid_stream_throttle_ends_the_stream_with_an_error_event(gateway):
     assert 0 < used < 30  # what was generated before the exception, estimated
 
 
+def test_corrupt_event_stream_ends_the_openai_stream_with_an_error_event_and_charges_what_was_seen(gateway):
+    # A frame whose CRC does not match, from Bedrock: the stream ends with an error event after what came before
+    # it, and the usage so far is charged (an estimate: the stream's usage never came). test_formats.py has the
+    # Anthropic and Bedrock shapes.
+    note = "Write a 60 word note [[emulator-fault:corrupt-mid-stream]]"
+    before = gateway.usage("signify-dev-team")
+    body = {"messages": [{"role": "user", "content": note}], "stream": True}
+    out = curl("-N", "-X", "POST", gateway.url + "/ai/budget", "-H", "apikey: dev-team-key", "-d", json.dumps(body))
+    events = [json.loads(line[6:]) for line in out.stdout.split("\n") if line.startswith("data: ")]
+    assert events[-1]["error"]["code"] == "EventStreamError" and "CRC" in events[-1]["error"]["message"], events[-1]
+    assert any(event.get("choices") and event["choices"][0]["delta"].get("content") for event in events[:-1])
+    assert "mangled" not in out.stdout
+    time.sleep(0.2)
+    used = gateway.usage("signify-dev-team") - before
+    assert 0 < used < 30, used
+    # The proxy still serves the next stream on the same upstream pool.
+    out = curl("-N", "-X", "POST", gateway.url + "/ai/budget", "-H", "apikey: dev-team-key", "-d",
+               json.dumps({"messages": [{"role": "user", "content": "Hello"}], "stream": True}))
+    assert out.stdout.rstrip().endswith("data: [DONE]"), out.stdout
+
+
 def test_control_plane_loss_fails_closed_then_recovers(gateway):
     assert post(gateway.url, HELLO, key="dev-team-key")[0] == 200
     gateway.controld.crash()
