@@ -106,6 +106,10 @@ public struct EventStreamDecoder: Sendable {
     /// three); past it, against a set, so that 128 KiB of one-byte headers costs no quadratic time.
     private static let linearDuplicateCheck = 16
 
+    /// Header values every frame of a Bedrock stream repeats that are too long for a small string (over 15 UTF-8
+    /// bytes, which Swift would allocate for): handed out as these literals instead, no allocation a frame.
+    private static let knownValues = ["application/json", "contentBlockDelta", "contentBlockStart", "contentBlockStop"]
+
     private static func decodeHeaders(_ bytes: UnsafeRawBufferPointer) throws(EventStreamError)
         -> [EventStreamMessage.Header]
     {
@@ -124,7 +128,9 @@ public struct EventStreamDecoder: Sendable {
             return value
         }
         func text(_ count: Int) throws(EventStreamError) -> String? {
-            String(validating: try take(count).assumingMemoryBound(to: UInt8.self), as: UTF8.self)
+            let bytes = try take(count).assumingMemoryBound(to: UInt8.self)
+            if count > 15, let known = knownValues.first(where: { $0.utf8.elementsEqual(bytes) }) { return known }
+            return String(validating: bytes, as: UTF8.self)
         }
         while index < bytes.count {
             let nameLength = Int(try integer(1))
