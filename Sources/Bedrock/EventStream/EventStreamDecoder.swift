@@ -110,6 +110,13 @@ public struct EventStreamDecoder: Sendable {
     /// bytes, which Swift would allocate for): handed out as these literals instead, no allocation a frame.
     private static let knownValues = ["application/json", "contentBlockDelta", "contentBlockStart", "contentBlockStop"]
 
+    /// Whether `string`'s UTF-8 is `bytes`, compared as two buffers (a literal's UTF-8 is contiguous).
+    private static func equal(_ string: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        string.utf8.count == bytes.count
+            && string.utf8.withContiguousStorageIfAvailable { $0.elementsEqual(bytes) }
+                == true
+    }
+
     private static func decodeHeaders(_ bytes: UnsafeRawBufferPointer) throws(EventStreamError)
         -> [EventStreamMessage.Header]
     {
@@ -129,7 +136,10 @@ public struct EventStreamDecoder: Sendable {
         }
         func text(_ count: Int) throws(EventStreamError) -> String? {
             let bytes = try take(count).assumingMemoryBound(to: UInt8.self)
-            if count > 15, let known = knownValues.first(where: { $0.utf8.elementsEqual(bytes) }) { return known }
+            if count > 15, let known = knownValues.first(where: { Self.equal($0, bytes) }) { return known }
+            // ASCII (every name and value Bedrock sends) is valid UTF-8 as it is; `String(validating:as:)` looks up
+            // generic metadata at every call, which showed in profiles of a stream.
+            if bytes.allSatisfy({ $0 < 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
             return String(validating: bytes, as: UTF8.self)
         }
         while index < bytes.count {
