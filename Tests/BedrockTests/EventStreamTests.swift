@@ -151,6 +151,18 @@ struct EventStreamTests {
         #expect(throws: EventStreamError.duplicateHeader("h\(count / 10)")) { try repeated.next() }
     }
 
+    @Test("header names are compared as bytes: two spellings of one text are two names", arguments: [0, 30])
+    func namesComparedAsBytes(before: Int) throws {
+        // "café" composed (U+00E9) and decomposed (e and U+0301): equal as Swift strings, different bytes.
+        let headers =
+            (0..<before).map { EventStreamMessage.Header("h\($0)", .bool(true)) }
+            + [.init("caf\u{E9}", .string("one")), .init("cafe\u{301}", .string("two"))]
+        var decoder = EventStreamDecoder()
+        decoder.append(EventStreamEncoder.encode(EventStreamMessage(headers: headers, payload: [])))
+        let decoded = try #require(try decoder.next())
+        #expect(decoded.headers.map { Array($0.name.utf8) } == headers.map { Array($0.name.utf8) })
+    }
+
     @Test("headers cut short, with an empty name, or of an unknown type give their typed errors")
     func malformedHeaders() throws {
         func bigEndian(_ value: UInt32) -> [UInt8] {

@@ -239,6 +239,20 @@ struct StreamTranslationTests {
         #expect(translator.isFinished)
     }
 
+    @Test("events that carry nothing for OpenAI clients are not read: an empty contentBlockStop, an unknown event")
+    func ignoredEventsAreNotParsed() {
+        var items = plainReply
+        items[3] = ("contentBlockStop", "")
+        items.insert(("someFutureEvent", "not JSON"), at: 3)
+        let (text, translator) = run(events(items), includeUsage: false)
+        #expect(text == run(events(plainReply), includeUsage: false).0)
+        #expect(translator.error == nil && translator.isFinished)
+        // An event that is read still has to be JSON.
+        items[1] = ("contentBlockDelta", "")
+        let (broken, failed) = run(events(items), includeUsage: false)
+        #expect(failed.error?.type == "UpstreamFormatError" && broken.contains("UpstreamFormatError"))
+    }
+
     @Test("without include_usage there is no usage chunk, but usage is still handed over for charging")
     func noUsageChunk() {
         let (text, translator) = run(events(plainReply), includeUsage: false)

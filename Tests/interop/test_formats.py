@@ -297,6 +297,7 @@ def test_a_corrupt_bedrock_frame_ends_anthropic_and_bedrock_streams_in_their_err
     assert [next(iter(e)) for e in events] == ["messageStart", "contentBlockDelta"]
     assert "mangled" not in json.dumps(events)
     assert failed.value.response["Error"]["Code"] == "internalServerException"
+    assert "cannot be decoded" in failed.value.response["Error"]["Message"], failed.value.response
     used = charged(stack, "signify-production", -1, timeout=1.0)
     assert 0 < used < 30, used
 

@@ -122,7 +122,8 @@ public struct EventStreamDecoder: Sendable {
     {
         var headers: [EventStreamMessage.Header] = []
         headers.reserveCapacity(4)
-        var names: Set<String> = []
+        // Names are compared as bytes, as botocore does: two spellings of the same text are different names.
+        var names: Set<[UInt8]> = []
         var index = 0
         func take(_ count: Int) throws(EventStreamError) -> UnsafeRawBufferPointer {
             guard count >= 0, count <= bytes.count - index else { throw .truncatedHeader }
@@ -147,10 +148,12 @@ public struct EventStreamDecoder: Sendable {
             guard nameLength > 0 else { throw .invalidHeaderName }
             guard let name = try text(nameLength) else { throw .invalidHeaderName }
             if headers.count < linearDuplicateCheck {
-                guard !headers.contains(where: { $0.name == name }) else { throw .duplicateHeader(name) }
+                guard !headers.contains(where: { $0.name.utf8.elementsEqual(name.utf8) }) else {
+                    throw .duplicateHeader(name)
+                }
             } else {
-                if names.isEmpty { names = Set(headers.map(\.name)) }
-                guard names.insert(name).inserted else { throw .duplicateHeader(name) }
+                if names.isEmpty { names = Set(headers.map { Array($0.name.utf8) }) }
+                guard names.insert(Array(name.utf8)).inserted else { throw .duplicateHeader(name) }
             }
             let type = try integer(1)
             let value: EventStreamMessage.HeaderValue

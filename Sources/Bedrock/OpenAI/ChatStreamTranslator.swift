@@ -63,6 +63,13 @@ public struct ChatStreamTranslator: Sendable {
             let text = payload?["message"]?.stringValue ?? message.string(":error-message") ?? "Bedrock stream failed"
             return fail(AWSErrorResponse(status: Self.status(forStreamException: name), type: name, message: text))
         }
+        let eventType = message.string(":event-type")
+        // contentBlockStop, and events Converse may add later, carry nothing for OpenAI clients: their payload is not
+        // read (nor required to be JSON), as the Anthropic and Bedrock relays do not require it.
+        switch eventType {
+        case "messageStart", "contentBlockStart", "contentBlockDelta", "messageStop", "metadata": break
+        default: return []
+        }
         guard let payload = try? JSONParser.parse(message.payload) else {
             return fail(
                 AWSErrorResponse(
@@ -70,7 +77,7 @@ public struct ChatStreamTranslator: Sendable {
                     message: "Bedrock sent an event whose payload is not JSON"))
         }
         var out: [UInt8] = []
-        switch message.string(":event-type") {
+        switch eventType {
         case "messageStart":
             out += roleChunkIfNeeded()
         case "contentBlockStart":
@@ -124,7 +131,7 @@ public struct ChatStreamTranslator: Sendable {
             out += Array("data: [DONE]\n\n".utf8)
             isFinished = true
         default:
-            break  // contentBlockStop and events Converse may add later carry nothing for OpenAI clients
+            break  // the events above carry nothing for OpenAI clients
         }
         return out
     }

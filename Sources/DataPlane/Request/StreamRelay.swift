@@ -98,13 +98,17 @@ struct PassthroughRelay: StreamRelaying {
 
     var isFinished: Bool { reader.isFinished }
 
-    func brokenOff() -> [UInt8] {
+    func brokenOff() -> [UInt8] { Self.exception("Bedrock's stream ended before its last event") }
+
+    func undecodable(_ error: EventStreamError) -> [UInt8] {
+        isFinished ? [] : Self.exception("Bedrock sent an event-stream frame that cannot be decoded: \(error)")
+    }
+
+    /// The `internalServerException` frame that ends a stream the proxy cannot relay to its end.
+    private static func exception(_ message: String) -> [UInt8] {
         EventStreamEncoder.encode(
             .exception(
                 "internalServerException",
-                payload: JSONValue.object(["message": .string("Bedrock's stream ended before its last event")])
-                    .serializedBytes))
+                payload: JSONValue.object(["message": .string(message)]).serializedBytes))
     }
-
-    func undecodable(_ error: EventStreamError) -> [UInt8] { isFinished ? [] : brokenOff() }
 }
