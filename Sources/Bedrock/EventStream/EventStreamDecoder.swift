@@ -42,12 +42,11 @@ public struct EventStreamDecoder: Sendable {
         let limits = self.limits
         // Array's withUnsafeBytes does not carry a typed throw through: the closure returns its error.
         let result = buffer.withUnsafeBytes { all in
-            Result { () throws(EventStreamError) -> EventStreamMessage? in
+            Result { () throws(EventStreamError) -> (message: EventStreamMessage, length: Int)? in
                 try Self.message(in: all[start...], limits: limits)
             }
         }
-        guard let decoded = try result.get() else { return nil }
-        let totalLength = Int(Self.uint32(buffer, at: start))
+        guard let (decoded, totalLength) = try result.get() else { return nil }
         self.start += totalLength
         decodedByteCount += totalLength
         if self.start == buffer.count {
@@ -57,9 +56,9 @@ public struct EventStreamDecoder: Sendable {
         return decoded
     }
 
-    /// The message at the start of `bytes`, or nil when they hold only part of it.
+    /// The message at the start of `bytes` and the bytes it takes, or nil when they hold only part of it.
     private static func message(in bytes: Slice<UnsafeRawBufferPointer>, limits: Limits) throws(EventStreamError)
-        -> EventStreamMessage?
+        -> (message: EventStreamMessage, length: Int)?
     {
         let frame = UnsafeRawBufferPointer(rebasing: bytes)
         let totalLength = Int(Self.uint32(frame, at: 0))
@@ -90,16 +89,11 @@ public struct EventStreamDecoder: Sendable {
         }
         let headers = try Self.decodeHeaders(UnsafeRawBufferPointer(rebasing: frame[12..<12 + headersLength]))
         let payload = Array(frame[12 + headersLength..<12 + headersLength + payloadLength])
-        return EventStreamMessage(headers: headers, payload: payload)
+        return (EventStreamMessage(headers: headers, payload: payload), totalLength)
     }
 
     private static func uint32(_ bytes: UnsafeRawBufferPointer, at index: Int) -> UInt32 {
         UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt32.self))
-    }
-
-    private static func uint32(_ bytes: [UInt8], at index: Int) -> UInt32 {
-        UInt32(bytes[index]) << 24 | UInt32(bytes[index + 1]) << 16 | UInt32(bytes[index + 2]) << 8
-            | UInt32(bytes[index + 3])
     }
 
     /// Up to this many headers, a name is checked for a repeat against those before it one by one (Bedrock sends
