@@ -32,7 +32,7 @@ def main():
         value = row.get("value")
         base = row.get("baseline_value")
         ratio = "-"
-        if value is not None and base:
+        if value is not None and base and base > 0:
             ratio = f"{value / base:.2f}"
         target = row.get("target")
         met = "-"

@@ -22,14 +22,20 @@ def test_macro_benchmark_harness_runs_all_six_setups(tmp_path):
         row = summary["setups"][setup]
         assert row["requests"] > 0 and row["non200"] == 0 and row["non2xx"] == 0 and row["errors"] == 0, (setup, row)
     assert summary["valid"] is True
-    # The half-rate figure: three alternated rounds, every answer a 200, the row their median.
+    # The half-rate figure: three alternated rounds, every answer a 200, the row their median, beside nginx's own
+    # median added p99 at the same pace.
     rounds = summary["half_rate"]["rounds"]
     assert len(rounds) == 3, rounds
     for half in rounds:
-        for who in ("emulator", "proxy"):
+        for who in ("emulator", "nginx", "relay", "proxy"):
             assert half[who]["requests"] > 0 and half[who]["non200"] == 0 and half[who]["errors"] == 0, half
+        assert half["nginx_added_p99_ms"] == half["nginx"]["p99_ms"] - half["emulator"]["p99_ms"], half
     added = sorted(half["proxy_added_p99_ms"] for half in rounds)
     assert summary["half_rate"]["proxy_added_p99_ms"] == added[1], summary["half_rate"]
+    nginx_added = sorted(half["nginx_added_p99_ms"] for half in rounds)
+    assert summary["half_rate"]["nginx_added_p99_ms"] == nginx_added[1], summary["half_rate"]
+    relay_added = sorted(half["relay_added_p99_ms"] for half in rounds)
+    assert summary["half_rate"]["relay_added_p99_ms"] == relay_added[1], summary["half_rate"]
     assert "| (c) budget-proxyd -> emulator |" in next(tmp_path.glob("macro-*.md")).read_text()
     assert summary["proxy_cpu_us_per_request"] > 0
     # The CPU per request of each process in front of the emulator, the bare NIO relay's included.
@@ -42,6 +48,7 @@ def test_macro_benchmark_harness_runs_all_six_setups(tmp_path):
     assert "| bare NIO relay CPU per request (the framework's floor) |" in table.stdout, table.stdout
     assert "| proxy req/s, streaming, like for like |" in table.stdout and "nginx relaying the stream:" in table.stdout
     assert "| proxy added p99 at half its rate (median of 3 rounds: " in table.stdout, table.stdout
+    assert "nginx's added p99, same pace (" in table.stdout, table.stdout
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("wrk") is None,
