@@ -119,8 +119,8 @@ c=$(run proxy "$proxy" /ai/budget "$chat" production-key)
 cpu_us=$(cpu_per_request "$ticks_before" "$(cpu_ticks "$proxy_pid")" "$c")
 d=$(run proxy-stream "$proxy" /ai/budget "$stream" production-key)
 # Half of the proxy's maximum rate: each connection pauses so that all together send about half of (c)'s
-# requests per second; the emulator alone, nginx in front of it and the proxy are measured at that same pace,
-# alternated, three times: a tail of one 10-s run moves by a factor of two from minute to minute on this VM, so the
+# requests per second; the emulator alone, nginx and the bare relay in front of it, and the proxy are measured at
+# that same pace, alternated, three times: a tail of one 10-s run moves by a factor of two from minute to minute on this VM, so the
 # row is the median of the three rounds' added p99s, and names all three.
 half_delay=$(python3 -c "import json,sys; r=json.loads(sys.argv[1])['rps']; print(max(1, round($connections * 1000 / (r / 2) - 1)))" "$c")
 export BENCH_DELAY_MS=$half_delay
@@ -143,20 +143,22 @@ python3 - "$stamp" "$seconds" "$connections" "$a" "$b" "$c" "$d" "$results" "$co
 import json, os, sys
 stamp, seconds, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 results, config = sys.argv[8], sys.argv[9]
-# The half-rate rounds, each the emulator alone and the proxy at the same pace; the median round by added p99.
+# The half-rate rounds, each the emulator alone and the three fronts in front of it at the same pace. What a front
+# adds is its p99 less the emulator's in the same round; each front's median is over its own rounds (nginx's median
+# round need not be the proxy's), and the proxy's median round gives the rows quoted beside it.
 half_rounds = json.loads(sys.argv[10])
+fronts = ("proxy", "nginx", "relay")
 for half in half_rounds:
-    half["proxy_added_p99_ms"] = half["proxy"]["p99_ms"] - half["emulator"]["p99_ms"]
-    half["nginx_added_p99_ms"] = half["nginx"]["p99_ms"] - half["emulator"]["p99_ms"]
-    half["relay_added_p99_ms"] = half["relay"]["p99_ms"] - half["emulator"]["p99_ms"]
-median_round = sorted(half_rounds, key=lambda half: half["proxy_added_p99_ms"])[len(half_rounds) // 2]
+    for front in fronts:
+        half[f"{front}_added_p99_ms"] = half[front]["p99_ms"] - half["emulator"]["p99_ms"]
+added_median = {front: sorted(half[f"{front}_added_p99_ms"] for half in half_rounds)[len(half_rounds) // 2]
+                for front in fronts}
+added_rounds = {front: " ".join(f"{half[f'{front}_added_p99_ms']:+.2f}" for half in half_rounds) for front in fronts}
+median_round = next(half for half in half_rounds if half["proxy_added_p99_ms"] == added_median["proxy"])
 half_emulator, half_proxy = median_round["emulator"], median_round["proxy"]
-added_p99s = " ".join(f"{half['proxy_added_p99_ms']:+.2f}" for half in half_rounds)
-# nginx's own median over the rounds (its median round need not be the proxy's).
-nginx_added_p99 = sorted(half["nginx_added_p99_ms"] for half in half_rounds)[len(half_rounds) // 2]
-nginx_added_p99s = " ".join(f"{half['nginx_added_p99_ms']:+.2f}" for half in half_rounds)
-relay_added_p99 = sorted(half["relay_added_p99_ms"] for half in half_rounds)[len(half_rounds) // 2]
-relay_added_p99s = " ".join(f"{half['relay_added_p99_ms']:+.2f}" for half in half_rounds)
+added_p99s = added_rounds["proxy"]
+nginx_added_p99, nginx_added_p99s = added_median["nginx"], added_rounds["nginx"]
+relay_added_p99, relay_added_p99s = added_median["relay"], added_rounds["relay"]
 names = ["(a) emulator directly", "(b) nginx -> emulator", "(c) budget-proxyd -> emulator", "(d) budget-proxyd, streaming",
          "(b') nginx -> emulator, streaming", "(r) bare NIO relay -> emulator"]
 rows = [json.loads(text) for text in sys.argv[4:8]] + [json.loads(sys.argv[12]), json.loads(sys.argv[13])]
@@ -171,7 +173,7 @@ summary = {
     "throughput_ratio_streaming_to_nginx": rows[3]["rps"] / rows[1]["rps"],
     "throughput_ratio_streaming_to_nginx_streaming": rows[3]["rps"] / rows[4]["rps"],
     "half_rate": {"emulator": half_emulator, "proxy": half_proxy,
-                  "proxy_added_p99_ms": median_round["proxy_added_p99_ms"],
+                  "proxy_added_p99_ms": added_median["proxy"],
                   "nginx_added_p99_ms": nginx_added_p99, "relay_added_p99_ms": relay_added_p99,
                   "rounds": half_rounds},
 }
