@@ -88,3 +88,40 @@ def test_scale_harness_runs_end_to_end(tmp_path):
     runs = sorted(float(value) for value in written[2]["measure"][len(prefix):-3].split())
     assert len(runs) == 3 and written[2]["value"] == runs[1], written
     assert all(row["value"] > 0 and row["better"] == "lower" and row["non200"] == 0 for row in written), written
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("nginx") is None, reason="needs wrk and nginx")
+def test_pace_harness_runs_four_setups_at_each_pace(tmp_path):
+    env = dict(os.environ, CONFIG="debug", BENCH_RESULTS=str(tmp_path))
+    result = subprocess.run(["bench/pace.sh", "1", "1", "0.5"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [summary_file] = list(tmp_path.glob("pace-*.json"))
+    summary = json.loads(summary_file.read_text())
+    assert summary["proxy_maximum"]["requests"] > 0 and summary["proxy_maximum"]["non200"] == 0, summary
+    assert [pace["fraction"] for pace in summary["paces"]] == [1, 0.5], summary["paces"]
+    assert summary["paces"][0]["delay_ms"] == 0 and summary["paces"][1]["delay_ms"] >= 1, summary["paces"]
+    processes = {"emulator": {"emulator"}, "nginx": {"nginx", "emulator"}, "relay": {"relay", "emulator"},
+                 "proxy": {"proxy", "controld", "emulator"}}
+    for pace in summary["paces"]:
+        for who, names in processes.items():
+            run = pace[who]
+            assert run["requests"] > 0 and run["non200"] == 0 and run["non2xx"] == 0 and run["errors"] == 0, run
+            assert set(run["cpu_us_per_request"]) == names, run
+            # Every process named served these requests: its CPU over the run cannot be nothing.
+            assert all(cpu > 0 for cpu in run["cpu_us_per_request"].values()), run
+            if who != "emulator":
+                assert run["added_p99_ms"] == round(run["p99_ms"] - pace["emulator"]["p99_ms"], 3), (pace, who)
+    assert "| 0.5 (pause " in next(tmp_path.glob("pace-*.md")).read_text()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("nginx") is None, reason="needs wrk and nginx")
+def test_pace_harness_fails_a_run_with_answers_other_than_200(tmp_path):
+    # An unknown key: every proxied answer is a 401, which the run must not report as a pace.
+    env = dict(os.environ, CONFIG="debug", BENCH_RESULTS=str(tmp_path), PACE_APIKEY="no-such-key")
+    result = subprocess.run(["bench/pace.sh", "1", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "**Not valid**" in result.stdout and "proxy at 1:" in result.stdout, result.stdout
+    bad = subprocess.run(["bench/pace.sh", "1", "2"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "a FRACTION is a number in (0, 1], got '2'" in bad.stderr, bad.stderr
