@@ -62,7 +62,7 @@ NGINX
 taskset -c 0 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done
-nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
+nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1 || true)
 [ -n "$nginx_worker" ] || { echo "nginx's worker did not start"; cat "$work/nginx/error.log"; exit 1; }
 
 # The bare NIO relay in front of the same emulator, on the same core.

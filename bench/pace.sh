@@ -17,11 +17,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-8}
+[[ $seconds =~ ^[1-9][0-9]{0,4}$ ]] || { echo "pace.sh: SECONDS is a whole number from 1 to 99999, got '$seconds'" >&2; exit 2; }
 shift || true
-fractions=("$@")
-[ ${#fractions[@]} -gt 0 ] || fractions=(1 0.5 0.25 0.1)
-for fraction in "${fractions[@]}"; do
-    python3 -c "import sys; f=float(sys.argv[1]); sys.exit(0 if 0 < f <= 1 else 1)" "$fraction" 2>/dev/null ||
+given=("$@")
+[ ${#given[@]} -gt 0 ] || given=(1 0.5 0.25 0.1)
+# Each FRACTION as Python writes the number (".5" becomes 0.5), so that it goes into the JSON as it is.
+fractions=()
+for fraction in "${given[@]}"; do
+    fractions+=("$(python3 -c "import sys; f=float(sys.argv[1]); sys.exit(1) if not 0 < f <= 1 else print(f)" "$fraction" 2>/dev/null)") ||
         { echo "pace.sh: a FRACTION is a number in (0, 1], got '$fraction'" >&2; exit 2; }
 done
 connections=64
@@ -67,7 +70,7 @@ NGINX
 taskset -c 0 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done
-nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
+nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1 || true)
 [ -n "$nginx_worker" ] || { echo "nginx's worker did not start"; cat "$work/nginx/error.log"; exit 1; }
 
 taskset -c 0 "$bin/budget-bench" relay --upstream "$emulator" >"$work/relay.out" 2>&1 &
@@ -92,8 +95,11 @@ run() {
     shift 5
     local before=() process
     for process in "$@"; do before+=("$(cpu_ticks "${process#*=}")"); done
+    rm -f "$work/$name.json"
+    # set -e does not reach into $(run ...): a failed wrk returns from here, and the caller's assignment fails.
     BENCH_PATH=$path BENCH_BODY=$body BENCH_APIKEY=$key BENCH_OUT="$work/$name.json" \
-        taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" -s bench/request.lua "http://$address" >/dev/null
+        taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" -s bench/request.lua "http://$address" >"$work/wrk.out" 2>&1 ||
+        { echo "pace.sh: wrk failed against $name:" >&2; cat "$work/wrk.out" >&2; return 1; }
     local ticks="" i=0
     for process in "$@"; do
         ticks+="${ticks:+, }\"${process%%=*}\": $(( $(cpu_ticks "${process#*=}") - before[i] ))"
@@ -146,7 +152,7 @@ for pace in paces:
         run = pace[who]
         run["added_p99_ms"] = None if who == "emulator" else round(run["p99_ms"] - pace["emulator"]["p99_ms"], 3)
         if run["requests"] == 0 or run["non200"] or run["non2xx"] or run["errors"]:
-            bad.append(f"{who} at {pace['fraction']}: {run['requests']} requests, {run['non200']} non-200 "
+            bad.append(f"{who} at {pace['fraction']:g}: {run['requests']} requests, {run['non200']} non-200 "
                        f"(wrk: {run['non2xx']} non-2xx, {run['errors']} socket errors)")
 if maximum["requests"] == 0 or maximum["non200"] or maximum["non2xx"] or maximum["errors"]:
     bad.append(f"the proxy's maximum rate: {maximum['non200']} non-200, {maximum['errors']} socket errors")
@@ -157,8 +163,8 @@ with open(base + ".json", "w") as out:
     json.dump(summary, out, indent=2)
 names = {"emulator": "(e) emulator alone", "nginx": "(n) nginx -> emulator", "relay": "(h) bare NIO relay -> emulator",
          "proxy": "(f) budget-proxyd -> emulator"}
-lines = [f"# bench/pace.sh {seconds} {' '.join(str(p['fraction']) for p in paces)} ({config} build, {stamp})", "",
-         f"The proxy's maximum rate: {maximum['rps']:,.0f} req/s (every answer a 200). Each pace is a fraction of it; "
+lines = [f"# bench/pace.sh {seconds} {' '.join(format(p['fraction'], 'g') for p in paces)} ({config} build, {stamp})", "",
+         f"The proxy's maximum rate: {maximum['rps']:,.0f} req/s ({maximum['non200']} non-200). Each pace is a fraction of it; "
          "the four setups run one after the other at the same pace. CPU: user+system time over requests answered; "
          "every server on core 0, wrk on core 1.", "",
          "| pace | setup | req/s | p50 ms | p99 ms | added p99 ms | front µs/req | controld µs/req | emulator µs/req | non-200 | socket errors |",
@@ -170,7 +176,7 @@ for pace in paces:
         added = "-" if run["added_p99_ms"] is None else f"{run['added_p99_ms']:+.2f}"
         front = "-" if who == "emulator" else f"{cpu[who]:.1f}"
         controld = f"{cpu['controld']:.1f}" if "controld" in cpu else "-"
-        lines.append(f"| {pace['fraction']} (pause {pace['delay_ms']} ms) | {names[who]} | {run['rps']:,.0f} | "
+        lines.append(f"| {pace['fraction']:g} (pause {pace['delay_ms']} ms) | {names[who]} | {run['rps']:,.0f} | "
                      f"{run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {added} | {front} | {controld} | "
                      f"{cpu['emulator']:.1f} | {run['non200']} | {run['errors']} |")
 if bad:

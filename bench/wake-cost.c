@@ -5,7 +5,8 @@
  * its working set), and the second touches B_PAGES of its own before answering (the other process that runs in
  * between and evicts the first one's caches). With GAP_US > 0 the first sleeps that long before each round, so
  * that the core goes idle between rounds, as it does between requests below the maximum rate.
- * It prints the first process's CPU (user+system, getrusage) and wall time per round.
+ * It prints the first process's CPU (user+system, getrusage) and wall time per round, over ROUNDS rounds after 100
+ * that warm up and are not counted.
  *
  *   cc -O2 -o /tmp/wake-cost bench/wake-cost.c
  *   taskset -c 0 /tmp/wake-cost A_PAGES B_PAGES ROUNDS [GAP_US]
@@ -44,7 +45,7 @@ static long argument(const char *text, const char *name, long most) {
     char *end;
     errno = 0;
     long value = strtol(text, &end, 10);
-    if (errno || *end || value < 0 || value > most) {
+    if (errno || end == text || *end || value < 0 || value > most) {
         fprintf(stderr, "wake-cost: %s must be a whole number from 0 to %ld, got '%s'\n", name, most, text);
         exit(2);
     }
