@@ -11,13 +11,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-5}
 connections=${2:-64}
 command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server"; exit 1; }
-config=${CONFIG:-release}
-for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-bench; do
-    swift build -c "$config" --product "$program" >/dev/null
-done
-bin=$(swift build -c "$config" --show-bin-path)
-results=${BENCH_RESULTS:-bench/results}
 source bench/lib.sh
+build_programs
 export DECK_AWS_ACCESS_KEY_ID=AKIDEXAMPLE DECK_AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
 
 redis_port=$(free_port)

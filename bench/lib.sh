@@ -7,6 +7,13 @@
 #   start_gateway NAME BIN_DIR EMULATOR CONFIG  budget-controld (config CONFIG synced) and budget-proxyd of
 #                      BIN_DIR on core 0, in $work/NAME, forwarding to EMULATOR (host:port); sets gateway_address
 #                      (the proxy's host:port), gateway_pid (the proxy's) and gateway_controld_pid
+#   build_programs     builds the five programs (release, or CONFIG=debug) and sets config, bin (their directory)
+#                      and results (BENCH_RESULTS, or bench/results)
+#   start_nginx EMULATOR  nginx on core 0 as a plain reverse proxy in front of EMULATOR (host:port): one worker,
+#                      keep-alive upstream, no logging; sets nginx_port and nginx_worker (the worker's pid)
+#   cpu_ticks PID      a process's user+system CPU so far, in clock ticks (all its threads, ended ones too)
+#   start_relay EMULATOR  the bare SwiftNIO relay (budget-bench relay, from $bin) on core 0 in front of EMULATOR;
+#                      sets relay (its host:port) and relay_pid
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -40,4 +47,53 @@ start_gateway() {
     pids+=($gateway_pid)
     wait_line "$dir/proxy.out" "listening on"
     gateway_address=$(sed -n 's/listening on //p' "$dir/proxy.out")
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+build_programs() {
+    config=${CONFIG:-release}
+    for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-bench; do
+        swift build -c "$config" --product "$program" >/dev/null
+    done
+    bin=$(swift build -c "$config" --show-bin-path)
+    results=${BENCH_RESULTS:-bench/results}
+}
+
+start_nginx() {
+    nginx_port=$(free_port)
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    upstream emulator { server $1; keepalive 128; }
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / {
+            proxy_pass http://emulator;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+NGINX
+    taskset -c 0 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+    pids+=($!)
+    for _ in $(seq 100); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done
+    nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid" 2>/dev/null)" | head -1 || true)
+    [ -n "$nginx_worker" ] || { echo "nginx's worker did not start"; cat "$work/nginx/error.log"; return 1; }
+}
+
+start_relay() {
+    taskset -c 0 "$bin/budget-bench" relay --upstream "$1" >"$work/relay.out" 2>&1 &
+    relay_pid=$!
+    pids+=($relay_pid)
+    wait_line "$work/relay.out" "listening on"
+    relay=$(sed 's/listening on //' "$work/relay.out")
 }

@@ -21,13 +21,8 @@ seconds=${1:-10}
 connections=${2:-64}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk"; exit 1; }
 command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y nginx"; exit 1; }
-config=${CONFIG:-release}
-for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-bench; do
-    swift build -c "$config" --product "$program" >/dev/null
-done
-bin=$(swift build -c "$config" --show-bin-path)
-results=${BENCH_RESULTS:-bench/results}
 source bench/lib.sh
+build_programs
 
 # The emulator, one thread on core 0, not re-checking signatures (the proxy still signs every request; the
 # interop tests prove the signatures against a checking emulator).
@@ -37,40 +32,10 @@ wait_line "$work/emu-nv.out" "listening on"
 emulator_unsigned=$(sed 's/listening on //' "$work/emu-nv.out")
 
 # nginx in front of the unsigned emulator: one worker, keep-alive upstream, no logging.
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    upstream emulator { server $emulator_unsigned; keepalive 128; }
-    server {
-        listen 127.0.0.1:$nginx_port;
-        location / {
-            proxy_pass http://emulator;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-NGINX
-taskset -c 0 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done
-nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1 || true)
-[ -n "$nginx_worker" ] || { echo "nginx's worker did not start"; cat "$work/nginx/error.log"; exit 1; }
+start_nginx "$emulator_unsigned"
 
 # The bare NIO relay in front of the same emulator, on the same core.
-taskset -c 0 "$bin/budget-bench" relay --upstream "$emulator_unsigned" >"$work/relay.out" 2>&1 &
-relay_pid=$!
-pids+=($relay_pid)
-wait_line "$work/relay.out" "listening on"
-relay=$(sed 's/listening on //' "$work/relay.out")
+start_relay "$emulator_unsigned"
 
 # Control plane and proxy with budgets too large to refuse: every tier's every limit raised far beyond what a
 # run can spend, so each answer must be a proxied 200, never a cheap 429 (before, only the 10,000-token tier was
@@ -79,7 +44,6 @@ raise_limits examples/consumer-budgets/config.yaml "$work/config.yaml"
 start_gateway gateway "$bin" "$emulator_unsigned" "$work/config.yaml"
 proxy_pid=$gateway_pid
 proxy=$gateway_address
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # A process's user+system CPU per request over a run: cpu_per_request TICKS_BEFORE TICKS_AFTER RUN_JSON.
 cpu_per_request() {
     python3 -c "import json,sys; print(round(($2 - $1) / $(getconf CLK_TCK) * 1e6 / max(1, json.loads(sys.argv[1])['requests']), 1))" "$3"

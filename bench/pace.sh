@@ -30,13 +30,8 @@ done
 connections=64
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk"; exit 1; }
 command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y nginx"; exit 1; }
-config=${CONFIG:-release}
-for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-bench; do
-    swift build -c "$config" --product "$program" >/dev/null
-done
-bin=$(swift build -c "$config" --show-bin-path)
-results=${BENCH_RESULTS:-bench/results}
 source bench/lib.sh
+build_programs
 
 taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" &
 emulator_pid=$!
@@ -44,40 +39,11 @@ pids+=($emulator_pid)
 wait_line "$work/emu.out" "listening on"
 emulator=$(sed 's/listening on //' "$work/emu.out")
 
-# nginx as in macro.sh: one worker, keep-alive upstream, no logging.
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    upstream emulator { server $emulator; keepalive 128; }
-    server {
-        listen 127.0.0.1:$nginx_port;
-        location / {
-            proxy_pass http://emulator;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-NGINX
-taskset -c 0 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.05; done
-nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1 || true)
-[ -n "$nginx_worker" ] || { echo "nginx's worker did not start"; cat "$work/nginx/error.log"; exit 1; }
+# nginx in front of the emulator: one worker, keep-alive upstream, no logging.
+start_nginx "$emulator"
 
-taskset -c 0 "$bin/budget-bench" relay --upstream "$emulator" >"$work/relay.out" 2>&1 &
-relay_pid=$!
-pids+=($relay_pid)
-wait_line "$work/relay.out" "listening on"
-relay=$(sed 's/listening on //' "$work/relay.out")
+# The bare NIO relay in front of the same emulator, on the same core.
+start_relay "$emulator"
 
 raise_limits examples/consumer-budgets/config.yaml "$work/config.yaml"
 start_gateway gateway "$bin" "$emulator" "$work/config.yaml"
@@ -87,7 +53,6 @@ chat='{"messages":[{"role":"user","content":"Hello"}]}'
 apikey=${PACE_APIKEY:-production-key}
 model_path='/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse'
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # run NAME ADDRESS PATH BODY APIKEY PROCESS...: one wrk run; prints its JSON with "cpu_ticks" added, each
 # PROCESS (name=pid) with its ticks over the run.
 run() {

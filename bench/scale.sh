@@ -6,12 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 consumers=${1:-100000}
-config=${CONFIG:-release}
-for program in bedrock-emulator budget-controld budget-proxyd budgetctl budget-bench; do
-    swift build -c "$config" --product "$program" >/dev/null
-done
-bin=$(swift build -c "$config" --show-bin-path)
 source bench/lib.sh
+build_programs
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 elapsed() { awk -v from="$1" -v to="$2" 'BEGIN { printf "%.2f", to - from }'; }
 
