@@ -13,10 +13,7 @@ base=$1; new=$2; seconds=${3:-10}; connections=${4:-64}; rounds=${5:-2}
 for tool in wrk taskset; do command -v $tool >/dev/null || { echo "$tool is missing"; exit 1; }; done
 . bench/lib.sh
 
-taskset -c 0 "$new/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" &
-pids+=($!)
-wait_line "$work/emu.out" "listening on"
-emulator=$(sed 's/listening on //' "$work/emu.out")
+start_emulator "$new"
 raise_limits examples/consumer-budgets/config.yaml "$work/config.yaml"
 for name in base new; do
     bin=$base; [ $name = new ] && bin=$new

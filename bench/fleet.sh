@@ -22,10 +22,7 @@ taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appe
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
-taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" &
-pids+=($!)
-wait_line "$work/emu.out" "listening on"
-emulator=$(sed 's/listening on //' "$work/emu.out")
+start_emulator "$bin"
 
 # The example config with limits no run can spend, as local and as redis.
 sed -E 's/limit: \[[0-9, ]+\]/limit: [1000000000000]/' examples/consumer-budgets/config.yaml >"$work/local.yaml"

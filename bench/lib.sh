@@ -7,6 +7,9 @@
 #   start_gateway NAME BIN_DIR EMULATOR CONFIG  budget-controld (config CONFIG synced) and budget-proxyd of
 #                      BIN_DIR on core 0, in $work/NAME, forwarding to EMULATOR (host:port); sets gateway_address
 #                      (the proxy's host:port), gateway_pid (the proxy's) and gateway_controld_pid
+#   start_emulator BIN_DIR  bedrock-emulator of BIN_DIR on core 0, one thread, not re-checking signatures (the
+#                      proxy still signs every request; the interop tests prove the signatures against a checking
+#                      emulator); sets emulator (its host:port) and emulator_pid
 #   build_programs     builds the five programs (release, or CONFIG=debug) and sets config, bin (their directory)
 #                      and results (BENCH_RESULTS, or bench/results)
 #   start_nginx EMULATOR  nginx on core 0 as a plain reverse proxy in front of EMULATOR (host:port): one worker,
@@ -58,6 +61,14 @@ build_programs() {
     done
     bin=$(swift build -c "$config" --show-bin-path)
     results=${BENCH_RESULTS:-bench/results}
+}
+
+start_emulator() {
+    taskset -c 0 "$1/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" 2>&1 &
+    emulator_pid=$!
+    pids+=($emulator_pid)
+    wait_line "$work/emu.out" "listening on"
+    emulator=$(sed 's/listening on //' "$work/emu.out")
 }
 
 start_nginx() {

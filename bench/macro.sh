@@ -24,24 +24,20 @@ command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y ngin
 source bench/lib.sh
 build_programs
 
-# The emulator, one thread on core 0, not re-checking signatures (the proxy still signs every request; the
-# interop tests prove the signatures against a checking emulator).
-taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu-nv.out" &
-pids+=($!)
-wait_line "$work/emu-nv.out" "listening on"
-emulator_unsigned=$(sed 's/listening on //' "$work/emu-nv.out")
+# The emulator, one thread on core 0, not re-checking signatures.
+start_emulator "$bin"
 
-# nginx in front of the unsigned emulator: one worker, keep-alive upstream, no logging.
-start_nginx "$emulator_unsigned"
+# nginx in front of the emulator: one worker, keep-alive upstream, no logging.
+start_nginx "$emulator"
 
 # The bare NIO relay in front of the same emulator, on the same core.
-start_relay "$emulator_unsigned"
+start_relay "$emulator"
 
 # Control plane and proxy with budgets too large to refuse: every tier's every limit raised far beyond what a
 # run can spend, so each answer must be a proxied 200, never a cheap 429 (before, only the 10,000-token tier was
 # raised and production-key's 200,000 ran out in a second).
 raise_limits examples/consumer-budgets/config.yaml "$work/config.yaml"
-start_gateway gateway "$bin" "$emulator_unsigned" "$work/config.yaml"
+start_gateway gateway "$bin" "$emulator" "$work/config.yaml"
 proxy_pid=$gateway_pid
 proxy=$gateway_address
 # A process's user+system CPU per request over a run: cpu_per_request TICKS_BEFORE TICKS_AFTER RUN_JSON.
@@ -62,14 +58,14 @@ run() {  # name address path body apikey
     cat "$work/$1.json"
 }
 # A short warm-up of each path, then the measured runs.
-for target in "$emulator_unsigned $model_path $converse" "127.0.0.1:$nginx_port $model_path $converse" \
+for target in "$emulator $model_path $converse" "127.0.0.1:$nginx_port $model_path $converse" \
     "$relay $model_path $converse"; do
     set -- $target
     BENCH_PATH=$2 BENCH_BODY=$3 BENCH_APIKEY="" BENCH_OUT=/dev/null taskset -c 1 wrk -t1 -c8 -d1s -s bench/request.lua "http://$1" >/dev/null
 done
 BENCH_PATH=/ai/budget BENCH_BODY=$chat BENCH_APIKEY=production-key BENCH_OUT=/dev/null taskset -c 1 wrk -t1 -c8 -d1s -s bench/request.lua "http://$proxy" >/dev/null
 
-a=$(run emulator "$emulator_unsigned" "$model_path" "$converse" "")
+a=$(run emulator "$emulator" "$model_path" "$converse" "")
 ticks_before=$(cpu_ticks "$nginx_worker")
 b=$(run nginx "127.0.0.1:$nginx_port" "$model_path" "$converse" "")
 nginx_cpu_us=$(cpu_per_request "$ticks_before" "$(cpu_ticks "$nginx_worker")" "$b")
@@ -90,7 +86,7 @@ half_delay=$(python3 -c "import json,sys; r=json.loads(sys.argv[1])['rps']; prin
 export BENCH_DELAY_MS=$half_delay
 half_rounds="["
 for round in 1 2 3; do
-    e=$(run emulator-half "$emulator_unsigned" "$model_path" "$converse" "")
+    e=$(run emulator-half "$emulator" "$model_path" "$converse" "")
     n=$(run nginx-half "127.0.0.1:$nginx_port" "$model_path" "$converse" "")
     h=$(run relay-half "$relay" "$model_path" "$converse" "")
     f=$(run proxy-half "$proxy" /ai/budget "$chat" production-key)

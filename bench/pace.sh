@@ -33,11 +33,7 @@ command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y ngin
 source bench/lib.sh
 build_programs
 
-taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" &
-emulator_pid=$!
-pids+=($emulator_pid)
-wait_line "$work/emu.out" "listening on"
-emulator=$(sed 's/listening on //' "$work/emu.out")
+start_emulator "$bin"
 
 # nginx in front of the emulator: one worker, keep-alive upstream, no logging.
 start_nginx "$emulator"

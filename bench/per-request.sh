@@ -15,10 +15,7 @@ for tool in wrk taskset perf nm; do command -v $tool >/dev/null || { echo "$tool
 group="budgetbench$$"
 trap 'perf probe -q -d "$group:*" 2>/dev/null || true; cleanup' EXIT
 
-taskset -c 0 "$bin/bedrock-emulator" --listen 127.0.0.1:0 --threads 1 --no-verify >"$work/emu.out" 2>&1 &
-pids+=($!)
-wait_line "$work/emu.out" "listening on"
-emulator=$(sed 's/listening on //' "$work/emu.out")
+start_emulator "$bin"
 raise_limits examples/consumer-budgets/config.yaml "$work/config.yaml"
 start_gateway gateway "$bin" "$emulator" "$work/config.yaml"
 proxy_pid=$gateway_pid
